@@ -1,0 +1,11 @@
+//! The service file (`peng.yaml`) and, later, the platform file: YAML text in, validated types
+//! or compiler-style diagnostics out.
+//!
+//! This crate owns the file formats: their parsing, every validation rule, the diagnostics
+//! (`file:line:col: message`, all problems at once, "did you mean" for unknown keys) and the
+//! JSON Schema published for editors. It is pure: no I/O, no clock, no network. Raw YAML never
+//! leaves it; everything downstream takes `ServiceSpec`.
+
+pub mod model;
+
+pub use model::*;

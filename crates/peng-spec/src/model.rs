@@ -1,0 +1,220 @@
+//! The validated service file. Every type here has passed validation: downstream crates take
+//! these and never see raw YAML. Equality is structural, which is what `plan` diffs on.
+
+use std::collections::BTreeMap;
+
+use peng_core::{ByteSize, Duration, ServiceId, ServiceName, StageName, TeamName};
+
+/// The only `apiVersion` this peng understands.
+pub const API_VERSION: &str = "peng/v1";
+
+/// One `peng.yaml`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    pub service: ServiceName,
+    pub team: TeamName,
+    /// Stage name → what runs there. At least one stage.
+    pub stages: BTreeMap<StageName, StageSpec>,
+    pub run: RunSpec,
+    pub logging: LoggingSpec,
+    /// Sensors in file order; names unique.
+    pub sensors: Vec<SensorSpec>,
+    /// Alerts in file order; names unique; `sensor` names a sensor of this file or `health`.
+    pub alerts: Vec<AlertSpec>,
+    /// Action plan name → plan; every alert's `plan` and every `escalate.to` names one of these.
+    pub action_plans: BTreeMap<String, ActionPlan>,
+}
+
+impl ServiceSpec {
+    pub fn id(&self) -> ServiceId {
+        ServiceId::new(self.team.clone(), self.service.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageSpec {
+    /// How many instances run on this stage (0 is allowed: declared but scaled to zero).
+    pub instances: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    /// argv; `${PORT}` and other `${VAR}` of the instance environment are expanded by the driver.
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Working directory, relative paths resolved against the directory of the service file.
+    /// `None` means the directory of the service file.
+    pub workdir: Option<String>,
+    pub health: HealthCheck,
+    pub resources: Resources,
+}
+
+/// The automatic per-instance health sensor, named `health` in alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    /// Default 10s.
+    pub every: Duration,
+    /// Default 2s.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealthProbe {
+    /// `health: { http: /health }`: GET on the instance's port; healthy on 2xx.
+    Http { path: String },
+    /// `health: { tcp: true }` (the default when `health` is absent): the port accepts a connection.
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resources {
+    /// CPUs, e.g. 0.5. Default 0.25.
+    pub cpu: f64,
+    /// Default 256Mi.
+    pub memory: ByteSize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggingSpec {
+    /// How long log messages of this service are kept. Default 7d, at most 365d.
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorSpec {
+    /// Unique within the file; `health` is reserved for the automatic sensor.
+    pub name: String,
+    pub kind: SensorKind,
+    /// Default 30s, at least 1s.
+    pub every: Duration,
+    /// Default 5s; less than `every`.
+    pub timeout: Duration,
+    /// All must hold for a run to pass. Empty: http passes on 2xx, tcp on connect.
+    pub expect: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SensorKind {
+    /// `http: { path: /checkout }` against an instance of the stage, or `http: { url: ... }`
+    /// against a fixed address. `method` defaults to GET.
+    Http { target: HttpTarget, method: String },
+    /// `tcp: { port: 5432 }`, or `tcp: {}` for the instance's own port; `host` defaults to
+    /// 127.0.0.1.
+    Tcp {
+        host: Option<String>,
+        port: Option<u16>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpTarget {
+    /// A path on the service's own instances; the sensor runs once per stage against one
+    /// running instance, taken in turn.
+    Path(String),
+    /// An absolute http(s) URL.
+    Url(String),
+}
+
+/// One `expect` entry: `status == 200`, `latency < 500ms`, `body contains 'Bestellung'`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Status { op: CmpOp, value: u16 },
+    Latency { op: CmpOp, value: Duration },
+    BodyContains { text: String, negated: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    pub fn holds(self, left: f64, right: f64) -> bool {
+        match self {
+            CmpOp::Eq => left == right,
+            CmpOp::Ne => left != right,
+            CmpOp::Lt => left < right,
+            CmpOp::Le => left <= right,
+            CmpOp::Gt => left > right,
+            CmpOp::Ge => left >= right,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSpec {
+    pub name: String,
+    /// A sensor of the file, or `health` for the automatic per-instance health sensor.
+    pub sensor: String,
+    pub when: AlertCondition,
+    pub severity: Severity,
+    /// Name of an action plan of the file.
+    pub plan: String,
+}
+
+/// `failing for 2m` or `value < 5 for 10m` (`for D` optional, default 0s).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertCondition {
+    Failing {
+        for_: Duration,
+    },
+    Value {
+        op: CmpOp,
+        threshold: f64,
+        for_: Duration,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionPlan {
+    pub runbook: Option<String>,
+    pub notify: Vec<NotifyTarget>,
+    pub escalate: Option<Escalation>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotifyTarget {
+    /// POST of the alert payload as JSON to an http(s) URL.
+    Webhook { url: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Escalation {
+    pub after: Duration,
+    /// Another action plan of the same file whose targets are notified on escalation.
+    pub to: String,
+}
