@@ -1,0 +1,406 @@
+use std::path::Path;
+use std::str::FromStr;
+
+use base64::Engine;
+use peng_core::{now_ns, ServiceId, TeamName};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::StateError;
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Admin,
+    Team(TeamName),
+}
+
+impl Principal {
+    /// The name written into the audit log.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Admin => "admin".to_string(),
+            Principal::Team(t) => format!("team:{t}"),
+        }
+    }
+
+    /// Whether this principal may see and change things of `team`.
+    pub fn may_access(&self, team: &TeamName) -> bool {
+        match self {
+            Principal::Admin => true,
+            Principal::Team(t) => t == team,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamRow {
+    pub name: TeamName,
+    pub created_at: i64,
+    pub ingest_generation: i64,
+}
+
+/// An applied service file and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceRow {
+    pub id: ServiceId,
+    pub file_name: String,
+    pub spec_yaml: String,
+    /// Directory the file was applied from; relative `run.workdir` resolves against it.
+    pub base_dir: String,
+    pub retention_ns: i64,
+    /// Incremented by every apply that changed something.
+    pub generation: i64,
+    pub applied_at: i64,
+    pub applied_by: String,
+    pub destroyed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub team: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// An audit entry to write; `id` and `at` are given by the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAudit {
+    pub actor: String,
+    pub team: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// The persisted state of one alert on one stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub service: ServiceId,
+    pub stage: String,
+    pub alert: String,
+    pub state: String,
+    pub since_ns: Option<i64>,
+    pub started_at_ns: Option<i64>,
+    pub value: Option<f64>,
+    pub severity: String,
+    pub escalated: bool,
+    pub message: String,
+}
+
+/// Handle on the state database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct State {
+    pool: SqlitePool,
+}
+
+/// A new random token: `peng_` and 32 random bytes in URL-safe base64.
+pub fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn team_of(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<TeamName, StateError> {
+    let name: String = row.try_get(col)?;
+    TeamName::parse(&name).map_err(|e| StateError::Corrupt(e.to_string()))
+}
+
+fn service_of(row: &sqlx::sqlite::SqliteRow) -> Result<ServiceId, StateError> {
+    let team: String = row.try_get("team")?;
+    let service: String = row.try_get("service")?;
+    ServiceId::parse(&format!("{team}/{service}")).map_err(|e| StateError::Corrupt(e.to_string()))
+}
+
+impl State {
+    /// Opens (creating if needed) the database file and runs pending migrations.
+    pub async fn open(path: &Path) -> Result<State, StateError> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(State { pool })
+    }
+
+    /// Creates the admin token if none exists and returns it; `None` when one exists already.
+    pub async fn ensure_admin_token(&self) -> Result<Option<String>, StateError> {
+        let mut tx = self.pool.begin().await?;
+        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE team IS NULL")
+            .fetch_one(&mut *tx)
+            .await?;
+        if existing > 0 {
+            return Ok(None);
+        }
+        let token = new_token("peng_admin_");
+        sqlx::query("INSERT INTO tokens (hash, team, created_at) VALUES (?, NULL, ?)")
+            .bind(hash_token(&token))
+            .bind(now_ns())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(token))
+    }
+
+    /// Who holds this token, if anyone.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StateError> {
+        let row = sqlx::query("SELECT team FROM tokens WHERE hash = ?")
+            .bind(hash_token(token))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let team: Option<String> = row.try_get("team")?;
+        match team {
+            None => Ok(Some(Principal::Admin)),
+            Some(t) => Ok(Some(Principal::Team(
+                TeamName::parse(&t).map_err(|e| StateError::Corrupt(e.to_string()))?,
+            ))),
+        }
+    }
+
+    /// Creates a team and its first API token, which is returned in plaintext this once.
+    pub async fn create_team(&self, name: &TeamName, audit: NewAudit) -> Result<String, StateError> {
+        let mut tx = self.pool.begin().await?;
+        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM teams WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if exists > 0 {
+            return Err(StateError::TeamExists(name.to_string()));
+        }
+        let now = now_ns();
+        sqlx::query("INSERT INTO teams (name, created_at) VALUES (?, ?)")
+            .bind(name.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let token = new_token("peng_");
+        sqlx::query("INSERT INTO tokens (hash, team, created_at) VALUES (?, ?, ?)")
+            .bind(hash_token(&token))
+            .bind(name.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    pub async fn teams(&self) -> Result<Vec<TeamRow>, StateError> {
+        let rows = sqlx::query("SELECT name, created_at, ingest_generation FROM teams ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TeamRow {
+                    name: team_of(r, "name")?,
+                    created_at: r.try_get("created_at")?,
+                    ingest_generation: r.try_get("ingest_generation")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn team(&self, name: &TeamName) -> Result<Option<TeamRow>, StateError> {
+        Ok(self.teams().await?.into_iter().find(|t| &t.name == name))
+    }
+
+    /// Stores an applied service file together with its audit entry, in one transaction.
+    pub async fn put_service(&self, row: &ServiceRow, audit: NewAudit) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO services (team, service, file_name, spec_yaml, base_dir, retention_ns, \
+             generation, applied_at, applied_by, destroyed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (team, service) DO UPDATE SET file_name = excluded.file_name, \
+             spec_yaml = excluded.spec_yaml, base_dir = excluded.base_dir, \
+             retention_ns = excluded.retention_ns, generation = excluded.generation, \
+             applied_at = excluded.applied_at, applied_by = excluded.applied_by, \
+             destroyed_at = excluded.destroyed_at",
+        )
+        .bind(row.id.team.as_str())
+        .bind(row.id.service.as_str())
+        .bind(&row.file_name)
+        .bind(&row.spec_yaml)
+        .bind(&row.base_dir)
+        .bind(row.retention_ns)
+        .bind(row.generation)
+        .bind(row.applied_at)
+        .bind(&row.applied_by)
+        .bind(row.destroyed_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a service destroyed (its row stays for log retention) and drops its alert state.
+    pub async fn destroy_service(&self, id: &ServiceId, audit: NewAudit) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE services SET destroyed_at = ? WHERE team = ? AND service = ?")
+            .bind(now_ns())
+            .bind(id.team.as_str())
+            .bind(id.service.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM alerts WHERE team = ? AND service = ?")
+            .bind(id.team.as_str())
+            .bind(id.service.as_str())
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One service, destroyed or not.
+    pub async fn service(&self, id: &ServiceId) -> Result<Option<ServiceRow>, StateError> {
+        let row = sqlx::query("SELECT * FROM services WHERE team = ? AND service = ?")
+            .bind(id.team.as_str())
+            .bind(id.service.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(service_row).transpose()
+    }
+
+    /// All services (of one team, or of all), destroyed ones included, ordered by id.
+    pub async fn services(&self, team: Option<&TeamName>) -> Result<Vec<ServiceRow>, StateError> {
+        let rows = match team {
+            Some(t) => {
+                sqlx::query("SELECT * FROM services WHERE team = ? ORDER BY team, service")
+                    .bind(t.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query("SELECT * FROM services ORDER BY team, service").fetch_all(&self.pool).await?,
+        };
+        rows.iter().map(service_row).collect()
+    }
+
+    pub async fn audit(&self, entry: NewAudit) -> Result<(), StateError> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, of one team or of all, newest first.
+    pub async fn audit_log(&self, team: Option<&TeamName>, limit: i64) -> Result<Vec<AuditEntry>, StateError> {
+        let rows = match team {
+            Some(t) => {
+                sqlx::query("SELECT * FROM audit WHERE team = ? ORDER BY id DESC LIMIT ?")
+                    .bind(t.as_str())
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT ?").bind(limit).fetch_all(&self.pool).await?,
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    team: r.try_get("team")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn put_alert(&self, a: &AlertRow) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO alerts (team, service, stage, alert, state, since_ns, started_at_ns, value, \
+             severity, escalated, message, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (team, service, stage, alert) DO UPDATE SET state = excluded.state, \
+             since_ns = excluded.since_ns, started_at_ns = excluded.started_at_ns, \
+             value = excluded.value, severity = excluded.severity, escalated = excluded.escalated, \
+             message = excluded.message, updated_at = excluded.updated_at",
+        )
+        .bind(a.service.team.as_str())
+        .bind(a.service.service.as_str())
+        .bind(&a.stage)
+        .bind(&a.alert)
+        .bind(&a.state)
+        .bind(a.since_ns)
+        .bind(a.started_at_ns)
+        .bind(a.value)
+        .bind(&a.severity)
+        .bind(a.escalated)
+        .bind(&a.message)
+        .bind(now_ns())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn alerts(&self) -> Result<Vec<AlertRow>, StateError> {
+        let rows = sqlx::query("SELECT * FROM alerts ORDER BY team, service, stage, alert")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlertRow {
+                    service: service_of(r)?,
+                    stage: r.try_get("stage")?,
+                    alert: r.try_get("alert")?,
+                    state: r.try_get("state")?,
+                    since_ns: r.try_get("since_ns")?,
+                    started_at_ns: r.try_get("started_at_ns")?,
+                    value: r.try_get("value")?,
+                    severity: r.try_get("severity")?,
+                    escalated: r.try_get("escalated")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn service_row(r: &sqlx::sqlite::SqliteRow) -> Result<ServiceRow, StateError> {
+    Ok(ServiceRow {
+        id: service_of(r)?,
+        file_name: r.try_get("file_name")?,
+        spec_yaml: r.try_get("spec_yaml")?,
+        base_dir: r.try_get("base_dir")?,
+        retention_ns: r.try_get("retention_ns")?,
+        generation: r.try_get("generation")?,
+        applied_at: r.try_get("applied_at")?,
+        applied_by: r.try_get("applied_by")?,
+        destroyed_at: r.try_get("destroyed_at")?,
+    })
+}
+
+async fn insert_audit(tx: &mut sqlx::SqliteConnection, a: &NewAudit) -> Result<(), StateError> {
+    sqlx::query("INSERT INTO audit (at, actor, team, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(now_ns())
+        .bind(&a.actor)
+        .bind(&a.team)
+        .bind(&a.action)
+        .bind(&a.target)
+        .bind(&a.detail)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
