@@ -1,0 +1,1 @@
+//! Supervised local child processes.
