@@ -1,0 +1,5 @@
+//! Integration tests of `peng-tsdb` through its public API only.
+
+mod api;
+mod crash;
+mod helpers;
