@@ -4,8 +4,18 @@
 //! This crate owns the file formats: their parsing, every validation rule, the diagnostics
 //! (`file:line:col: message`, all problems at once, "did you mean" for unknown keys) and the
 //! JSON Schema published for editors. It is pure: no I/O, no clock, no network. Raw YAML never
-//! leaves it; everything downstream takes `ServiceSpec`.
+//! leaves it; everything downstream takes `ServiceSpec`. Every input has a limit
+//! ([`limits`]), and no input makes it panic.
 
+mod condition;
+mod error;
+pub mod limits;
 pub mod model;
+mod parse;
+mod schema;
+mod tree;
 
+pub use error::{Diagnostic, Diagnostics};
 pub use model::*;
+pub use parse::parse_service;
+pub use schema::service_schema;

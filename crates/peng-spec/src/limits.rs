@@ -1,0 +1,31 @@
+//! The limits of a service file. They keep a hostile or broken file cheap to refuse: every
+//! one is checked before or while the file is read, and each breach is a diagnostic like any
+//! other, never a panic.
+//!
+//! | what | limit |
+//! |---|---|
+//! | file size | 256 KiB ([`MAX_FILE_BYTES`]) |
+//! | one string (key or value) | 4 KiB ([`MAX_STRING_BYTES`]) |
+//! | nesting of lists and mappings | 16 levels ([`MAX_DEPTH`]) |
+//! | YAML anchors, aliases, tags, several documents | refused |
+//! | stages | 20 ([`MAX_STAGES`]), each with 0 to 100 instances ([`MAX_INSTANCES`]) |
+//! | environment variables | 200 ([`MAX_ENV`]) |
+//! | sensors | 200 ([`MAX_SENSORS`]), each with at most 20 conditions ([`MAX_CONDITIONS`]) |
+//! | alerts | 200 ([`MAX_ALERTS`]) |
+//! | action plans | 50 ([`MAX_ACTION_PLANS`]), each notifying at most 20 targets ([`MAX_NOTIFY`]) |
+//! | log retention | 365 days ([`MAX_RETENTION`]) |
+
+use peng_core::Duration;
+
+pub const MAX_FILE_BYTES: usize = 256 * 1024;
+pub const MAX_STRING_BYTES: usize = 4 * 1024;
+pub const MAX_DEPTH: usize = 16;
+pub const MAX_STAGES: usize = 20;
+pub const MAX_INSTANCES: u32 = 100;
+pub const MAX_ENV: usize = 200;
+pub const MAX_SENSORS: usize = 200;
+pub const MAX_CONDITIONS: usize = 20;
+pub const MAX_ALERTS: usize = 200;
+pub const MAX_ACTION_PLANS: usize = 50;
+pub const MAX_NOTIFY: usize = 20;
+pub const MAX_RETENTION: Duration = Duration::from_secs(365 * 86_400);

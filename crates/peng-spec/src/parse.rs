@@ -1,0 +1,1528 @@
+//! The service file, v1: YAML text → [`ServiceSpec`] or every problem at once.
+//!
+//! The YAML is first read into a tree that knows positions ([`crate::tree`]); this module then
+//! walks it by hand, section by section. Each check reports into one list and carries on, so a
+//! file with five mistakes gets five diagnostics; a value that failed its check is left out of
+//! the later checks that depend on it, which keeps one mistake from producing a cascade.
+//! Unknown keys are errors, with a suggestion when a known key is close.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use peng_core::{ByteSize, Duration, ServiceName, StageName, TeamName};
+
+use crate::condition::{parse_condition, parse_when};
+use crate::error::{Diagnostic, Diagnostics};
+use crate::limits::*;
+use crate::model::*;
+use crate::tree::{self, Entry, Map, Node, Pos, Scalar};
+
+/// Parses and validates one service file. `file_name` is only used in diagnostics.
+pub fn parse_service(file_name: &str, text: &str) -> Result<ServiceSpec, Diagnostics> {
+    let mut cx = Cx::default();
+    let spec = if text.len() > MAX_FILE_BYTES {
+        cx.err(
+            Pos::START,
+            format!(
+                "the file is {} bytes; a service file may hold at most {MAX_FILE_BYTES} bytes (256 KiB)",
+                text.len()
+            ),
+        );
+        None
+    } else {
+        let (root, problems) = tree::load(text);
+        for problem in problems {
+            cx.err(problem.pos, problem.message);
+        }
+        match root {
+            Some(root) => service(&mut cx, &root),
+            None if cx.problems.is_empty() => {
+                cx.err(
+                    Pos::START,
+                    "the file is empty; a service file needs apiVersion, service, team, stages and run",
+                );
+                None
+            }
+            None => None,
+        }
+    };
+    match spec {
+        Some(spec) if cx.problems.is_empty() => Ok(spec),
+        _ => Err(cx.into_diagnostics(file_name)),
+    }
+}
+
+// The keys of each section. The schema module's tests check that the JSON Schema describes
+// exactly these, so the two cannot drift apart.
+pub(crate) const TOP_KEYS: &[&str] = &[
+    "apiVersion",
+    "service",
+    "team",
+    "stages",
+    "run",
+    "logging",
+    "sensors",
+    "alerts",
+    "action_plans",
+];
+pub(crate) const STAGE_KEYS: &[&str] = &["instances"];
+pub(crate) const RUN_KEYS: &[&str] = &["command", "env", "workdir", "health", "resources"];
+pub(crate) const HEALTH_KEYS: &[&str] = &["http", "tcp", "every", "timeout"];
+pub(crate) const RESOURCES_KEYS: &[&str] = &["cpu", "memory"];
+pub(crate) const LOGGING_KEYS: &[&str] = &["retention"];
+pub(crate) const SENSOR_KEYS: &[&str] = &["name", "http", "tcp", "every", "timeout", "expect"];
+pub(crate) const HTTP_KEYS: &[&str] = &["path", "url", "method"];
+pub(crate) const TCP_KEYS: &[&str] = &["host", "port"];
+pub(crate) const ALERT_KEYS: &[&str] = &["name", "sensor", "when", "severity", "plan"];
+pub(crate) const PLAN_KEYS: &[&str] = &["runbook", "notify", "escalate"];
+pub(crate) const NOTIFY_KEYS: &[&str] = &["webhook"];
+pub(crate) const ESCALATE_KEYS: &[&str] = &["after", "to"];
+
+/// Methods an http sensor may use.
+pub(crate) const HTTP_METHODS: &[&str] =
+    &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// The name alerts use for the automatic per-instance health check.
+const HEALTH_SENSOR: &str = "health";
+
+const DEFAULT_HEALTH_EVERY: Duration = Duration::from_secs(10);
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_SENSOR_EVERY: Duration = Duration::from_secs(30);
+const DEFAULT_SENSOR_TIMEOUT: Duration = Duration::from_secs(5);
+const MIN_SENSOR_EVERY: Duration = Duration::from_secs(1);
+const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+const DEFAULT_CPU: f64 = 0.25;
+const DEFAULT_MEMORY: ByteSize = ByteSize(256 << 20);
+
+const NOT_SUPPORTED: &str = "is not supported by this version of peng";
+
+#[derive(Default)]
+struct Cx {
+    problems: Vec<(Pos, String)>,
+}
+
+impl Cx {
+    fn err(&mut self, pos: Pos, message: impl Into<String>) {
+        self.problems.push((pos, message.into()));
+    }
+
+    fn into_diagnostics(mut self, file: &str) -> Diagnostics {
+        // Stable: problems at the same position keep the order they were found in.
+        self.problems.sort_by_key(|(pos, _)| *pos);
+        Diagnostics(
+            self.problems
+                .into_iter()
+                .map(|(pos, message)| Diagnostic {
+                    file: file.to_string(),
+                    line: pos.line,
+                    column: pos.column,
+                    message,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A mapping whose keys were checked against the allowed ones. `at` is where a missing key is
+/// reported (the key that introduced the mapping), `what` names it in messages.
+struct Fields<'a> {
+    map: &'a Map,
+    at: Pos,
+    what: String,
+}
+
+impl<'a> Fields<'a> {
+    fn entry(&self, key: &str) -> Option<&'a Entry> {
+        self.map.get(key)
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Node> {
+        self.entry(key).map(|e| &e.value)
+    }
+
+    /// Like `get`, but `key:` with no value counts as absent (for optional sections).
+    fn get_some(&self, key: &str) -> Option<&'a Node> {
+        self.get(key).filter(|n| !n.is_null())
+    }
+
+    fn require(&self, cx: &mut Cx, key: &str) -> Option<&'a Node> {
+        let node = self.get(key);
+        if node.is_none() {
+            cx.err(self.at, format!("missing key '{key}' in {}", self.what));
+        }
+        node
+    }
+
+    /// `'key' in what`, for messages about a value.
+    fn label(&self, key: &str) -> String {
+        format!("'{key}' in {}", self.what)
+    }
+}
+
+/// Checks that `node` is a mapping with only `allowed` keys. `hints` replace the generic
+/// unknown-key message for keys that deserve a specific one.
+fn fields<'a>(
+    cx: &mut Cx,
+    node: &'a Node,
+    at: Pos,
+    what: &str,
+    allowed: &[&str],
+    hints: &[(&str, &str)],
+) -> Option<Fields<'a>> {
+    let Node::Map(map) = node else {
+        cx.err(
+            node.pos(),
+            format!("{what}: expected a mapping, found {}", node.describe()),
+        );
+        return None;
+    };
+    for entry in &map.entries {
+        if allowed.contains(&entry.key.as_str()) {
+            continue;
+        }
+        match hints.iter().find(|(key, _)| *key == entry.key) {
+            Some((_, hint)) => cx.err(entry.key_pos, hint.to_string()),
+            None => cx.err(entry.key_pos, unknown_key(&entry.key, what, allowed)),
+        }
+    }
+    Some(Fields {
+        map,
+        at,
+        what: what.to_string(),
+    })
+}
+
+fn unknown_key(key: &str, what: &str, allowed: &[&str]) -> String {
+    let mut message = format!("unknown key '{key}' in {what}");
+    match suggest(key, allowed.iter().copied()) {
+        Some(close) => message.push_str(&format!("; did you mean '{close}'?")),
+        None => message.push_str(&format!("; expected one of {}", allowed.join(", "))),
+    }
+    message
+}
+
+/// The known word closest to `word`, if it is close enough to be what was meant.
+fn suggest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    known
+        .map(|k| (strsim::jaro_winkler(&word, &k.to_ascii_lowercase()), k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// A string value: any scalar except null. Plain numbers are accepted as their text.
+fn string<'a>(cx: &mut Cx, node: &'a Node, label: &str, expected: &str) -> Option<&'a Scalar> {
+    match node {
+        Node::Scalar(s) if !s.is_null() => Some(s),
+        other => {
+            cx.err(
+                other.pos(),
+                format!("{label}: expected {expected}, found {}", other.describe()),
+            );
+            None
+        }
+    }
+}
+
+fn non_empty_string<'a>(
+    cx: &mut Cx,
+    node: &'a Node,
+    label: &str,
+    expected: &str,
+) -> Option<&'a Scalar> {
+    let s = string(cx, node, label, expected)?;
+    if s.value.trim().is_empty() {
+        cx.err(
+            s.pos,
+            format!("{label}: expected {expected}, found an empty string"),
+        );
+        return None;
+    }
+    Some(s)
+}
+
+fn duration(cx: &mut Cx, node: &Node, label: &str) -> Option<Duration> {
+    let s = string(cx, node, label, "a duration like 30s")?;
+    match Duration::parse(&s.value) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            cx.err(s.pos, format!("{label}: {e}"));
+            None
+        }
+    }
+}
+
+/// A whole number written without quotes.
+fn integer(cx: &mut Cx, node: &Node, label: &str, min: u64, max: u64) -> Option<u64> {
+    let expected = format!("a whole number from {min} to {max}");
+    let parsed = match node {
+        Node::Scalar(s) if !s.quoted => s.value.parse::<u64>().ok(),
+        _ => None,
+    };
+    match parsed.filter(|v| (min..=max).contains(v)) {
+        Some(v) => Some(v),
+        None => {
+            cx.err(
+                node.pos(),
+                format!("{label}: expected {expected}, found {}", node.describe()),
+            );
+            None
+        }
+    }
+}
+
+fn boolean(node: &Node) -> Option<bool> {
+    match node {
+        Node::Scalar(s) if !s.quoted => match s.value.as_str() {
+            "true" | "True" | "TRUE" => Some(true),
+            "false" | "False" | "FALSE" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The name of a sensor, alert or action plan: the same rules as team and service names, so
+/// it is safe in URLs, metric labels and file names.
+fn object_name(cx: &mut Cx, node: &Node, label: &str, what: &str) -> Option<String> {
+    let s = string(cx, node, label, &format!("a {what}"))?;
+    match TeamName::parse(&s.value) {
+        Ok(_) => Some(s.value.clone()),
+        Err(_) => {
+            cx.err(s.pos, name_rule(what, &s.value));
+            None
+        }
+    }
+}
+
+fn name_rule(what: &str, value: &str) -> String {
+    if value.len() > 63 {
+        format!("{what} '{value}' is longer than 63 characters")
+    } else {
+        format!(
+            "{what} '{value}' must start with a lowercase letter and contain only a-z, 0-9 and '-' (not at the end)"
+        )
+    }
+}
+
+/// An absolute http(s) URL with a host.
+fn url(cx: &mut Cx, node: &Node, label: &str) -> Option<String> {
+    let s = string(cx, node, label, "an http(s) URL")?;
+    let value = s.value.as_str();
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    let ok = matches!(host, Some(h) if !h.is_empty()) && !value.chars().any(char::is_whitespace);
+    if !ok {
+        cx.err(
+            s.pos,
+            format!("{label}: expected an http:// or https:// URL with a host, found '{value}'"),
+        );
+        return None;
+    }
+    Some(value.to_string())
+}
+
+fn service(cx: &mut Cx, root: &Node) -> Option<ServiceSpec> {
+    let top = fields(
+        cx,
+        root,
+        Pos::START,
+        "the service file",
+        TOP_KEYS,
+        &[
+            (
+                "database",
+                "'database' is not supported by this version of peng",
+            ),
+            (
+                "config",
+                "'config' is not supported by this version of peng",
+            ),
+        ],
+    )?;
+
+    match top.get("apiVersion") {
+        None => cx.err(
+            Pos::START,
+            format!("missing key 'apiVersion'; this peng reads '{API_VERSION}'"),
+        ),
+        Some(node) => match node {
+            Node::Scalar(s) if s.value == API_VERSION => {}
+            other => cx.err(
+                other.pos(),
+                format!(
+                    "unsupported apiVersion {}; this peng reads '{API_VERSION}'",
+                    other.describe()
+                ),
+            ),
+        },
+    }
+
+    let service = top.require(cx, "service").and_then(|node| {
+        let s = string(cx, node, "'service'", "a service name")?;
+        ServiceName::parse(&s.value)
+            .map_err(|e| cx.err(s.pos, e.to_string()))
+            .ok()
+    });
+    let team = top.require(cx, "team").and_then(|node| {
+        let s = string(cx, node, "'team'", "a team name")?;
+        TeamName::parse(&s.value)
+            .map_err(|e| cx.err(s.pos, e.to_string()))
+            .ok()
+    });
+    let stages = match top.entry("stages") {
+        Some(e) => stages(cx, e),
+        None => {
+            cx.err(
+                Pos::START,
+                "missing key 'stages'; declare at least one stage, like 'production: { instances: 1 }'",
+            );
+            None
+        }
+    };
+    let run = match top.entry("run") {
+        Some(e) => run(cx, e),
+        None => {
+            cx.err(
+                Pos::START,
+                "missing key 'run'; it says how to start the service",
+            );
+            None
+        }
+    };
+    let logging = match top.entry("logging").filter(|e| !e.value.is_null()) {
+        Some(e) => logging(cx, e),
+        None => Some(LoggingSpec {
+            retention: DEFAULT_RETENTION,
+        }),
+    };
+    let plans = match top.entry("action_plans").filter(|e| !e.value.is_null()) {
+        Some(e) => action_plans(cx, e),
+        None => Some(BTreeMap::new()),
+    };
+    let sensors = match top.get_some("sensors") {
+        Some(node) => sensors(cx, node),
+        None => Some(Vec::new()),
+    };
+    // References are checked against every name declared, even in a sensor or plan that has
+    // problems of its own, so that one mistake is reported once.
+    let known_sensors = match top.get_some("sensors") {
+        Some(node) => declared_sensor_names(node),
+        None => Some(BTreeSet::new()),
+    };
+    let known_plans = match top.get_some("action_plans") {
+        Some(node) => declared_plan_names(node),
+        None => Some(BTreeSet::new()),
+    };
+    let alerts = match top.get_some("alerts") {
+        Some(node) => alerts(cx, node, known_sensors.as_ref(), known_plans.as_ref()),
+        None => Some(Vec::new()),
+    };
+
+    Some(ServiceSpec {
+        service: service?,
+        team: team?,
+        stages: stages?,
+        run: run?,
+        logging: logging?,
+        sensors: sensors?,
+        alerts: alerts?,
+        action_plans: plans?,
+    })
+}
+
+/// Names of the sensors as written, or `None` when the section is not a list.
+fn declared_sensor_names(node: &Node) -> Option<BTreeSet<&str>> {
+    let Node::Seq(seq) = node else { return None };
+    Some(
+        seq.items
+            .iter()
+            .filter_map(|item| match item {
+                Node::Map(map) => match map.get("name").map(|e| &e.value) {
+                    Some(Node::Scalar(s)) => Some(s.value.as_str()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Names of the action plans as written, or `None` when the section is not a mapping.
+fn declared_plan_names(node: &Node) -> Option<BTreeSet<&str>> {
+    let Node::Map(map) = node else { return None };
+    Some(map.entries.iter().map(|e| e.key.as_str()).collect())
+}
+
+fn stages(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<StageName, StageSpec>> {
+    let Node::Map(map) = &entry.value else {
+        cx.err(
+            entry.value.pos(),
+            format!(
+                "'stages': expected a mapping of stage name to {{ instances: N }}, found {}",
+                entry.value.describe()
+            ),
+        );
+        return None;
+    };
+    if map.entries.is_empty() {
+        cx.err(entry.key_pos, "'stages' must declare at least one stage");
+        return None;
+    }
+    if map.entries.len() > MAX_STAGES {
+        cx.err(
+            entry.key_pos,
+            format!(
+                "{} stages declared; at most {MAX_STAGES} are allowed",
+                map.entries.len()
+            ),
+        );
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for stage in &map.entries {
+        let name = match StageName::parse(&stage.key) {
+            Ok(name) => Some(name),
+            Err(e) => {
+                cx.err(stage.key_pos, e.to_string());
+                None
+            }
+        };
+        let what = format!("stage '{}'", stage.key);
+        let instances =
+            fields(cx, &stage.value, stage.key_pos, &what, STAGE_KEYS, &[]).and_then(|f| {
+                let node = f.require(cx, "instances")?;
+                integer(cx, node, &f.label("instances"), 0, u64::from(MAX_INSTANCES))
+            });
+        match (name, instances) {
+            (Some(name), Some(instances)) => {
+                let instances = u32::try_from(instances).unwrap_or(MAX_INSTANCES);
+                out.insert(name, StageSpec { instances });
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn run(cx: &mut Cx, entry: &Entry) -> Option<RunSpec> {
+    let f = fields(cx, &entry.value, entry.key_pos, "run", RUN_KEYS, &[])?;
+    let command = f.require(cx, "command").and_then(|node| command(cx, node));
+    let env = match f.entry("env").filter(|e| !e.value.is_null()) {
+        Some(e) => env(cx, e),
+        None => Some(BTreeMap::new()),
+    };
+    let workdir = match f.get("workdir") {
+        Some(node) => non_empty_string(cx, node, &f.label("workdir"), "a directory")
+            .map(|s| Some(s.value.clone())),
+        None => Some(None),
+    };
+    let health = match f.entry("health").filter(|e| !e.value.is_null()) {
+        Some(e) => health(cx, e),
+        None => Some(HealthCheck {
+            probe: HealthProbe::Tcp,
+            every: DEFAULT_HEALTH_EVERY,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+        }),
+    };
+    let resources = match f.entry("resources").filter(|e| !e.value.is_null()) {
+        Some(e) => resources(cx, e),
+        None => Some(Resources {
+            cpu: DEFAULT_CPU,
+            memory: DEFAULT_MEMORY,
+        }),
+    };
+    Some(RunSpec {
+        command: command?,
+        env: env?,
+        workdir: workdir?,
+        health: health?,
+        resources: resources?,
+    })
+}
+
+/// `["./bin/app", "--port", "${PORT}"]`, or one string split on whitespace.
+fn command(cx: &mut Cx, node: &Node) -> Option<Vec<String>> {
+    const EXPECTED: &str =
+        "a list of strings like [\"./bin/app\", \"--port\", \"${PORT}\"], or one string";
+    let argv: Vec<String> = match node {
+        Node::Scalar(s) if !s.is_null() => s.value.split_whitespace().map(str::to_string).collect(),
+        Node::Seq(seq) => {
+            let mut argv = Vec::with_capacity(seq.items.len());
+            for item in &seq.items {
+                match item {
+                    Node::Scalar(s) if !s.is_null() => argv.push(s.value.clone()),
+                    other => {
+                        cx.err(
+                            other.pos(),
+                            format!(
+                                "'command' in run: expected a list of strings, found {} in the list",
+                                other.describe()
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            argv
+        }
+        other => {
+            cx.err(
+                other.pos(),
+                format!(
+                    "'command' in run: expected {EXPECTED}, found {}",
+                    other.describe()
+                ),
+            );
+            return None;
+        }
+    };
+    if argv.first().is_none_or(|program| program.trim().is_empty()) {
+        cx.err(
+            node.pos(),
+            "'command' in run: the program to start is empty",
+        );
+        return None;
+    }
+    Some(argv)
+}
+
+fn env(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, String>> {
+    let Node::Map(map) = &entry.value else {
+        cx.err(
+            entry.value.pos(),
+            format!(
+                "'env' in run: expected a mapping of variable name to value, found {}",
+                entry.value.describe()
+            ),
+        );
+        return None;
+    };
+    if map.entries.len() > MAX_ENV {
+        cx.err(
+            entry.key_pos,
+            format!(
+                "{} environment variables; at most {MAX_ENV} are allowed",
+                map.entries.len()
+            ),
+        );
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for var in &map.entries {
+        let key = var.key.as_str();
+        let mut chars = key.chars();
+        let well_formed = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            cx.err(
+                var.key_pos,
+                format!(
+                    "environment variable name '{key}' must start with a letter or '_' and contain only letters, digits and '_'"
+                ),
+            );
+            ok = false;
+        } else if key == "PORT" || key.starts_with("PENG_") {
+            cx.err(
+                var.key_pos,
+                format!("environment variable '{key}' is reserved; peng sets PORT and PENG_* for each instance"),
+            );
+            ok = false;
+        }
+        match string(
+            cx,
+            &var.value,
+            &format!("environment variable '{key}'"),
+            "a string",
+        ) {
+            Some(s) => {
+                out.insert(key.to_string(), s.value.clone());
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn health(cx: &mut Cx, entry: &Entry) -> Option<HealthCheck> {
+    let f = fields(
+        cx,
+        &entry.value,
+        entry.key_pos,
+        "run.health",
+        HEALTH_KEYS,
+        &[],
+    )?;
+    let probe = match (f.entry("http"), f.entry("tcp")) {
+        (Some(_), Some(tcp)) => {
+            cx.err(
+                tcp.key_pos,
+                "run.health has both 'http' and 'tcp'; choose one",
+            );
+            None
+        }
+        (Some(http), None) => {
+            let s = non_empty_string(cx, &http.value, &f.label("http"), "a path like /health");
+            match s {
+                Some(s) if s.value.starts_with('/') => Some(HealthProbe::Http {
+                    path: s.value.clone(),
+                }),
+                Some(s) => {
+                    cx.err(
+                        s.pos,
+                        format!(
+                            "'http' in run.health: the path '{}' must start with '/'",
+                            s.value
+                        ),
+                    );
+                    None
+                }
+                None => None,
+            }
+        }
+        (None, Some(tcp)) => match boolean(&tcp.value) {
+            Some(true) => Some(HealthProbe::Tcp),
+            _ => {
+                cx.err(
+                    tcp.value.pos(),
+                    format!(
+                        "'tcp' in run.health: expected true, found {}",
+                        tcp.value.describe()
+                    ),
+                );
+                None
+            }
+        },
+        (None, None) => {
+            cx.err(
+                entry.key_pos,
+                "run.health needs 'http: /path' or 'tcp: true'",
+            );
+            None
+        }
+    };
+    let (every, timeout) = schedule(cx, &f, DEFAULT_HEALTH_EVERY, DEFAULT_HEALTH_TIMEOUT)?;
+    Some(HealthCheck {
+        probe: probe?,
+        every,
+        timeout,
+    })
+}
+
+/// `every` and `timeout` of a health check or sensor. The default timeout is shortened to half
+/// of `every` when `every` is short, so `every: 2s` alone is valid.
+fn schedule(
+    cx: &mut Cx,
+    f: &Fields<'_>,
+    default_every: Duration,
+    default_timeout: Duration,
+) -> Option<(Duration, Duration)> {
+    let every = match f.get("every") {
+        Some(node) => duration(cx, node, &f.label("every")).and_then(|every| {
+            if every < MIN_SENSOR_EVERY {
+                cx.err(
+                    node.pos(),
+                    format!(
+                        "{}: {every} is too often; at least {MIN_SENSOR_EVERY}",
+                        f.label("every")
+                    ),
+                );
+                return None;
+            }
+            Some(every)
+        }),
+        None => Some(default_every),
+    };
+    let timeout = match f.get("timeout") {
+        Some(node) => duration(cx, node, &f.label("timeout")).and_then(|timeout| {
+            if timeout.as_std().is_zero() {
+                cx.err(
+                    node.pos(),
+                    format!("{}: must be more than 0s", f.label("timeout")),
+                );
+                return None;
+            }
+            // Compared only when `every` is known, so one mistake is reported once.
+            if let Some(every) = every.filter(|every| timeout >= *every) {
+                cx.err(
+                    node.pos(),
+                    format!(
+                        "{}: {timeout} must be shorter than every ({every})",
+                        f.label("timeout")
+                    ),
+                );
+                return None;
+            }
+            Some(timeout)
+        }),
+        None => every.map(|every| default_timeout.min(Duration(every.as_std() / 2))),
+    };
+    Some((every?, timeout?))
+}
+
+fn resources(cx: &mut Cx, entry: &Entry) -> Option<Resources> {
+    let f = fields(
+        cx,
+        &entry.value,
+        entry.key_pos,
+        "run.resources",
+        RESOURCES_KEYS,
+        &[],
+    )?;
+    let cpu = match f.get("cpu") {
+        Some(node) => {
+            let parsed = match node {
+                Node::Scalar(s) if !s.quoted => s.value.parse::<f64>().ok(),
+                _ => None,
+            };
+            match parsed.filter(|v| v.is_finite() && *v > 0.0) {
+                Some(cpu) => Some(cpu),
+                None => {
+                    cx.err(
+                        node.pos(),
+                        format!(
+                            "{}: expected a number of CPUs greater than 0, like 0.5, found {}",
+                            f.label("cpu"),
+                            node.describe()
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        None => Some(DEFAULT_CPU),
+    };
+    let memory = match f.get("memory") {
+        Some(node) => string(cx, node, &f.label("memory"), "a size like 512Mi").and_then(|s| {
+            match ByteSize::parse(&s.value) {
+                Ok(size) if size.bytes() > 0 => Some(size),
+                Ok(_) => {
+                    cx.err(s.pos, format!("{}: must be more than 0", f.label("memory")));
+                    None
+                }
+                Err(e) => {
+                    cx.err(s.pos, format!("{}: {e}", f.label("memory")));
+                    None
+                }
+            }
+        }),
+        None => Some(DEFAULT_MEMORY),
+    };
+    Some(Resources {
+        cpu: cpu?,
+        memory: memory?,
+    })
+}
+
+fn logging(cx: &mut Cx, entry: &Entry) -> Option<LoggingSpec> {
+    let f = fields(
+        cx,
+        &entry.value,
+        entry.key_pos,
+        "logging",
+        LOGGING_KEYS,
+        &[],
+    )?;
+    let retention = match f.get("retention") {
+        Some(node) => {
+            let retention = duration(cx, node, &f.label("retention"))?;
+            if retention.as_std().is_zero() || retention > MAX_RETENTION {
+                cx.err(
+                    node.pos(),
+                    format!(
+                        "{}: {retention} is out of range; keep logs for more than 0s and at most 365d",
+                        f.label("retention")
+                    ),
+                );
+                return None;
+            }
+            retention
+        }
+        None => DEFAULT_RETENTION,
+    };
+    Some(LoggingSpec { retention })
+}
+
+/// A list section (`sensors`, `alerts`): checks the type and the count limit.
+fn list<'a>(cx: &mut Cx, node: &'a Node, key: &str, max: usize) -> Option<&'a [Node]> {
+    let Node::Seq(seq) = node else {
+        cx.err(
+            node.pos(),
+            format!("'{key}': expected a list, found {}", node.describe()),
+        );
+        return None;
+    };
+    if seq.items.len() > max {
+        cx.err(
+            seq.pos,
+            format!(
+                "{} {key} declared; at most {max} are allowed",
+                seq.items.len()
+            ),
+        );
+        return None;
+    }
+    Some(&seq.items)
+}
+
+/// Remembers names already taken in a section and reports the second use.
+struct Unique {
+    what: &'static str,
+    seen: BTreeMap<String, Pos>,
+}
+
+impl Unique {
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            seen: BTreeMap::new(),
+        }
+    }
+
+    fn check(&mut self, cx: &mut Cx, name: &str, pos: Pos) -> bool {
+        if let Some(first) = self.seen.get(name) {
+            cx.err(
+                pos,
+                format!(
+                    "duplicate {} name '{name}'; first used at line {} column {}",
+                    self.what, first.line, first.column
+                ),
+            );
+            return false;
+        }
+        self.seen.insert(name.to_string(), pos);
+        true
+    }
+}
+
+fn sensors(cx: &mut Cx, node: &Node) -> Option<Vec<SensorSpec>> {
+    let items = list(cx, node, "sensors", MAX_SENSORS)?;
+    let mut names = Unique::new("sensor");
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (index, item) in items.iter().enumerate() {
+        match sensor(cx, item, index, &mut names) {
+            Some(s) => out.push(s),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// The label of list item `index` in messages: its name when it has a usable one.
+fn item_label(kind: &str, item: &Node, index: usize) -> String {
+    if let Node::Map(map) = item {
+        if let Some(Node::Scalar(s)) = map.get("name").map(|e| &e.value) {
+            if !s.is_null() && s.value.len() <= 63 {
+                return format!("{kind} '{}'", s.value);
+            }
+        }
+    }
+    format!("{kind} #{}", index + 1)
+}
+
+fn sensor(cx: &mut Cx, item: &Node, index: usize, names: &mut Unique) -> Option<SensorSpec> {
+    let what = item_label("sensor", item, index);
+    let sql_hint = format!("sensor kind 'sql' {NOT_SUPPORTED}; use 'http' or 'tcp'");
+    let f = fields(
+        cx,
+        item,
+        item.pos(),
+        &what,
+        SENSOR_KEYS,
+        &[("sql", &sql_hint)],
+    )?;
+    let name = f.require(cx, "name").and_then(|node| {
+        let name = object_name(cx, node, &f.label("name"), "sensor name")?;
+        if name == HEALTH_SENSOR {
+            cx.err(
+                node.pos(),
+                "sensor name 'health' is reserved for the automatic health check of each instance",
+            );
+            return None;
+        }
+        names.check(cx, &name, node.pos()).then_some(name)
+    });
+    let kind = match (f.entry("http"), f.entry("tcp")) {
+        (Some(_), Some(tcp)) => {
+            cx.err(
+                tcp.key_pos,
+                format!("{what} has both 'http' and 'tcp'; choose one"),
+            );
+            None
+        }
+        (Some(http), None) => http_sensor(cx, http, &what),
+        (None, Some(tcp)) => tcp_sensor(cx, tcp, &what),
+        (None, None) if f.entry("sql").is_some() => None,
+        (None, None) => {
+            cx.err(f.at, format!("{what} needs a kind: 'http' or 'tcp'"));
+            None
+        }
+    };
+    let schedule = schedule(cx, &f, DEFAULT_SENSOR_EVERY, DEFAULT_SENSOR_TIMEOUT);
+    let is_http = matches!(kind, Some(SensorKind::Http { .. }));
+    let expect = match f.entry("expect").filter(|e| !e.value.is_null()) {
+        Some(e) => expect(cx, e, &what, kind.as_ref().map(|_| is_http)),
+        None => Some(Vec::new()),
+    };
+    let (every, timeout) = schedule?;
+    Some(SensorSpec {
+        name: name?,
+        kind: kind?,
+        every,
+        timeout,
+        expect: expect?,
+    })
+}
+
+fn misplaced_hint(key: &str, block: &str, sensor: &str) -> String {
+    format!("'{key}' belongs to {sensor} itself, next to 'name', not inside '{block}'")
+}
+
+fn http_sensor(cx: &mut Cx, entry: &Entry, sensor: &str) -> Option<SensorKind> {
+    let what = format!("'http' of {sensor}");
+    let (timeout, every) = (
+        misplaced_hint("timeout", "http", sensor),
+        misplaced_hint("every", "http", sensor),
+    );
+    let f = fields(
+        cx,
+        &entry.value,
+        entry.key_pos,
+        &what,
+        HTTP_KEYS,
+        &[("timeout", &timeout), ("every", &every)],
+    )?;
+    let target = match (f.get("path"), f.entry("url")) {
+        (Some(_), Some(url)) => {
+            cx.err(
+                url.key_pos,
+                format!("{what} has both 'path' and 'url'; choose one"),
+            );
+            None
+        }
+        (Some(node), None) => non_empty_string(cx, node, &f.label("path"), "a path like /health")
+            .and_then(|s| {
+                if s.value.starts_with('/') {
+                    Some(HttpTarget::Path(s.value.clone()))
+                } else {
+                    cx.err(
+                        s.pos,
+                        format!(
+                            "{}: the path '{}' must start with '/'",
+                            f.label("path"),
+                            s.value
+                        ),
+                    );
+                    None
+                }
+            }),
+        (None, Some(url_entry)) => url(cx, &url_entry.value, &f.label("url")).map(HttpTarget::Url),
+        (None, None) => {
+            cx.err(
+                f.at,
+                format!("{what} needs 'path' (on the service's instances) or 'url'"),
+            );
+            None
+        }
+    };
+    let method = match f.get("method") {
+        Some(node) => string(cx, node, &f.label("method"), "an HTTP method").and_then(|s| {
+            if HTTP_METHODS.contains(&s.value.as_str()) {
+                Some(s.value.clone())
+            } else {
+                cx.err(
+                    s.pos,
+                    format!(
+                        "{}: unknown method '{}'; use one of {}",
+                        f.label("method"),
+                        s.value,
+                        HTTP_METHODS.join(", ")
+                    ),
+                );
+                None
+            }
+        }),
+        None => Some("GET".to_string()),
+    };
+    Some(SensorKind::Http {
+        target: target?,
+        method: method?,
+    })
+}
+
+fn tcp_sensor(cx: &mut Cx, entry: &Entry, sensor: &str) -> Option<SensorKind> {
+    let what = format!("'tcp' of {sensor}");
+    let (timeout, every) = (
+        misplaced_hint("timeout", "tcp", sensor),
+        misplaced_hint("every", "tcp", sensor),
+    );
+    let f = fields(
+        cx,
+        &entry.value,
+        entry.key_pos,
+        &what,
+        TCP_KEYS,
+        &[("timeout", &timeout), ("every", &every)],
+    )?;
+    let host = match f.get("host") {
+        Some(node) => non_empty_string(cx, node, &f.label("host"), "a host name or address")
+            .map(|s| Some(s.value.clone())),
+        None => Some(None),
+    };
+    let port = match f.get("port") {
+        Some(node) => integer(cx, node, &f.label("port"), 1, 65535)
+            .map(|p| Some(u16::try_from(p).unwrap_or(u16::MAX))),
+        None => Some(None),
+    };
+    if let (Some(Some(_)), Some(None)) = (&host, &port) {
+        cx.err(
+            f.at,
+            format!("{what} has a 'host' but no 'port'; name the port to connect to"),
+        );
+        return None;
+    }
+    Some(SensorKind::Tcp {
+        host: host?,
+        port: port?,
+    })
+}
+
+/// `expect`: conditions, checked against the sensor's kind when it is known.
+fn expect(
+    cx: &mut Cx,
+    entry: &Entry,
+    sensor: &str,
+    is_http: Option<bool>,
+) -> Option<Vec<Condition>> {
+    let label = format!("'expect' in {sensor}");
+    let Node::Seq(seq) = &entry.value else {
+        cx.err(
+            entry.value.pos(),
+            format!(
+                "{label}: expected a list of conditions like [\"status == 200\"], found {}",
+                entry.value.describe()
+            ),
+        );
+        return None;
+    };
+    if seq.items.len() > MAX_CONDITIONS {
+        cx.err(
+            entry.key_pos,
+            format!(
+                "{label}: {} conditions; at most {MAX_CONDITIONS} are allowed",
+                seq.items.len()
+            ),
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(seq.items.len());
+    let mut ok = true;
+    for item in &seq.items {
+        let Some(s) = string(cx, item, &label, "a condition like \"status == 200\"") else {
+            ok = false;
+            continue;
+        };
+        match parse_condition(&s.value) {
+            Ok(condition) => {
+                let http_only = matches!(
+                    condition,
+                    Condition::Status { .. } | Condition::BodyContains { .. }
+                );
+                if http_only && is_http == Some(false) {
+                    cx.err(
+                        s.pos,
+                        format!(
+                            "{sensor}: condition '{}' needs an http sensor; a tcp sensor can only check latency",
+                            s.value
+                        ),
+                    );
+                    ok = false;
+                } else {
+                    out.push(condition);
+                }
+            }
+            Err(message) => {
+                cx.err(s.pos, format!("{sensor}: {message}"));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+fn alerts(
+    cx: &mut Cx,
+    node: &Node,
+    sensors: Option<&BTreeSet<&str>>,
+    plans: Option<&BTreeSet<&str>>,
+) -> Option<Vec<AlertSpec>> {
+    let items = list(cx, node, "alerts", MAX_ALERTS)?;
+    let mut names = Unique::new("alert");
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (index, item) in items.iter().enumerate() {
+        match alert(cx, item, index, &mut names, sensors, plans) {
+            Some(a) => out.push(a),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn alert(
+    cx: &mut Cx,
+    item: &Node,
+    index: usize,
+    names: &mut Unique,
+    sensors: Option<&BTreeSet<&str>>,
+    plans: Option<&BTreeSet<&str>>,
+) -> Option<AlertSpec> {
+    let what = item_label("alert", item, index);
+    let f = fields(cx, item, item.pos(), &what, ALERT_KEYS, &[])?;
+    let name = f.require(cx, "name").and_then(|node| {
+        let name = object_name(cx, node, &f.label("name"), "alert name")?;
+        names.check(cx, &name, node.pos()).then_some(name)
+    });
+    let sensor = f.require(cx, "sensor").and_then(|node| {
+        let s = string(cx, node, &f.label("sensor"), "a sensor name")?;
+        // When the sensors section itself is broken, its names are unknown: do not guess.
+        let known = sensors?;
+        if s.value == HEALTH_SENSOR || known.contains(s.value.as_str()) {
+            return Some(s.value.clone());
+        }
+        let mut message = format!("unknown sensor '{}' in {what}", s.value);
+        let candidates = known.iter().copied().chain([HEALTH_SENSOR]);
+        match suggest(&s.value, candidates) {
+            Some(close) => message.push_str(&format!("; did you mean '{close}'?")),
+            None => message.push_str("; name a sensor of this file, or 'health'"),
+        }
+        cx.err(s.pos, message);
+        None
+    });
+    let when = f.require(cx, "when").and_then(|node| {
+        let s = string(
+            cx,
+            node,
+            &f.label("when"),
+            "a condition like \"failing for 2m\"",
+        )?;
+        parse_when(&s.value)
+            .map_err(|message| cx.err(s.pos, format!("{what}: {message}")))
+            .ok()
+    });
+    let severity = f.require(cx, "severity").and_then(|node| {
+        let s = string(cx, node, &f.label("severity"), "info, warning or critical")?;
+        match s.value.as_str() {
+            "info" => Some(Severity::Info),
+            "warning" => Some(Severity::Warning),
+            "critical" => Some(Severity::Critical),
+            other => {
+                cx.err(
+                    s.pos,
+                    format!(
+                        "{}: unknown severity '{other}'; use info, warning or critical",
+                        f.label("severity")
+                    ),
+                );
+                None
+            }
+        }
+    });
+    let plan = f.require(cx, "plan").and_then(|node| {
+        let s = string(cx, node, &f.label("plan"), "an action plan name")?;
+        plan_reference(cx, s, plans?, &what)
+    });
+    Some(AlertSpec {
+        name: name?,
+        sensor: sensor?,
+        when: when?,
+        severity: severity?,
+        plan: plan?,
+    })
+}
+
+/// Checks that `s` names a plan of the file.
+fn plan_reference(cx: &mut Cx, s: &Scalar, plans: &BTreeSet<&str>, what: &str) -> Option<String> {
+    if plans.contains(s.value.as_str()) {
+        return Some(s.value.clone());
+    }
+    let mut message = format!("unknown action plan '{}' in {what}", s.value);
+    match suggest(&s.value, plans.iter().copied()) {
+        Some(close) => message.push_str(&format!("; did you mean '{close}'?")),
+        None => message.push_str("; define it under action_plans"),
+    }
+    cx.err(s.pos, message);
+    None
+}
+
+fn action_plans(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, ActionPlan>> {
+    let Node::Map(map) = &entry.value else {
+        cx.err(
+            entry.value.pos(),
+            format!(
+                "'action_plans': expected a mapping of plan name to plan, found {}",
+                entry.value.describe()
+            ),
+        );
+        return None;
+    };
+    if map.entries.len() > MAX_ACTION_PLANS {
+        cx.err(
+            entry.key_pos,
+            format!(
+                "{} action plans declared; at most {MAX_ACTION_PLANS} are allowed",
+                map.entries.len()
+            ),
+        );
+        return None;
+    }
+    let names: BTreeSet<&str> = map.entries.iter().map(|e| e.key.as_str()).collect();
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    // Where each escalation was written, to report a cycle at one of its edges.
+    let mut edges: BTreeMap<&str, (&str, Pos)> = BTreeMap::new();
+    for plan_entry in &map.entries {
+        let name = plan_entry.key.as_str();
+        let name_ok = TeamName::parse(name).is_ok();
+        if !name_ok {
+            cx.err(plan_entry.key_pos, name_rule("action plan name", name));
+        }
+        match action_plan(cx, plan_entry, &names) {
+            Some((plan, to_pos)) if name_ok => {
+                if let (Some(escalation), Some(pos)) = (&plan.escalate, to_pos) {
+                    if let Some(target) = names.get(escalation.to.as_str()) {
+                        edges.insert(name, (target, pos));
+                    }
+                }
+                out.insert(name.to_string(), plan);
+            }
+            _ => ok = false,
+        }
+    }
+    // An escalation chain that comes back to where it started would page in a loop.
+    let mut reported = BTreeSet::new();
+    for start in edges.keys().copied() {
+        let mut path = vec![start];
+        let mut current = start;
+        while let Some((next, pos)) = edges.get(current) {
+            if *next == start {
+                if path.iter().all(|p| !reported.contains(p)) {
+                    path.push(start);
+                    cx.err(*pos, format!("escalation cycle: {}", path.join(" → ")));
+                    reported.extend(path.iter().copied());
+                }
+                ok = false;
+                break;
+            }
+            if path.contains(next) {
+                break;
+            }
+            path.push(next);
+            current = next;
+        }
+    }
+    ok.then_some(out)
+}
+
+/// One plan, and where its `escalate.to` was written.
+fn action_plan(
+    cx: &mut Cx,
+    entry: &Entry,
+    names: &BTreeSet<&str>,
+) -> Option<(ActionPlan, Option<Pos>)> {
+    let what = format!("action plan '{}'", entry.key);
+    let f = fields(cx, &entry.value, entry.key_pos, &what, PLAN_KEYS, &[])?;
+    let runbook = match f.get("runbook") {
+        Some(node) => url(cx, node, &f.label("runbook")).map(Some),
+        None => Some(None),
+    };
+    let notify = f
+        .require(cx, "notify")
+        .and_then(|node| notify(cx, node, &f));
+    let mut to_pos = None;
+    let escalate = match f.entry("escalate").filter(|e| !e.value.is_null()) {
+        Some(e) => {
+            let escalate_what = format!("'escalate' of {what}");
+            fields(cx, &e.value, e.key_pos, &escalate_what, ESCALATE_KEYS, &[])
+                .and_then(|g| {
+                    let after = g.require(cx, "after").and_then(|node| {
+                        let after = duration(cx, node, &g.label("after"))?;
+                        if after.as_std().is_zero() {
+                            cx.err(
+                                node.pos(),
+                                format!("{}: must be more than 0s", g.label("after")),
+                            );
+                            return None;
+                        }
+                        Some(after)
+                    });
+                    let to = g.require(cx, "to").and_then(|node| {
+                        let s = string(cx, node, &g.label("to"), "an action plan name")?;
+                        to_pos = Some(s.pos);
+                        if s.value == entry.key {
+                            cx.err(
+                                s.pos,
+                                format!("{what} escalates to itself; name another plan"),
+                            );
+                            return None;
+                        }
+                        plan_reference(cx, s, names, &escalate_what)
+                    });
+                    Some(Escalation {
+                        after: after?,
+                        to: to?,
+                    })
+                })
+                .map(Some)
+        }
+        None => Some(None),
+    };
+    Some((
+        ActionPlan {
+            runbook: runbook?,
+            notify: notify?,
+            escalate: escalate?,
+        },
+        to_pos,
+    ))
+}
+
+fn notify(cx: &mut Cx, node: &Node, plan: &Fields<'_>) -> Option<Vec<NotifyTarget>> {
+    let label = plan.label("notify");
+    let Node::Seq(seq) = node else {
+        cx.err(
+            node.pos(),
+            format!(
+                "{label}: expected a list like [{{ webhook: \"https://…\" }}], found {}",
+                node.describe()
+            ),
+        );
+        return None;
+    };
+    if seq.items.is_empty() {
+        cx.err(
+            seq.pos,
+            format!("{label}: name at least one target to notify"),
+        );
+        return None;
+    }
+    if seq.items.len() > MAX_NOTIFY {
+        cx.err(
+            seq.pos,
+            format!(
+                "{label}: {} targets; at most {MAX_NOTIFY} are allowed",
+                seq.items.len()
+            ),
+        );
+        return None;
+    }
+    let what = format!("a notify target of {}", plan.what);
+    let hint = format!("notify target 'email' {NOT_SUPPORTED}; use 'webhook'");
+    let mut out = Vec::with_capacity(seq.items.len());
+    let mut ok = true;
+    for item in &seq.items {
+        let target = fields(
+            cx,
+            item,
+            item.pos(),
+            &what,
+            NOTIFY_KEYS,
+            &[("email", &hint)],
+        )
+        .and_then(|f| {
+            if f.map.entries.iter().any(|e| e.key == "email") {
+                return None;
+            }
+            let node = f.require(cx, "webhook")?;
+            url(cx, node, &f.label("webhook")).map(|url| NotifyTarget::Webhook { url })
+        });
+        match target {
+            Some(t) => out.push(t),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(text: &str) -> Vec<String> {
+        match parse_service("peng.yaml", text) {
+            Ok(spec) => panic!("expected errors, got {spec:?}"),
+            Err(d) => d.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const MINIMAL: &str = "apiVersion: peng/v1\nservice: shop\nteam: books\nstages: { production: { instances: 1 } }\nrun: { command: ./shop }\n";
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let spec = parse_service("peng.yaml", MINIMAL).unwrap();
+        assert_eq!(spec.run.command, vec!["./shop"]);
+        assert_eq!(spec.run.health.probe, HealthProbe::Tcp);
+        assert_eq!(spec.run.health.every, Duration::from_secs(10));
+        assert_eq!(spec.run.health.timeout, Duration::from_secs(2));
+        assert_eq!(spec.run.resources.cpu, 0.25);
+        assert_eq!(spec.run.resources.memory, ByteSize(256 << 20));
+        assert_eq!(spec.logging.retention, Duration::from_secs(7 * 86_400));
+        assert!(spec.sensors.is_empty() && spec.alerts.is_empty() && spec.action_plans.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_close_one() {
+        let text = format!(
+            "{MINIMAL}sensors:\n  - name: checkout-page\n    http: {{ path: /checkout }}\n    every_s: 30s\n"
+        );
+        assert_eq!(
+            messages(&text),
+            vec!["peng.yaml:9:5: unknown key 'every_s' in sensor 'checkout-page'; did you mean 'every'?"]
+        );
+    }
+
+    #[test]
+    fn short_every_shortens_the_default_timeout() {
+        let text = format!("{MINIMAL}sensors:\n  - {{ name: a, tcp: {{}}, every: 2s }}\n");
+        let spec = parse_service("peng.yaml", &text).unwrap();
+        assert_eq!(spec.sensors[0].timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn missing_keys_name_the_parent() {
+        let text = "apiVersion: peng/v1\nservice: shop\nteam: books\nstages: { production: {} }\nrun:\n  env: {}\n";
+        assert_eq!(
+            messages(text),
+            vec![
+                "peng.yaml:4:11: missing key 'instances' in stage 'production'",
+                "peng.yaml:5:1: missing key 'command' in run",
+            ]
+        );
+    }
+
+    #[test]
+    fn suggestions_need_to_be_close() {
+        assert_eq!(
+            suggest("every_s", SENSOR_KEYS.iter().copied()),
+            Some("every")
+        );
+        assert_eq!(suggest("xyz", SENSOR_KEYS.iter().copied()), None);
+    }
+
+    #[test]
+    fn escalation_cycles_are_refused() {
+        let text = format!(
+            "{MINIMAL}action_plans:\n  a: {{ notify: [{{ webhook: 'http://x/a' }}], escalate: {{ after: 1m, to: b }} }}\n  b: {{ notify: [{{ webhook: 'http://x/b' }}], escalate: {{ after: 1m, to: a }} }}\n"
+        );
+        let all = messages(&text);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(all[0].contains("escalation cycle: a → b → a"), "{all:?}");
+    }
+}
