@@ -45,7 +45,6 @@ impl ProvisionError {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         ProvisionError::Io {
             what,

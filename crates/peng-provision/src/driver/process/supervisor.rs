@@ -1,0 +1,428 @@
+//! One task per instance: spawn the process, forward its output, notice its exit, restart it
+//! with backoff, and stop it on request.
+//!
+//! Children are spawned by one dedicated, long-lived thread (`peng-spawner`). Each child sets
+//! `PR_SET_PDEATHSIG = SIGKILL` before `exec`, and Linux sends that signal when the *thread*
+//! that forked the child exits, not the process: spawning from tokio's blocking pool would
+//! kill children when an idle pool thread retires. The spawner thread lives as long as any
+//! driver handle or supervisor task does, so children die with peng, even on SIGKILL.
+//!
+//! Backoff: the n-th consecutive failure waits `backoff_initial * 2^(n-1)`, at most
+//! `backoff_max`; a process that ran `backoff_reset` resets the count. When
+//! `crash_loop_restarts` restarts fall within `crash_loop_window` the instance shows
+//! `CrashLoop` and keeps being retried at `backoff_max` until a run lasts `backoff_reset`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peng_core::metrics::{self, Counter};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+use super::records::{self, Record};
+use super::{InstanceOutput, InstanceState, OutputStream, ProcessDriverConfig};
+use crate::InstanceSpec;
+
+/// Longest line forwarded; longer lines are split into pieces of this size.
+pub(crate) const MAX_LINE: usize = 64 * 1024;
+
+/// What the handle and the supervisor task share about one instance.
+#[derive(Debug, Clone)]
+pub(crate) struct Status {
+    pub state: InstanceState,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub since_ns: i64,
+    pub last_exit: Option<String>,
+}
+
+impl Status {
+    pub fn new() -> Self {
+        Status {
+            state: InstanceState::Starting,
+            pid: None,
+            restarts: 0,
+            since_ns: peng_core::now_ns(),
+            last_exit: None,
+        }
+    }
+}
+
+/// Shared by every supervisor of one driver.
+pub(crate) struct Ctx {
+    pub cfg: ProcessDriverConfig,
+    pub spawner: Spawner,
+    pub discarded: Counter,
+}
+
+/// The dedicated thread that forks every child (see the module docs).
+pub(crate) struct Spawner {
+    tx: std::sync::mpsc::Sender<(Command, oneshot::Sender<io::Result<Child>>)>,
+}
+
+impl Spawner {
+    pub fn start(runtime: tokio::runtime::Handle) -> io::Result<Spawner> {
+        let (tx, rx) = std::sync::mpsc::channel::<(Command, oneshot::Sender<io::Result<Child>>)>();
+        std::thread::Builder::new()
+            .name("peng-spawner".into())
+            .spawn(move || {
+                // tokio's process support registers the child with the runtime's reaper.
+                let _guard = runtime.enter();
+                while let Ok((mut command, reply)) = rx.recv() {
+                    let _ = reply.send(command.spawn());
+                }
+            })?;
+        Ok(Spawner { tx })
+    }
+
+    async fn spawn(&self, command: Command) -> io::Result<Child> {
+        let gone = || io::Error::other("the spawner thread is gone");
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((command, reply)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+fn command(spec: &InstanceSpec, port: u16) -> io::Result<Command> {
+    let env = spec.process_env(port);
+    let argv = spec.process_command(&env);
+    let Some((program, args)) = argv.split_first() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(&env)
+        .current_dir(&spec.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // a safety net if a supervisor is dropped without stopping its child
+        .kill_on_drop(true);
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe system
+    // calls without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // peng died between fork and prctl: the signal will never come, so give up
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+/// Runs one instance until `stop` fires (or its sender is dropped). `first` gets the pid of
+/// the first spawn attempt (`None` when it failed).
+pub(crate) async fn supervise(
+    ctx: Arc<Ctx>,
+    spec: InstanceSpec,
+    port: u16,
+    status: Arc<Mutex<Status>>,
+    mut stop: oneshot::Receiver<()>,
+    first: oneshot::Sender<Option<u32>>,
+) {
+    let cfg = &ctx.cfg;
+    let record_path = records::record_path(&cfg.state_dir, &spec.service, &spec.stage, spec.index);
+    let service = spec.service.to_string();
+    let restarts_total = metrics::counter(
+        "peng_instance_restarts_total",
+        &[("service", &service), ("stage", spec.stage.as_str())],
+    );
+    let set = |f: &dyn Fn(&mut Status)| {
+        let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut s);
+    };
+    let mut first = Some(first);
+    let mut failures: u32 = 0;
+    let mut recent: VecDeque<Instant> = VecDeque::new();
+    let mut crash_loop = false;
+
+    loop {
+        set(&|s| {
+            s.state = InstanceState::Starting;
+            s.since_ns = peng_core::now_ns();
+        });
+        let spawned = match command(&spec, port) {
+            Ok(cmd) => ctx.spawner.spawn(cmd).await,
+            Err(e) => Err(e),
+        };
+        let last_exit = match spawned {
+            Err(error) => {
+                tracing::warn!(%service, stage = %spec.stage, index = spec.index, %error, "cannot start instance");
+                if let Some(f) = first.take() {
+                    let _ = f.send(None);
+                }
+                format!("failed to start: {error}")
+            }
+            Ok(mut child) => {
+                let pid = child.id();
+                if let Some(pid) = pid {
+                    write_record(&record_path, &spec, &service, pid);
+                }
+                if let Some(f) = first.take() {
+                    let _ = f.send(pid);
+                }
+                let running = if crash_loop {
+                    InstanceState::CrashLoop
+                } else {
+                    InstanceState::Running
+                };
+                set(&|s| {
+                    s.state = running;
+                    s.pid = pid;
+                    s.since_ns = peng_core::now_ns();
+                });
+                forward_output(&ctx, &spec, &mut child);
+                let started = tokio::time::sleep(cfg.backoff_reset);
+                tokio::pin!(started);
+                let mut settled = false;
+                let exit = loop {
+                    tokio::select! {
+                        exit = child.wait() => break Some(exit),
+                        _ = &mut stop => break None,
+                        _ = &mut started, if !settled => {
+                            settled = true;
+                            failures = 0;
+                            recent.clear();
+                            crash_loop = false;
+                            set(&|s| {
+                                s.state = InstanceState::Running;
+                                s.since_ns = peng_core::now_ns();
+                            });
+                        }
+                    }
+                };
+                let Some(exit) = exit else {
+                    let exit = stop_child(&mut child, pid, cfg.stop_grace).await;
+                    records::remove(&record_path);
+                    set(&|s| {
+                        s.state = InstanceState::Stopped;
+                        s.pid = None;
+                        s.since_ns = peng_core::now_ns();
+                        s.last_exit = exit.clone();
+                    });
+                    return;
+                };
+                // the leader is gone; whatever it left in its group goes with it
+                if let Some(pid) = pid {
+                    signal_group(pid, libc::SIGKILL);
+                }
+                records::remove(&record_path);
+                match exit {
+                    Ok(status) => describe(status),
+                    Err(error) => format!("lost track of the process: {error}"),
+                }
+            }
+        };
+
+        failures = failures.saturating_add(1);
+        let now = Instant::now();
+        recent.push_back(now);
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > cfg.crash_loop_window)
+        {
+            recent.pop_front();
+        }
+        crash_loop = crash_loop || recent.len() >= cfg.crash_loop_restarts as usize;
+        let delay = if crash_loop {
+            cfg.backoff_max
+        } else {
+            backoff(cfg.backoff_initial, cfg.backoff_max, failures)
+        };
+        let waiting = if crash_loop {
+            InstanceState::CrashLoop
+        } else {
+            InstanceState::Backoff
+        };
+        tracing::info!(%service, stage = %spec.stage, index = spec.index, exit = %last_exit, ?delay, "instance exited, restarting");
+        set(&|s| {
+            s.state = waiting;
+            s.pid = None;
+            s.since_ns = peng_core::now_ns();
+            s.last_exit = Some(last_exit.clone());
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut stop => {
+                set(&|s| {
+                    s.state = InstanceState::Stopped;
+                    s.since_ns = peng_core::now_ns();
+                });
+                return;
+            }
+        }
+        restarts_total.inc();
+        set(&|s| s.restarts = s.restarts.saturating_add(1));
+    }
+}
+
+/// The wait before the `failures`-th consecutive restart.
+pub(crate) fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
+    let shift = failures.saturating_sub(1).min(31);
+    initial.saturating_mul(1u32 << shift).min(max)
+}
+
+/// `exited with status 1`, `killed by signal 9`.
+pub(crate) fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "exited".to_string(),
+    }
+}
+
+fn write_record(path: &std::path::Path, spec: &InstanceSpec, service: &str, pid: u32) {
+    let Some(stat) = records::proc_stat(pid) else {
+        return;
+    };
+    let record = Record {
+        pid,
+        start_time: stat.start_time,
+        service: service.to_string(),
+        stage: spec.stage.to_string(),
+        index: spec.index,
+    };
+    if let Err(error) = records::write(path, &record) {
+        tracing::warn!(path = %path.display(), %error, "cannot write instance record");
+    }
+}
+
+fn signal_group(pgid: u32, signal: i32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: kill has no memory-safety preconditions; a negative pid addresses the group.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
+
+/// SIGTERM to the group, the grace period, SIGKILL, then reap. Returns how it ended.
+async fn stop_child(child: &mut Child, pid: Option<u32>, grace: Duration) -> Option<String> {
+    let Some(pid) = pid else {
+        // already reaped
+        return None;
+    };
+    signal_group(pid, libc::SIGTERM);
+    let exit = match tokio::time::timeout(grace, child.wait()).await {
+        Ok(exit) => exit,
+        Err(_) => {
+            signal_group(pid, libc::SIGKILL);
+            child.wait().await
+        }
+    };
+    // members that outlived the leader
+    signal_group(pid, libc::SIGKILL);
+    exit.ok().map(describe)
+}
+
+fn forward_output(ctx: &Arc<Ctx>, spec: &InstanceSpec, child: &mut Child) {
+    let streams: [(Option<Box<dyn AsyncRead + Send + Unpin>>, OutputStream); 2] = [
+        (
+            child.stdout.take().map(|r| Box::new(r) as Box<_>),
+            OutputStream::Stdout,
+        ),
+        (
+            child.stderr.take().map(|r| Box::new(r) as Box<_>),
+            OutputStream::Stderr,
+        ),
+    ];
+    for (reader, stream) in streams {
+        let Some(reader) = reader else { continue };
+        let tx = ctx.cfg.output.clone();
+        let discarded = ctx.discarded.clone();
+        let spec = spec.clone();
+        tokio::spawn(async move {
+            read_lines(reader, |line| {
+                let out = InstanceOutput {
+                    service: spec.service.clone(),
+                    stage: spec.stage.clone(),
+                    index: spec.index,
+                    stream,
+                    line,
+                    ts_ns: peng_core::now_ns(),
+                };
+                match tx.try_send(out) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => discarded.inc(),
+                    // nobody listens any more: keep draining so the child never blocks
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            })
+            .await;
+        });
+    }
+}
+
+/// Reads `reader` to its end and calls `emit` for every line, without the `\n` (and a `\r`
+/// before it); a line longer than `MAX_LINE` bytes comes in pieces of `MAX_LINE`. Invalid
+/// UTF-8 is replaced.
+pub(crate) async fn read_lines<R: AsyncRead + Unpin>(reader: R, mut emit: impl FnMut(String)) {
+    let mut reader = BufReader::with_capacity(MAX_LINE, reader);
+    let mut line: Vec<u8> = Vec::new();
+    let mut just_cut = false;
+    let mut flush = |line: &mut Vec<u8>| {
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        emit(String::from_utf8_lossy(line).into_owned());
+        line.clear();
+    };
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(buf) => buf,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let room = MAX_LINE - line.len();
+        let window = &buf[..buf.len().min(room)];
+        match window.iter().position(|b| *b == b'\n') {
+            // the end of a line that was just cut at the cap: not a line of its own
+            Some(0) if just_cut => {
+                reader.consume(1);
+                just_cut = false;
+            }
+            Some(i) => {
+                line.extend_from_slice(&window[..i]);
+                reader.consume(i + 1);
+                flush(&mut line);
+                just_cut = false;
+            }
+            None => {
+                let n = window.len();
+                line.extend_from_slice(window);
+                reader.consume(n);
+                just_cut = false;
+                if line.len() >= MAX_LINE {
+                    flush(&mut line);
+                    just_cut = true;
+                }
+            }
+        }
+    }
+    if !line.is_empty() {
+        flush(&mut line);
+    }
+}
