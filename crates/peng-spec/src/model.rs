@@ -53,9 +53,9 @@ pub struct RunSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
     pub probe: HealthProbe,
-    /// Default 10s.
+    /// Default 10s, at least 1s.
     pub every: Duration,
-    /// Default 2s.
+    /// Default 2s, or half of `every` when that is shorter; always less than `every`.
     pub timeout: Duration,
 }
 
@@ -88,7 +88,7 @@ pub struct SensorSpec {
     pub kind: SensorKind,
     /// Default 30s, at least 1s.
     pub every: Duration,
-    /// Default 5s; less than `every`.
+    /// Default 5s, or half of `every` when that is shorter; always less than `every`.
     pub timeout: Duration,
     /// All must hold for a run to pass. Empty: http passes on 2xx, tcp on connect.
     pub expect: Vec<Condition>,

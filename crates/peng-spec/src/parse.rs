@@ -4,7 +4,8 @@
 //! walks it by hand, section by section. Each check reports into one list and carries on, so a
 //! file with five mistakes gets five diagnostics; a value that failed its check is left out of
 //! the later checks that depend on it, which keeps one mistake from producing a cascade.
-//! Unknown keys are errors, with a suggestion when a known key is close.
+//! Unknown keys are errors, with a suggestion when a known key is close. The limits of
+//! [`crate::limits`] are checked here and while the tree is read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +20,9 @@ use crate::tree::{self, Entry, Map, Node, Pos, Scalar};
 /// Parses and validates one service file. `file_name` is only used in diagnostics.
 pub fn parse_service(file_name: &str, text: &str) -> Result<ServiceSpec, Diagnostics> {
     let mut cx = Cx::default();
+    // Some editors start files with a byte order mark; it is invisible, so columns are counted
+    // without it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let spec = if text.len() > MAX_FILE_BYTES {
         cx.err(
             Pos::START,
@@ -47,7 +51,17 @@ pub fn parse_service(file_name: &str, text: &str) -> Result<ServiceSpec, Diagnos
     };
     match spec {
         Some(spec) if cx.problems.is_empty() => Ok(spec),
-        _ => Err(cx.into_diagnostics(file_name)),
+        _ => {
+            // Every refusal reports why; an empty list here would be a bug in this module.
+            debug_assert!(
+                !cx.problems.is_empty(),
+                "a refused file without a diagnostic"
+            );
+            if cx.problems.is_empty() {
+                cx.err(Pos::START, "the file could not be validated");
+            }
+            Err(cx.into_diagnostics(file_name))
+        }
     }
 }
 

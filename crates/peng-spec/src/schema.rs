@@ -439,6 +439,32 @@ mod tests {
     }
 
     #[test]
+    fn every_reference_resolves() {
+        fn walk(root: &Value, value: &Value, broken: &mut Vec<String>) {
+            match value {
+                Value::Object(object) => {
+                    if let Some(reference) = object.get("$ref").and_then(Value::as_str) {
+                        if root.pointer(reference.trim_start_matches('#')).is_none() {
+                            broken.push(reference.to_string());
+                        }
+                    }
+                    object.values().for_each(|v| walk(root, v, broken));
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(root, v, broken)),
+                _ => {}
+            }
+        }
+        let schema = service_schema();
+        let mut broken = Vec::new();
+        walk(&schema, &schema, &mut broken);
+        assert!(broken.is_empty(), "{broken:?}");
+        assert_eq!(
+            schema["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+    }
+
+    #[test]
     fn every_property_has_a_description_or_a_reference() {
         fn walk(value: &Value, path: &str, bare: &mut Vec<String>) {
             if let Some(props) = value.get("properties").and_then(Value::as_object) {

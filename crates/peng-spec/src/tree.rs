@@ -7,6 +7,8 @@
 //! nesting deeper than [`MAX_DEPTH`](crate::limits::MAX_DEPTH), strings longer than
 //! [`MAX_STRING_BYTES`](crate::limits::MAX_STRING_BYTES), and duplicate keys.
 
+use std::collections::HashMap;
+
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
@@ -153,7 +155,12 @@ enum Flow {
 
 enum Frame {
     Seq(Seq),
-    Map { map: Map, key: KeySlot },
+    Map {
+        map: Map,
+        key: KeySlot,
+        /// Key → where it was written; keeps duplicate detection linear in large mappings.
+        seen: HashMap<String, Pos>,
+    },
 }
 
 enum KeySlot {
@@ -236,6 +243,7 @@ impl Builder {
                         pos,
                     },
                     key: KeySlot::Empty,
+                    seen: HashMap::new(),
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
@@ -276,21 +284,24 @@ impl Builder {
         };
         match top {
             Frame::Seq(seq) => seq.items.push(node),
-            Frame::Map { map, key } => match std::mem::replace(key, KeySlot::Empty) {
+            Frame::Map { map, key, seen } => match std::mem::replace(key, KeySlot::Empty) {
                 KeySlot::Empty => {
                     let (slot, problem) = match node {
-                        Node::Scalar(s) => match map.get(&s.value) {
+                        Node::Scalar(s) => match seen.get(&s.value) {
                             Some(first) => (
                                 KeySlot::Refused,
                                 Some(Problem {
                                     pos: s.pos,
                                     message: format!(
                                         "duplicate key '{}'; first written at line {} column {}",
-                                        s.value, first.key_pos.line, first.key_pos.column
+                                        s.value, first.line, first.column
                                     ),
                                 }),
                             ),
-                            None => (KeySlot::Key(s.value, s.pos), None),
+                            None => {
+                                seen.insert(s.value.clone(), s.pos);
+                                (KeySlot::Key(s.value, s.pos), None)
+                            }
                         },
                         other => (
                             KeySlot::Refused,

@@ -123,3 +123,29 @@ fn billion_laughs_is_refused_at_the_first_anchor() {
     // One diagnostic per anchor, alias and unknown key: linear in the size of the file.
     assert!(diagnostics.len() < 100, "{diagnostics}");
 }
+
+/// Files just under the size limit, shaped to be expensive: many keys in one mapping (duplicate
+/// detection), many list items, many unknown keys (one diagnostic each). They must be refused
+/// quickly; a quadratic step would make this test take minutes.
+#[test]
+fn large_files_are_refused_in_linear_time() {
+    let started = std::time::Instant::now();
+    let mut many_keys = HEAD.to_string();
+    let mut i = 0;
+    while many_keys.len() < MAX_FILE_BYTES - 32 {
+        many_keys.push_str(&format!("k{i}: 1\n"));
+        i += 1;
+    }
+    let diagnostics = parse_service("peng.yaml", &many_keys).expect_err("unknown keys");
+    assert_eq!(diagnostics.len(), i);
+
+    let mut many_items = format!("{HEAD}sensors:\n");
+    while many_items.len() < MAX_FILE_BYTES - 32 {
+        many_items.push_str("- {}\n");
+    }
+    assert!(parse_service("peng.yaml", &many_items).is_err());
+
+    let flow = format!("{HEAD}x: [{}]\n", "[], ".repeat((MAX_FILE_BYTES - 200) / 4));
+    assert!(parse_service("peng.yaml", &flow).is_err());
+    eprintln!("large files refused in {:?}", started.elapsed());
+}
