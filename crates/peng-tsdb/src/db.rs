@@ -1,27 +1,30 @@
-//! The `Tsdb` handle: locking, the write path (validate → WAL → memory), queries, retention
-//! and flushing.
+//! The `Tsdb` handle: locking, the write path (validate → WAL → memory), queries over block
+//! files and memory, retention, flushing and compaction.
 //!
 //! Writers are serialised by one mutex that owns the WAL, so type checks and the append see a
 //! consistent state; readers share a read lock on the in-memory state and are blocked only
-//! while a write or flush installs its result.
+//! while a write, flush or retention run installs its result. Flushes and compactions hold the
+//! writer mutex, so writes wait for them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::blockfile::{self, BlockEntry, BlockFile, BlockFileWriter};
 use crate::error::TsdbError;
 use crate::index::{SeriesId, SeriesIndex};
 use crate::memtable::Memtable;
 use crate::model::{
     validate_point, FieldType, FieldValue, Point, Query, SeriesData, SeriesKey, TsdbStats,
 };
+use crate::sync_dir;
 use crate::wal::Wal;
 
 /// Tuning knobs; `TsdbOptions::default()` is what [`Tsdb::open`] uses.
 #[derive(Debug, Clone)]
 pub struct TsdbOptions {
-    /// `write` flushes the WAL into blocks once memory holds this many values.
+    /// `write` flushes the WAL into a block file once memory holds this many values.
     pub flush_threshold_points: u64,
 }
 
@@ -50,6 +53,25 @@ struct Writer {
 struct State {
     index: SeriesIndex,
     mem: Memtable,
+    /// Open block files by id; a higher id holds newer writes.
+    files: BTreeMap<u64, Arc<BlockFile>>,
+    /// Per series and field, the blocks reaching the cutoff or later, oldest file first.
+    blocks: HashMap<SeriesId, BTreeMap<String, Vec<BlockRef>>>,
+    /// Values in `blocks` at or after the cutoff (a value overwritten after a flush counts
+    /// once per copy).
+    block_points: u64,
+}
+
+#[derive(Clone)]
+struct BlockRef {
+    file: Arc<BlockFile>,
+    entry: usize,
+}
+
+impl BlockRef {
+    fn entry(&self) -> &BlockEntry {
+        &self.file.entries[self.entry]
+    }
 }
 
 impl Tsdb {
@@ -62,25 +84,80 @@ impl Tsdb {
     pub fn open_with(dir: &Path, options: TsdbOptions) -> Result<Tsdb, TsdbError> {
         fs::create_dir_all(dir).map_err(TsdbError::io("creating data directory", dir))?;
         let lock = lock_dir(dir)?;
+        let blocks_dir = dir.join("blocks");
+        fs::create_dir_all(&blocks_dir)
+            .map_err(TsdbError::io("creating block directory", &blocks_dir))?;
+        remove_tmp_files(dir)?;
+        remove_tmp_files(&blocks_dir)?;
         let mut index = SeriesIndex::load(dir)?;
-        let (wal, replayed) = Wal::open(&dir.join("wal"), 0)?;
+
+        let mut files = BTreeMap::new();
+        for (id, path) in blockfile::list(&blocks_dir)? {
+            files.insert(id, Arc::new(BlockFile::open(&path, id)?));
+        }
+        // Files replaced by a compacted one, or wholly older than the cutoff, are leftovers of
+        // an operation interrupted before it could delete them.
+        let replaced: Vec<u64> = files.values().flat_map(|f| f.replaces.clone()).collect();
+        let cutoff = index.cutoff_ns;
+        let stale: Vec<u64> = files
+            .values()
+            .filter(|f| replaced.contains(&f.id) || f.max_ts < cutoff)
+            .map(|f| f.id)
+            .collect();
+        for id in &stale {
+            if let Some(f) = files.remove(id) {
+                fs::remove_file(&f.path)
+                    .map_err(TsdbError::io("removing stale block file", &f.path))?;
+            }
+        }
+        if !stale.is_empty() {
+            sync_dir(&blocks_dir)?;
+        }
+        let covered = files.values().map(|f| f.covered_wal).max().unwrap_or(0);
+        for f in files.values() {
+            for e in &f.entries {
+                if index.entry(e.series).and_then(|s| s.fields.get(&e.field)) != Some(&e.ty) {
+                    return Err(TsdbError::corrupt(
+                        &f.path,
+                        format!(
+                            "block of series {} field '{}' does not match the series index",
+                            e.series, e.field
+                        ),
+                    ));
+                }
+            }
+        }
+
+        let (wal, replayed) = Wal::open(&dir.join("wal"), covered)?;
         let mut mem = Memtable::default();
         for segment in replayed {
             for batch in segment.batches {
                 apply(&mut index, &mut mem, &batch);
             }
         }
-        let tsdb = Tsdb {
+        let mut state = State {
+            index,
+            mem,
+            files: BTreeMap::new(),
+            blocks: HashMap::new(),
+            block_points: 0,
+        };
+        for f in files.into_values() {
+            state.install_file(f)?;
+        }
+        Ok(Tsdb {
             dir: dir.to_path_buf(),
             options,
             _lock: lock,
             writer: Mutex::new(Writer { wal }),
-            state: RwLock::new(State { index, mem }),
-        };
-        Ok(tsdb)
+            state: RwLock::new(state),
+        })
     }
 
     /// Stores a batch. `Ok` means every point is durable; any error means none was stored.
+    /// Refused: invalid points (`Invalid`), a field written with another type than before in
+    /// the same series or earlier in the batch (`Conflict`), points older than the retention
+    /// cutoff of [`Tsdb::delete_before`] (`Invalid`).
     pub fn write(&self, points: &[Point]) -> Result<(), TsdbError> {
         if points.is_empty() {
             return Ok(());
@@ -96,7 +173,7 @@ impl Tsdb {
         writer.wal.append(points)?;
         let should_flush = {
             let mut state = self.write_state()?;
-            let State { index, mem } = &mut *state;
+            let State { index, mem, .. } = &mut *state;
             apply(index, mem, points);
             mem.points() >= self.options.flush_threshold_points
         };
@@ -110,7 +187,8 @@ impl Tsdb {
     }
 
     /// Reads the values of the series and fields the query selects, one entry per series and
-    /// field with at least one value in range, ordered by series key and field name.
+    /// field with at least one value in range, ordered by series key and field name. An empty
+    /// range (`start_ns >= end_ns`) selects nothing.
     pub fn query(&self, q: &Query) -> Result<Vec<SeriesData>, TsdbError> {
         if q.start_ns >= q.end_ns {
             return Ok(Vec::new());
@@ -146,13 +224,7 @@ impl Tsdb {
         let mut out = Vec::new();
         for (id, key, fields) in matched {
             for field in fields {
-                let Some(column) = state.mem.column(id, field) else {
-                    continue;
-                };
-                let points: Vec<(i64, FieldValue)> = column
-                    .range(q.start_ns..q.end_ns)
-                    .map(|(t, v)| (*t, v.clone()))
-                    .collect();
+                let points = state.read_column(id, field, q.start_ns, q.end_ns - 1)?;
                 if !points.is_empty() {
                     out.push(SeriesData {
                         key: key.clone(),
@@ -165,7 +237,8 @@ impl Tsdb {
         Ok(out)
     }
 
-    /// All series, or those of one measurement, sorted.
+    /// All series, or those of one measurement, sorted. Series are never forgotten, also
+    /// when retention removed all their values.
     pub fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, TsdbError> {
         let state = self.read_state()?;
         let mut keys: Vec<SeriesKey> = match measurement {
@@ -187,30 +260,144 @@ impl Tsdb {
         Ok(keys)
     }
 
-    /// Deletes every value older than `cutoff_ns` and refuses later writes older than it.
-    /// Returns how many stored values were removed.
+    /// Retention: deletes every value older than `cutoff_ns` and from then on refuses writes
+    /// older than it. Block files that end before the cutoff are deleted; blocks straddling it
+    /// are filtered on read until their file goes. Returns the number of stored values removed,
+    /// exact per stored copy: a value overwritten after it was flushed counts once per copy.
+    /// A cutoff at or below the current one does nothing and returns 0.
     pub fn delete_before(&self, cutoff_ns: i64) -> Result<u64, TsdbError> {
         let _writer = self.lock_writer()?;
-        let mut state = self.write_state()?;
-        if cutoff_ns <= state.index.cutoff_ns {
+        let old = self.read_state()?.index.cutoff_ns;
+        if cutoff_ns <= old {
             return Ok(0);
         }
+        // Count first: a failure here changes nothing.
+        let (from_blocks, drop_files) = {
+            let state = self.read_state()?;
+            let mut n = 0u64;
+            for r in state.blocks.values().flat_map(|f| f.values()).flatten() {
+                n += visible_between(r, old, cutoff_ns)?;
+            }
+            let drop_files: Vec<Arc<BlockFile>> = state
+                .files
+                .values()
+                .filter(|f| f.max_ts < cutoff_ns)
+                .cloned()
+                .collect();
+            (n, drop_files)
+        };
+        let mut state = self.write_state()?;
         state.index.cutoff_ns = cutoff_ns;
-        state.index.save(&self.dir)?;
-        Ok(state.mem.delete_before(cutoff_ns))
+        if let Err(e) = state.index.save(&self.dir) {
+            state.index.cutoff_ns = old;
+            return Err(e);
+        }
+        let from_mem = state.mem.delete_before(cutoff_ns);
+        state.block_points = state.block_points.saturating_sub(from_blocks);
+        for fields in state.blocks.values_mut() {
+            for refs in fields.values_mut() {
+                refs.retain(|r| r.entry().max_ts >= cutoff_ns);
+            }
+            fields.retain(|_, refs| !refs.is_empty());
+        }
+        state.blocks.retain(|_, fields| !fields.is_empty());
+        for f in &drop_files {
+            state.files.remove(&f.id);
+        }
+        drop(state);
+        // A file that cannot be removed now is removed at the next open.
+        for f in &drop_files {
+            fs::remove_file(&f.path)
+                .map_err(TsdbError::io("removing expired block file", &f.path))?;
+        }
+        if !drop_files.is_empty() {
+            sync_dir(&self.dir.join("blocks"))?;
+        }
+        Ok(from_mem + from_blocks)
     }
 
-    /// Makes everything written so far part of the durable files other than the WAL.
+    /// Compresses what the WAL holds into a new block file and deletes the flushed WAL
+    /// segments. Also runs from `write` when memory holds `flush_threshold_points` values.
     pub fn flush(&self) -> Result<(), TsdbError> {
         let mut writer = self.lock_writer()?;
         self.flush_locked(&mut writer)
     }
 
-    /// Size figures; the byte count is read from the file system.
+    /// Merges all block files into one, applying overwrites and the retention cutoff, so that
+    /// queries read fewer and fuller blocks. Flushes first; writes wait while it runs. The
+    /// merged data is built one series field at a time.
+    pub fn compact(&self) -> Result<(), TsdbError> {
+        let mut writer = self.lock_writer()?;
+        self.flush_locked(&mut writer)?;
+        let blocks_dir = self.dir.join("blocks");
+        let (replaces, new_file) = {
+            let state = self.read_state()?;
+            if state.files.len() <= 1 {
+                return Ok(());
+            }
+            let replaces: Vec<u64> = state.files.keys().copied().collect();
+            let covered = state
+                .files
+                .values()
+                .map(|f| f.covered_wal)
+                .max()
+                .unwrap_or(0);
+            let id = replaces.iter().max().copied().unwrap_or(0) + 1;
+            let mut w = BlockFileWriter::create(&blocks_dir, id)?;
+            let mut ids: Vec<SeriesId> = state.blocks.keys().copied().collect();
+            ids.sort_unstable();
+            for id in ids {
+                let Some(fields) = state.blocks.get(&id) else {
+                    continue;
+                };
+                for field in fields.keys() {
+                    let Some(ty) = state
+                        .index
+                        .entry(id)
+                        .and_then(|e| e.fields.get(field))
+                        .copied()
+                    else {
+                        continue;
+                    };
+                    let res = state
+                        .read_blocks(id, field)
+                        .and_then(|pts| w.add_column(id, field, ty, &pts));
+                    if let Err(e) = res {
+                        w.abandon();
+                        return Err(e);
+                    }
+                }
+            }
+            let file = w.finish(covered, &replaces)?;
+            (replaces, file)
+        };
+        let old: Vec<Arc<BlockFile>> = {
+            let mut state = self.write_state()?;
+            let old = state.files.values().cloned().collect();
+            state.files.clear();
+            state.blocks.clear();
+            state.block_points = 0;
+            state.install_file(Arc::new(new_file))?;
+            old
+        };
+        // A replaced file that cannot be removed now is removed at the next open.
+        for f in old.iter().filter(|f| replaces.contains(&f.id)) {
+            fs::remove_file(&f.path)
+                .map_err(TsdbError::io("removing compacted block file", &f.path))?;
+        }
+        sync_dir(&blocks_dir)
+    }
+
+    /// Size figures. `points` counts stored values as [`TsdbStats::points`] describes;
+    /// `bytes_on_disk` covers the WAL, the series index and the block files.
     pub fn stats(&self) -> TsdbStats {
-        let (series, points) = match self.state.read() {
-            Ok(s) => (s.index.len() as u64, s.mem.points()),
-            Err(_) => (0, 0),
+        let (series, points, block_bytes) = match self.state.read() {
+            Ok(s) => (
+                s.index.len() as u64,
+                s.mem.points() + s.block_points,
+                s.files.values().map(|f| f.size).sum(),
+            ),
+            Err(_) => (0, 0, 0),
         };
         let wal = self
             .writer
@@ -223,16 +410,58 @@ impl Tsdb {
         TsdbStats {
             series,
             points,
-            bytes_on_disk: wal + idx,
+            bytes_on_disk: wal + idx + block_bytes,
         }
     }
 
-    fn flush_locked(&self, _writer: &mut MutexGuard<'_, Writer>) -> Result<(), TsdbError> {
-        let mut state = self.write_state()?;
-        if state.index.dirty {
-            state.index.save(&self.dir)?;
+    fn flush_locked(&self, writer: &mut MutexGuard<'_, Writer>) -> Result<(), TsdbError> {
+        {
+            let mut state = self.write_state()?;
+            // Block files may only name series and fields the index file knows.
+            if state.index.dirty {
+                state.index.save(&self.dir)?;
+            }
+            if state.mem.is_empty() {
+                return Ok(());
+            }
         }
-        Ok(())
+        // Everything in memory is in segments up to `covered`; new writes wait on `writer`.
+        let covered = writer.wal.rotate()?;
+        let new_file = {
+            let state = self.read_state()?;
+            let id = state.files.keys().next_back().copied().unwrap_or(0) + 1;
+            let mut w = BlockFileWriter::create(&self.dir.join("blocks"), id)?;
+            let mut ids: Vec<SeriesId> = state.mem.series().keys().copied().collect();
+            ids.sort_unstable();
+            for id in ids {
+                let Some(fields) = state.mem.series().get(&id) else {
+                    continue;
+                };
+                for (field, column) in fields {
+                    let Some(ty) = state
+                        .index
+                        .entry(id)
+                        .and_then(|e| e.fields.get(field))
+                        .copied()
+                    else {
+                        continue;
+                    };
+                    let pts: Vec<(i64, FieldValue)> =
+                        column.iter().map(|(t, v)| (*t, v.clone())).collect();
+                    if let Err(e) = w.add_column(id, field, ty, &pts) {
+                        w.abandon();
+                        return Err(e);
+                    }
+                }
+            }
+            w.finish(covered, &[])?
+        };
+        {
+            let mut state = self.write_state()?;
+            state.install_file(Arc::new(new_file))?;
+            state.mem = Memtable::default();
+        }
+        writer.wal.remove_upto(covered)
     }
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>, TsdbError> {
@@ -246,6 +475,140 @@ impl Tsdb {
     fn write_state(&self) -> Result<RwLockWriteGuard<'_, State>, TsdbError> {
         self.state.write().map_err(|_| TsdbError::Poisoned)
     }
+}
+
+impl State {
+    /// Makes a block file's blocks that reach the cutoff visible, after those of older files.
+    fn install_file(&mut self, file: Arc<BlockFile>) -> Result<(), TsdbError> {
+        let cutoff = self.index.cutoff_ns;
+        for (i, e) in file.entries.iter().enumerate() {
+            let r = BlockRef {
+                file: file.clone(),
+                entry: i,
+            };
+            let n = visible_between(&r, cutoff, i64::MAX)? + u64::from(e.max_ts == i64::MAX); // `visible_between` is half-open
+            if n == 0 {
+                continue;
+            }
+            self.block_points += n;
+            self.blocks
+                .entry(e.series)
+                .or_default()
+                .entry(e.field.clone())
+                .or_default()
+                .push(r);
+        }
+        self.files.insert(file.id, file);
+        Ok(())
+    }
+
+    /// Values of one series field in `[lo, hi]` (inclusive) and at or after the cutoff,
+    /// ascending, the newest write winning.
+    fn read_column(
+        &self,
+        id: SeriesId,
+        field: &str,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<(i64, FieldValue)>, TsdbError> {
+        let lo = lo.max(self.index.cutoff_ns);
+        if lo > hi {
+            return Ok(Vec::new());
+        }
+        let mut runs = self.block_runs(id, field, lo, hi)?;
+        if let Some(column) = self.mem.column(id, field) {
+            runs.push(
+                column
+                    .range(lo..=hi)
+                    .map(|(t, v)| (*t, v.clone()))
+                    .collect(),
+            );
+        }
+        Ok(merge_runs(runs))
+    }
+
+    /// All values of one series field in the block files, at or after the cutoff.
+    fn read_blocks(&self, id: SeriesId, field: &str) -> Result<Vec<(i64, FieldValue)>, TsdbError> {
+        Ok(merge_runs(self.block_runs(
+            id,
+            field,
+            self.index.cutoff_ns,
+            i64::MAX,
+        )?))
+    }
+
+    fn block_runs(
+        &self,
+        id: SeriesId,
+        field: &str,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<Vec<(i64, FieldValue)>>, TsdbError> {
+        let mut runs = Vec::new();
+        let Some(refs) = self.blocks.get(&id).and_then(|f| f.get(field)) else {
+            return Ok(runs);
+        };
+        for r in refs {
+            let e = r.entry();
+            if e.max_ts < lo || e.min_ts > hi {
+                continue;
+            }
+            let mut pts = r.file.read(e)?;
+            if e.min_ts < lo || e.max_ts > hi {
+                pts.retain(|p| p.0 >= lo && p.0 <= hi);
+            }
+            runs.push(pts);
+        }
+        Ok(runs)
+    }
+}
+
+/// Concatenates ascending runs given oldest first; where they overlap, later runs win.
+fn merge_runs(mut runs: Vec<Vec<(i64, FieldValue)>>) -> Vec<(i64, FieldValue)> {
+    runs.retain(|r| !r.is_empty());
+    let disjoint = runs.windows(2).all(|w| match (w[0].last(), w[1].first()) {
+        (Some(a), Some(b)) => a.0 < b.0,
+        _ => true,
+    });
+    if disjoint {
+        return runs.into_iter().flatten().collect();
+    }
+    let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
+    for run in runs {
+        merged.extend(run);
+    }
+    merged.into_iter().collect()
+}
+
+/// How many values of a block lie in `[from, to)`.
+fn visible_between(r: &BlockRef, from: i64, to: i64) -> Result<u64, TsdbError> {
+    let e = r.entry();
+    if e.max_ts < from || e.min_ts >= to {
+        return Ok(0);
+    }
+    if e.min_ts >= from && e.max_ts < to {
+        return Ok(u64::from(e.count));
+    }
+    Ok(r.file
+        .read_timestamps(e)?
+        .iter()
+        .filter(|t| **t >= from && **t < to)
+        .count() as u64)
+}
+
+fn remove_tmp_files(dir: &Path) -> Result<(), TsdbError> {
+    for entry in fs::read_dir(dir).map_err(TsdbError::io("listing directory", dir))? {
+        let entry = entry.map_err(TsdbError::io("listing directory", dir))?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".tmp"))
+        {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(TsdbError::io("removing unfinished file", &path))?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks a validated batch against the retention cutoff and the recorded field types, and

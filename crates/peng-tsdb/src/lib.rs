@@ -8,15 +8,13 @@
 //! no networking: callers in async code run it on a blocking thread. The on-disk format and
 //! the durability assumptions are described in `docs/tsdb.md`.
 
-#[allow(dead_code)] // the bit codecs and WAL rotation serve block files
+mod blockfile;
 mod codec;
 mod db;
 mod error;
 mod index;
-#[allow(dead_code)]
 mod memtable;
 mod model;
-#[allow(dead_code)]
 mod wal;
 
 use std::fs::{self, File};

@@ -35,7 +35,6 @@ pub struct Wal {
 
 /// One segment's recovered batches.
 pub struct Replayed {
-    pub seq: u64,
     pub batches: Vec<Vec<Point>>,
 }
 
@@ -54,7 +53,7 @@ impl Wal {
                 continue;
             }
             let batches = replay_segment(&path)?;
-            replayed.push(Replayed { seq, batches });
+            replayed.push(Replayed { batches });
         }
         sync_dir(dir)?;
         let seq = last_seq + 1;
@@ -69,11 +68,6 @@ impl Wal {
             },
             replayed,
         ))
-    }
-
-    /// The segment new appends go to.
-    pub fn current_seq(&self) -> u64 {
-        self.seq
     }
 
     /// Appends one batch and fsyncs it.

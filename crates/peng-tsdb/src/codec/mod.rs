@@ -4,6 +4,8 @@
 //! Decoders never trust their input: every read is bounds-checked and returns a
 //! [`DecodeError`] instead of panicking.
 
+pub mod column;
+
 use std::fmt;
 
 /// Why a byte string did not decode.

@@ -1,0 +1,466 @@
+//! Compression of one block's columns: Gorilla delta-of-delta timestamps, Gorilla XOR floats,
+//! zigzag-varint deltas for integers, one bit per boolean, length-prefixed strings.
+//!
+//! `encode_block` and `decode_block` are exact inverses for any input of strictly ascending
+//! timestamps and values of one type; decoding damaged bytes returns an error.
+
+use super::{
+    put_ivarint, put_str, put_uvarint, unzigzag, zigzag, BitReader, BitWriter, DecodeError, Reader,
+};
+use crate::model::{FieldType, FieldValue};
+
+/// Encodes a block: `uvarint count, uvarint ts length, timestamps, values`. All values must
+/// have type `ty`.
+pub fn encode_block(ty: FieldType, points: &[(i64, FieldValue)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(points.len() * 4 + 16);
+    put_uvarint(&mut out, points.len() as u64);
+    let ts = encode_timestamps(points.iter().map(|p| p.0));
+    put_uvarint(&mut out, ts.len() as u64);
+    out.extend_from_slice(&ts);
+    let values = points.iter().map(|p| &p.1);
+    match ty {
+        FieldType::Float => out.extend_from_slice(&encode_floats(values.map(|v| match v {
+            FieldValue::Float(f) => *f,
+            _ => 0.0,
+        }))),
+        FieldType::Integer => encode_ints(
+            &mut out,
+            values.map(|v| match v {
+                FieldValue::Integer(i) => *i,
+                _ => 0,
+            }),
+        ),
+        FieldType::Unsigned => encode_ints(
+            &mut out,
+            values.map(|v| match v {
+                FieldValue::Unsigned(u) => *u as i64,
+                _ => 0,
+            }),
+        ),
+        FieldType::Boolean => {
+            let mut w = BitWriter::new();
+            for v in values {
+                w.bit(matches!(v, FieldValue::Boolean(true)));
+            }
+            out.extend_from_slice(&w.finish());
+        }
+        FieldType::String => {
+            for v in values {
+                put_str(&mut out, if let FieldValue::String(s) = v { s } else { "" });
+            }
+        }
+    }
+    out
+}
+
+/// Decodes a block written by [`encode_block`].
+pub fn decode_block(ty: FieldType, bytes: &[u8]) -> Result<Vec<(i64, FieldValue)>, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let count = r.uvarint()?;
+    // Each value takes at least one bit of the timestamp stream or one byte elsewhere.
+    if count > (bytes.len() as u64) * 8 {
+        return Err(DecodeError("block count exceeds its size"));
+    }
+    let count = count as usize;
+    let ts_len = r.len()?;
+    let ts = decode_timestamps(r.bytes(ts_len)?, count)?;
+    let rest = r.bytes(r.remaining())?;
+    let values: Vec<FieldValue> = match ty {
+        FieldType::Float => decode_floats(rest, count)?
+            .into_iter()
+            .map(FieldValue::Float)
+            .collect(),
+        FieldType::Integer => decode_ints(rest, count)?
+            .into_iter()
+            .map(FieldValue::Integer)
+            .collect(),
+        FieldType::Unsigned => decode_ints(rest, count)?
+            .into_iter()
+            .map(|i| FieldValue::Unsigned(i as u64))
+            .collect(),
+        FieldType::Boolean => {
+            if rest.len() != count.div_ceil(8) {
+                return Err(DecodeError("boolean column has the wrong size"));
+            }
+            let mut br = BitReader::new(rest);
+            (0..count)
+                .map(|_| br.bit().map(FieldValue::Boolean))
+                .collect::<Result<_, _>>()?
+        }
+        FieldType::String => {
+            let mut sr = Reader::new(rest);
+            let v = (0..count)
+                .map(|_| sr.str().map(FieldValue::String))
+                .collect::<Result<_, _>>()?;
+            if !sr.is_empty() {
+                return Err(DecodeError("trailing bytes after string column"));
+            }
+            v
+        }
+    };
+    Ok(ts.into_iter().zip(values).collect())
+}
+
+/// Reads only the timestamps of a block (for counting without decoding values).
+pub fn decode_block_timestamps(bytes: &[u8]) -> Result<Vec<i64>, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let count = r.uvarint()?;
+    if count > (bytes.len() as u64) * 8 {
+        return Err(DecodeError("block count exceeds its size"));
+    }
+    let ts_len = r.len()?;
+    decode_timestamps(r.bytes(ts_len)?, count as usize)
+}
+
+/// (prefix, prefix length, payload bits) per bucket of zigzagged delta-of-delta.
+const TS_BUCKETS: [(u64, u32, u32); 5] = [
+    (0b10, 2, 7),
+    (0b110, 3, 14),
+    (0b1110, 4, 20),
+    (0b11110, 5, 32),
+    (0b11111, 5, 64),
+];
+
+pub fn encode_timestamps(ts: impl Iterator<Item = i64>) -> Vec<u8> {
+    let mut w = BitWriter::new();
+    let mut prev = 0i64;
+    let mut prev_delta = 0i64;
+    for (i, t) in ts.enumerate() {
+        if i == 0 {
+            w.bits(t as u64, 64);
+        } else {
+            let delta = t.wrapping_sub(prev);
+            let zz = zigzag(delta.wrapping_sub(prev_delta));
+            if zz == 0 {
+                w.bit(false);
+            } else {
+                for (prefix, plen, bits) in TS_BUCKETS {
+                    if bits == 64 || zz < (1u64 << bits) {
+                        w.bits(prefix, plen);
+                        w.bits(zz, bits);
+                        break;
+                    }
+                }
+            }
+            prev_delta = delta;
+        }
+        prev = t;
+    }
+    w.finish()
+}
+
+pub fn decode_timestamps(bytes: &[u8], count: usize) -> Result<Vec<i64>, DecodeError> {
+    if count as u64 > bytes.len() as u64 * 8 {
+        return Err(DecodeError("timestamp count exceeds its size"));
+    }
+    let mut r = BitReader::new(bytes);
+    let mut out = Vec::with_capacity(count);
+    let mut prev = 0i64;
+    let mut prev_delta = 0i64;
+    for i in 0..count {
+        let t = if i == 0 {
+            r.bits(64)? as i64
+        } else {
+            let zz = if !r.bit()? {
+                0
+            } else {
+                let mut ones = 1;
+                while ones < 5 && r.bit()? {
+                    ones += 1;
+                }
+                let bits = TS_BUCKETS[ones - 1].2;
+                r.bits(bits)?
+            };
+            let delta = prev_delta.wrapping_add(unzigzag(zz));
+            prev_delta = delta;
+            prev.wrapping_add(delta)
+        };
+        if i > 0 && t <= prev {
+            return Err(DecodeError("timestamps not strictly ascending"));
+        }
+        out.push(t);
+        prev = t;
+    }
+    if bytes.len() != r_bytes_used(&r) {
+        return Err(DecodeError("trailing bytes after timestamps"));
+    }
+    Ok(out)
+}
+
+fn r_bytes_used(r: &BitReader<'_>) -> usize {
+    r.pos.div_ceil(8)
+}
+
+pub fn encode_floats(values: impl Iterator<Item = f64>) -> Vec<u8> {
+    let mut w = BitWriter::new();
+    let mut prev = 0u64;
+    let mut window: Option<(u32, u32)> = None; // (leading, trailing) zeros
+    for (i, v) in values.enumerate() {
+        let bits = v.to_bits();
+        if i == 0 {
+            w.bits(bits, 64);
+        } else {
+            let x = bits ^ prev;
+            if x == 0 {
+                w.bit(false);
+            } else {
+                w.bit(true);
+                let lz = x.leading_zeros().min(31);
+                let tz = x.trailing_zeros();
+                match window {
+                    Some((plz, ptz)) if lz >= plz && tz >= ptz => {
+                        w.bit(false);
+                        w.bits(x >> ptz, 64 - plz - ptz);
+                    }
+                    _ => {
+                        let sig = 64 - lz - tz;
+                        w.bit(true);
+                        w.bits(u64::from(lz), 5);
+                        w.bits(u64::from(sig - 1), 6);
+                        w.bits(x >> tz, sig);
+                        window = Some((lz, tz));
+                    }
+                }
+            }
+        }
+        prev = bits;
+    }
+    w.finish()
+}
+
+pub fn decode_floats(bytes: &[u8], count: usize) -> Result<Vec<f64>, DecodeError> {
+    if count as u64 > bytes.len() as u64 * 8 {
+        return Err(DecodeError("float count exceeds its size"));
+    }
+    let mut r = BitReader::new(bytes);
+    let mut out = Vec::with_capacity(count);
+    let mut prev = 0u64;
+    let mut window: Option<(u32, u32)> = None;
+    for i in 0..count {
+        let bits = if i == 0 {
+            r.bits(64)?
+        } else if !r.bit()? {
+            prev
+        } else {
+            let (lz, tz) = if !r.bit()? {
+                window.ok_or(DecodeError("float window used before it was set"))?
+            } else {
+                let lz = r.bits(5)? as u32;
+                let sig = r.bits(6)? as u32 + 1;
+                if lz + sig > 64 {
+                    return Err(DecodeError("float window out of range"));
+                }
+                let w = (lz, 64 - lz - sig);
+                window = Some(w);
+                w
+            };
+            prev ^ (r.bits(64 - lz - tz)? << tz)
+        };
+        out.push(f64::from_bits(bits));
+        prev = bits;
+    }
+    if bytes.len() != r_bytes_used(&r) {
+        return Err(DecodeError("trailing bytes after floats"));
+    }
+    Ok(out)
+}
+
+fn encode_ints(out: &mut Vec<u8>, values: impl Iterator<Item = i64>) {
+    let mut prev = 0i64;
+    for v in values {
+        put_ivarint(out, v.wrapping_sub(prev));
+        prev = v;
+    }
+}
+
+fn decode_ints(bytes: &[u8], count: usize) -> Result<Vec<i64>, DecodeError> {
+    if count > bytes.len() {
+        return Err(DecodeError("integer count exceeds its size"));
+    }
+    let mut r = Reader::new(bytes);
+    let mut out = Vec::with_capacity(count);
+    let mut prev = 0i64;
+    for _ in 0..count {
+        prev = prev.wrapping_add(r.ivarint()?);
+        out.push(prev);
+    }
+    if !r.is_empty() {
+        return Err(DecodeError("trailing bytes after integers"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn regular_timestamps_cost_one_bit_each() {
+        let ts: Vec<i64> = (0..1000)
+            .map(|i| 1_700_000_000_000_000_000 + i * 10_000_000_000)
+            .collect();
+        let enc = encode_timestamps(ts.iter().copied());
+        // 64 bits first, one delta in a bucket, then 998 single bits.
+        assert!(enc.len() <= 8 + 9 + 998 / 8 + 1, "{} bytes", enc.len());
+        assert_eq!(decode_timestamps(&enc, ts.len()).unwrap(), ts);
+    }
+
+    #[test]
+    fn timestamps_at_the_extremes() {
+        let ts = vec![i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX];
+        let enc = encode_timestamps(ts.iter().copied());
+        assert_eq!(decode_timestamps(&enc, ts.len()).unwrap(), ts);
+    }
+
+    #[test]
+    fn repeated_floats_cost_one_bit_each() {
+        let enc = encode_floats(std::iter::repeat_n(42.5, 1000));
+        assert!(enc.len() <= 8 + 999 / 8 + 1, "{} bytes", enc.len());
+        assert_eq!(decode_floats(&enc, 1000).unwrap(), vec![42.5; 1000]);
+    }
+
+    #[test]
+    fn floats_keep_their_exact_bits() {
+        let v = vec![
+            0.0,
+            -0.0,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
+            1e-300,
+            3.25,
+            3.5,
+            -7.0,
+            5e-324,
+        ];
+        let enc = encode_floats(v.iter().copied());
+        let got = decode_floats(&enc, v.len()).unwrap();
+        assert_eq!(
+            got.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+            v.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn booleans_and_strings_round_trip() {
+        let pts: Vec<(i64, FieldValue)> = (0..17)
+            .map(|i| (i, FieldValue::Boolean(i % 3 == 0)))
+            .collect();
+        assert_eq!(
+            decode_block(FieldType::Boolean, &encode_block(FieldType::Boolean, &pts)).unwrap(),
+            pts
+        );
+        let pts: Vec<(i64, FieldValue)> = vec![
+            (1, FieldValue::String(String::new())),
+            (2, FieldValue::String("ünïcode ✓".into())),
+        ];
+        assert_eq!(
+            decode_block(FieldType::String, &encode_block(FieldType::String, &pts)).unwrap(),
+            pts
+        );
+    }
+
+    #[test]
+    fn damaged_blocks_do_not_panic() {
+        let pts: Vec<(i64, FieldValue)> = (0..50)
+            .map(|i| (i * 7, FieldValue::Float(i as f64 / 3.0)))
+            .collect();
+        let enc = encode_block(FieldType::Float, &pts);
+        for cut in 0..enc.len() {
+            assert!(decode_block(FieldType::Float, &enc[..cut]).is_err());
+        }
+        for i in 0..enc.len() {
+            for ty in [
+                FieldType::Float,
+                FieldType::Integer,
+                FieldType::Boolean,
+                FieldType::String,
+            ] {
+                let mut bad = enc.clone();
+                bad[i] ^= 0x5a;
+                let _ = decode_block(ty, &bad);
+            }
+        }
+    }
+
+    fn arb_points() -> impl Strategy<Value = (FieldType, Vec<(i64, FieldValue)>)> {
+        let ts = proptest::collection::btree_set(any::<i64>(), 0..300);
+        prop_oneof![
+            (ts.clone(), proptest::collection::vec(any::<f64>(), 300)).prop_map(|(t, v)| (
+                FieldType::Float,
+                t.into_iter()
+                    .zip(v)
+                    .map(|(t, v)| (t, FieldValue::Float(v)))
+                    .collect()
+            )),
+            (ts.clone(), proptest::collection::vec(any::<i64>(), 300)).prop_map(|(t, v)| (
+                FieldType::Integer,
+                t.into_iter()
+                    .zip(v)
+                    .map(|(t, v)| (t, FieldValue::Integer(v)))
+                    .collect()
+            )),
+            (ts.clone(), proptest::collection::vec(any::<u64>(), 300)).prop_map(|(t, v)| (
+                FieldType::Unsigned,
+                t.into_iter()
+                    .zip(v)
+                    .map(|(t, v)| (t, FieldValue::Unsigned(v)))
+                    .collect()
+            )),
+            (ts.clone(), proptest::collection::vec(any::<bool>(), 300)).prop_map(|(t, v)| (
+                FieldType::Boolean,
+                t.into_iter()
+                    .zip(v)
+                    .map(|(t, v)| (t, FieldValue::Boolean(v)))
+                    .collect()
+            )),
+            (ts, proptest::collection::vec(".{0,20}", 300)).prop_map(|(t, v)| (
+                FieldType::String,
+                t.into_iter()
+                    .zip(v)
+                    .map(|(t, v)| (t, FieldValue::String(v)))
+                    .collect()
+            )),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn blocks_round_trip((ty, pts) in arb_points()) {
+            let enc = encode_block(ty, &pts);
+            let got = decode_block(ty, &enc).unwrap();
+            prop_assert_eq!(got.len(), pts.len());
+            for (g, p) in got.iter().zip(&pts) {
+                prop_assert_eq!(g.0, p.0);
+                match (&g.1, &p.1) {
+                    // NaN != NaN: compare bits.
+                    (FieldValue::Float(a), FieldValue::Float(b)) => prop_assert_eq!(a.to_bits(), b.to_bits()),
+                    (a, b) => prop_assert_eq!(a, b),
+                }
+            }
+            prop_assert_eq!(decode_block_timestamps(&enc).unwrap(), pts.iter().map(|p| p.0).collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn clustered_timestamps_round_trip(start in any::<i64>(), gaps in proptest::collection::vec(1i64..1_000_000_000, 0..500)) {
+            let mut ts = vec![start];
+            for g in gaps {
+                match ts.last().and_then(|l| l.checked_add(g)) {
+                    Some(t) => ts.push(t),
+                    None => break,
+                }
+            }
+            let enc = encode_timestamps(ts.iter().copied());
+            prop_assert_eq!(decode_timestamps(&enc, ts.len()).unwrap(), ts);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(ty in 1u8..=5, bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Some(ty) = FieldType::from_byte(ty) {
+                let _ = decode_block(ty, &bytes);
+            }
+            let _ = decode_block_timestamps(&bytes);
+        }
+    }
+}
