@@ -781,11 +781,16 @@ async fn dispatch(
             }
             continue;
         }
+        // Notifications first: a server slow to take events must not delay the pages.
+        let mut pending = Vec::with_capacity(batch.len());
         for out in batch {
             if let Some(n) = out.notification {
                 notifier.enqueue(n);
             }
-            if events.send(out.event).await.is_err() {
+            pending.push(out.event);
+        }
+        for event in pending {
+            if events.send(event).await.is_err() {
                 tracing::debug!("alert event receiver is gone");
             }
         }

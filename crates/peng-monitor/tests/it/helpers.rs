@@ -14,7 +14,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use peng_core::{ServiceId, ServiceName, StageName, TeamName};
-use peng_monitor::{AlertEvent, AlertRecord, Endpoint, InstanceDirectory, Monitor, MonitorConfig};
+use peng_monitor::{
+    AlertEvent, AlertRecord, Endpoint, InstanceDirectory, Monitor, MonitorConfig, RetryPolicy,
+};
 use peng_spec::{
     ActionPlan, AlertCondition, AlertSpec, Escalation, HealthCheck, HealthProbe, LoggingSpec,
     NotifyTarget, Resources, RunSpec, ServiceSpec, Severity, StageSpec,
@@ -77,7 +79,8 @@ impl Instance {
 
 type Received = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
 
-/// A webhook receiver: every POST to `/hook/{name}` is kept as (name, JSON body).
+/// A webhook receiver: every POST to `/hook/{name}` is kept as (name, JSON body) and answered
+/// 200, or 500 when `name` starts with `fail`.
 #[derive(Clone)]
 pub struct Hooks {
     pub addr: SocketAddr,
@@ -93,8 +96,13 @@ impl Hooks {
                 post(
                     |State(r): State<Received>, Path(name): Path<String>, body: String| async move {
                         let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                        let status = if name.starts_with("fail") {
+                            StatusCode::INTERNAL_SERVER_ERROR
+                        } else {
+                            StatusCode::OK
+                        };
                         r.lock().expect("hooks lock").push((name, json));
-                        StatusCode::OK
+                        status
                     },
                 ),
             )
@@ -221,15 +229,26 @@ pub struct Harness {
 }
 
 pub fn start_monitor(dir: &std::path::Path, initial_alerts: Vec<AlertRecord>) -> Harness {
+    start_monitor_with(dir, initial_alerts, RetryPolicy::default())
+}
+
+pub fn start_monitor_with(
+    dir: &std::path::Path,
+    initial_alerts: Vec<AlertRecord>,
+    retry: RetryPolicy,
+) -> Harness {
     let tsdb = Arc::new(Tsdb::open(dir).expect("open tsdb"));
     let directory = Arc::new(Directory::default());
     let (tx, events) = mpsc::channel(64);
-    let monitor = Monitor::start(MonitorConfig {
-        tsdb: tsdb.clone(),
-        directory: directory.clone(),
-        initial_alerts,
-        events: tx,
-    });
+    let monitor = Monitor::start_with(
+        MonitorConfig {
+            tsdb: tsdb.clone(),
+            directory: directory.clone(),
+            initial_alerts,
+            events: tx,
+        },
+        retry,
+    );
     Harness {
         monitor,
         directory,

@@ -404,3 +404,55 @@ async fn sensors_judge_status_latency_body_and_connections() {
     assert!(h.monitor.alerts(Some(&service_id())).is_empty());
     h.monitor.shutdown().await;
 }
+
+#[tokio::test]
+async fn failing_webhooks_are_retried_then_counted_without_blocking_alerts() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let hooks = Hooks::start().await;
+    let instance = Instance::start().await;
+    instance.set_health(500);
+    let errors = peng_core::metrics::component::errors("notify_webhook", "send");
+    let before = errors.get();
+    let retry = peng_monitor::RetryPolicy {
+        attempts: 3,
+        timeout: Duration::from_secs(2),
+        backoff: Duration::from_millis(20),
+    };
+    let mut h = start_monitor_with(tmp.path(), Vec::new(), retry);
+    h.directory.set(vec![instance.endpoint(0)]);
+    let mut spec = spec(&hooks, Duration::from_secs(3600));
+    if let Some(plan) = spec.action_plans.get_mut("page-oncall") {
+        plan.notify = vec![
+            peng_spec::NotifyTarget::Webhook {
+                url: hooks.url("fail-oncall"),
+            },
+            peng_spec::NotifyTarget::Webhook {
+                url: hooks.url("oncall"),
+            },
+        ];
+    }
+    h.monitor.apply(&spec);
+
+    assert_eq!(
+        next_event(&mut h.events, LIMIT).await.transition,
+        Transition::Firing
+    );
+    eventually(LIMIT, "healthy receiver notified", || async {
+        (hooks.bodies("oncall", "firing").len() == 1).then_some(())
+    })
+    .await;
+    eventually(LIMIT, "failed delivery counted", || async {
+        (errors.get() > before).then_some(())
+    })
+    .await;
+    assert_eq!(hooks.bodies("fail-oncall", "firing").len(), 3, "3 attempts");
+
+    let client = reqwest::Client::new();
+    let sent =
+        peng_monitor::notify::webhook::send(&client, &hooks.url("fail-x"), "{}", retry).await;
+    assert_eq!(
+        sent,
+        Err("after 3 attempts: receiver answered 500 Internal Server Error".to_string())
+    );
+    h.monitor.shutdown().await;
+}
