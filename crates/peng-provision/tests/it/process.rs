@@ -426,3 +426,51 @@ async fn instances_of_a_forgotten_driver_are_killed_by_the_next_one() {
     .await;
     h.driver.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_output_queue_drops_and_counts_but_never_blocks_the_child() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let driver = ProcessDriver::start(config(dir.path().to_path_buf(), tx))
+        .await
+        .expect("start");
+    let discarded = peng_core::metrics::component::discarded("instance_output", "queue_full");
+    let before = discarded.get();
+    let spec = instance(
+        "books/chatty",
+        "production",
+        0,
+        &[
+            "sh",
+            "-c",
+            "seq 1 5000; echo finished > done; exec sleep 60",
+        ],
+    );
+    let mut spec = spec;
+    spec.workdir = dir.path().to_path_buf();
+    driver
+        .reconcile(&service("books/chatty"), vec![spec])
+        .await
+        .expect("reconcile");
+    let pids: Vec<u32> = driver
+        .instances(None)
+        .iter()
+        .filter_map(|s| s.pid)
+        .collect();
+    struct Guard(Vec<u32>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            for pid in &self.0 {
+                kill_group(*pid, libc::SIGKILL);
+            }
+        }
+    }
+    let _guard = Guard(pids);
+    let marker = dir.path().join("done");
+    wait_for("child wrote everything", || marker.exists().then_some(())).await;
+    wait_for("drops counted", || {
+        (discarded.get() - before >= 4000).then_some(())
+    })
+    .await;
+    driver.shutdown().await;
+}

@@ -177,9 +177,6 @@ pub(crate) async fn supervise(
                 if let Some(pid) = pid {
                     write_record(&record_path, &spec, &service, pid);
                 }
-                if let Some(f) = first.take() {
-                    let _ = f.send(pid);
-                }
                 let running = if crash_loop {
                     InstanceState::CrashLoop
                 } else {
@@ -190,6 +187,10 @@ pub(crate) async fn supervise(
                     s.pid = pid;
                     s.since_ns = peng_core::now_ns();
                 });
+                // after the status, so that `reconcile`'s caller sees the process
+                if let Some(f) = first.take() {
+                    let _ = f.send(pid);
+                }
                 forward_output(&ctx, &spec, &mut child);
                 let started = tokio::time::sleep(cfg.backoff_reset);
                 tokio::pin!(started);
