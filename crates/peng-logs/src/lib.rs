@@ -12,6 +12,8 @@
 
 mod error;
 pub mod gelf;
+pub mod index;
+pub mod query;
 mod record;
 
 pub use error::LogError;

@@ -167,7 +167,7 @@ fn from_object(map: Map<String, Value>, limits: &GelfLimits) -> Result<GelfMessa
 }
 
 /// `^[\w.\-]+$`, at most 128 bytes.
-pub(crate) fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && name

@@ -20,7 +20,7 @@ mod chunk;
 mod decode;
 
 pub use chunk::{ChunkAssembler, ChunkLimits, ChunkPush, CHUNK_MAGIC};
-pub use decode::{decode, decode_json};
+pub use decode::{decode, decode_json, valid_name};
 
 use std::collections::BTreeMap;
 

@@ -1,3 +1,5 @@
 //! Integration tests of peng-logs: real sockets on 127.0.0.1, real indexes in temp dirs.
 
 mod gelf_props;
+mod helpers;
+mod search;
