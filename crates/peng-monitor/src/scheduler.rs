@@ -36,6 +36,8 @@ use crate::sensors::{
 pub const MAX_IN_FLIGHT: usize = 64;
 /// How often every alert is evaluated, in addition to after each sensor result.
 pub const EVALUATE_EVERY: Duration = Duration::from_secs(1);
+/// How long `shutdown` waits for the server to take the last alert events.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The tsdb measurement sensor results are stored in.
 pub const MEASUREMENT: &str = "sensor";
 
@@ -394,7 +396,7 @@ impl Monitor {
     }
 
     /// Stops every sensor and the ticker, then hands the transitions still waiting to the
-    /// server before returning. Notifications already queued are still delivered.
+    /// server (for at most [`SHUTDOWN_GRACE`]) before returning. Notifications already queued are still delivered.
     pub async fn shutdown(&self) {
         self.inner.cancel.cancel();
         {
@@ -406,9 +408,14 @@ impl Monitor {
             }
         }
         let tasks: Vec<_> = lock(&self.inner.background).drain(..).collect();
-        for task in tasks {
-            if let Err(error) = task.await {
-                tracing::warn!(%error, "monitor task ended abnormally");
+        for mut task in tasks {
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "monitor task ended abnormally"),
+                Err(_) => {
+                    tracing::warn!("alert events not taken within the shutdown grace, dropped");
+                    task.abort();
+                }
             }
         }
     }
