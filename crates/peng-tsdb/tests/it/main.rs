@@ -1,5 +1,8 @@
 //! Integration tests of `peng-tsdb` through its public API only.
 
 mod api;
+mod blocks;
 mod crash;
+mod fixture;
 mod helpers;
+mod model;
