@@ -68,8 +68,9 @@ fn arb_op() -> impl Strategy<Value = Op> {
 }
 
 type Model = BTreeMap<(SeriesKey, String), BTreeMap<i64, FieldValue>>;
+type Rows = Vec<(SeriesKey, String, Vec<(i64, FieldValue)>)>;
 
-fn expected(model: &Model, q: &Query) -> Vec<(SeriesKey, String, Vec<(i64, FieldValue)>)> {
+fn expected(model: &Model, q: &Query) -> Rows {
     model
         .iter()
         .filter(|((k, _), _)| k.measurement == q.measurement)
@@ -125,7 +126,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Flush => current.flush().unwrap(),
             Op::Compact => current.compact().unwrap(),
             Op::Reopen => {
-                db = None;
+                drop(db.take()); // release the directory lock first
                 db = Some(Tsdb::open_with(tmp.path(), options.clone()).unwrap());
             }
             Op::DeleteBefore(t) => {
