@@ -21,6 +21,8 @@ use crate::sync_dir;
 
 const MAGIC: &[u8; 8] = b"PTSWAL01";
 const RECORD_BATCH: u8 = 1;
+/// Largest encoded batch; frames carry a u32 length.
+const MAX_RECORD: usize = 1 << 30;
 
 /// The open, appendable WAL.
 pub struct Wal {
@@ -81,6 +83,12 @@ impl Wal {
         }
         let mut payload = Vec::with_capacity(64 * points.len());
         encode_batch(&mut payload, points);
+        if payload.len() > MAX_RECORD {
+            return Err(TsdbError::Invalid(format!(
+                "batch encodes to {} bytes, more than the {MAX_RECORD} bytes one write may hold; split it",
+                payload.len()
+            )));
+        }
         let mut framed = Vec::with_capacity(payload.len() + 8);
         frame(&mut framed, &payload);
         let path = segment_path(&self.dir, self.seq);
