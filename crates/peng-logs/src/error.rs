@@ -21,6 +21,9 @@ pub enum LogError {
     /// The pipeline has stopped.
     #[error("log pipeline is shut down")]
     Closed,
+    /// A commit failed; the records waiting for it were not stored.
+    #[error("log commit failed: {0}")]
+    Commit(String),
     #[error("log index: {0}")]
     Index(#[from] tantivy::TantivyError),
     #[error("log index directory: {0}")]
@@ -34,7 +37,7 @@ impl LogError {
         match self {
             LogError::Query { .. } | LogError::Invalid(_) => ErrorKind::Invalid,
             LogError::Gelf(e) => e.kind(),
-            LogError::QueueFull | LogError::Closed => ErrorKind::Unavailable,
+            LogError::QueueFull | LogError::Closed | LogError::Commit(_) => ErrorKind::Unavailable,
             LogError::Index(_) | LogError::Directory(_) | LogError::Io(_) => ErrorKind::Internal,
         }
     }

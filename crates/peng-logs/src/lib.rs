@@ -13,6 +13,8 @@
 mod error;
 pub mod gelf;
 pub mod index;
+pub mod ingest;
+pub mod pipeline;
 pub mod query;
 mod record;
 

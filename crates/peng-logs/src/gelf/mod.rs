@@ -17,7 +17,7 @@
 //!   JSON text.
 
 mod chunk;
-mod decode;
+pub(crate) mod decode;
 
 pub use chunk::{ChunkAssembler, ChunkLimits, ChunkPush, CHUNK_MAGIC};
 pub use decode::{decode, decode_json, valid_name};
@@ -94,6 +94,8 @@ pub enum GelfError {
     FrameTooLong { limit: usize },
     #[error("unsupported content encoding '{0}'")]
     BadEncoding(String),
+    #[error("line {line}: {error}")]
+    InBulk { line: usize, error: Box<GelfError> },
     #[error("no ingest token: send it in the '_ingest_token' field")]
     NoToken,
     #[error("unknown ingest token")]
@@ -117,6 +119,7 @@ impl GelfError {
             GelfError::ChunkCountMismatch { .. } => "chunk_count_mismatch",
             GelfError::FrameTooLong { .. } => "frame_too_long",
             GelfError::BadEncoding(_) => "bad_encoding",
+            GelfError::InBulk { error, .. } => error.reason(),
             GelfError::NoToken => "no_token",
             GelfError::BadToken => "bad_token",
         }
@@ -125,6 +128,7 @@ impl GelfError {
     pub fn kind(&self) -> peng_core::ErrorKind {
         match self {
             GelfError::NoToken | GelfError::BadToken => peng_core::ErrorKind::Unauthorized,
+            GelfError::InBulk { error, .. } => error.kind(),
             _ => peng_core::ErrorKind::Invalid,
         }
     }

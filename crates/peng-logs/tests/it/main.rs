@@ -2,4 +2,5 @@
 
 mod gelf_props;
 mod helpers;
+mod listeners;
 mod search;
