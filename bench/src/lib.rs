@@ -1,0 +1,7 @@
+//! Benchmarks of peng, run against the real `peng serve` binary. See `bench/README.md`.
+
+pub mod gen;
+pub mod procfs;
+pub mod prom;
+pub mod send;
+pub mod server;
