@@ -122,6 +122,15 @@ pub fn decode_http(
                     .into()
             }
         }
+        // graypy sends `gzip,deflate` with a zlib body: a list means "one of these", so the
+        // body's magic bytes decide, as Graylog does.
+        Some(list)
+            if list
+                .split(',')
+                .all(|e| matches!(e.trim(), "gzip" | "x-gzip" | "deflate" | "identity")) =>
+        {
+            gelf::decode::decompress(body, max)?
+        }
         Some(other) => return Err(GelfError::BadEncoding(other.to_string())),
     };
     let lines: Vec<&[u8]> = raw
