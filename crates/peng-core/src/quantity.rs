@@ -166,7 +166,7 @@ impl fmt::Display for ByteSize {
             ("Mi", 1 << 20),
             ("Ki", 1 << 10),
         ] {
-            if self.0 >= factor && self.0 % factor == 0 {
+            if self.0 >= factor && self.0.is_multiple_of(factor) {
                 return write!(f, "{}{}", self.0 / factor, unit);
             }
         }

@@ -22,6 +22,8 @@ CREATE TABLE services (
     file_name   TEXT NOT NULL,
     spec_yaml   TEXT NOT NULL,
     base_dir    TEXT NOT NULL,
+    -- instances per stage as applied (JSON object); differs from the file after `apply --stage`
+    stages_json TEXT NOT NULL,
     retention_ns INTEGER NOT NULL,
     generation  INTEGER NOT NULL,
     applied_at  INTEGER NOT NULL,

@@ -50,6 +50,9 @@ pub struct ServiceRow {
     pub spec_yaml: String,
     /// Directory the file was applied from; relative `run.workdir` resolves against it.
     pub base_dir: String,
+    /// Instances per stage as applied, a JSON object `{"stage": n}`; it differs from the
+    /// file's `stages` after an apply limited to one stage.
+    pub stages_json: String,
     pub retention_ns: i64,
     /// Incremented by every apply that changed something.
     pub generation: i64,
@@ -104,7 +107,10 @@ pub struct State {
 pub fn new_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 fn hash_token(token: &str) -> String {
@@ -132,7 +138,10 @@ impl State {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(State { pool })
     }
@@ -173,7 +182,11 @@ impl State {
     }
 
     /// Creates a team and its first API token, which is returned in plaintext this once.
-    pub async fn create_team(&self, name: &TeamName, audit: NewAudit) -> Result<String, StateError> {
+    pub async fn create_team(
+        &self,
+        name: &TeamName,
+        audit: NewAudit,
+    ) -> Result<String, StateError> {
         let mut tx = self.pool.begin().await?;
         let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM teams WHERE name = ?")
             .bind(name.as_str())
@@ -201,9 +214,10 @@ impl State {
     }
 
     pub async fn teams(&self) -> Result<Vec<TeamRow>, StateError> {
-        let rows = sqlx::query("SELECT name, created_at, ingest_generation FROM teams ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, created_at, ingest_generation FROM teams ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(TeamRow {
@@ -223,10 +237,12 @@ impl State {
     pub async fn put_service(&self, row: &ServiceRow, audit: NewAudit) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO services (team, service, file_name, spec_yaml, base_dir, retention_ns, \
-             generation, applied_at, applied_by, destroyed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO services (team, service, file_name, spec_yaml, base_dir, stages_json, \
+             retention_ns, generation, applied_at, applied_by, destroyed_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (team, service) DO UPDATE SET file_name = excluded.file_name, \
              spec_yaml = excluded.spec_yaml, base_dir = excluded.base_dir, \
+             stages_json = excluded.stages_json, \
              retention_ns = excluded.retention_ns, generation = excluded.generation, \
              applied_at = excluded.applied_at, applied_by = excluded.applied_by, \
              destroyed_at = excluded.destroyed_at",
@@ -236,6 +252,7 @@ impl State {
         .bind(&row.file_name)
         .bind(&row.spec_yaml)
         .bind(&row.base_dir)
+        .bind(&row.stages_json)
         .bind(row.retention_ns)
         .bind(row.generation)
         .bind(row.applied_at)
@@ -286,7 +303,11 @@ impl State {
                     .fetch_all(&self.pool)
                     .await?
             }
-            None => sqlx::query("SELECT * FROM services ORDER BY team, service").fetch_all(&self.pool).await?,
+            None => {
+                sqlx::query("SELECT * FROM services ORDER BY team, service")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
         };
         rows.iter().map(service_row).collect()
     }
@@ -299,7 +320,11 @@ impl State {
     }
 
     /// The newest `limit` audit entries, of one team or of all, newest first.
-    pub async fn audit_log(&self, team: Option<&TeamName>, limit: i64) -> Result<Vec<AuditEntry>, StateError> {
+    pub async fn audit_log(
+        &self,
+        team: Option<&TeamName>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StateError> {
         let rows = match team {
             Some(t) => {
                 sqlx::query("SELECT * FROM audit WHERE team = ? ORDER BY id DESC LIMIT ?")
@@ -308,7 +333,12 @@ impl State {
                     .fetch_all(&self.pool)
                     .await?
             }
-            None => sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT ?").bind(limit).fetch_all(&self.pool).await?,
+            None => {
+                sqlx::query("SELECT * FROM audit ORDER BY id DESC LIMIT ?")
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
         };
         rows.iter()
             .map(|r| {
@@ -384,6 +414,7 @@ fn service_row(r: &sqlx::sqlite::SqliteRow) -> Result<ServiceRow, StateError> {
         file_name: r.try_get("file_name")?,
         spec_yaml: r.try_get("spec_yaml")?,
         base_dir: r.try_get("base_dir")?,
+        stages_json: r.try_get("stages_json")?,
         retention_ns: r.try_get("retention_ns")?,
         generation: r.try_get("generation")?,
         applied_at: r.try_get("applied_at")?,
@@ -393,14 +424,16 @@ fn service_row(r: &sqlx::sqlite::SqliteRow) -> Result<ServiceRow, StateError> {
 }
 
 async fn insert_audit(tx: &mut sqlx::SqliteConnection, a: &NewAudit) -> Result<(), StateError> {
-    sqlx::query("INSERT INTO audit (at, actor, team, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)")
-        .bind(now_ns())
-        .bind(&a.actor)
-        .bind(&a.team)
-        .bind(&a.action)
-        .bind(&a.target)
-        .bind(&a.detail)
-        .execute(tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit (at, actor, team, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(now_ns())
+    .bind(&a.actor)
+    .bind(&a.team)
+    .bind(&a.action)
+    .bind(&a.target)
+    .bind(&a.detail)
+    .execute(tx)
+    .await?;
     Ok(())
 }

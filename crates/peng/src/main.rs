@@ -1,1 +1,249 @@
-fn main() {}
+//! `peng`: `peng serve` runs the platform; every other command is a client of its HTTP API
+//! (`--url`/`PENG_URL`, `--token`/`PENG_TOKEN`), except `validate` and `schema`, which work
+//! offline.
+
+mod client;
+mod output;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "peng",
+    version,
+    about = "self-service platform: services, logs, sensors and alerts from one YAML file"
+)]
+struct Cli {
+    #[command(flatten)]
+    conn: Conn,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Conn {
+    /// URL of the peng server.
+    #[arg(
+        long,
+        env = "PENG_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// API token; without one, the admin token of ./peng-data (or PENG_DATA_DIR) is used when readable.
+    #[arg(long, env = "PENG_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Print the API's JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: API, web UI, GELF inputs, instances, sensors, alerts.
+    Serve {
+        #[arg(long, env = "PENG_DATA_DIR", default_value = "./peng-data")]
+        data_dir: PathBuf,
+        /// HTTP address (API, web UI, GELF over HTTP).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:12201")]
+        gelf_udp: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:12201")]
+        gelf_tcp: SocketAddr,
+    },
+    /// Check a service file offline; errors as file:line:col, exit 1 when invalid.
+    Validate { file: PathBuf },
+    /// Print the JSON Schema of the service file, for editors.
+    Schema,
+    /// Show what applying a service file would change (exit 0: none, 2: changes, 1: error).
+    Plan {
+        #[arg(short = 'f', long = "file", default_value = "peng.yaml")]
+        file: PathBuf,
+        #[arg(long)]
+        stage: Option<String>,
+    },
+    /// Apply a service file: plan, then make it so.
+    Apply {
+        #[arg(short = 'f', long = "file", default_value = "peng.yaml")]
+        file: PathBuf,
+        #[arg(long)]
+        stage: Option<String>,
+    },
+    /// Stop all instances and sensors of a service and remove it; its logs stay for their retention.
+    Destroy {
+        /// TEAM/SERVICE
+        service: String,
+    },
+    /// Stages, instances, sensors and firing alerts, of one service or of all yours.
+    Status { service: Option<String> },
+    /// Latest state of a service's sensors, with a short history.
+    Sensors {
+        /// TEAM/SERVICE
+        service: String,
+        /// History window, e.g. 15m, 1h.
+        #[arg(long, default_value = "15m")]
+        since: String,
+    },
+    /// Teams (admin).
+    #[command(subcommand)]
+    Team(TeamCmd),
+    /// Search and follow logs.
+    #[command(subcommand)]
+    Logs(LogsCmd),
+    /// Who changed what.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TeamCmd {
+    /// Create a team; prints its API token and ingest token once.
+    Create { name: String },
+    /// List teams.
+    List,
+    /// Print a team's GELF ingest token.
+    IngestToken { name: String },
+}
+
+#[derive(Subcommand)]
+enum LogsCmd {
+    /// Search: words, "phrases", field:value, AND/OR/NOT, field:[a TO b].
+    Search {
+        #[arg(default_value = "")]
+        query: String,
+        #[arg(long, default_value = "15m")]
+        since: String,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        stage: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Follow new messages as they arrive (Ctrl-C to stop).
+    Tail {
+        #[arg(default_value = "")]
+        query: String,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        stage: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("peng: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("peng: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let conn = cli.conn;
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            listen,
+            gelf_udp,
+            gelf_tcp,
+        } => {
+            serve(peng_server::ServerConfig {
+                data_dir,
+                listen,
+                gelf_udp,
+                gelf_tcp,
+            })
+            .await
+        }
+        Command::Validate { file } => Ok(output::validate(&file)),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&peng_spec::service_schema())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { file, stage } => client::plan(&conn, &file, stage).await,
+        Command::Apply { file, stage } => client::apply(&conn, &file, stage).await,
+        Command::Destroy { service } => client::destroy(&conn, &service).await,
+        Command::Status { service } => client::status(&conn, service.as_deref()).await,
+        Command::Sensors { service, since } => client::sensors(&conn, &service, &since).await,
+        Command::Team(TeamCmd::Create { name }) => client::team_create(&conn, &name).await,
+        Command::Team(TeamCmd::List) => client::team_list(&conn).await,
+        Command::Team(TeamCmd::IngestToken { name }) => client::ingest_token(&conn, &name).await,
+        Command::Logs(LogsCmd::Search {
+            query,
+            since,
+            until,
+            service,
+            stage,
+            limit,
+        }) => {
+            client::logs_search(
+                &conn,
+                &query,
+                &since,
+                until.as_deref(),
+                service.as_deref(),
+                stage.as_deref(),
+                limit,
+            )
+            .await
+        }
+        Command::Logs(LogsCmd::Tail {
+            query,
+            service,
+            stage,
+        }) => client::logs_tail(&conn, &query, service.as_deref(), stage.as_deref()).await,
+        Command::Audit { limit } => client::audit(&conn, limit).await,
+    }
+}
+
+async fn serve(cfg: peng_server::ServerConfig) -> anyhow::Result<ExitCode> {
+    use tracing_subscriber::EnvFilter;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let server = peng_server::Server::start(cfg).await?;
+    eprintln!(
+        "peng: serving http://{} (gelf udp {}, tcp {}); admin token in {}",
+        server.addrs.http,
+        server.addrs.gelf_udp,
+        server.addrs.gelf_tcp,
+        server.admin_token_file.display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    eprintln!("peng: stopping (instances stop with the server)");
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,168 @@
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use peng_api as wire;
+use peng_core::now_ns;
+use peng_logs::index::SearchRequest;
+use peng_logs::{FieldValue, LogRecord};
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Deserialize, Default)]
+pub struct SearchQuery {
+    #[serde(default)]
+    pub q: String,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub service: Option<String>,
+    pub stage: Option<String>,
+    pub limit: Option<usize>,
+    /// Admins may narrow a search to one team.
+    pub team: Option<String>,
+}
+
+pub async fn search(
+    State(app): State<App>,
+    auth: Auth,
+    Query(q): Query<SearchQuery>,
+) -> ApiResult<Json<wire::LogSearchResponse>> {
+    Ok(Json(run_search(&app, &auth, q).await?))
+}
+
+pub async fn run_search(
+    app: &App,
+    auth: &Auth,
+    q: SearchQuery,
+) -> ApiResult<wire::LogSearchResponse> {
+    let now = now_ns();
+    let team = match (auth.team_scope(), q.team.as_deref()) {
+        (Some(own), _) => Some(own),
+        (None, Some(t)) => {
+            Some(peng_core::TeamName::parse(t).map_err(|e| ApiError::invalid(e.to_string()))?)
+        }
+        (None, None) => None,
+    };
+    let req = SearchRequest {
+        team,
+        query: q.q,
+        service: q.service.filter(|s| !s.is_empty()),
+        stage: q.stage.filter(|s| !s.is_empty()),
+        since_ns: q
+            .since
+            .as_deref()
+            .map(|s| super::parse_time(s, now))
+            .transpose()?,
+        until_ns: q
+            .until
+            .as_deref()
+            .map(|s| super::parse_time(s, now))
+            .transpose()?,
+        limit: q.limit.unwrap_or(100).min(10_000),
+    };
+    let store = app.logs.clone();
+    let res = tokio::task::spawn_blocking(move || store.search(&req))
+        .await
+        .map_err(|e| ApiError::internal(format!("search task failed: {e}")))??;
+    Ok(wire::LogSearchResponse {
+        total: res.total,
+        hits: res.hits.into_iter().map(wire_hit).collect(),
+    })
+}
+
+pub fn wire_hit(r: LogRecord) -> wire::LogHit {
+    wire::LogHit {
+        timestamp_ns: r.timestamp_ns,
+        team: r.team.to_string(),
+        service: r.service,
+        stage: r.stage,
+        instance: r.instance,
+        source: r.source.as_str().to_string(),
+        host: r.host,
+        level: r.level,
+        message: r.message,
+        full_message: r.full_message,
+        fields: r
+            .fields
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    FieldValue::Str(s) => serde_json::Value::String(s),
+                    FieldValue::I64(i) => serde_json::Value::from(i),
+                    FieldValue::F64(f) => serde_json::Value::from(f),
+                    FieldValue::Bool(b) => serde_json::Value::Bool(b),
+                };
+                (k, v)
+            })
+            .collect(),
+    }
+}
+
+pub async fn rejected(State(app): State<App>, auth: Auth) -> ApiResult<Json<Vec<wire::Rejection>>> {
+    auth.require_admin()?;
+    Ok(Json(
+        app.ingest_ctx
+            .rejections
+            .list()
+            .into_iter()
+            .map(|r| wire::Rejection {
+                at_ns: r.time_ns,
+                source: r.source.as_str().to_string(),
+                peer: r.peer.map(|p| p.to_string()).unwrap_or_default(),
+                reason: format!("{}: {}", r.reason, r.detail),
+                excerpt: String::from_utf8_lossy(&r.payload).into_owned(),
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct GelfQuery {
+    token: Option<String>,
+}
+
+/// `POST /gelf`, as Graylog's GELF HTTP input: 202 once the messages are durable.
+///
+/// The work runs in its own task: clients such as graypy send the request and close the
+/// connection without reading the answer, and a message that arrived must not be lost because
+/// nobody waits for its 202.
+pub async fn gelf(
+    State(app): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<GelfQuery>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<StatusCode> {
+    let encoding = headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let header_token = headers
+        .get("x-peng-ingest-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(q.token);
+    let task = tokio::spawn(async move {
+        let body: Bytes = axum::body::to_bytes(body, super::GELF_BODY_LIMIT)
+            .await
+            .map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
+        let records = app.ingest_ctx.decode_http(
+            &body,
+            encoding.as_deref(),
+            header_token.as_deref(),
+            Some(peer),
+        )?;
+        if !records.is_empty() {
+            app.pipeline.submit_durable(records).await?;
+        }
+        Ok::<_, ApiError>(())
+    });
+    task.await
+        .map_err(|e| ApiError::internal(format!("gelf task failed: {e}")))??;
+    Ok(StatusCode::ACCEPTED)
+}

@@ -1,0 +1,110 @@
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use peng_api as wire;
+use peng_core::TeamName;
+use peng_state::NewAudit;
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult};
+use crate::ingest;
+
+pub async fn create(
+    State(app): State<App>,
+    auth: Auth,
+    Json(req): Json<wire::CreateTeamRequest>,
+) -> ApiResult<(StatusCode, Json<wire::CreateTeamResponse>)> {
+    auth.require_admin()?;
+    let name = TeamName::parse(&req.name).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let audit = NewAudit {
+        actor: auth.0.actor(),
+        team: Some(name.to_string()),
+        action: "team.create".to_string(),
+        target: name.to_string(),
+        detail: String::new(),
+    };
+    let token = app.state.create_team(&name, audit).await?;
+    let ingest = ingest::ingest_token(&app.secret, &name, 1);
+    app.ingest.set(&ingest, name.clone());
+    Ok((
+        StatusCode::CREATED,
+        Json(wire::CreateTeamResponse {
+            team: name.to_string(),
+            token,
+            ingest_token: ingest,
+        }),
+    ))
+}
+
+pub async fn list(State(app): State<App>, auth: Auth) -> ApiResult<Json<Vec<wire::Team>>> {
+    let services = app.state.services(None).await?;
+    let teams = app
+        .state
+        .teams()
+        .await?
+        .into_iter()
+        .filter(|t| auth.0.may_access(&t.name))
+        .map(|t| wire::Team {
+            services: services
+                .iter()
+                .filter(|s| s.id.team == t.name && s.destroyed_at.is_none())
+                .count(),
+            name: t.name.to_string(),
+            created_at_ns: t.created_at,
+        })
+        .collect();
+    Ok(Json(teams))
+}
+
+pub async fn ingest_token_of(app: &App, auth: &Auth, team: &str) -> ApiResult<wire::IngestToken> {
+    let name = TeamName::parse(team).map_err(|_| ApiError::not_found("team not found"))?;
+    auth.check_team(&name, "team")?;
+    let row = app
+        .state
+        .team(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("team not found"))?;
+    Ok(wire::IngestToken {
+        team: name.to_string(),
+        ingest_token: ingest::ingest_token(&app.secret, &name, row.ingest_generation),
+    })
+}
+
+pub async fn ingest_token(
+    State(app): State<App>,
+    auth: Auth,
+    Path(team): Path<String>,
+) -> ApiResult<Json<wire::IngestToken>> {
+    Ok(Json(ingest_token_of(&app, &auth, &team).await?))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    limit: Option<i64>,
+}
+
+pub async fn audit(
+    State(app): State<App>,
+    auth: Auth,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<wire::AuditEntry>>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let entries = app
+        .state
+        .audit_log(auth.team_scope().as_ref(), limit)
+        .await?
+        .into_iter()
+        .map(|a| wire::AuditEntry {
+            id: a.id,
+            at_ns: a.at,
+            actor: a.actor,
+            team: a.team,
+            action: a.action,
+            target: a.target,
+            detail: a.detail,
+        })
+        .collect();
+    Ok(Json(entries))
+}

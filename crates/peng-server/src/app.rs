@@ -1,0 +1,221 @@
+//! Start-up, the shared application state, and shutdown.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use peng_logs::index::LogStore;
+use peng_logs::ingest::{IngestAuth, IngestContext};
+use peng_logs::pipeline::{Pipeline, PipelineHandle};
+use peng_monitor::Monitor;
+use peng_provision::driver::process::{ProcessDriver, ProcessDriverConfig};
+use peng_state::State;
+use peng_tsdb::Tsdb;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest;
+
+/// Where `peng serve` keeps its data and listens.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// HTTP: API, web UI, `POST /gelf`.
+    pub listen: SocketAddr,
+    pub gelf_udp: SocketAddr,
+    pub gelf_tcp: SocketAddr,
+}
+
+/// Addresses actually bound (a configured port 0 is resolved here).
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub http: SocketAddr,
+    pub gelf_udp: SocketAddr,
+    pub gelf_tcp: SocketAddr,
+}
+
+/// Everything a request handler or worker may use. Cheap to clone.
+#[derive(Clone)]
+pub struct App(Arc<Inner>);
+
+pub struct Inner {
+    pub state: State,
+    pub logs: Arc<LogStore>,
+    pub pipeline: PipelineHandle,
+    pub ingest: IngestAuth,
+    /// The GELF listeners' shared context (attribution, dead letters, pipeline).
+    pub ingest_ctx: IngestContext,
+    pub tsdb: Arc<Tsdb>,
+    pub monitor: Monitor,
+    pub driver: ProcessDriver,
+    pub secret: Vec<u8>,
+    pub addrs: Addrs,
+    /// Applies and destroys run one at a time, so that a plan is applied to the state it was
+    /// computed from.
+    pub apply_lock: tokio::sync::Mutex<()>,
+}
+
+impl Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A running server. Dropping it does not stop it; call `shutdown`.
+pub struct Server {
+    pub addrs: Addrs,
+    pub admin_token_file: PathBuf,
+    app: App,
+    cancel: CancellationToken,
+    http: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the data directory, binds every listener, brings back the declared services and
+    /// starts serving.
+    pub async fn start(cfg: ServerConfig) -> anyhow::Result<Server> {
+        let dir = &cfg.data_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        let state = State::open(&dir.join("state.db"))
+            .await
+            .context("cannot open the state database")?;
+        let admin_token_file = dir.join("admin.token");
+        if let Some(token) = state.ensure_admin_token().await? {
+            ingest::write_private(&admin_token_file, &token)
+                .with_context(|| format!("cannot write {}", admin_token_file.display()))?;
+            tracing::info!(file = %admin_token_file.display(), "first start: wrote the admin token (mode 0600)");
+            eprintln!(
+                "peng: first start, the admin token is in {} (mode 0600)",
+                admin_token_file.display()
+            );
+        }
+        let secret = ingest::load_or_create_secret(&dir.join("secret.key"))
+            .context("cannot read the server secret")?;
+
+        let tsdb =
+            Arc::new(Tsdb::open(&dir.join("metrics")).context("cannot open the metrics store")?);
+        let logs =
+            Arc::new(LogStore::open(&dir.join("logs")).context("cannot open the log index")?);
+        let pipeline = Pipeline::start(logs.clone(), Default::default())
+            .context("cannot start the log pipeline")?;
+        let ingest_auth = IngestAuth::default();
+        for team in state.teams().await? {
+            ingest_auth.set(
+                &ingest::ingest_token(&secret, &team.name, team.ingest_generation),
+                team.name.clone(),
+            );
+        }
+        let ingest_ctx = IngestContext::new(ingest_auth.clone(), pipeline.clone());
+
+        let http = TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let udp = UdpSocket::bind(cfg.gelf_udp)
+            .await
+            .with_context(|| format!("cannot bind gelf udp {}", cfg.gelf_udp))?;
+        let tcp = TcpListener::bind(cfg.gelf_tcp)
+            .await
+            .with_context(|| format!("cannot bind gelf tcp {}", cfg.gelf_tcp))?;
+        let addrs = Addrs {
+            http: http.local_addr()?,
+            gelf_udp: udp.local_addr()?,
+            gelf_tcp: tcp.local_addr()?,
+        };
+
+        let (output_tx, output_rx) = tokio::sync::mpsc::channel(8192);
+        let driver =
+            ProcessDriver::start(ProcessDriverConfig::new(dir.join("instances"), output_tx))
+                .await
+                .context("cannot start the process driver")?;
+
+        let (alert_tx, alert_rx) = tokio::sync::mpsc::channel(1024);
+        let initial_alerts = crate::workers::alerts_from_state(&state).await?;
+        let monitor = Monitor::start(peng_monitor::MonitorConfig {
+            tsdb: tsdb.clone(),
+            directory: Arc::new(crate::workers::Directory(driver.clone())),
+            initial_alerts,
+            events: alert_tx,
+        });
+
+        let app = App(Arc::new(Inner {
+            state,
+            logs,
+            pipeline,
+            ingest: ingest_auth,
+            ingest_ctx,
+            tsdb,
+            monitor,
+            driver,
+            secret,
+            addrs,
+            apply_lock: tokio::sync::Mutex::new(()),
+        }));
+        let cancel = CancellationToken::new();
+        let mut background = vec![
+            tokio::spawn(peng_logs::ingest::serve_udp(
+                udp,
+                app.ingest_ctx.clone(),
+                cancel.clone(),
+            )),
+            tokio::spawn(peng_logs::ingest::serve_tcp(
+                tcp,
+                app.ingest_ctx.clone(),
+                cancel.clone(),
+            )),
+            tokio::spawn(crate::workers::forward_instance_output(
+                app.clone(),
+                output_rx,
+            )),
+            tokio::spawn(crate::workers::persist_alert_events(app.clone(), alert_rx)),
+            tokio::spawn(crate::workers::retention_loop(app.clone(), cancel.clone())),
+        ];
+        background.retain(|h| !h.is_finished());
+
+        crate::services::restore_all(&app).await?;
+
+        let router = crate::api::router(app.clone());
+        let http_cancel = cancel.clone();
+        let http = tokio::spawn(async move {
+            let serve = axum::serve(
+                http,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { http_cancel.cancelled().await });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "http server failed");
+            }
+        });
+        tracing::info!(http = %addrs.http, gelf_udp = %addrs.gelf_udp, gelf_tcp = %addrs.gelf_tcp, "peng is serving");
+        Ok(Server {
+            addrs,
+            admin_token_file,
+            app,
+            cancel,
+            http,
+            background,
+        })
+    }
+
+    /// Stops listening, stops every instance, and commits what the log pipeline holds.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.http.await;
+        self.app.monitor.shutdown().await;
+        self.app.driver.shutdown().await;
+        for h in self.background {
+            h.abort();
+        }
+        if let Err(error) = self.app.pipeline.shutdown().await {
+            tracing::error!(%error, "log pipeline did not shut down cleanly");
+        }
+        if let Err(error) = self.app.tsdb.flush() {
+            tracing::error!(%error, "metrics store flush failed");
+        }
+        self.app.state.close().await;
+    }
+}

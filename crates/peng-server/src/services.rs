@@ -1,0 +1,390 @@
+//! Plan, apply, destroy and restore: the path from a service file to running instances,
+//! sensors and a log retention.
+//!
+//! The order of an apply is what makes it safe to crash: the desired state is committed to the
+//! state store (with its audit entry) first, then the drivers converge on it. A crash after the
+//! commit is finished by `restore_all` at the next start; a crash before it leaves nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use peng_api as wire;
+use peng_core::{now_ns, ErrorKind, ServiceId, StageName};
+use peng_spec::{ServiceSpec, StageSpec};
+use peng_state::{NewAudit, ServiceRow};
+
+use crate::app::App;
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult};
+use crate::ingest::ingest_token;
+
+/// The spec a stored row stands for: its file, with the instance counts as applied.
+pub fn effective_spec(row: &ServiceRow) -> Result<ServiceSpec, ApiError> {
+    let mut spec = peng_spec::parse_service(&row.file_name, &row.spec_yaml).map_err(|d| {
+        ApiError::internal(format!(
+            "stored service file of {} no longer parses: {d}",
+            row.id
+        ))
+    })?;
+    let stages: BTreeMap<String, u32> = serde_json::from_str(&row.stages_json)
+        .map_err(|e| ApiError::internal(format!("stored stages of {}: {e}", row.id)))?;
+    let mut applied = BTreeMap::new();
+    for (name, instances) in stages {
+        let stage = StageName::parse(&name).map_err(|e| ApiError::internal(e.to_string()))?;
+        applied.insert(stage, StageSpec { instances });
+    }
+    spec.stages = applied;
+    Ok(spec)
+}
+
+fn stages_json(spec: &ServiceSpec) -> String {
+    let m: BTreeMap<&str, u32> = spec
+        .stages
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.instances))
+        .collect();
+    serde_json::to_string(&m).unwrap_or_else(|_| "{}".to_string())
+}
+
+/// The current (applied, not destroyed) spec of a service.
+async fn current(app: &App, id: &ServiceId) -> ApiResult<Option<(ServiceRow, ServiceSpec)>> {
+    match app.state.service(id).await? {
+        Some(row) if row.destroyed_at.is_none() => {
+            let spec = effective_spec(&row)?;
+            Ok(Some((row, spec)))
+        }
+        _ => Ok(None),
+    }
+}
+
+struct Planned {
+    desired: ServiceSpec,
+    current: Option<(ServiceRow, ServiceSpec)>,
+    plan: peng_provision::Plan,
+}
+
+async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiResult<Planned> {
+    let mut desired = peng_spec::parse_service(&req.file_name, &req.spec_yaml)?;
+    if !Path::new(&req.base_dir).is_absolute() {
+        return Err(ApiError::invalid(format!(
+            "base_dir '{}' must be an absolute path",
+            req.base_dir
+        )));
+    }
+    let id = desired.id();
+    if !auth.0.may_access(&id.team) {
+        return Err(ApiError::forbidden(format!(
+            "the service file belongs to team '{}', which is not yours",
+            id.team
+        )));
+    }
+    if app.state.team(&id.team).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "team '{}' does not exist; an admin creates it with 'peng team create {}'",
+            id.team, id.team
+        )));
+    }
+    let current = current(app, &id).await?;
+    let stage = match &req.stage {
+        Some(s) => Some(StageName::parse(s).map_err(|e| ApiError::invalid(e.to_string()))?),
+        None => None,
+    };
+    if let Some(stage) = &stage {
+        // Only this stage's instances follow the file; other stages stay as applied.
+        desired = peng_provision::merge_stage(current.as_ref().map(|(_, c)| c), &desired, stage);
+    }
+    let plan = peng_provision::plan(
+        current.as_ref().map(|(_, s)| s),
+        Some(&desired),
+        stage.as_ref(),
+    )?;
+    Ok(Planned {
+        desired,
+        current,
+        plan,
+    })
+}
+
+fn action_name(a: peng_provision::Action) -> &'static str {
+    match a {
+        peng_provision::Action::Create => "create",
+        peng_provision::Action::Update => "update",
+        peng_provision::Action::Replace => "replace",
+        peng_provision::Action::Destroy => "destroy",
+    }
+}
+
+pub fn wire_plan(plan: &peng_provision::Plan) -> wire::Plan {
+    let (add, change, destroy) = plan.summary();
+    wire::Plan {
+        service: plan.service.to_string(),
+        changes: plan
+            .changes
+            .iter()
+            .map(|c| wire::Change {
+                action: action_name(c.action).to_string(),
+                address: c.address.clone(),
+                details: c.details.clone(),
+            })
+            .collect(),
+        add,
+        change,
+        destroy,
+        text: plan.to_string(),
+    }
+}
+
+pub async fn plan(app: &App, auth: &Auth, req: wire::SpecRequest) -> ApiResult<wire::Plan> {
+    Ok(wire_plan(&plan_request(app, auth, &req).await?.plan))
+}
+
+pub async fn apply(
+    app: &App,
+    auth: &Auth,
+    req: wire::SpecRequest,
+) -> ApiResult<wire::ApplyResponse> {
+    let _guard = app.apply_lock.lock().await;
+    let Planned {
+        desired,
+        current,
+        plan,
+    } = plan_request(app, auth, &req).await?;
+    let wire_plan = wire_plan(&plan);
+    if current.is_some() && plan.is_empty() {
+        let generation = current.map(|(row, _)| row.generation).unwrap_or(0);
+        return Ok(wire::ApplyResponse {
+            plan: wire_plan,
+            events: Vec::new(),
+            generation,
+        });
+    }
+    let id = desired.id();
+    let generation = current.as_ref().map(|(row, _)| row.generation).unwrap_or(0) + 1;
+    let row = ServiceRow {
+        id: id.clone(),
+        file_name: req.file_name.clone(),
+        spec_yaml: req.spec_yaml.clone(),
+        base_dir: req.base_dir.clone(),
+        stages_json: stages_json(&desired),
+        retention_ns: desired.logging.retention.as_nanos_i64(),
+        generation,
+        applied_at: now_ns(),
+        applied_by: auth.0.actor(),
+        destroyed_at: None,
+    };
+    let (add, change, destroy) = plan.summary();
+    let audit = NewAudit {
+        actor: auth.0.actor(),
+        team: Some(id.team.to_string()),
+        action: "service.apply".to_string(),
+        target: id.to_string(),
+        detail: format!(
+            "generation {generation}: {add} to add, {change} to change, {destroy} to destroy"
+        ),
+    };
+    app.state.put_service(&row, audit).await?;
+    let events = converge(app, &row, &desired).await?;
+    Ok(wire::ApplyResponse {
+        plan: wire_plan,
+        events,
+        generation,
+    })
+}
+
+/// Brings instances and sensors in line with a stored service.
+async fn converge(app: &App, row: &ServiceRow, spec: &ServiceSpec) -> ApiResult<Vec<String>> {
+    let team = app
+        .state
+        .team(&row.id.team)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("team of {} vanished", row.id)))?;
+    let mut env = BTreeMap::new();
+    env.insert(
+        "PENG_GELF_HTTP".to_string(),
+        format!("http://{}/gelf", app.addrs.http),
+    );
+    env.insert("PENG_GELF_UDP".to_string(), app.addrs.gelf_udp.to_string());
+    env.insert("PENG_GELF_TCP".to_string(), app.addrs.gelf_tcp.to_string());
+    env.insert(
+        "PENG_INGEST_TOKEN".to_string(),
+        ingest_token(&app.secret, &team.name, team.ingest_generation),
+    );
+    let base = PathBuf::from(&row.base_dir);
+    let instances = peng_provision::instance_specs(spec, &base, &env);
+    let events = app.driver.reconcile(&row.id, instances).await?;
+    app.monitor.apply(spec);
+    Ok(events.iter().map(|e| e.to_string()).collect())
+}
+
+pub async fn destroy(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::ApplyResponse> {
+    let _guard = app.apply_lock.lock().await;
+    auth.check_team(&id.team, "service")?;
+    let Some((row, spec)) = current(app, id).await? else {
+        return Err(ApiError::not_found(format!("service {id} not found")));
+    };
+    let plan = peng_provision::plan(Some(&spec), None, None)?;
+    app.monitor.remove(id);
+    app.driver.stop_service(id).await?;
+    let audit = NewAudit {
+        actor: auth.0.actor(),
+        team: Some(id.team.to_string()),
+        action: "service.destroy".to_string(),
+        target: id.to_string(),
+        detail: format!(
+            "generation {}; logs kept for {}",
+            row.generation, spec.logging.retention
+        ),
+    };
+    app.state.destroy_service(id, audit).await?;
+    Ok(wire::ApplyResponse {
+        plan: wire_plan(&plan),
+        events: vec![format!(
+            "stopped all instances of {id}; logs are kept for {}",
+            spec.logging.retention
+        )],
+        generation: row.generation,
+    })
+}
+
+/// At start: every declared service comes back (instances, sensors). A service that cannot be
+/// restored is logged and skipped, so one broken service does not keep the platform down.
+pub async fn restore_all(app: &App) -> anyhow::Result<()> {
+    for row in app.state.services(None).await? {
+        if row.destroyed_at.is_some() {
+            continue;
+        }
+        let restored = match effective_spec(&row) {
+            Ok(spec) => converge(app, &row, &spec).await.map(|events| events.len()),
+            Err(e) => Err(e),
+        };
+        match restored {
+            Ok(n) => {
+                tracing::info!(service = %row.id, generation = row.generation, actions = n, "restored service")
+            }
+            Err(error) => {
+                tracing::error!(service = %row.id, error = %error.message, "cannot restore service")
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn status(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::ServiceStatus> {
+    auth.check_team(&id.team, "service")?;
+    let Some((row, spec)) = current(app, id).await? else {
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("service {id} not found"),
+        ));
+    };
+    let instances = app.driver.instances(Some(id));
+    let stages = spec
+        .stages
+        .iter()
+        .map(|(name, s)| wire::Stage {
+            name: name.to_string(),
+            desired_instances: s.instances,
+            instances: instances
+                .iter()
+                .filter(|i| &i.stage == name)
+                .map(wire_instance)
+                .collect(),
+        })
+        .collect();
+    Ok(wire::ServiceStatus {
+        id: id.to_string(),
+        team: id.team.to_string(),
+        service: id.service.to_string(),
+        generation: row.generation,
+        applied_at_ns: row.applied_at,
+        applied_by: row.applied_by.clone(),
+        retention: spec.logging.retention.to_string(),
+        stages,
+        sensors: app
+            .monitor
+            .latest(id)
+            .into_iter()
+            .map(wire_sensor)
+            .collect(),
+        alerts: app
+            .monitor
+            .alerts(Some(id))
+            .into_iter()
+            .map(|a| wire_alert(&a))
+            .collect(),
+    })
+}
+
+pub async fn summaries(app: &App, auth: &Auth) -> ApiResult<Vec<wire::ServiceSummary>> {
+    let rows = app.state.services(auth.team_scope().as_ref()).await?;
+    let mut out = Vec::new();
+    for row in rows.into_iter().filter(|r| r.destroyed_at.is_none()) {
+        let Ok(spec) = effective_spec(&row) else {
+            continue;
+        };
+        let instances = app.driver.instances(Some(&row.id));
+        let sensors = app.monitor.latest(&row.id);
+        let alerts = app.monitor.alerts(Some(&row.id));
+        out.push(wire::ServiceSummary {
+            id: row.id.to_string(),
+            team: row.id.team.to_string(),
+            service: row.id.service.to_string(),
+            generation: row.generation,
+            applied_at_ns: row.applied_at,
+            instances_desired: spec.stages.values().map(|s| s.instances).sum(),
+            instances_running: instances
+                .iter()
+                .filter(|i| i.state == peng_provision::driver::process::InstanceState::Running)
+                .count() as u32,
+            sensors_ok: sensors.iter().filter(|s| s.last.ok).count() as u32,
+            sensors_failing: sensors.iter().filter(|s| !s.last.ok).count() as u32,
+            alerts_firing: alerts
+                .iter()
+                .filter(|a| a.state == peng_monitor::AlertState::Firing)
+                .count() as u32,
+        });
+    }
+    Ok(out)
+}
+
+pub fn wire_instance(i: &peng_provision::driver::process::InstanceStatus) -> wire::Instance {
+    wire::Instance {
+        stage: i.stage.to_string(),
+        index: i.index,
+        pid: i.pid,
+        port: i.port,
+        state: i.state.as_str().to_string(),
+        restarts: i.restarts,
+        since_ns: i.since_ns,
+        last_exit: i.last_exit.clone(),
+    }
+}
+
+pub fn wire_sensor(s: peng_monitor::SensorState) -> wire::SensorState {
+    wire::SensorState {
+        sensor: s.sensor.clone(),
+        stage: s.stage.to_string(),
+        instance: s.instance,
+        ok: Some(s.last.ok),
+        latency_ms: Some(s.last.latency_ms),
+        value: s.last.value,
+        message: s.last.message.clone(),
+        at_ns: Some(s.last.at_ns),
+        since_ns: Some(s.since_ns),
+        consecutive_failures: s.consecutive_failures,
+    }
+}
+
+pub fn wire_alert(a: &peng_monitor::AlertRecord) -> wire::Alert {
+    wire::Alert {
+        alert: a.alert.clone(),
+        stage: a.stage.to_string(),
+        state: a.state.as_str().to_string(),
+        severity: a.severity.as_str().to_string(),
+        since_ns: Some(a.since_ns),
+        started_at_ns: a.started_at_ns,
+        value: a.value,
+        escalated: a.escalated,
+        message: a.last_message.clone(),
+    }
+}

@@ -1,0 +1,180 @@
+//! Background workers that carry data between the parts: instance output into the log
+//! pipeline, alert transitions into the state store and the audit log, and retention.
+
+use std::time::Duration;
+
+use peng_core::{now_ns, ServiceId, StageName};
+use peng_logs::{LogRecord, LogSource};
+use peng_monitor::{AlertEvent, AlertRecord, AlertState, Endpoint, InstanceDirectory};
+use peng_provision::driver::process::{InstanceOutput, InstanceState, OutputStream, ProcessDriver};
+use peng_spec::Severity;
+use peng_state::{AlertRow, NewAudit, State};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+
+/// How long sensor results are kept in the metrics store.
+pub const SENSOR_HISTORY: Duration = Duration::from_secs(30 * 86_400);
+
+/// The process driver as the monitor's view of where instances listen.
+pub struct Directory(pub ProcessDriver);
+
+impl InstanceDirectory for Directory {
+    fn endpoints(&self, service: &ServiceId, stage: &StageName) -> Vec<Endpoint> {
+        self.0
+            .instances(Some(service))
+            .into_iter()
+            .filter(|i| &i.stage == stage)
+            .map(|i| Endpoint {
+                instance: i.index,
+                host: "127.0.0.1".to_string(),
+                port: i.port,
+                running: i.state == InstanceState::Running,
+            })
+            .collect()
+    }
+}
+
+/// Every line an instance writes becomes a log record of its team's stream.
+pub async fn forward_instance_output(app: App, mut rx: mpsc::Receiver<InstanceOutput>) {
+    let mut batch = Vec::with_capacity(512);
+    while let Some(first) = rx.recv().await {
+        batch.push(record_of(first));
+        while batch.len() < 512 {
+            match rx.try_recv() {
+                Ok(o) => batch.push(record_of(o)),
+                Err(_) => break,
+            }
+        }
+        // A full queue drops and counts inside the pipeline; an instance is never blocked.
+        let _ = app.pipeline.try_submit(std::mem::take(&mut batch));
+    }
+}
+
+fn record_of(o: InstanceOutput) -> LogRecord {
+    let (source, level) = match o.stream {
+        OutputStream::Stdout => (LogSource::Stdout, 6),
+        OutputStream::Stderr => (LogSource::Stderr, 3),
+    };
+    LogRecord {
+        timestamp_ns: o.ts_ns,
+        received_ns: o.ts_ns,
+        team: o.service.team.clone(),
+        service: o.service.service.to_string(),
+        stage: o.stage.to_string(),
+        instance: o.index.to_string(),
+        source,
+        host: "localhost".to_string(),
+        level,
+        message: o.line,
+        full_message: None,
+        fields: Default::default(),
+    }
+}
+
+pub async fn alerts_from_state(state: &State) -> anyhow::Result<Vec<AlertRecord>> {
+    let mut out = Vec::new();
+    for row in state.alerts().await? {
+        let (Some(alert_state), Ok(stage)) =
+            (AlertState::parse(&row.state), StageName::parse(&row.stage))
+        else {
+            tracing::warn!(service = %row.service, alert = %row.alert, "skipping an unreadable stored alert state");
+            continue;
+        };
+        let severity = match row.severity.as_str() {
+            "critical" => Severity::Critical,
+            "warning" => Severity::Warning,
+            _ => Severity::Info,
+        };
+        out.push(AlertRecord {
+            service: row.service,
+            stage,
+            alert: row.alert,
+            state: alert_state,
+            since_ns: row.since_ns.unwrap_or(0),
+            started_at_ns: row.started_at_ns,
+            value: row.value,
+            severity,
+            escalated: row.escalated,
+            last_message: row.message,
+        });
+    }
+    Ok(out)
+}
+
+/// Alert transitions are persisted (so a restart keeps firing alerts firing) and audited.
+pub async fn persist_alert_events(app: App, mut rx: mpsc::Receiver<AlertEvent>) {
+    while let Some(event) = rx.recv().await {
+        let r = &event.record;
+        let row = AlertRow {
+            service: r.service.clone(),
+            stage: r.stage.to_string(),
+            alert: r.alert.clone(),
+            state: r.state.as_str().to_string(),
+            since_ns: Some(r.since_ns),
+            started_at_ns: r.started_at_ns,
+            value: r.value,
+            severity: r.severity.as_str().to_string(),
+            escalated: r.escalated,
+            message: r.last_message.clone(),
+        };
+        if let Err(error) = app.state.put_alert(&row).await {
+            tracing::error!(%error, alert = %r.alert, "cannot persist alert state");
+        }
+        let audit = NewAudit {
+            actor: "peng".to_string(),
+            team: Some(r.service.team.to_string()),
+            action: format!("alert.{}", event.transition.as_str()),
+            target: format!("{}/{}/{}", r.service, r.stage, r.alert),
+            detail: r.last_message.clone(),
+        };
+        if let Err(error) = app.state.audit(audit).await {
+            tracing::error!(%error, "cannot write audit entry");
+        }
+    }
+}
+
+/// Deletes log messages past their service's retention and sensor history past
+/// `SENSOR_HISTORY`, once a minute.
+pub async fn retention_loop(app: App, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(error) = enforce_retention(&app).await {
+            tracing::warn!(%error, "retention run failed");
+        }
+    }
+}
+
+pub async fn enforce_retention(app: &App) -> anyhow::Result<u64> {
+    let policies: Vec<_> = app
+        .state
+        .services(None)
+        .await?
+        .into_iter()
+        .map(|row| {
+            (
+                row.id.team,
+                row.id.service.to_string(),
+                Duration::from_nanos(row.retention_ns.max(0) as u64),
+            )
+        })
+        .collect();
+    let logs = app.logs.clone();
+    let tsdb = app.tsdb.clone();
+    let now = now_ns();
+    let deleted = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        let n = logs.apply_retention(&policies, Duration::from_secs(7 * 86_400), now)?;
+        tsdb.delete_before(now - SENSOR_HISTORY.as_nanos() as i64)?;
+        Ok(n)
+    })
+    .await??;
+    if deleted > 0 {
+        tracing::info!(deleted, "log retention removed messages");
+    }
+    Ok(deleted)
+}
