@@ -135,17 +135,36 @@ pub async fn persist_alert_events(app: App, mut rx: mpsc::Receiver<AlertEvent>) 
     }
 }
 
-/// Deletes log messages past their service's retention and sensor history past
-/// `SENSOR_HISTORY`, once a minute.
+/// Once a minute: deletes log messages past their service's retention and sensor history past
+/// `SENSOR_HISTORY`, and moves the metrics store's write-ahead log into compressed blocks (so a
+/// restart replays at most a minute of it). Once an hour the metrics store's blocks are
+/// compacted, so that many small flushes do not leave many small files.
 pub async fn retention_loop(app: App, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut ticks: u64 = 0;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
+        ticks += 1;
         if let Err(error) = enforce_retention(&app).await {
             tracing::warn!(%error, "retention run failed");
+        }
+        let tsdb = app.tsdb.clone();
+        let compact = ticks.is_multiple_of(60);
+        let maintained = tokio::task::spawn_blocking(move || {
+            tsdb.flush()?;
+            if compact {
+                tsdb.compact()?;
+            }
+            Ok::<_, peng_tsdb::TsdbError>(())
+        })
+        .await;
+        match maintained {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "metrics store maintenance failed"),
+            Err(error) => tracing::warn!(%error, "metrics store maintenance task failed"),
         }
     }
 }
