@@ -12,6 +12,8 @@ pub struct ApiError {
     pub kind: ErrorKind,
     pub message: String,
     pub details: Vec<String>,
+    /// Set only where HTTP has a more precise status than the kind's (413).
+    pub status: Option<StatusCode>,
 }
 
 impl ApiError {
@@ -20,6 +22,7 @@ impl ApiError {
             kind,
             message: message.into(),
             details: Vec::new(),
+            status: None,
         }
     }
 
@@ -42,6 +45,14 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    /// A request body over its limit: 413.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self {
+            status: Some(StatusCode::PAYLOAD_TOO_LARGE),
+            ..Self::new(ErrorKind::Invalid, message)
+        }
     }
 }
 
@@ -79,7 +90,11 @@ impl IntoResponse for ApiError {
             error: self.message,
             details: self.details,
         };
-        (status_of(self.kind), Json(body)).into_response()
+        (
+            self.status.unwrap_or_else(|| status_of(self.kind)),
+            Json(body),
+        )
+            .into_response()
     }
 }
 

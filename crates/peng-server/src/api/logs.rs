@@ -147,10 +147,27 @@ pub async fn gelf(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or(q.token);
+    let too_large =
+        || ApiError::too_large(format!("body larger than {} bytes", super::GELF_BODY_LIMIT));
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > super::GELF_BODY_LIMIT) {
+        return Err(too_large());
+    }
     let task = tokio::spawn(async move {
+        // Without a Content-Length the limit is met while reading; the only error that
+        // `to_bytes` has then is the limit or a broken connection.
         let body: Bytes = axum::body::to_bytes(body, super::GELF_BODY_LIMIT)
             .await
-            .map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
+            .map_err(|e| {
+                if declared.is_none() {
+                    too_large()
+                } else {
+                    ApiError::invalid(format!("cannot read the request body: {e}"))
+                }
+            })?;
         let records = app.ingest_ctx.decode_http(
             &body,
             encoding.as_deref(),

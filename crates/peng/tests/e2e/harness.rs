@@ -108,6 +108,10 @@ impl Peng {
         format!("http://{}", self.http)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(|c| c.id()).unwrap_or(0)
+    }
+
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("admin.token"))
             .expect("admin token")

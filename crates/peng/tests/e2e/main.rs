@@ -1,6 +1,7 @@
 //! peng end to end, as a new user walks it: the real binary, the example service, real GELF
 //! clients (Python graypy), a real webhook receiver, restarts and destroy.
 
+mod bad_input;
 mod harness;
 
 use std::time::{Duration, Instant};
