@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with the Rust toolchain:
-# installs what the tests need (the Python GELF client graypy), checks formatting and lints,
-# then runs every test of the workspace, the end-to-end test of the real binary included.
+# installs what the tests need (the Python GELF client graypy; headless Chromium, its driver
+# and Python selenium for the web UI test), checks formatting and lints, then runs every test
+# of the workspace, the end-to-end tests of the real binary included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,19 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 if ! python3 -c 'import graypy' 2>/dev/null; then
   echo "installing graypy (the GELF client the end-to-end test sends with)"
   python3 -m pip install --quiet --disable-pip-version-check graypy
+fi
+
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "installing chromium and chromium-driver (the browser the web UI test drives)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+
+if ! python3 -c 'import selenium' 2>/dev/null; then
+  echo "installing selenium (the Python browser driver of the web UI test)"
+  python3 -m pip install --quiet --disable-pip-version-check selenium
 fi
 
 cargo fmt --all -- --check

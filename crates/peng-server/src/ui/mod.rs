@@ -6,6 +6,7 @@
 //! API, by calling the same functions.
 
 mod chart;
+mod format;
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::header::SET_COOKIE;
@@ -14,13 +15,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-use peng_core::StageName;
+use peng_core::{now_ns, ErrorKind, StageName};
 use serde::Deserialize;
 
 use crate::api::logs::{run_search, SearchQuery};
 use crate::app::App;
 use crate::auth::{token_from_parts, Auth, COOKIE};
-use crate::error::ApiError;
+use crate::error::{status_of, ApiError};
+use format::{ago, clip, level_class, level_name, ms, time, when};
 
 pub fn router() -> Router<App> {
     Router::new()
@@ -44,26 +46,63 @@ impl axum::extract::FromRequestParts<App> for Viewer {
         match app.state.authenticate(&token).await {
             Ok(Some(p)) => Ok(Viewer(Auth(p))),
             Ok(None) => Err(Redirect::to("/login?bad=1").into_response()),
-            Err(e) => Err(ApiError::from(e).into_response()),
+            Err(e) => Err(error_page(None, ApiError::from(e))),
         }
     }
 }
 
 const STYLE: &str = r#"
-body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
-header{background:#1d2330;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center}
-header a{color:#fff;text-decoration:none}header .me{margin-left:auto;opacity:.8}
-main{padding:1rem 1.2rem;max-width:1200px}
-table{border-collapse:collapse;width:100%;background:#fff;margin-bottom:1rem}
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9;line-height:1.4}
+header{background:#1d2330;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center;flex-wrap:wrap}
+header a{color:#c9d1e0;text-decoration:none}header a:hover{color:#fff}
+header a.here{color:#fff;border-bottom:2px solid #60a5fa}
+header .brand{color:#fff;font-weight:700}header .me{margin-left:auto;color:#c9d1e0}
+main{padding:1rem 1.2rem 3rem;max-width:1200px}
+h1{font-size:1.6rem;margin:.4rem 0 .3rem}h2{font-size:1.15rem;margin:1.8rem 0 .5rem}
+a{color:#1d4ed8}
+.scroll{overflow-x:auto;margin-bottom:1rem}
+table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #e3e6eb}
 th,td{padding:.35rem .6rem;border-bottom:1px solid #e3e6eb;text-align:left;font-size:.9rem;vertical-align:top}
-th{background:#eef0f4}.ok{color:#17803d;font-weight:600}.fail{color:#c0262d;font-weight:600}
-.muted{color:#6b7280}.log{font-family:ui-monospace,monospace;font-size:.82rem;white-space:pre-wrap}
-input[type=text],input[type=password]{padding:.4rem;width:22rem}button{padding:.4rem .9rem}
-h2{margin-top:1.6rem}.badge{padding:.1rem .45rem;border-radius:.3rem;background:#e3e6eb}
-.firing{background:#c0262d;color:#fff}.pending{background:#d97706;color:#fff}
+th{background:#eef0f4;font-weight:600;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.nowrap{white-space:nowrap}
+.ok{color:#17803d;font-weight:600}.fail{color:#c0262d;font-weight:600}.warn{color:#b45309;font-weight:600}
+.muted{color:#6b7280}.empty{background:#fff;border:1px dashed #c3c8d1;padding:.8rem 1rem}
+code{background:#eef0f4;padding:.05rem .3rem;border-radius:.2rem}
+.log{font-family:ui-monospace,monospace;font-size:.82rem;white-space:pre-wrap;overflow-wrap:anywhere;min-width:20rem}
+.fields{margin-top:.2rem}.fields span{display:inline-block;margin:.1rem .4rem 0 0;padding:0 .3rem;border-radius:.2rem;background:#eef0f4;color:#4b5563;font-size:.75rem}
+details summary{cursor:pointer;color:#6b7280;font-size:.8rem}
+.lvl{font-size:.8rem}.lvl-err{color:#c0262d;font-weight:600}.lvl-warn{color:#b45309;font-weight:600}
+input,select,button{font:inherit;font-size:.9rem}
+input[type=text],input[type=password],select{padding:.35rem .45rem;border:1px solid #c3c8d1;border-radius:.25rem;background:#fff}
+button{padding:.35rem .9rem;border:0;border-radius:.25rem;background:#1d4ed8;color:#fff;cursor:pointer}
+form.search{display:flex;flex-wrap:wrap;gap:.6rem;align-items:end;margin:.6rem 0 1rem}
+form.search label{display:flex;flex-direction:column;font-size:.8rem;color:#4b5563;gap:.15rem}
+form.search .q{flex:1 1 22rem}form.search .q input{width:100%}
+.card{background:#fff;border:1px solid #e3e6eb;border-radius:.4rem;padding:1rem 1.2rem}
+.login{max-width:26rem;margin:3rem auto}.login input{width:100%;margin:.3rem 0 .8rem}
+.alert-box{background:#fdecec;border:1px solid #f3b4b4;color:#8f1d22;border-radius:.3rem;padding:.5rem .8rem;margin:.6rem 0}
+.badge{padding:.05rem .45rem;border-radius:.3rem;background:#e3e6eb;font-size:.8rem;font-weight:600;white-space:nowrap}
+.badge.firing{background:#c0262d;color:#fff}.badge.pending{background:#d97706;color:#fff}
+.badge.ok,.badge.resolved{background:#dcf3e3;color:#17803d}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(30rem,1fr));gap:1rem;margin-top:1rem}
+.charts figure{margin:0;background:#fff;border:1px solid #e3e6eb;border-radius:.4rem;padding:.6rem .8rem}
+.charts figcaption{font-size:.9rem}.charts figcaption .muted{font-size:.8rem}
+svg.chart{display:block;width:100%;height:auto;margin-top:.3rem}
+svg.chart .axis{font-size:10px;fill:#6b7280;font-family:system-ui,sans-serif}
 "#;
 
-fn page(title: &str, viewer: Option<&Auth>, body: Markup) -> Markup {
+/// Where a page sits in the header's navigation.
+#[derive(PartialEq, Clone, Copy)]
+enum Nav {
+    Services,
+    Logs,
+    None,
+}
+
+fn page(title: &str, viewer: Option<&Auth>, nav: Nav, body: Markup) -> Markup {
+    let here = |n: Nav| if n == nav { "here" } else { "" };
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -75,11 +114,11 @@ fn page(title: &str, viewer: Option<&Auth>, body: Markup) -> Markup {
             }
             body {
                 header {
-                    strong { "peng" }
+                    a class="brand" href="/" { "peng" }
                     @if let Some(v) = viewer {
-                        a href="/" { "Services" }
-                        a href="/logs" { "Logs" }
-                        span class="me" { (v.0.actor()) " · " a href="/logout" { "log out" } }
+                        a class=(here(Nav::Services)) href="/" { "Services" }
+                        a class=(here(Nav::Logs)) href="/logs" { "Logs" }
+                        span class="me" { "signed in as " (v.0.actor()) " · " a href="/logout" { "log out" } }
                     }
                 }
                 main { (body) }
@@ -88,9 +127,35 @@ fn page(title: &str, viewer: Option<&Auth>, body: Markup) -> Markup {
     }
 }
 
-fn ts(ns: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
+/// An error as a page of the UI, with the status the API would answer.
+fn error_page(viewer: Option<&Auth>, e: ApiError) -> Response {
+    if matches!(e.kind, ErrorKind::Internal | ErrorKind::Unavailable) {
+        tracing::error!(error = %e.message, "page failed");
+    }
+    let status = status_of(e.kind);
+    let title = match e.kind {
+        ErrorKind::NotFound => "Not found",
+        ErrorKind::Forbidden => "Not allowed",
+        ErrorKind::Invalid => "Bad request",
+        _ => "Something went wrong",
+    };
+    let body = page(
+        title,
+        viewer,
+        Nav::None,
+        html! {
+            h1 { (title) }
+            p class="alert-box" { (e.message) }
+            @for d in &e.details { p class="log" { (d) } }
+            p { a href="/" { "Back to the services" } }
+        },
+    );
+    (status, body).into_response()
+}
+
+/// Wraps the tables so that a narrow window scrolls them instead of the page.
+fn scroll(table: Markup) -> Markup {
+    html! { div class="scroll" { (table) } }
 }
 
 #[derive(Deserialize)]
@@ -102,14 +167,18 @@ async fn login_page(Query(q): Query<LoginQuery>) -> Markup {
     page(
         "Log in",
         None,
+        Nav::None,
         html! {
-            h1 { "Log in" }
-            @if q.bad.is_some() { p class="fail" { "That token is not valid." } }
-            form method="post" action="/login" {
-                p { label { "API token " input type="password" name="token" autocomplete="off" required; } }
-                button type="submit" { "Log in" }
+            div class="card login" {
+                h1 { "Log in" }
+                @if q.bad.is_some() { p class="alert-box" role="alert" { "That token is not valid." } }
+                form method="post" action="/login" {
+                    label for="token" { "API token" }
+                    input id="token" type="password" name="token" autocomplete="off" autofocus required placeholder="peng_…";
+                    button type="submit" { "Log in" }
+                }
+                p class="muted" { "Team tokens come from " code { "peng team create" } "; the admin token is in the data directory (" code { "admin.token" } ")." }
             }
-            p class="muted" { "Team tokens come from " code { "peng team create" } "; the admin token is in the data directory." }
         },
     )
 }
@@ -127,7 +196,7 @@ async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response 
             ([(SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
         Ok(_) => Redirect::to("/login?bad=1").into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => error_page(None, ApiError::from(e)),
     }
 }
 
@@ -136,30 +205,43 @@ async fn logout() -> Response {
     ([(SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
 }
 
-async fn index(State(app): State<App>, Viewer(auth): Viewer) -> Result<Markup, ApiError> {
-    let services = crate::services::summaries(&app, &auth).await?;
+async fn index(State(app): State<App>, Viewer(auth): Viewer) -> Result<Markup, Response> {
+    let services = crate::services::summaries(&app, &auth)
+        .await
+        .map_err(|e| error_page(Some(&auth), e))?;
+    let now = now_ns();
     Ok(page(
         "Services",
         Some(&auth),
+        Nav::Services,
         html! {
             h1 { "Services" }
             @if services.is_empty() {
-                p { "No services yet. Apply a service file: " code { "peng apply -f peng.yaml" } }
+                div class="empty" {
+                    p { "No services yet." }
+                    p class="muted" { "Describe a service in a " code { "peng.yaml" } " and apply it: " code { "peng apply -f peng.yaml" } }
+                }
             } @else {
-                table {
-                    tr { th { "Service" } th { "Generation" } th { "Instances running" } th { "Sensors" } th { "Firing alerts" } }
+                (scroll(html! { table {
+                    tr { th { "Service" } th { "Instances running" } th { "Sensors" } th { "Alerts" } th { "Applied" } }
                     @for s in &services {
                         tr {
                             td { a href={ "/services/" (s.team) "/" (s.service) } { (s.id) } }
-                            td { (s.generation) }
                             td class=(if s.instances_running == s.instances_desired { "ok" } else { "fail" }) {
                                 (s.instances_running) " / " (s.instances_desired)
                             }
-                            td { span class="ok" { (s.sensors_ok) " ok" } @if s.sensors_failing > 0 { ", " span class="fail" { (s.sensors_failing) " failing" } } }
-                            td { @if s.alerts_firing > 0 { span class="badge firing" { (s.alerts_firing) } } @else { "0" } }
+                            td {
+                                @if s.sensors_ok + s.sensors_failing == 0 { span class="muted" { "none run yet" } }
+                                @else {
+                                    span class="ok" { (s.sensors_ok) " ok" }
+                                    @if s.sensors_failing > 0 { ", " span class="fail" { (s.sensors_failing) " failing" } }
+                                }
+                            }
+                            td { @if s.alerts_firing > 0 { span class="badge firing" { (s.alerts_firing) " firing" } } @else { span class="muted" { "none firing" } } }
+                            td class="nowrap" title={ "generation " (s.generation) } { (ago(s.applied_at_ns, now)) span class="muted" { " · gen " (s.generation) } }
                         }
                     }
-                }
+                } }))
             }
         },
     ))
@@ -169,17 +251,21 @@ async fn service_page(
     State(app): State<App>,
     Viewer(auth): Viewer,
     Path((team, service)): Path<(String, String)>,
-) -> Result<Markup, ApiError> {
-    let id = crate::api::services::service_id(&team, &service)?;
-    let st = crate::services::status(&app, &auth, &id).await?;
+) -> Result<Markup, Response> {
+    let fail = |e: ApiError| error_page(Some(&auth), e);
+    let id = crate::api::services::service_id(&team, &service).map_err(fail)?;
+    let st = crate::services::status(&app, &auth, &id)
+        .await
+        .map_err(fail)?;
     let mut charts = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for s in &st.sensors {
         if seen.insert((s.sensor.clone(), s.stage.clone())) {
             let stage =
-                StageName::parse(&s.stage).map_err(|e| ApiError::internal(e.to_string()))?;
-            let h =
-                crate::api::services::sensor_history(&app, &id, &s.sensor, &stage, "1h").await?;
+                StageName::parse(&s.stage).map_err(|e| fail(ApiError::internal(e.to_string())))?;
+            let h = crate::api::services::sensor_history(&app, &id, &s.sensor, &stage, "1h")
+                .await
+                .map_err(fail)?;
             charts.push(h);
         }
     }
@@ -189,88 +275,136 @@ async fn service_page(
         SearchQuery {
             service: Some(id.service.to_string()),
             since: Some("1h".into()),
-            limit: Some(50),
+            limit: Some(30),
             ..Default::default()
         },
     )
-    .await?;
+    .await
+    .map_err(fail)?;
+    let now = now_ns();
+    let instances: usize = st.stages.iter().map(|s| s.instances.len()).sum();
     Ok(page(
         &st.id,
         Some(&auth),
+        Nav::Services,
         html! {
             h1 { (st.id) }
-            p class="muted" { "generation " (st.generation) ", applied " (ts(st.applied_at_ns)) " by " (st.applied_by) ", logs kept " (st.retention) }
+            p class="muted" { "generation " (st.generation) ", applied " (when(st.applied_at_ns, now)) " by " (st.applied_by) " · logs kept " (st.retention) }
             h2 { "Instances" }
-            table {
-                tr { th { "Stage" } th { "#" } th { "PID" } th { "Port" } th { "State" } th { "Restarts" } th { "Last exit" } }
-                @for stage in &st.stages {
-                    @for i in &stage.instances {
-                        tr {
-                            td { (stage.name) } td { (i.index) }
-                            td { (i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())) }
-                            td { (i.port) }
-                            td class=(if i.state == "running" { "ok" } else { "fail" }) { (i.state) }
-                            td { (i.restarts) } td class="muted" { (i.last_exit.clone().unwrap_or_default()) }
+            @if instances == 0 { p class="empty muted" { "No instances: every stage is scaled to 0." } }
+            @else {
+                (scroll(html! { table {
+                    tr { th { "Stage" } th class="num" { "#" } th class="num" { "PID" } th class="num" { "Port" } th { "State" } th { "Since" } th class="num" { "Restarts" } th { "Last exit" } }
+                    @for stage in &st.stages {
+                        @for i in &stage.instances {
+                            tr {
+                                td { (stage.name) } td class="num" { (i.index) }
+                                td class="num" { (i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())) }
+                                td class="num" { (i.port) }
+                                td class=(match i.state.as_str() { "running" => "ok", "starting" => "warn", _ => "fail" }) { (i.state) }
+                                td class="nowrap" title={ (format::date_time(i.since_ns)) " UTC" } { (ago(i.since_ns, now)) }
+                                td class={ "num" @if i.restarts > 0 { " warn" } } { (i.restarts) }
+                                td class="muted" { (i.last_exit.clone().unwrap_or_default()) }
+                            }
                         }
                     }
-                }
+                } }))
             }
             h2 { "Alerts" }
-            @if st.alerts.is_empty() { p class="muted" { "No alert has been pending or firing." } }
+            @if st.alerts.is_empty() { p class="empty muted" { "No alert rule has been evaluated yet." } }
             @else {
-                table {
+                (scroll(html! { table {
                     tr { th { "Alert" } th { "Stage" } th { "State" } th { "Severity" } th { "Since" } th { "Message" } }
                     @for a in &st.alerts {
                         tr {
                             td { (a.alert) } td { (a.stage) }
-                            td { span class={ "badge " (a.state) } { (a.state) } @if a.escalated { " escalated" } }
-                            td { (a.severity) }
-                            td { (a.started_at_ns.or(a.since_ns).map(ts).unwrap_or_default()) }
-                            td { (a.message) }
+                            td class="nowrap" { span class={ "badge " (a.state) } { (a.state) } @if a.escalated { " " span class="badge firing" { "escalated" } } }
+                            td class=(match (a.state.as_str(), a.severity.as_str()) { ("firing" | "pending", "critical") => "fail", ("firing" | "pending", _) => "warn", _ => "" }) { (a.severity) }
+                            td class="nowrap" {
+                                @if let Some(t) = a.started_at_ns.or(a.since_ns) { span title={ (format::date_time(t)) " UTC" } { (ago(t, now)) } }
+                            }
+                            td class="muted" { (a.message) }
+                        }
+                    }
+                } }))
+            }
+            h2 { "Sensors" }
+            @if st.sensors.is_empty() { p class="empty muted" { "No sensors." } }
+            @else {
+                (scroll(html! { table {
+                    tr { th { "Sensor" } th { "Stage" } th class="num" { "Instance" } th { "State" } th class="num" { "Latency" } th { "Last run" } th { "Message" } }
+                    @for s in &st.sensors {
+                        tr {
+                            td { (s.sensor) } td { (s.stage) }
+                            td class="num" { (s.instance.map(|i| i.to_string()).unwrap_or_else(|| "-".into())) }
+                            @match s.ok {
+                                Some(true) => td class="ok" { "ok" },
+                                Some(false) => td class="fail" { "failing" @if s.consecutive_failures > 1 { span class="muted" { " ×" (s.consecutive_failures) } } },
+                                None => td class="muted" { "not run yet" },
+                            }
+                            td class="num nowrap" { (s.latency_ms.map(ms).unwrap_or_default()) }
+                            td class="nowrap" { @if let Some(t) = s.at_ns { span title={ (format::date_time(t)) " UTC" } { (ago(t, now)) } } }
+                            td class="muted" { (s.message) }
+                        }
+                    }
+                } }))
+                div class="charts" {
+                    @for h in &charts {
+                        figure {
+                            figcaption {
+                                strong { (h.sensor) " · " (h.stage) } " "
+                                span class="muted" { "latency, last hour: " (chart::summary(&h.points)) }
+                            }
+                            (chart::latency(&h.points))
                         }
                     }
                 }
             }
-            h2 { "Sensors" }
-            table {
-                tr { th { "Sensor" } th { "Stage" } th { "Instance" } th { "State" } th { "Latency" } th { "Message" } }
-                @for s in &st.sensors {
-                    tr {
-                        td { (s.sensor) } td { (s.stage) }
-                        td { (s.instance.map(|i| i.to_string()).unwrap_or_else(|| "-".into())) }
-                        @match s.ok { Some(true) => td class="ok" { "ok" }, Some(false) => td class="fail" { "failing" }, None => td class="muted" { "not run yet" } }
-                        td { (s.latency_ms.map(|l| format!("{l:.1} ms")).unwrap_or_default()) }
-                        td class="muted" { (s.message) }
-                    }
-                }
-            }
-            @for h in &charts {
-                div { strong { (h.sensor) " · " (h.stage) } " " span class="muted" { "latency over the last hour; red marks are failed runs" } }
-                (chart::latency(&h.points))
-            }
             h2 { "Recent log lines" }
-            p { a href={ "/logs?service=" (st.service) } { "search this service's logs" } }
-            (log_table(&logs.hits))
+            p { a href={ "/logs?since=1h&service=" (st.service) } { "Search this service's logs" } }
+            (log_table(&auth, &logs.hits, "No log lines in the last hour."))
         },
     ))
 }
 
-fn log_table(hits: &[peng_api::LogHit]) -> Markup {
+/// Longer messages are cut in the table; the full text stays searchable.
+const MESSAGE_CHARS: usize = 2000;
+
+fn log_table(auth: &Auth, hits: &[peng_api::LogHit], empty: &str) -> Markup {
+    let admin = auth.team_scope().is_none();
     html! {
-        @if hits.is_empty() { p class="muted" { "No log lines." } }
+        @if hits.is_empty() { p class="empty muted" { (empty) } }
         @else {
-            table {
-                tr { th { "Time" } th { "Source" } th { "Service" } th { "Level" } th { "Message" } }
+            (scroll(html! { table {
+                tr { th { "Time (UTC)" } th { "Where" } th { "Source" } th { "Level" } th { "Message" } }
                 @for h in hits {
                     tr {
-                        td class="muted" { (ts(h.timestamp_ns)) }
-                        td { (h.source) }
-                        td { (h.service) @if !h.stage.is_empty() { "/" (h.stage) } @if !h.instance.is_empty() { "#" (h.instance) } }
-                        td { (h.level) }
-                        td class="log" { (h.message) }
+                        td class="nowrap muted" { (time(h.timestamp_ns)) }
+                        td class="nowrap" {
+                            @if admin { (h.team) "/" }
+                            (h.service) @if !h.stage.is_empty() { " · " (h.stage) } @if !h.instance.is_empty() { " #" (h.instance) }
+                        }
+                        td class="nowrap muted" { (h.source) }
+                        td class=(level_class(h.level)) title={ "level " (h.level) } { (level_name(h.level)) }
+                        td class="log" {
+                            @let (shown, cut) = clip(&h.message, MESSAGE_CHARS);
+                            (shown)
+                            @if cut > 0 { span class="muted" { " … " (cut) " more characters" } }
+                            @if let Some(full) = h.full_message.as_deref().filter(|f| !f.is_empty() && *f != h.message) {
+                                @let (shown, cut) = clip(full, MESSAGE_CHARS * 4);
+                                details { summary { "full message" } (shown) @if cut > 0 { span class="muted" { " … " (cut) " more characters" } } }
+                            }
+                            @if !h.fields.is_empty() {
+                                div class="fields" {
+                                    @for (k, v) in &h.fields {
+                                        span { (k) "=" (match v { serde_json::Value::String(s) => clip(s, 200).0.to_string(), other => other.to_string() }) }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
-            }
+            } }))
         }
     }
 }
@@ -279,7 +413,7 @@ async fn logs_page(
     State(app): State<App>,
     Viewer(auth): Viewer,
     Query(mut q): Query<SearchQuery>,
-) -> Result<Markup, ApiError> {
+) -> Result<Markup, Response> {
     if q.since.as_deref().is_none_or(str::is_empty) {
         q.since = Some("15m".into());
     }
@@ -289,21 +423,49 @@ async fn logs_page(
         q.since.clone().unwrap_or_default(),
         q.service.clone().unwrap_or_default(),
     );
+    // The services to pick from: the viewer's own (an admin's: every team's).
+    let mut names: Vec<String> = crate::services::summaries(&app, &auth)
+        .await
+        .map_err(|e| error_page(Some(&auth), e))?
+        .into_iter()
+        .map(|s| s.service)
+        .collect();
+    if !service.is_empty() {
+        names.push(service.clone());
+    }
+    names.sort();
+    names.dedup();
     let result = run_search(&app, &auth, q).await;
     Ok(page(
         "Logs",
         Some(&auth),
+        Nav::Logs,
         html! {
             h1 { "Logs" }
-            form method="get" action="/logs" {
-                input type="text" name="q" value=(query) placeholder="words, \"phrases\", field:value, AND/OR/NOT";
-                " since " input type="text" name="since" value=(since) style="width:5rem";
-                " service " input type="text" name="service" value=(service) style="width:10rem";
-                " " button type="submit" { "Search" }
+            form class="search" method="get" action="/logs" {
+                label class="q" { "Query"
+                    input type="text" name="q" value=(query) placeholder="words, \"phrases\", field:value, AND/OR/NOT" autofocus; }
+                label { "Since"
+                    input type="text" name="since" value=(since) size="8" title="a duration ago (15m, 2h, 7d) or a time (2026-01-01T10:00:00Z)"; }
+                label { "Service"
+                    select name="service" {
+                        option value="" { "all services" }
+                        @for n in &names { option value=(n) selected[*n == service] { (n) } }
+                    }
+                }
+                button type="submit" { "Search" }
             }
             @match &result {
-                Ok(r) => { p class="muted" { (r.hits.len()) " of " (r.total) " matching messages" } (log_table(&r.hits)) },
-                Err(e) => { p class="fail" { (e.message) } },
+                Ok(r) => {
+                    p class="muted" {
+                        @if r.total == 0 { "No matching messages" }
+                        @else if r.hits.len() < r.total { "The newest " (r.hits.len()) " of " (r.total) " matching messages" }
+                        @else { (r.total) " matching message" @if r.total != 1 { "s" } }
+                        " since " (since) "."
+                    }
+                    @if !r.hits.is_empty() { (log_table(&auth, &r.hits, "")) }
+                },
+                Err(e) => { p class="alert-box" role="alert" { (e.message) } },
             }
         },
     ))

@@ -3,15 +3,16 @@
 
 mod bad_input;
 mod harness;
+mod ui;
 
 use std::time::{Duration, Instant};
 
 use harness::{eventually, free_port, peng, processes_with, python, Peng, Webhook};
 
-const LONG: Duration = Duration::from_secs(60);
+pub(crate) const LONG: Duration = Duration::from_secs(60);
 
 /// The example, copied to a temp dir, with its webhooks pointed at the local receiver.
-fn example_copy(dir: &std::path::Path, hook: &str) -> std::path::PathBuf {
+pub(crate) fn example_copy(dir: &std::path::Path, hook: &str) -> std::path::PathBuf {
     let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bookshelf");
     let dst = dir.join("bookshelf");
     std::fs::create_dir_all(&dst).expect("mkdir");
@@ -22,7 +23,7 @@ fn example_copy(dir: &std::path::Path, hook: &str) -> std::path::PathBuf {
     dst
 }
 
-async fn status_json(url: &str, token: &str) -> serde_json::Value {
+pub(crate) async fn status_json(url: &str, token: &str) -> serde_json::Value {
     let out = peng(url, token, &["status", "books/bookshelf", "--json"]).await;
     assert_eq!(out.code, 0, "status failed: {out:?}");
     serde_json::from_str(&out.stdout).expect("status json")
@@ -37,12 +38,12 @@ fn instances(status: &serde_json::Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn all_running(status: &serde_json::Value, n: usize) -> bool {
+pub(crate) fn all_running(status: &serde_json::Value, n: usize) -> bool {
     let inst = instances(status);
     inst.len() == n && inst.iter().all(|i| i["state"] == "running")
 }
 
-fn health_ok(status: &serde_json::Value, n: usize) -> bool {
+pub(crate) fn health_ok(status: &serde_json::Value, n: usize) -> bool {
     let health: Vec<_> = status["sensors"]
         .as_array()
         .into_iter()
@@ -58,7 +59,7 @@ async fn search(url: &str, token: &str, query: &str) -> String {
     out.stdout
 }
 
-async fn wait_found(url: &str, token: &str, query: &str, needle: &str) {
+pub(crate) async fn wait_found(url: &str, token: &str, query: &str, needle: &str) {
     eventually(
         &format!("'{query}' to be searchable"),
         Duration::from_secs(30),

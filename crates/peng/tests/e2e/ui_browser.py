@@ -1,0 +1,151 @@
+"""Drives the web UI in headless Chromium with selenium, as a user would.
+
+Run by ui.rs: python3 ui_browser.py URL TEAM_TOKEN OTHER_TOKEN OUT_DIR
+Prints each step; the first failed expectation raises, and the browser is always quit.
+Screenshots of the login page, service list, service page and log search go to OUT_DIR.
+"""
+
+import os
+import sys
+import tempfile
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+URL, TOKEN, OTHER, OUT = sys.argv[1:5]
+
+
+def step(what):
+    print("step:", what, flush=True)
+
+
+def expect(cond, what, driver):
+    if not cond:
+        raise AssertionError("%s\nat %s\n--- page ---\n%s" % (what, driver.current_url, text(driver)))
+
+
+def text(driver):
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def path(driver):
+    rest = driver.current_url[len(URL):]
+    return rest or "/"
+
+
+def shot(driver, name):
+    # The whole page, not only the window.
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, max(800, min(int(height) + 40, 4000)))
+    file = os.path.join(OUT, name + ".png")
+    expect(driver.save_screenshot(file), "screenshot %s saved" % name, driver)
+    driver.set_window_size(1280, 900)
+    return file
+
+
+def log_in(driver, token):
+    field = driver.find_element(By.NAME, "token")
+    field.clear()
+    field.send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+
+
+def table_rows(driver, heading):
+    """The body rows of the table that follows the <h2> named `heading`."""
+    table = driver.find_element(By.XPATH, "//h2[normalize-space()='%s']/following-sibling::div[1]//table" % heading)
+    return [r for r in table.find_elements(By.TAG_NAME, "tr") if r.find_elements(By.TAG_NAME, "td")]
+
+
+def main():
+    profile = tempfile.mkdtemp(prefix="peng-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--no-proxy-server", "--window-size=1280,900",
+                 "--user-data-dir=" + profile]:
+        options.add_argument(flag)
+    service = Service("/usr/bin/chromedriver", log_output=os.path.join(OUT, "chromedriver.log"))
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        driver.set_page_load_timeout(30)
+        walk(driver)
+    finally:
+        driver.quit()
+
+
+def walk(driver):
+    step("/ without a token goes to the login page")
+    driver.get(URL + "/")
+    expect(path(driver) == "/login", "redirected to /login", driver)
+    expect(driver.find_elements(By.NAME, "token"), "a token field", driver)
+    shot(driver, "login")
+
+    step("a wrong token is refused with a message")
+    log_in(driver, "peng_not-a-real-token")
+    expect(path(driver).startswith("/login"), "still on the login page", driver)
+    expect("That token is not valid." in text(driver), "the error message", driver)
+
+    step("the team token logs in and lists books/bookshelf with 3 / 3 instances")
+    log_in(driver, TOKEN)
+    expect(path(driver) == "/", "on the service list", driver)
+    row = driver.find_element(By.XPATH, "//tr[td/a[normalize-space()='books/bookshelf']]")
+    expect("3 / 3" in row.text, "3 / 3 instances in %r" % row.text, driver)
+    shot(driver, "services")
+
+    step("the service page shows instances, health sensors, a chart and log lines")
+    row.find_element(By.LINK_TEXT, "books/bookshelf").click()
+    expect(path(driver) == "/services/books/bookshelf", "on the service page", driver)
+    instances = table_rows(driver, "Instances")
+    expect(len(instances) == 3, "3 instance rows, got %d" % len(instances), driver)
+    expect(all("running" in r.text for r in instances), "every instance running", driver)
+    health = [r for r in table_rows(driver, "Sensors")
+              if r.find_elements(By.TAG_NAME, "td")[0].text == "health"]
+    expect(len(health) == 3, "3 health sensor rows, got %d" % len(health), driver)
+    expect(all(" ok" in " " + r.text for r in health), "health ok on every instance", driver)
+    charts = driver.find_elements(By.CSS_SELECTOR, "svg")
+    expect(len(charts) >= 2, "a chart per sensor and stage, got %d" % len(charts), driver)
+    expect(charts[0].find_elements(By.CSS_SELECTOR, "polyline"), "a line in the chart", driver)
+    expect("bookshelf listening" in text(driver), "a recent log line", driver)
+    shot(driver, "service")
+
+    step("log search finds a message by a word")
+    driver.find_element(By.LINK_TEXT, "Logs").click()
+    expect(path(driver).startswith("/logs"), "on the log search page", driver)
+    q = driver.find_element(By.NAME, "q")
+    q.clear()
+    q.send_keys("listening")
+    since = driver.find_element(By.NAME, "since")
+    since.clear()
+    since.send_keys("1h")
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    WebDriverWait(driver, 10).until(lambda d: "q=listening" in d.current_url)
+    expect("bookshelf listening on 127.0.0.1" in text(driver), "the found message", driver)
+    shot(driver, "logs")
+    driver.get(URL + "/logs?q=nosuchwordanywhere&since=1h")
+    expect("bookshelf listening" not in text(driver), "a word nowhere finds nothing", driver)
+
+    step("log out returns to the login page, and the cookie is gone")
+    driver.find_element(By.LINK_TEXT, "log out").click()
+    expect(path(driver) == "/login", "on the login page", driver)
+    driver.get(URL + "/")
+    expect(path(driver) == "/login", "logged out for good", driver)
+
+    step("another team sees nothing of bookshelf")
+    log_in(driver, OTHER)
+    expect(path(driver) == "/", "on the service list", driver)
+    expect("bookshelf" not in text(driver), "no bookshelf in the other team's list", driver)
+    expect(not driver.find_elements(By.CSS_SELECTOR, "main table"), "an empty list", driver)
+    driver.get(URL + "/services/books/bookshelf")
+    body = text(driver)
+    expect("not found" in body.lower(), "a not-found page", driver)
+    expect("bookshelf listening" not in body and "running" not in body, "nothing of the service", driver)
+    driver.get(URL + "/logs?q=listening&since=1h")
+    expect("bookshelf listening" not in text(driver), "none of the other team's logs", driver)
+    step("done")
+
+
+if __name__ == "__main__":
+    main()
