@@ -90,7 +90,21 @@ async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiRes
         None => None,
     };
     if let Some(stage) = &stage {
-        // Only this stage's instances follow the file; other stages stay as applied.
+        // Only this stage's instances follow the file; other stages stay as applied. A `run`
+        // change would then hold for some stages and not others, which one stored file cannot
+        // say; such a change is applied to all stages at once.
+        if let Some((_, cur)) = &current {
+            let others_run = cur
+                .stages
+                .iter()
+                .any(|(name, s)| name != stage && s.instances > 0);
+            if others_run && cur.run != desired.run {
+                return Err(ApiError::invalid(format!(
+                    "{} changes 'run', which reaches every stage's instances; apply it without --stage",
+                    req.file_name
+                )));
+            }
+        }
         desired = peng_provision::merge_stage(current.as_ref().map(|(_, c)| c), &desired, stage);
     }
     let plan = peng_provision::plan(

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod harness;
+mod stages;
 mod ui;
 
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ pub(crate) async fn status_json(url: &str, token: &str) -> serde_json::Value {
     serde_json::from_str(&out.stdout).expect("status json")
 }
 
-fn instances(status: &serde_json::Value) -> Vec<serde_json::Value> {
+pub(crate) fn instances(status: &serde_json::Value) -> Vec<serde_json::Value> {
     status["stages"]
         .as_array()
         .into_iter()
