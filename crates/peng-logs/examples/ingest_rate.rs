@@ -1,12 +1,12 @@
 //! Records per second through the pipeline into the index, until searchable, and bytes on
-//! disk per record: `cargo run --release -p peng-logs --example ingest_rate [N]`.
+//! disk per record: `cargo run --release -p peng-logs --example ingest_rate [N] [WRITER_THREADS]`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use peng_core::TeamName;
-use peng_logs::index::{LogStore, SearchRequest};
+use peng_logs::index::{LogStore, SearchRequest, StoreOptions};
 use peng_logs::pipeline::{Pipeline, PipelineConfig};
 use peng_logs::{FieldValue, LogRecord, LogSource};
 
@@ -16,7 +16,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(200_000);
     let dir = tempfile::tempdir()?;
-    let store = Arc::new(LogStore::open(dir.path())?);
+    let threads: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
+    let opts = StoreOptions {
+        writer_threads: threads,
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(LogStore::open_with(dir.path(), opts)?);
     let pipeline = Pipeline::start(store.clone(), PipelineConfig::default())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
