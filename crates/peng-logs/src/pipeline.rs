@@ -130,7 +130,8 @@ impl PipelineHandle {
         done.await.map_err(|_| LogError::Closed)?
     }
 
-    /// Commits what was queued before this call and stops the writer thread.
+    /// Commits what was queued before this call and stops the writer thread. When this
+    /// returns, the writer no longer holds the store.
     pub async fn shutdown(&self) -> Result<(), LogError> {
         let (ack, done) = oneshot::channel();
         self.tx
@@ -231,7 +232,10 @@ fn writer_loop(store: Arc<LogStore>, cfg: PipelineConfig, mut rx: mpsc::Receiver
             }
             Some(Some(Cmd::Shutdown(ack))) => {
                 rx.close();
-                let _ = ack.send(commit(&store, &mut p));
+                let result = commit(&store, &mut p);
+                // Let go of the store before answering, so that the caller can reopen it.
+                drop(store);
+                let _ = ack.send(result);
                 return;
             }
             Some(None) => {
