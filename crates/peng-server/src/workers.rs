@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use peng_core::{now_ns, ServiceId, StageName};
-use peng_logs::{LogRecord, LogSource};
+use peng_logs::LogRecord;
 use peng_monitor::{AlertEvent, AlertRecord, AlertState, Endpoint, InstanceDirectory};
 use peng_provision::driver::process::{InstanceOutput, InstanceState, OutputStream, ProcessDriver};
 use peng_spec::Severity;
@@ -38,6 +38,7 @@ impl InstanceDirectory for Directory {
 
 /// Every line an instance writes becomes a log record of its team's stream.
 pub async fn forward_instance_output(app: App, mut rx: mpsc::Receiver<InstanceOutput>) {
+    let received = peng_core::metrics::component::received("instance_output");
     let mut batch = Vec::with_capacity(512);
     while let Some(first) = rx.recv().await {
         batch.push(record_of(first));
@@ -47,30 +48,22 @@ pub async fn forward_instance_output(app: App, mut rx: mpsc::Receiver<InstanceOu
                 Err(_) => break,
             }
         }
+        received.add(batch.len() as u64);
         // A full queue drops and counts inside the pipeline; an instance is never blocked.
         let _ = app.pipeline.try_submit(std::mem::take(&mut batch));
     }
 }
 
 fn record_of(o: InstanceOutput) -> LogRecord {
-    let (source, level) = match o.stream {
-        OutputStream::Stdout => (LogSource::Stdout, 6),
-        OutputStream::Stderr => (LogSource::Stderr, 3),
-    };
-    LogRecord {
-        timestamp_ns: o.ts_ns,
-        received_ns: o.ts_ns,
-        team: o.service.team.clone(),
-        service: o.service.service.to_string(),
-        stage: o.stage.to_string(),
-        instance: o.index.to_string(),
-        source,
-        host: "localhost".to_string(),
-        level,
-        message: o.line,
-        full_message: None,
-        fields: Default::default(),
-    }
+    peng_logs::output_line(
+        o.service.team.clone(),
+        o.service.service.as_str(),
+        o.stage.as_str(),
+        &o.index.to_string(),
+        o.stream == OutputStream::Stderr,
+        &o.line,
+        o.ts_ns,
+    )
 }
 
 pub async fn alerts_from_state(state: &State) -> anyhow::Result<Vec<AlertRecord>> {
