@@ -98,7 +98,7 @@ pub fn generate(n: usize, seed: u64, tags: &Tags, now_secs: f64) -> Vec<Vec<u8>>
         rng: StdRng::seed_from_u64(seed),
         hosts: Vec::new(),
     };
-    g.hosts = (0..40)
+    g.hosts = (0..42)
         .map(|i| {
             let (svc, _) = SERVICES[i % SERVICES.len()];
             format!("{svc}-{:x}-{}", 0x5f00 + i * 37, g.pod_suffix())
@@ -185,8 +185,11 @@ impl Gen {
     }
 
     fn message(&mut self, tags: &Tags, ts: f64) -> Vec<u8> {
-        let (service, lang) = *SERVICES.choose(&mut self.rng).unwrap_or(&SERVICES[0]);
-        let host = self.hosts[self.rng.random_range(0..self.hosts.len())].clone();
+        let s = self.rng.random_range(0..SERVICES.len());
+        let (service, lang) = SERVICES[s];
+        // Hosts are named after their service (host i runs service i % SERVICES.len()).
+        let per_service = self.hosts.len() / SERVICES.len();
+        let host = self.hosts[s + SERVICES.len() * self.rng.random_range(0..per_service)].clone();
         let stage = self.weighted(STAGES);
         let mut level = self.weighted(LEVELS);
         let request_id = self.uuid();
@@ -203,6 +206,9 @@ impl Gen {
             status = 500;
         }
         let access = self.rng.random_bool(0.45);
+        if access && status >= 500 {
+            level = 3;
+        }
         let short = if access {
             let method = self.weighted(METHODS);
             let bytes: u32 = self.rng.random_range(0..60_000);
@@ -218,15 +224,12 @@ impl Gen {
         } else {
             self.app_message(service, level, user_id, duration_ms)
         };
-        if access && status >= 500 {
-            level = 3;
-        }
 
         let mut m = Map::new();
         m.insert("version".into(), "1.1".into());
         m.insert("host".into(), host.into());
         m.insert("short_message".into(), short.into());
-        if level <= 3 && self.rng.random_bool(0.8) {
+        if level <= 3 && self.rng.random_bool(0.6) {
             m.insert(
                 "full_message".into(),
                 self.stack_trace(service, lang).into(),
@@ -295,7 +298,7 @@ impl Gen {
     }
 
     fn stack_trace(&mut self, service: &str, lang: &str) -> String {
-        let frames = self.rng.random_range(6..18);
+        let frames = self.rng.random_range(5..14);
         if lang == "java" {
             let mut s = self.pick(JAVA_EXCEPTIONS).to_string();
             for i in 0..frames {

@@ -14,6 +14,8 @@ pub struct MachineInfo {
     pub kernel: String,
     pub rmem_default: u64,
     pub rmem_max: u64,
+    /// `/proc/loadavg` (1, 5, 15 minutes) when read.
+    pub loadavg: String,
 }
 
 impl MachineInfo {
@@ -46,8 +48,18 @@ impl MachineInfo {
                 .to_string(),
             rmem_default: read_u64("/proc/sys/net/core/rmem_default"),
             rmem_max: read_u64("/proc/sys/net/core/rmem_max"),
+            loadavg: loadavg(),
         }
     }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A `kB` line of `/proc/*/status` or `/proc/meminfo`.

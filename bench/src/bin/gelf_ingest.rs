@@ -187,22 +187,37 @@ fn run(mut args: Args) -> Result<()> {
     }
 }
 
-/// Samples peng's memory every 50 ms on its own thread.
-struct MemSampler {
+/// Thread id to (name, CPU ticks), kept for threads that have exited since.
+type Threads = BTreeMap<u32, (String, u64)>;
+
+/// Samples peng's memory every 50 ms and its threads' CPU time every 100 ms on its own thread.
+/// Threads are remembered after they exit (tantivy restarts its indexing thread at every
+/// commit), so their CPU time is not lost between two snapshots.
+struct Sampler {
+    pid: u32,
     stop: Arc<AtomicBool>,
     /// (peak VmRSS since the last reset, peak VmRSS overall, last VmHWM), KiB.
     peaks: Arc<Mutex<(u64, u64, u64)>>,
+    threads: Arc<Mutex<Threads>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl MemSampler {
-    fn start(pid: u32) -> MemSampler {
+fn merge_threads(into: &Mutex<Threads>, pid: u32) {
+    let now = procfs::thread_ticks(pid);
+    let mut g = into.lock().unwrap_or_else(|e| e.into_inner());
+    g.extend(now);
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let peaks = Arc::new(Mutex::new((0, 0, 0)));
-        let (s, p) = (stop.clone(), peaks.clone());
+        let threads = Arc::new(Mutex::new(procfs::thread_ticks(pid)));
+        let (s, p, t) = (stop.clone(), peaks.clone(), threads.clone());
         let thread = std::thread::Builder::new()
-            .name("mem-sampler".into())
+            .name("sampler".into())
             .spawn(move || {
+                let mut read_threads = true;
                 while !s.load(Ordering::Relaxed) {
                     if let Some(m) = procfs::memory(pid) {
                         let mut g = p.lock().unwrap_or_else(|e| e.into_inner());
@@ -210,27 +225,42 @@ impl MemSampler {
                         g.1 = g.1.max(m.rss_kib);
                         g.2 = m.hwm_kib;
                     }
+                    if read_threads {
+                        merge_threads(&t, pid);
+                    }
+                    read_threads = !read_threads;
                     std::thread::sleep(Duration::from_millis(50));
                 }
             })
             .ok();
-        MemSampler {
+        Sampler {
+            pid,
             stop,
             peaks,
+            threads,
             thread,
         }
     }
 
-    fn get(&self) -> (u64, u64, u64) {
+    fn memory(&self) -> (u64, u64, u64) {
         *self.peaks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn reset_phase(&self) {
         self.peaks.lock().unwrap_or_else(|e| e.into_inner()).0 = 0;
     }
+
+    /// Every thread seen so far with its latest CPU time, read fresh for the living ones.
+    fn threads(&self) -> Threads {
+        merge_threads(&self.threads, self.pid);
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
-impl Drop for MemSampler {
+impl Drop for Sampler {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -308,7 +338,7 @@ async fn bench(
     );
     let pid = server.pid;
     let idle = procfs::memory(pid).unwrap_or_default();
-    let sampler = MemSampler::start(pid);
+    let sampler = Sampler::start(pid);
     eprintln!(
         "gelf-ingest: peng pid {pid} (http {}, gelf {}), run {run_id}, idle RSS {} MiB",
         server.ports.http,
@@ -342,7 +372,7 @@ async fn bench(
     let logs_dir = server.data_dir.join("logs");
     let disk_total = procfs::dir_size(&logs_dir);
     let stored_total = api.count(&format!("run:{run_id}")).await.unwrap_or(0);
-    let (_, rss_peak, hwm) = sampler.get();
+    let (_, rss_peak, hwm) = sampler.memory();
     let end_mem = procfs::memory(pid).unwrap_or_default();
     drop(sampler);
     print_report(
@@ -376,7 +406,7 @@ async fn run_transport(
     seed: u64,
     api: &Api,
     server: &ServerGuard,
-    sampler: &MemSampler,
+    sampler: &Sampler,
     ingest_token: &str,
     run_id: &str,
     deadline: Instant,
@@ -422,7 +452,7 @@ async fn run_transport(
     let sock_drops_before = procfs::udp_socket_drops(server.ports.gelf_udp.port());
     let logs_dir = server.data_dir.join("logs");
     let disk_before = procfs::dir_size(&logs_dir);
-    let threads_before = procfs::thread_ticks(pid);
+    let threads_before = sampler.threads();
     let peng_before = procfs::process_ticks(pid).unwrap_or(0);
     let self_before = procfs::process_ticks(std::process::id()).unwrap_or(0);
     sampler.reset_phase();
@@ -451,7 +481,7 @@ async fn run_transport(
     let query = format!("run:{run_id} AND bench_transport:{}", t.marker());
     let settle = Duration::from_secs_f64(args.settle_seconds);
     let (mut found, mut reached_at, mut last_change) = (0u64, outcome.first, Instant::now());
-    let mut threads_at_reached = procfs::thread_ticks(pid);
+    let mut threads_at_reached = sampler.threads();
     let mut peng_at_reached = procfs::process_ticks(pid).unwrap_or(0);
     let (mut complete, mut timed_out) = (false, false);
     // Bounded: ends by reaching the count, by `settle` without growth, or by the deadline.
@@ -462,7 +492,7 @@ async fn run_transport(
             found = count;
             reached_at = now;
             last_change = now;
-            threads_at_reached = procfs::thread_ticks(pid);
+            threads_at_reached = sampler.threads();
             peng_at_reached = procfs::process_ticks(pid).unwrap_or(0);
         }
         if found >= outcome.sent {
@@ -483,7 +513,7 @@ async fn run_transport(
     let snmp_after = procfs::udp_snmp();
     let sock_drops_after = procfs::udp_socket_drops(server.ports.gelf_udp.port());
     let disk_after = procfs::dir_size(&logs_dir);
-    let (phase_peak, _, hwm) = sampler.get();
+    let (phase_peak, _, hwm) = sampler.memory();
     let until_searchable = reached_at.saturating_duration_since(outcome.first);
     let send_secs = outcome.duration().as_secs_f64().max(1e-3);
     let mut kernel_udp: Vec<(String, i64)> =
@@ -517,7 +547,19 @@ async fn run_transport(
             / hz
             / until_searchable.as_secs_f64().max(1e-3),
         bench_cpu_send: (self_at_send_end.saturating_sub(self_before)) as f64 / hz / send_secs,
-        hot_threads: procfs::thread_cpu_delta(&threads_before, &threads_at_reached),
+        hot_threads: {
+            let mut hot = procfs::thread_cpu_delta(&threads_before, &threads_at_reached);
+            let seen: f64 = hot.iter().map(|t| t.2).sum();
+            let total = peng_at_reached.saturating_sub(peng_before) as f64 / hz;
+            if total - seen > 0.05 {
+                hot.push((
+                    "(threads too short-lived to sample)".to_string(),
+                    0,
+                    total - seen,
+                ));
+            }
+            hot
+        },
         metric_deltas: prom::delta(&metrics_before, &metrics_after)
             .into_iter()
             .filter(|(k, _)| k.starts_with("peng_"))
@@ -593,7 +635,7 @@ fn print_report(
         m.rmem_default, m.rmem_max
     );
     println!(
-        "  load:     {} messages per transport; tcp over {} connections; {}; sender and peng share the machine",
+        "  run:      {} messages per transport; tcp over {} connections; {}; sender and peng share the machine",
         thousands(args.messages as f64),
         args.connections,
         args.rate.map_or("unpaced (as fast as possible)".to_string(), |r| format!("paced at {} msg/s", thousands(r)))
@@ -708,8 +750,13 @@ fn print_report(
         );
         let wall = r.until_searchable.as_secs_f64().max(1e-3);
         for (name, n, secs) in r.hot_threads.iter().filter(|t| t.2 > 0.0).take(6) {
+            let count = if *n > 0 {
+                format!("x{n}")
+            } else {
+                String::new()
+            };
             println!(
-                "    {name:<24} x{n:<3} {secs:>7.2} s CPU  {:>4.0}% of a core",
+                "    {name:<36} {count:<4} {secs:>7.2} s CPU  {:>4.0}% of a core",
                 secs / wall * 100.0
             );
         }
