@@ -631,6 +631,11 @@ fn print_report(
         m.kernel
     );
     println!(
+        "  load:     /proc/loadavg {} at start, {} at the end (other work on the machine competes with peng)",
+        m.loadavg,
+        procfs::loadavg()
+    );
+    println!(
         "  udp:      net.core.rmem_default {} B, rmem_max {} B",
         m.rmem_default, m.rmem_max
     );
