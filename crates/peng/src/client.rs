@@ -308,11 +308,11 @@ fn search_path(
     if let Some(s) = stage {
         params.push(("stage", s.to_string()));
     }
-    let qs: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", output::urlencode(v)))
-        .collect();
-    format!("/api/v1/logs/search?{}", qs.join("&"))
+    // Only the path and query are used; the base is a placeholder for the URL encoder.
+    match reqwest::Url::parse_with_params("http://peng/api/v1/logs/search", &params) {
+        Ok(url) => format!("{}?{}", url.path(), url.query().unwrap_or_default()),
+        Err(_) => "/api/v1/logs/search".to_string(),
+    }
 }
 
 pub async fn logs_search(
