@@ -180,16 +180,7 @@ impl Server {
 
         let router = crate::api::router(app.clone());
         let http_cancel = cancel.clone();
-        let http = tokio::spawn(async move {
-            let serve = axum::serve(
-                http,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { http_cancel.cancelled().await });
-            if let Err(error) = serve.await {
-                tracing::error!(%error, "http server failed");
-            }
-        });
+        let http = tokio::spawn(crate::http::serve(http, router, http_cancel));
         tracing::info!(http = %addrs.http, gelf_udp = %addrs.gelf_udp, gelf_tcp = %addrs.gelf_tcp, "peng is serving");
         Ok(Server {
             addrs,

@@ -11,6 +11,7 @@ mod api;
 mod app;
 mod auth;
 mod error;
+mod http;
 mod ingest;
 mod services;
 mod ui;

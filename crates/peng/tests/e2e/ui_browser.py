@@ -12,6 +12,7 @@ import tempfile
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 URL, TOKEN, OTHER, OUT = sys.argv[1:5]
@@ -49,7 +50,15 @@ def log_in(driver, token):
     field = driver.find_element(By.NAME, "token")
     field.clear()
     field.send_keys(token)
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
+
+
+def follow(driver, element):
+    """Clicks a link or button and waits until the next page has replaced this one (a click
+    only starts the navigation)."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
 
 
 def table_rows(driver, heading):
@@ -96,7 +105,7 @@ def walk(driver):
     shot(driver, "services")
 
     step("the service page shows instances, health sensors, a chart and log lines")
-    row.find_element(By.LINK_TEXT, "books/bookshelf").click()
+    follow(driver, row.find_element(By.LINK_TEXT, "books/bookshelf"))
     expect(path(driver) == "/services/books/bookshelf", "on the service page", driver)
     instances = table_rows(driver, "Instances")
     expect(len(instances) == 3, "3 instance rows, got %d" % len(instances), driver)
@@ -112,7 +121,7 @@ def walk(driver):
     shot(driver, "service")
 
     step("log search finds a message by a word")
-    driver.find_element(By.LINK_TEXT, "Logs").click()
+    follow(driver, driver.find_element(By.LINK_TEXT, "Logs"))
     expect(path(driver).startswith("/logs"), "on the log search page", driver)
     q = driver.find_element(By.NAME, "q")
     q.clear()
@@ -120,7 +129,7 @@ def walk(driver):
     since = driver.find_element(By.NAME, "since")
     since.clear()
     since.send_keys("1h")
-    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
     WebDriverWait(driver, 10).until(lambda d: "q=listening" in d.current_url)
     expect("bookshelf listening on 127.0.0.1" in text(driver), "the found message", driver)
     shot(driver, "logs")
@@ -128,7 +137,7 @@ def walk(driver):
     expect("bookshelf listening" not in text(driver), "a word nowhere finds nothing", driver)
 
     step("log out returns to the login page, and the cookie is gone")
-    driver.find_element(By.LINK_TEXT, "log out").click()
+    follow(driver, driver.find_element(By.LINK_TEXT, "log out"))
     expect(path(driver) == "/login", "on the login page", driver)
     driver.get(URL + "/")
     expect(path(driver) == "/login", "logged out for good", driver)
