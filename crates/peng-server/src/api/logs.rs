@@ -1,15 +1,15 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
 use peng_api as wire;
 use peng_core::now_ns;
 use peng_logs::index::SearchRequest;
 use peng_logs::{FieldValue, LogRecord};
 use serde::Deserialize;
 
+use super::extract::{Json, Query};
 use crate::app::App;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};

@@ -1,6 +1,7 @@
 //! The JSON API, version 1 (`/api/v1/...`), the GELF HTTP input (`POST /gelf`), liveness
 //! (`/healthz`) and the internal counters (`/metrics`).
 
+mod extract;
 pub mod logs;
 pub mod services;
 mod teams;
@@ -9,7 +10,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
+use extract::Json;
 
 use crate::app::App;
 use crate::auth::Auth;

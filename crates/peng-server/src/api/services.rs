@@ -1,9 +1,9 @@
-use axum::extract::{Path, Query, State};
-use axum::Json;
+use axum::extract::State;
 use peng_api as wire;
 use peng_core::{now_ns, ServiceId, StageName};
 use serde::Deserialize;
 
+use super::extract::{Json, Path, Query};
 use crate::app::App;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};

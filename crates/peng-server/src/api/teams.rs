@@ -1,11 +1,11 @@
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use peng_api as wire;
 use peng_core::TeamName;
 use peng_state::NewAudit;
 use serde::Deserialize;
 
+use super::extract::{Json, Path, Query};
 use crate::app::App;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult};
