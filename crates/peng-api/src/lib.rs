@@ -237,3 +237,11 @@ pub struct Health {
     pub status: String,
     pub version: String,
 }
+
+/// `GET /api/v1/logs/tail`: messages written after a cursor, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogTailResponse {
+    pub hits: Vec<LogHit>,
+    /// Pass back as `after` to get what was written next; nothing is skipped or repeated.
+    pub cursor: u64,
+}

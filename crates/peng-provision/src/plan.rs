@@ -287,8 +287,14 @@ fn run_details(old: &RunSpec, new: &RunSpec) -> Vec<String> {
     let keys: BTreeSet<&String> = old.env.keys().chain(new.env.keys()).collect();
     for key in keys {
         let (a, b) = (old.env.get(key), new.env.get(key));
+        // Values are not shown: env often carries credentials, and plans land in CI logs.
+        let what = match (a, b) {
+            (None, Some(_)) => "added",
+            (Some(_), None) => "removed",
+            _ => "changed",
+        };
         if a != b {
-            details.push(format!("run.env.{key}: {} -> {}", opt(a), opt(b)));
+            details.push(format!("run.env.{key}: {what}"));
         }
     }
     if old.workdir != new.workdir {

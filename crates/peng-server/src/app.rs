@@ -70,6 +70,8 @@ pub struct Server {
     pub admin_token_file: PathBuf,
     app: App,
     cancel: CancellationToken,
+    drain: CancellationToken,
+    carriers: Vec<tokio::task::JoinHandle<()>>,
     http: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -167,12 +169,21 @@ impl Server {
                 app.ingest_ctx.clone(),
                 cancel.clone(),
             )),
+            tokio::spawn(crate::workers::retention_loop(app.clone(), cancel.clone())),
+        ];
+        // Carriers run until everything that feeds them has stopped, then drain and end.
+        let drain = CancellationToken::new();
+        let carriers = vec![
             tokio::spawn(crate::workers::forward_instance_output(
                 app.clone(),
                 output_rx,
+                drain.clone(),
             )),
-            tokio::spawn(crate::workers::persist_alert_events(app.clone(), alert_rx)),
-            tokio::spawn(crate::workers::retention_loop(app.clone(), cancel.clone())),
+            tokio::spawn(crate::workers::persist_alert_events(
+                app.clone(),
+                alert_rx,
+                drain.clone(),
+            )),
         ];
         background.retain(|h| !h.is_finished());
 
@@ -187,19 +198,32 @@ impl Server {
             admin_token_file,
             app,
             cancel,
+            drain,
+            carriers,
             http,
             background,
         })
     }
 
-    /// Stops listening, stops every instance, and commits what the log pipeline holds.
+    /// Stops in the order that loses nothing: sensors (handing over their last alert
+    /// transitions), then instances (their last output lines), then the listeners; then the
+    /// carriers drain what is queued, and the log pipeline commits what it holds.
     pub async fn shutdown(self) {
-        self.cancel.cancel();
-        let _ = self.http.await;
         self.app.monitor.shutdown().await;
         self.app.driver.shutdown().await;
+        self.cancel.cancel();
+        let _ = self.http.await;
         for h in self.background {
-            h.abort();
+            if tokio::time::timeout(std::time::Duration::from_secs(10), h)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a listener did not stop within 10s");
+            }
+        }
+        self.drain.cancel();
+        for h in self.carriers {
+            let _ = h.await;
         }
         if let Err(error) = self.app.pipeline.shutdown().await {
             tracing::error!(%error, "log pipeline did not shut down cleanly");

@@ -22,6 +22,8 @@ use tower::ServiceExt;
 
 /// How long open connections may finish their requests after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 4096;
 
 pub async fn serve(listener: TcpListener, router: Router, cancel: CancellationToken) {
     let graceful = GracefulShutdown::new();
@@ -31,7 +33,15 @@ pub async fn serve(listener: TcpListener, router: Router, cancel: CancellationTo
         .timer(TokioTimer::new())
         .half_close(true)
         .header_read_timeout(Duration::from_secs(30));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            _ = cancel.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -55,6 +65,7 @@ pub async fn serve(listener: TcpListener, router: Router, cancel: CancellationTo
                 .into_owned(),
         );
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(error) = conn.await {
                 tracing::debug!(%error, %peer, "http connection ended with an error");
             }

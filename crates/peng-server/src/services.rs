@@ -164,12 +164,14 @@ pub async fn apply(
         plan,
     } = plan_request(app, auth, &req).await?;
     let wire_plan = wire_plan(&plan);
-    if current.is_some() && plan.is_empty() {
-        let generation = current.map(|(row, _)| row.generation).unwrap_or(0);
+    if let (Some((row, spec)), true) = (&current, plan.is_empty()) {
+        // Nothing to store. Converging anyway finishes an earlier apply whose drivers failed
+        // after its state was committed; for a service that runs as declared it touches nothing.
+        let events = converge(app, row, spec).await?;
         return Ok(wire::ApplyResponse {
             plan: wire_plan,
-            events: Vec::new(),
-            generation,
+            events,
+            generation: row.generation,
         });
     }
     let id = desired.id();
@@ -237,8 +239,8 @@ pub async fn destroy(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::
         return Err(ApiError::not_found(format!("service {id} not found")));
     };
     let plan = peng_provision::plan(Some(&spec), None, None)?;
-    app.monitor.remove(id);
-    app.driver.stop_service(id).await?;
+    // The decision is committed first, as for apply: a crash afterwards is finished at the next
+    // start, which brings back only services that are not destroyed.
     let audit = NewAudit {
         actor: auth.0.actor(),
         team: Some(id.team.to_string()),
@@ -250,6 +252,8 @@ pub async fn destroy(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::
         ),
     };
     app.state.destroy_service(id, audit).await?;
+    app.monitor.remove(id);
+    app.driver.stop_service(id).await?;
     Ok(wire::ApplyResponse {
         plan: wire_plan(&plan),
         events: vec![format!(

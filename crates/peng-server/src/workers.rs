@@ -37,10 +37,19 @@ impl InstanceDirectory for Directory {
 }
 
 /// Every line an instance writes becomes a log record of its team's stream.
-pub async fn forward_instance_output(app: App, mut rx: mpsc::Receiver<InstanceOutput>) {
+pub async fn forward_instance_output(
+    app: App,
+    mut rx: mpsc::Receiver<InstanceOutput>,
+    drain: CancellationToken,
+) {
     let received = peng_core::metrics::component::received("instance_output");
     let mut batch = Vec::with_capacity(512);
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            o = rx.recv() => o,
+            _ = drain.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(first) = first else { return };
         batch.push(record_of(first));
         while batch.len() < 512 {
             match rx.try_recv() {
@@ -97,8 +106,17 @@ pub async fn alerts_from_state(state: &State) -> anyhow::Result<Vec<AlertRecord>
 }
 
 /// Alert transitions are persisted (so a restart keeps firing alerts firing) and audited.
-pub async fn persist_alert_events(app: App, mut rx: mpsc::Receiver<AlertEvent>) {
-    while let Some(event) = rx.recv().await {
+pub async fn persist_alert_events(
+    app: App,
+    mut rx: mpsc::Receiver<AlertEvent>,
+    drain: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            e = rx.recv() => e,
+            _ = drain.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(event) = event else { return };
         let r = &event.record;
         let row = AlertRow {
             service: r.service.clone(),
@@ -112,8 +130,13 @@ pub async fn persist_alert_events(app: App, mut rx: mpsc::Receiver<AlertEvent>) 
             escalated: r.escalated,
             message: r.last_message.clone(),
         };
-        if let Err(error) = app.state.put_alert(&row).await {
-            tracing::error!(%error, alert = %r.alert, "cannot persist alert state");
+        // A destroyed service's alerts resolve as it goes; their state is not kept.
+        let live =
+            matches!(app.state.service(&r.service).await, Ok(Some(s)) if s.destroyed_at.is_none());
+        if live {
+            if let Err(error) = app.state.put_alert(&row).await {
+                tracing::error!(%error, alert = %r.alert, "cannot persist alert state");
+            }
         }
         let audit = NewAudit {
             actor: "peng".to_string(),

@@ -188,19 +188,19 @@ impl State {
         audit: NewAudit,
     ) -> Result<String, StateError> {
         let mut tx = self.pool.begin().await?;
-        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM teams WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-        if exists > 0 {
-            return Err(StateError::TeamExists(name.to_string()));
-        }
         let now = now_ns();
-        sqlx::query("INSERT INTO teams (name, created_at) VALUES (?, ?)")
+        // The primary key decides between concurrent creates; a read first would race.
+        let inserted = sqlx::query("INSERT INTO teams (name, created_at) VALUES (?, ?)")
             .bind(name.as_str())
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await;
+        if let Err(sqlx::Error::Database(db)) = &inserted {
+            if db.is_unique_violation() {
+                return Err(StateError::TeamExists(name.to_string()));
+            }
+        }
+        inserted?;
         let token = new_token("peng_");
         sqlx::query("INSERT INTO tokens (hash, team, created_at) VALUES (?, ?, ?)")
             .bind(hash_token(&token))

@@ -230,9 +230,12 @@ pub async fn sensors(conn: &Conn, id: &str, since: &str) -> anyhow::Result<ExitC
         if !seen.insert((s.sensor.clone(), s.stage.clone())) {
             continue;
         }
-        let path = format!(
-            "/api/v1/services/{team}/{service}/sensors/{}/history?stage={}&since={}",
-            s.sensor, s.stage, since
+        let path = api_path(
+            &format!(
+                "/api/v1/services/{team}/{service}/sensors/{}/history",
+                s.sensor
+            ),
+            &[("stage", s.stage.clone()), ("since", since.to_string())],
         );
         let (h, _): (wire::SensorHistory, _) = api.get(&path).await?;
         output::sensor_history(&h);
@@ -308,10 +311,15 @@ fn search_path(
     if let Some(s) = stage {
         params.push(("stage", s.to_string()));
     }
+    api_path("/api/v1/logs/search", &params)
+}
+
+/// `path?query` with the parameters URL-encoded.
+fn api_path(path: &str, params: &[(&str, String)]) -> String {
     // Only the path and query are used; the base is a placeholder for the URL encoder.
-    match reqwest::Url::parse_with_params("http://peng/api/v1/logs/search", &params) {
+    match reqwest::Url::parse_with_params(&format!("http://peng{path}"), params) {
         Ok(url) => format!("{}?{}", url.path(), url.query().unwrap_or_default()),
-        Err(_) => "/api/v1/logs/search".to_string(),
+        Err(_) => path.to_string(),
     }
 }
 
@@ -337,7 +345,8 @@ pub async fn logs_search(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Follows the log by polling for messages newer than the last one seen.
+/// Follows the log: asks for what was written after the last cursor, once a second, so no
+/// message is skipped or shown twice, whatever its timestamp.
 pub async fn logs_tail(
     conn: &Conn,
     query: &str,
@@ -345,37 +354,32 @@ pub async fn logs_tail(
     stage: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let api = Api::new(conn)?;
-    let mut since_ns = peng_core::now_ns() - 60_000_000_000;
-    let mut seen_at_last: std::collections::HashSet<String> = Default::default();
+    let mut cursor: Option<u64> = None;
     loop {
-        let since = humantime::format_rfc3339_nanos(
-            std::time::UNIX_EPOCH + Duration::from_nanos(since_ns.max(0) as u64),
-        )
-        .to_string();
-        let (res, _): (wire::LogSearchResponse, _) = api
-            .get(&search_path(query, &since, None, service, stage, 1000))
-            .await?;
-        let mut newest = since_ns;
-        for hit in res.hits.iter().rev() {
-            let key = format!("{}|{}|{}", hit.timestamp_ns, hit.instance, hit.message);
-            if hit.timestamp_ns == since_ns && seen_at_last.contains(&key) {
-                continue;
-            }
+        let mut params = vec![("q", query.to_string()), ("limit", "1000".to_string())];
+        if let Some(s) = service {
+            params.push(("service", s.to_string()));
+        }
+        if let Some(s) = stage {
+            params.push(("stage", s.to_string()));
+        }
+        if let Some(c) = cursor {
+            params.push(("after", c.to_string()));
+        }
+        let (res, _): (wire::LogTailResponse, _) =
+            api.get(&api_path("/api/v1/logs/tail", &params)).await?;
+        for hit in &res.hits {
             if api.json {
                 println!("{}", serde_json::to_string(hit)?);
             } else {
                 println!("{}", output::log_line(hit));
             }
-            if hit.timestamp_ns > newest {
-                newest = hit.timestamp_ns;
-                seen_at_last.clear();
-            }
-            if hit.timestamp_ns == newest {
-                seen_at_last.insert(key);
-            }
         }
-        since_ns = newest;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let caught_up = res.hits.len() < 1000;
+        cursor = Some(res.cursor);
+        if caught_up {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }
 

@@ -123,20 +123,20 @@ fn process_changes_replace_instances() {
         plan(Some(&current), Some(&desired), None),
         r#"-/+ instance integration/0
       run.command: ["./bookshelf", "--port", "${PORT}"] -> ["./bookshelf", "--fast"]
-      run.env.JAVA_OPTS: "-Xmx256m" -> (none)
-      run.env.MODE: (none) -> "x"
+      run.env.JAVA_OPTS: removed
+      run.env.MODE: added
       run.workdir: (none) -> "app"
       run.resources.memory: 512Mi -> 1Gi
 -/+ instance production/0
       run.command: ["./bookshelf", "--port", "${PORT}"] -> ["./bookshelf", "--fast"]
-      run.env.JAVA_OPTS: "-Xmx256m" -> (none)
-      run.env.MODE: (none) -> "x"
+      run.env.JAVA_OPTS: removed
+      run.env.MODE: added
       run.workdir: (none) -> "app"
       run.resources.memory: 512Mi -> 1Gi
 -/+ instance production/1
       run.command: ["./bookshelf", "--port", "${PORT}"] -> ["./bookshelf", "--fast"]
-      run.env.JAVA_OPTS: "-Xmx256m" -> (none)
-      run.env.MODE: (none) -> "x"
+      run.env.JAVA_OPTS: removed
+      run.env.MODE: added
       run.workdir: (none) -> "app"
       run.resources.memory: 512Mi -> 1Gi
 
@@ -196,7 +196,7 @@ fn scaling_with_a_process_change_replaces_the_kept_ones() {
       stages: ["integration", "production"] -> ["production"]
   - instance integration/0
 -/+ instance production/0
-      run.env.JAVA_OPTS: "-Xmx256m" -> "-Xmx1g"
+      run.env.JAVA_OPTS: changed
   - instance production/1
 
 Plan: 1 to add, 1 to change, 3 to destroy.

@@ -75,6 +75,43 @@ pub async fn run_search(
     })
 }
 
+#[derive(Deserialize, Default)]
+pub struct TailQuery {
+    #[serde(default)]
+    pub q: String,
+    pub service: Option<String>,
+    pub stage: Option<String>,
+    /// The cursor of the previous answer; without it, the newest `limit` messages.
+    pub after: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+/// For following the log: by write order, so late messages with old timestamps are not missed.
+pub async fn tail(
+    State(app): State<App>,
+    auth: Auth,
+    Query(q): Query<TailQuery>,
+) -> ApiResult<Json<wire::LogTailResponse>> {
+    let req = SearchRequest {
+        team: auth.team_scope(),
+        query: q.q,
+        service: q.service.filter(|s| !s.is_empty()),
+        stage: q.stage.filter(|s| !s.is_empty()),
+        since_ns: None,
+        until_ns: None,
+        limit: q.limit.unwrap_or(1000).min(10_000),
+    };
+    let store = app.logs.clone();
+    let after = q.after;
+    let res = tokio::task::spawn_blocking(move || store.tail(&req, after))
+        .await
+        .map_err(|e| ApiError::internal(format!("tail task failed: {e}")))??;
+    Ok(Json(wire::LogTailResponse {
+        hits: res.hits.into_iter().map(wire_hit).collect(),
+        cursor: res.cursor,
+    }))
+}
+
 pub fn wire_hit(r: LogRecord) -> wire::LogHit {
     wire::LogHit {
         timestamp_ns: r.timestamp_ns,
@@ -121,6 +158,9 @@ pub async fn rejected(State(app): State<App>, auth: Auth) -> ApiResult<Json<Vec<
     ))
 }
 
+/// Longest wait for a `POST /gelf` body, so slow senders cannot hold memory.
+pub const GELF_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Deserialize)]
 pub struct GelfQuery {
     token: Option<String>,
@@ -159,15 +199,23 @@ pub async fn gelf(
     let task = tokio::spawn(async move {
         // Without a Content-Length the limit is met while reading; the only error that
         // `to_bytes` has then is the limit or a broken connection.
-        let body: Bytes = axum::body::to_bytes(body, super::GELF_BODY_LIMIT)
+        let read = axum::body::to_bytes(body, super::GELF_BODY_LIMIT);
+        let read = tokio::time::timeout(GELF_BODY_TIMEOUT, read)
             .await
-            .map_err(|e| {
-                if declared.is_none() {
-                    too_large()
-                } else {
-                    ApiError::invalid(format!("cannot read the request body: {e}"))
-                }
+            .map_err(|_| {
+                let mut e = ApiError::invalid(format!(
+                    "the body did not arrive within {GELF_BODY_TIMEOUT:?}"
+                ));
+                e.status = Some(StatusCode::REQUEST_TIMEOUT);
+                e
             })?;
+        let body: Bytes = read.map_err(|e| {
+            if declared.is_none() {
+                too_large()
+            } else {
+                ApiError::invalid(format!("cannot read the request body: {e}"))
+            }
+        })?;
         let records = app.ingest_ctx.decode_http(
             &body,
             encoding.as_deref(),

@@ -39,9 +39,15 @@ pub fn router(app: App) -> Router {
             get(services::history),
         )
         .route("/logs/search", get(logs::search))
+        .route("/logs/tail", get(logs::tail))
         .route("/logs/rejected", get(logs::rejected))
         .route("/audit", get(teams::audit))
         .fallback(|| async { ApiError::not_found("no such api route") })
+        .method_not_allowed_fallback(|| async {
+            let mut e = ApiError::invalid("this route does not take that method");
+            e.status = Some(StatusCode::METHOD_NOT_ALLOWED);
+            e
+        })
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     Router::new()
         .nest("/api/v1", api)
@@ -77,10 +83,16 @@ pub fn parse_time(value: &str, now_ns: i64) -> Result<i64, ApiError> {
         return Ok(now_ns.saturating_sub(d.as_nanos_i64()));
     }
     match humantime::parse_rfc3339_weak(value) {
-        Ok(t) => Ok(t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0)),
+        Ok(t) => {
+            let since_epoch = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|_| ApiError::invalid(format!("'{value}' is before 1970")))?;
+            i64::try_from(since_epoch.as_nanos()).map_err(|_| {
+                ApiError::invalid(format!(
+                    "'{value}' is after 2262, past the range of timestamps"
+                ))
+            })
+        }
         Err(_) => Err(ApiError::invalid(format!(
             "'{value}' is neither a duration ago (15m, 2h) nor a time (2026-11-28T10:00:00Z)"
         ))),

@@ -88,6 +88,11 @@ impl Spawner {
     }
 }
 
+/// Variables of peng's own environment that instances inherit.
+const INHERITED_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+];
+
 fn command(spec: &InstanceSpec, port: u16) -> io::Result<Command> {
     let env = spec.process_env(port);
     let argv = spec.process_command(&env);
@@ -95,6 +100,14 @@ fn command(spec: &InstanceSpec, port: u16) -> io::Result<Command> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     };
     let mut cmd = Command::new(program);
+    // Instances get their own environment, not peng's (which may hold its token): a short
+    // list of what programs expect from any login, then the instance's own variables.
+    cmd.env_clear();
+    for key in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(key) {
+            cmd.env(key, value);
+        }
+    }
     cmd.args(args)
         .envs(&env)
         .current_dir(&spec.workdir)
