@@ -187,6 +187,16 @@ pub async fn gelf(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or(q.token);
+    // A token in the header or query is checked before the body is read, so an unknown
+    // sender cannot make peng buffer its bodies.
+    if let Some(token) = header_token.as_deref() {
+        if app.ingest.resolve(token).is_none() {
+            let e = peng_logs::gelf::GelfError::BadToken;
+            app.ingest_ctx
+                .reject(peng_logs::LogSource::GelfHttp, Some(peer), &e, b"");
+            return Err(e.into());
+        }
+    }
     let too_large =
         || ApiError::too_large(format!("body larger than {} bytes", super::GELF_BODY_LIMIT));
     let declared = headers
