@@ -305,13 +305,18 @@ fn search_path(
     if let Some(u) = until {
         params.push(("until", u.to_string()));
     }
+    push_scope(&mut params, service, stage);
+    api_path("/api/v1/logs/search", &params)
+}
+
+/// The `service` and `stage` filters of log searches and tails.
+fn push_scope(params: &mut Vec<(&str, String)>, service: Option<&str>, stage: Option<&str>) {
     if let Some(s) = service {
         params.push(("service", s.to_string()));
     }
     if let Some(s) = stage {
         params.push(("stage", s.to_string()));
     }
-    api_path("/api/v1/logs/search", &params)
 }
 
 /// `path?query` with the parameters URL-encoded.
@@ -357,12 +362,7 @@ pub async fn logs_tail(
     let mut cursor: Option<u64> = None;
     loop {
         let mut params = vec![("q", query.to_string()), ("limit", "1000".to_string())];
-        if let Some(s) = service {
-            params.push(("service", s.to_string()));
-        }
-        if let Some(s) = stage {
-            params.push(("stage", s.to_string()));
-        }
+        push_scope(&mut params, service, stage);
         if let Some(c) = cursor {
             params.push(("after", c.to_string()));
         }
