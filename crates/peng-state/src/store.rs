@@ -61,15 +61,12 @@ pub struct ServiceRow {
     pub destroyed_at: Option<i64>,
 }
 
+/// A written audit entry: what was recorded, with the id and time the store gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: i64,
-    pub actor: String,
-    pub team: Option<String>,
-    pub action: String,
-    pub target: String,
-    pub detail: String,
+    pub entry: NewAudit,
 }
 
 /// An audit entry to write; `id` and `at` are given by the store.
@@ -345,11 +342,13 @@ impl State {
                 Ok(AuditEntry {
                     id: r.try_get("id")?,
                     at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    team: r.try_get("team")?,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    detail: r.try_get("detail")?,
+                    entry: NewAudit {
+                        actor: r.try_get("actor")?,
+                        team: r.try_get("team")?,
+                        action: r.try_get("action")?,
+                        target: r.try_get("target")?,
+                        detail: r.try_get("detail")?,
+                    },
                 })
             })
             .collect()

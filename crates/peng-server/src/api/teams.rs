@@ -99,11 +99,11 @@ pub async fn audit(
         .map(|a| wire::AuditEntry {
             id: a.id,
             at_ns: a.at,
-            actor: a.actor,
-            team: a.team,
-            action: a.action,
-            target: a.target,
-            detail: a.detail,
+            actor: a.entry.actor,
+            team: a.entry.team,
+            action: a.entry.action,
+            target: a.entry.target,
+            detail: a.entry.detail,
         })
         .collect();
     Ok(Json(entries))
