@@ -93,7 +93,9 @@ async fn tokens_teams_services_audit_and_alerts_survive_reopen() {
         .is_empty());
     let log = state.audit_log(Some(&team), 10).await.unwrap();
     assert_eq!(
-        log.iter().map(|a| a.entry.action.as_str()).collect::<Vec<_>>(),
+        log.iter()
+            .map(|a| a.entry.action.as_str())
+            .collect::<Vec<_>>(),
         ["service.apply", "team.create"]
     );
     let alerts = state.alerts().await.unwrap();
