@@ -1,5 +1,6 @@
 //! Integration tests of peng-logs: real sockets on 127.0.0.1, real indexes in temp dirs.
 
+mod compat;
 mod gelf_fixtures;
 mod gelf_props;
 mod helpers;
