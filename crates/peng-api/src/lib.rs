@@ -245,3 +245,10 @@ pub struct LogTailResponse {
     /// Pass back as `after` to get what was written next; nothing is skipped or repeated.
     pub cursor: u64,
 }
+
+/// A team's new API token after a rotation; every earlier token of the team stops working.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RotatedToken {
+    pub team: String,
+    pub token: String,
+}

@@ -264,6 +264,18 @@ pub async fn destroy(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::
     })
 }
 
+/// Converges every live service of a team again, e.g. after its ingest token changed. The
+/// caller holds the apply lock.
+pub async fn converge_team(app: &App, team: &peng_core::TeamName) -> ApiResult<()> {
+    for row in app.state.services(Some(team)).await? {
+        if row.destroyed_at.is_none() {
+            let spec = effective_spec(&row)?;
+            converge(app, &row, &spec).await?;
+        }
+    }
+    Ok(())
+}
+
 /// At start: every declared service comes back (instances, sensors). A service that cannot be
 /// restored is logged and skipped, so one broken service does not keep the platform down.
 pub async fn restore_all(app: &App) -> anyhow::Result<()> {

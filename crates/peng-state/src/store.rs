@@ -210,6 +210,58 @@ impl State {
         Ok(token)
     }
 
+    /// Replaces every API token of a team with one new token, returned in plaintext this once.
+    pub async fn rotate_team_token(
+        &self,
+        name: &TeamName,
+        audit: NewAudit,
+    ) -> Result<String, StateError> {
+        let mut tx = self.pool.begin().await?;
+        let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM teams WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if known == 0 {
+            return Err(StateError::NoSuchTeam(name.to_string()));
+        }
+        sqlx::query("DELETE FROM tokens WHERE team = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let token = new_token("peng_");
+        sqlx::query("INSERT INTO tokens (hash, team, created_at) VALUES (?, ?, ?)")
+            .bind(hash_token(&token))
+            .bind(name.as_str())
+            .bind(now_ns())
+            .execute(&mut *tx)
+            .await?;
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// Moves a team to its next ingest token generation (the old token stops working) and
+    /// returns the new generation.
+    pub async fn bump_ingest_generation(
+        &self,
+        name: &TeamName,
+        audit: NewAudit,
+    ) -> Result<i64, StateError> {
+        let mut tx = self.pool.begin().await?;
+        let generation: Option<i64> = sqlx::query_scalar(
+            "UPDATE teams SET ingest_generation = ingest_generation + 1 WHERE name = ? RETURNING ingest_generation",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(generation) = generation else {
+            return Err(StateError::NoSuchTeam(name.to_string()));
+        };
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
     pub async fn teams(&self) -> Result<Vec<TeamRow>, StateError> {
         let rows =
             sqlx::query("SELECT name, created_at, ingest_generation FROM teams ORDER BY name")

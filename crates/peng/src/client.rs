@@ -289,6 +289,32 @@ pub async fn ingest_token(conn: &Conn, name: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn rotate_token(conn: &Conn, name: &str) -> anyhow::Result<ExitCode> {
+    let api = Api::new(conn)?;
+    let path = format!("/api/v1/teams/{name}/token/rotate");
+    let (t, raw): (wire::RotatedToken, _) = api.call::<(), _>(Method::POST, &path, None).await?;
+    if !api.print_json(&raw) {
+        println!(
+            "new api token for {} (shown once; every earlier one is revoked): {}",
+            t.team, t.token
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn rotate_ingest_token(conn: &Conn, name: &str) -> anyhow::Result<ExitCode> {
+    let api = Api::new(conn)?;
+    let path = format!("/api/v1/teams/{name}/ingest-token/rotate");
+    let (t, raw): (wire::IngestToken, _) = api.call::<(), _>(Method::POST, &path, None).await?;
+    if !api.print_json(&raw) {
+        println!(
+            "new ingest token for {} (the earlier one is revoked): {}",
+            t.team, t.ingest_token
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn search_path(
     query: &str,
     since: &str,

@@ -110,6 +110,10 @@ enum TeamCmd {
     List,
     /// Print a team's GELF ingest token.
     IngestToken { name: String },
+    /// Replace a team's API tokens with a new one (the old ones stop working).
+    RotateToken { name: String },
+    /// Replace a team's ingest token; its instances are replaced to get the new one.
+    RotateIngestToken { name: String },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +198,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Team(TeamCmd::Create { name }) => client::team_create(&conn, &name).await,
         Command::Team(TeamCmd::List) => client::team_list(&conn).await,
         Command::Team(TeamCmd::IngestToken { name }) => client::ingest_token(&conn, &name).await,
+        Command::Team(TeamCmd::RotateToken { name }) => client::rotate_token(&conn, &name).await,
+        Command::Team(TeamCmd::RotateIngestToken { name }) => {
+            client::rotate_ingest_token(&conn, &name).await
+        }
         Command::Logs(LogsCmd::Search {
             query,
             since,

@@ -26,6 +26,11 @@ pub fn router(app: App) -> Router {
     let api = Router::new()
         .route("/teams", post(teams::create).get(teams::list))
         .route("/teams/{team}/ingest-token", get(teams::ingest_token))
+        .route(
+            "/teams/{team}/ingest-token/rotate",
+            post(teams::rotate_ingest_token),
+        )
+        .route("/teams/{team}/token/rotate", post(teams::rotate_token))
         .route("/plan", post(services::plan))
         .route("/apply", post(services::apply))
         .route("/services", get(services::list))

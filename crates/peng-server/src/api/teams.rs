@@ -108,3 +108,63 @@ pub async fn audit(
         .collect();
     Ok(Json(entries))
 }
+
+/// `POST /api/v1/teams/{team}/token/rotate`: the team (or an admin) replaces its API tokens.
+pub async fn rotate_token(
+    State(app): State<App>,
+    auth: Auth,
+    Path(team): Path<String>,
+) -> ApiResult<Json<wire::RotatedToken>> {
+    let name = TeamName::parse(&team).map_err(|_| ApiError::not_found("team not found"))?;
+    auth.check_team(&name, "team")?;
+    let audit = NewAudit {
+        actor: auth.0.actor(),
+        team: Some(name.to_string()),
+        action: "team.token.rotate".to_string(),
+        target: name.to_string(),
+        detail: "every earlier api token of the team was revoked".to_string(),
+    };
+    let token = app.state.rotate_team_token(&name, audit).await?;
+    Ok(Json(wire::RotatedToken {
+        team: name.to_string(),
+        token,
+    }))
+}
+
+/// `POST /api/v1/teams/{team}/ingest-token/rotate`: the old ingest token stops working at once;
+/// the team's instances are replaced so that they get the new one.
+pub async fn rotate_ingest_token(
+    State(app): State<App>,
+    auth: Auth,
+    Path(team): Path<String>,
+) -> ApiResult<Json<wire::IngestToken>> {
+    let name = TeamName::parse(&team).map_err(|_| ApiError::not_found("team not found"))?;
+    auth.check_team(&name, "team")?;
+    let _guard = app.apply_lock.lock().await;
+    let row = app
+        .state
+        .team(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("team not found"))?;
+    let audit = NewAudit {
+        actor: auth.0.actor(),
+        team: Some(name.to_string()),
+        action: "team.ingest.rotate".to_string(),
+        target: name.to_string(),
+        detail: "the earlier ingest token was revoked; instances replaced to get the new one"
+            .to_string(),
+    };
+    let generation = app.state.bump_ingest_generation(&name, audit).await?;
+    app.ingest.remove_token(&ingest::ingest_token(
+        &app.secret,
+        &name,
+        row.ingest_generation,
+    ));
+    let token = ingest::ingest_token(&app.secret, &name, generation);
+    app.ingest.set(&token, name.clone());
+    crate::services::converge_team(&app, &name).await?;
+    Ok(Json(wire::IngestToken {
+        team: name.to_string(),
+        ingest_token: token,
+    }))
+}

@@ -112,4 +112,32 @@ async fn tokens_teams_services_audit_and_alerts_survive_reopen() {
         "destroyed services keep their row for log retention"
     );
     assert!(state.alerts().await.unwrap().is_empty());
+
+    let rotated = state
+        .rotate_team_token(&team, audit("team.token.rotate", "books"))
+        .await
+        .unwrap();
+    assert_eq!(
+        state.authenticate(&team_token).await.unwrap(),
+        None,
+        "the old token stops working"
+    );
+    assert_eq!(
+        state.authenticate(&rotated).await.unwrap(),
+        Some(Principal::Team(team.clone()))
+    );
+    let generation = state
+        .bump_ingest_generation(&team, audit("team.ingest.rotate", "books"))
+        .await
+        .unwrap();
+    assert_eq!(generation, 2);
+    let nobody = TeamName::parse("nobody").unwrap();
+    assert_eq!(
+        state
+            .rotate_team_token(&nobody, audit("x", "nobody"))
+            .await
+            .unwrap_err()
+            .kind(),
+        peng_core::ErrorKind::NotFound
+    );
 }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod harness;
+mod rotate;
 mod stages;
 mod ui;
 
