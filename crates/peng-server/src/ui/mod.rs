@@ -31,6 +31,7 @@ pub fn router() -> Router<App> {
         .route("/logout", get(logout))
         .route("/services/{team}/{service}", get(service_page))
         .route("/logs", get(logs_page))
+        .route("/platform", get(platform_page))
 }
 
 /// The caller of a page; sends the browser to the login page when there is no valid token.
@@ -98,6 +99,7 @@ svg.chart .axis{font-size:10px;fill:#6b7280;font-family:system-ui,sans-serif}
 enum Nav {
     Services,
     Logs,
+    Platform,
     None,
 }
 
@@ -118,6 +120,9 @@ fn page(title: &str, viewer: Option<&Auth>, nav: Nav, body: Markup) -> Markup {
                     @if let Some(v) = viewer {
                         a class=(here(Nav::Services)) href="/" { "Services" }
                         a class=(here(Nav::Logs)) href="/logs" { "Logs" }
+                        @if matches!(v.0, peng_state::Principal::Admin) {
+                            a class=(here(Nav::Platform)) href="/platform" { "Platform" }
+                        }
                         span class="me" { "signed in as " (v.0.actor()) " · " a href="/logout" { "log out" } }
                     }
                 }
@@ -407,6 +412,60 @@ fn log_table(auth: &Auth, hits: &[peng_api::LogHit], empty: &str) -> Markup {
             } }))
         }
     }
+}
+
+/// Admins only: every component's counters (what `/metrics` serves) and the GELF messages
+/// that were refused, so that drops are seen where people look.
+async fn platform_page(Viewer(auth): Viewer, State(app): State<App>) -> Response {
+    if let Err(e) = auth.require_admin() {
+        return error_page(Some(&auth), e);
+    }
+    let samples = peng_core::metrics::snapshot();
+    let rejections = app.ingest_ctx.rejections.list();
+    let now = peng_core::now_ns();
+    page(
+        "Platform",
+        Some(&auth),
+        Nav::Platform,
+        html! {
+            h1 { "Platform" }
+            h2 { "Counters" }
+            p class="muted" { "The same numbers as " code { "/metrics" } ": what each component received, processed, discarded (with the reason) and failed at." }
+            (scroll(html! {
+                table {
+                    tr { th { "Counter" } th { "Labels" } th class="num" { "Value" } }
+                    @for c in &samples {
+                        tr {
+                            td { code { (c.name) } }
+                            td { div class="fields" { @for (k, v) in &c.labels { span { (k) "=" (v) } } } }
+                            td class=(if c.name.contains("discarded") || c.name.contains("errors") { if c.value > 0 { "num fail" } else { "num" } } else { "num" }) { (c.value) }
+                        }
+                    }
+                }
+            }))
+            h2 { "Refused GELF messages" }
+            @if rejections.is_empty() {
+                p class="muted" { "None since the server started." }
+            } @else {
+                p class="muted" { "The newest " (rejections.len()) " (at most 1,000); payloads may hold ingest tokens, so only admins see this." }
+                (scroll(html! {
+                    table {
+                        tr { th { "When" } th { "Source" } th { "Peer" } th { "Reason" } th { "Payload (first bytes)" } }
+                        @for r in &rejections {
+                            tr {
+                                td { (format::when(r.time_ns, now)) }
+                                td { (r.source.as_str()) }
+                                td { (r.peer.map(|p| p.to_string()).unwrap_or_default()) }
+                                td { (r.reason) ": " (r.detail) }
+                                td class="log" { (String::from_utf8_lossy(&r.payload)) }
+                            }
+                        }
+                    }
+                }))
+            }
+        },
+    )
+    .into_response()
 }
 
 async fn logs_page(

@@ -194,6 +194,25 @@ async fn every_listener_refuses_and_counts_bad_input_and_keeps_serving() {
             .join("\n")
     );
 
+    // Admins see the same counters and the refused messages in the web UI; teams do not.
+    let platform = |token: String| {
+        http.get(format!("{url}/platform"))
+            .header("cookie", format!("peng_token={token}"))
+            .send()
+    };
+    let page = platform(admin.clone()).await.expect("platform page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("peng_component_discarded_events_total") && html.contains("chunk_truncated"),
+        "{html}"
+    );
+    let team_token = team["token"].as_str().expect("team token").to_string();
+    assert_eq!(
+        platform(team_token).await.expect("platform page").status(),
+        403
+    );
+
     // The listeners still work: a good message on each transport is stored.
     send(gelf(&ingest, "udpsurvivor").as_bytes());
     let ok = http
