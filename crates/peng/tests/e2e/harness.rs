@@ -123,6 +123,14 @@ impl Peng {
         std::fs::read_to_string(self.data_dir.with_extension("serve.log")).unwrap_or_default()
     }
 
+    /// Kills the server as a crash would (SIGKILL): no shutdown code runs.
+    pub async fn crash(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
     /// Stops the server the way an operator does (SIGTERM) and waits for it.
     pub async fn stop(mut self) {
         if let Some(mut child) = self.child.take() {

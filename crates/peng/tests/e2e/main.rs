@@ -2,6 +2,7 @@
 //! clients (Python graypy), a real webhook receiver, restarts and destroy.
 
 mod bad_input;
+mod crash;
 mod harness;
 mod rotate;
 mod stages;
