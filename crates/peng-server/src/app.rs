@@ -83,6 +83,9 @@ impl Server {
         let dir = &cfg.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        // Tokens, the server secret and every team's logs live here: only peng's user may look.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("cannot restrict data dir {}", dir.display()))?;
         let state = State::open(&dir.join("state.db"))
             .await
             .context("cannot open the state database")?;
