@@ -185,11 +185,10 @@ impl State {
         audit: NewAudit,
     ) -> Result<String, StateError> {
         let mut tx = self.pool.begin().await?;
-        let now = now_ns();
         // The primary key decides between concurrent creates; a read first would race.
         let inserted = sqlx::query("INSERT INTO teams (name, created_at) VALUES (?, ?)")
             .bind(name.as_str())
-            .bind(now)
+            .bind(now_ns())
             .execute(&mut *tx)
             .await;
         if let Err(sqlx::Error::Database(db)) = &inserted {
@@ -198,13 +197,7 @@ impl State {
             }
         }
         inserted?;
-        let token = new_token("peng_");
-        sqlx::query("INSERT INTO tokens (hash, team, created_at) VALUES (?, ?, ?)")
-            .bind(hash_token(&token))
-            .bind(name.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let token = insert_team_token(&mut tx, name).await?;
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(token)
@@ -228,13 +221,7 @@ impl State {
             .bind(name.as_str())
             .execute(&mut *tx)
             .await?;
-        let token = new_token("peng_");
-        sqlx::query("INSERT INTO tokens (hash, team, created_at) VALUES (?, ?, ?)")
-            .bind(hash_token(&token))
-            .bind(name.as_str())
-            .bind(now_ns())
-            .execute(&mut *tx)
-            .await?;
+        let token = insert_team_token(&mut tx, name).await?;
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(token)
@@ -472,6 +459,21 @@ fn service_row(r: &sqlx::sqlite::SqliteRow) -> Result<ServiceRow, StateError> {
         applied_by: r.try_get("applied_by")?,
         destroyed_at: r.try_get("destroyed_at")?,
     })
+}
+
+/// A new API token of `team`, stored as its hash; the plaintext is returned this once.
+async fn insert_team_token(
+    tx: &mut sqlx::SqliteConnection,
+    team: &TeamName,
+) -> Result<String, StateError> {
+    let token = new_token("peng_");
+    sqlx::query("INSERT INTO tokens (hash, team, created_at) VALUES (?, ?, ?)")
+        .bind(hash_token(&token))
+        .bind(team.as_str())
+        .bind(now_ns())
+        .execute(tx)
+        .await?;
+    Ok(token)
 }
 
 async fn insert_audit(tx: &mut sqlx::SqliteConnection, a: &NewAudit) -> Result<(), StateError> {

@@ -290,27 +290,39 @@ pub async fn ingest_token(conn: &Conn, name: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn rotate_token(conn: &Conn, name: &str) -> anyhow::Result<ExitCode> {
-    let api = Api::new(conn)?;
-    let path = format!("/api/v1/teams/{name}/token/rotate");
-    let (t, raw): (wire::RotatedToken, _) = api.call::<(), _>(Method::POST, &path, None).await?;
-    if !api.print_json(&raw) {
-        println!(
+    rotate::<wire::RotatedToken>(conn, &format!("/api/v1/teams/{name}/token/rotate"), |t| {
+        format!(
             "new api token for {} (shown once; every earlier one is revoked): {}",
             t.team, t.token
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+        )
+    })
+    .await
 }
 
 pub async fn rotate_ingest_token(conn: &Conn, name: &str) -> anyhow::Result<ExitCode> {
+    rotate::<wire::IngestToken>(
+        conn,
+        &format!("/api/v1/teams/{name}/ingest-token/rotate"),
+        |t| {
+            format!(
+                "new ingest token for {} (the earlier one is revoked): {}",
+                t.team, t.ingest_token
+            )
+        },
+    )
+    .await
+}
+
+/// POSTs a rotation and prints its answer.
+async fn rotate<T: DeserializeOwned>(
+    conn: &Conn,
+    path: &str,
+    say: impl Fn(&T) -> String,
+) -> anyhow::Result<ExitCode> {
     let api = Api::new(conn)?;
-    let path = format!("/api/v1/teams/{name}/ingest-token/rotate");
-    let (t, raw): (wire::IngestToken, _) = api.call::<(), _>(Method::POST, &path, None).await?;
+    let (answer, raw): (T, _) = api.call::<(), _>(Method::POST, path, None).await?;
     if !api.print_json(&raw) {
-        println!(
-            "new ingest token for {} (the earlier one is revoked): {}",
-            t.team, t.ingest_token
-        );
+        println!("{}", say(&answer));
     }
     Ok(ExitCode::SUCCESS)
 }

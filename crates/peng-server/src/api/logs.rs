@@ -168,9 +168,10 @@ pub struct GelfQuery {
 
 /// `POST /gelf`, as Graylog's GELF HTTP input: 202 once the messages are durable.
 ///
-/// The work runs in its own task: clients such as graypy send the request and close the
-/// connection without reading the answer, and a message that arrived must not be lost because
-/// nobody waits for its 202.
+/// The accept loop keeps half-closed connections open (`http.rs`) for senders such as graypy
+/// that close their side without reading the answer. The work still runs in its own task, so
+/// that a sender that vanishes altogether cannot cancel a message that arrived whole before it
+/// is stored. Decompressing and parsing run on the blocking pool, off the async workers.
 pub async fn gelf(
     State(app): State<App>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -226,12 +227,17 @@ pub async fn gelf(
                 ApiError::invalid(format!("cannot read the request body: {e}"))
             }
         })?;
-        let records = app.ingest_ctx.decode_http(
-            &body,
-            encoding.as_deref(),
-            header_token.as_deref(),
-            Some(peer),
-        )?;
+        let ctx = app.ingest_ctx.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            ctx.decode_http(
+                &body,
+                encoding.as_deref(),
+                header_token.as_deref(),
+                Some(peer),
+            )
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("gelf decode task failed: {e}")))??;
         if !records.is_empty() {
             app.pipeline.submit_durable(records).await?;
         }

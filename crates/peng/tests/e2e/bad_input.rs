@@ -223,15 +223,7 @@ async fn every_listener_refuses_and_counts_bad_input_and_keeps_serving() {
         .await;
     assert_eq!(ok.expect("post").status(), 202);
     for word in ["udpsurvivor", "tcpsurvivor", "httpsurvivor"] {
-        eventually(
-            &format!("{word} to be searchable"),
-            Duration::from_secs(30),
-            || async {
-                let out = peng(&url, &admin, &["logs", "search", word, "--since", "1h"]).await;
-                out.stdout.contains(word).then_some(())
-            },
-        )
-        .await;
+        crate::wait_found(&url, &admin, word, word).await;
     }
 
     // Incomplete chunk sets are bounded (64 MiB by default): 12,000 × 8 KB sent must not all
