@@ -7,8 +7,10 @@
 //! are written in the same transaction as their audit entry, so neither exists without the
 //! other. This crate knows nothing about HTTP, processes or the service file's format.
 
+mod databases;
 mod error;
 mod store;
 
+pub use databases::{BackupRow, DatabaseRow, SealedSecret};
 pub use error::StateError;
 pub use store::*;

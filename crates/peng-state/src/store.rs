@@ -97,7 +97,7 @@ pub struct AlertRow {
 /// Handle on the state database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct State {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 /// A new random token: `peng_` and 32 random bytes in URL-safe base64.
@@ -476,7 +476,10 @@ async fn insert_team_token(
     Ok(token)
 }
 
-async fn insert_audit(tx: &mut sqlx::SqliteConnection, a: &NewAudit) -> Result<(), StateError> {
+pub(crate) async fn insert_audit(
+    tx: &mut sqlx::SqliteConnection,
+    a: &NewAudit,
+) -> Result<(), StateError> {
     sqlx::query(
         "INSERT INTO audit (at, actor, team, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
     )

@@ -141,3 +141,105 @@ async fn tokens_teams_services_audit_and_alerts_survive_reopen() {
         peng_core::ErrorKind::NotFound
     );
 }
+
+#[tokio::test]
+async fn databases_secrets_and_backups_survive_reopen() {
+    use peng_core::StageName;
+    use peng_state::{DatabaseRow, SealedSecret};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let id = ServiceId::parse("books/bookshelf").unwrap();
+    let stage = StageName::parse("production").unwrap();
+    let row = DatabaseRow {
+        service: id.clone(),
+        stage: stage.clone(),
+        mode: "dedicated".into(),
+        server: String::new(),
+        version: "10.11".into(),
+        plan: "small".into(),
+        db_name: "books_bookshelf_production".into(),
+        replica: true,
+        port_a: Some(40001),
+        port_b: Some(40002),
+        primary_node: "a".into(),
+        app_slot: "a".into(),
+        status: "creating".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let sealed = SealedSecret {
+        nonce: vec![1; 12],
+        ciphertext: vec![2; 48],
+    };
+    let backup_id = {
+        let state = State::open(&path).await.unwrap();
+        state
+            .put_database(
+                &row,
+                &[("app_a".into(), sealed.clone())],
+                Some(audit("database.create", "books")),
+            )
+            .await
+            .unwrap();
+        let mut ready = row.clone();
+        ready.status = "ready".into();
+        ready.primary_node = "b".into();
+        state.put_database(&ready, &[], None).await.unwrap();
+        let id_b = state
+            .start_backup(&id, &stage, "manual", "/x/1.sql.gz")
+            .await
+            .unwrap();
+        let mut b = state.backup(id_b).await.unwrap().unwrap();
+        assert_eq!(b.verified, None);
+        b.bytes = 1234;
+        b.verified = Some(true);
+        b.restore_ms = Some(321);
+        b.tables_json = r#"{"books":3}"#.into();
+        state.finish_backup(&b).await.unwrap();
+        state.close().await;
+        id_b
+    };
+    let state = State::open(&path).await.unwrap();
+    let got = state.database(&id, &stage).await.unwrap().unwrap();
+    assert_eq!(got.status, "ready");
+    assert_eq!(got.primary_node, "b");
+    assert_eq!(got.port_b, Some(40002));
+    assert!(got.replica);
+    assert_eq!(state.databases(Some(&id)).await.unwrap().len(), 1);
+    assert_eq!(
+        state.db_secrets(&id, &stage).await.unwrap(),
+        vec![("app_a".to_string(), sealed)]
+    );
+    let backups = state.backups(Some(&id), Some(&stage), false).await.unwrap();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(backups[0].id, backup_id);
+    assert_eq!(backups[0].verified, Some(true));
+    assert_eq!(backups[0].restore_ms, Some(321));
+    assert_eq!(backups[0].bytes, 1234);
+    state
+        .delete_database(&id, &stage, audit("database.destroy", "books"))
+        .await
+        .unwrap();
+    assert!(state.database(&id, &stage).await.unwrap().is_none());
+    assert!(state.db_secrets(&id, &stage).await.unwrap().is_empty());
+    assert_eq!(
+        state.backups(Some(&id), None, false).await.unwrap().len(),
+        1,
+        "backup history outlives the database"
+    );
+    let actions: Vec<String> = state
+        .audit_log(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.entry.action)
+        .collect();
+    assert!(
+        actions.contains(&"database.create".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"database.destroy".to_string()),
+        "{actions:?}"
+    );
+}
