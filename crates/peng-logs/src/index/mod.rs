@@ -88,6 +88,7 @@ impl Default for StoreOptions {
 
 /// The tantivy index of all teams' logs.
 pub struct LogStore {
+    dir: std::path::PathBuf,
     index: Index,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
@@ -146,6 +147,7 @@ impl LogStore {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         let store = LogStore {
+            dir: dir.to_path_buf(),
             index,
             reader,
             writer: Mutex::new(writer),
@@ -305,6 +307,31 @@ impl LogStore {
     /// Records in the index now (committed), all teams.
     pub fn count(&self) -> usize {
         self.reader.searcher().num_docs() as usize
+    }
+
+    /// Committed records of one team (deleted ones not counted). Cost reporting shares the
+    /// index's disk among teams by this.
+    pub fn count_team(&self, team: &TeamName) -> Result<usize, LogError> {
+        let query = self.raw_term(self.fields.team, team.as_str());
+        Ok(self.reader.searcher().search(&query, &Count)?)
+    }
+
+    /// Bytes the index takes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.dir)
     }
 
     fn raw_term(&self, field: tantivy::schema::Field, value: &str) -> Box<dyn Query> {

@@ -386,3 +386,12 @@ fn committed_records_survive_reopening() {
     assert_eq!(next.hits.len(), 1);
     assert_eq!(next.hits[0].message, "after restart");
 }
+
+#[test]
+fn per_team_counts_and_disk_size_for_cost_reporting() {
+    let (_d, s) = store();
+    assert_eq!(s.count_team(&team("checkout")).unwrap(), 4);
+    assert_eq!(s.count_team(&team("search")).unwrap(), 1);
+    assert_eq!(s.count_team(&team("nobody")).unwrap(), 0);
+    assert!(s.disk_bytes() > 0);
+}
