@@ -62,6 +62,9 @@ pub struct SpecRequest {
     /// Only plan/apply this stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
+    /// Allow destroying a protected database (a final backup is taken first).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -170,6 +173,9 @@ pub struct ServiceStatus {
     pub stages: Vec<Stage>,
     pub sensors: Vec<SensorState>,
     pub alerts: Vec<Alert>,
+    /// One per stage with a `database:`.
+    #[serde(default)]
+    pub databases: Vec<DatabaseStatus>,
 }
 
 /// One line of `GET /api/v1/services`.
@@ -251,4 +257,141 @@ pub struct LogTailResponse {
 pub struct RotatedToken {
     pub team: String,
     pub token: String,
+}
+
+/// A service's database on one stage, as `peng status` and the UI show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DatabaseStatus {
+    pub stage: String,
+    /// `dedicated` or `shared`.
+    pub mode: String,
+    /// The shared server's name; empty for dedicated.
+    pub server: String,
+    pub version: String,
+    pub plan: String,
+    pub database: String,
+    /// `creating`, `ready`, or `failing: why`.
+    pub state: String,
+    /// Where the primary takes connections.
+    pub host: String,
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaState>,
+    pub protected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<Backup>,
+    /// What the last reconcile found different from what peng declared (and repaired).
+    #[serde(default)]
+    pub drift: Vec<Drift>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplicaState {
+    pub host: String,
+    pub port: u16,
+    pub io_running: bool,
+    pub sql_running: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Drift {
+    pub object: String,
+    pub problem: String,
+    pub repaired: bool,
+    pub at_ns: i64,
+}
+
+/// One backup of a database.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Backup {
+    pub id: i64,
+    pub service: String,
+    pub stage: String,
+    /// `scheduled`, `manual` or `final`.
+    pub kind: String,
+    pub started_at_ns: i64,
+    pub bytes: i64,
+    pub took_ms: i64,
+    /// Rows per table as the backup holds them.
+    pub tables: BTreeMap<String, u64>,
+    /// `None` while not verified; `true` once a restore of it gave the same row counts.
+    pub verified: Option<bool>,
+    /// How long the verifying restore took.
+    pub restore_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /api/v1/services/{team}/{service}/db/...`: which stage, and options of the action.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct DbRequest {
+    pub stage: String,
+    /// restore: the backup to restore (default: the newest verified one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<i64>,
+    /// restore: `service` (into the service's own database) or `scratch` (a new database
+    /// next to it, which the service's accounts may read and write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<String>,
+}
+
+/// What a database action did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DbActionResponse {
+    pub events: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+}
+
+/// `peng db credentials`: how the service's instances connect. Shown to the owning team only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DbCredentials {
+    pub service: String,
+    pub stage: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    pub read_only_user: String,
+    pub read_only_password: String,
+    /// The CA certificate (PEM) the server's TLS certificate is signed by.
+    pub ca_pem: String,
+    /// Exactly the environment the instances get.
+    pub env: BTreeMap<String, String>,
+}
+
+/// `GET /api/v1/costs`: what things cost, from the platform file's prices.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CostReport {
+    pub currency: String,
+    pub lines: Vec<CostLine>,
+    pub total_day: f64,
+    pub total_month: f64,
+    /// What the platform may hand out and what is reserved now.
+    pub capacity: Capacity,
+    pub reserved: Capacity,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CostLine {
+    /// The team, or `platform` for unused capacity.
+    pub team: String,
+    /// `instances`, `databases`, `backups`, `logs` or `unused capacity`.
+    pub item: String,
+    /// What is counted, e.g. `3 instances: 0.75 cpu, 768 MiB`.
+    pub detail: String,
+    pub per_day: f64,
+    pub per_month: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Capacity {
+    pub cpu: f64,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
 }

@@ -342,6 +342,7 @@ pub async fn status(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::S
             .into_iter()
             .map(|a| wire_alert(&a))
             .collect(),
+        databases: Vec::new(),
     })
 }
 

@@ -118,6 +118,7 @@ fn spec_request(file: &Path, stage: Option<String>) -> anyhow::Result<wire::Spec
         spec_yaml,
         base_dir: base_dir.display().to_string(),
         stage,
+        force: false,
     })
 }
 
