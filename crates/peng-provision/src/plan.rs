@@ -465,6 +465,7 @@ fn sensor_kind(k: &SensorKind) -> String {
                 None => format!("tcp {host}:(instance port)"),
             }
         }
+        SensorKind::Sql { query } => format!("sql {query:?}"),
     }
 }
 
@@ -476,6 +477,7 @@ fn condition(c: &Condition) -> String {
             let not = if *negated { "not " } else { "" };
             format!("body {not}contains '{text}'")
         }
+        Condition::Value { op, value } => format!("value {} {value}", op.as_str()),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The small languages inside strings: a sensor's `expect` conditions (`status == 200`,
-//! `latency < 500ms`, `body contains 'Dune'`) and an alert's `when` (`failing for 2m`,
+//! `latency < 500ms`, `body contains 'Dune'`, `value > 0`) and an alert's `when` (`failing for 2m`,
 //! `value < 5 for 10m`). Errors are messages without a position; the caller knows where the
 //! string was written.
 
@@ -8,7 +8,7 @@ use peng_core::Duration;
 use crate::model::{AlertCondition, CmpOp, Condition};
 
 const CONDITION_FORMS: &str =
-    "write it like 'status == 200', 'latency < 500ms' or 'body contains \"text\"'";
+    "write it like 'status == 200', 'latency < 500ms', 'body contains \"text\"' or 'value > 0'";
 const WHEN_FORMS: &str =
     "write it like 'failing', 'failing for 2m', 'value < 5' or 'value >= 0.9 for 10m'";
 const OPERATORS: &str = "use one of == != < <= > >=";
@@ -32,6 +32,12 @@ pub(crate) fn parse_condition(text: &str) -> Result<Condition, String> {
             let (op, value) = split_op(text, rest)?;
             let value = Duration::parse(value).map_err(|e| format!("condition '{text}': {e}"))?;
             Ok(Condition::Latency { op, value })
+        }
+        "value" => {
+            let (op, value) = split_op(text, rest)?;
+            let value = parse_number(value)
+                .ok_or_else(|| format!("condition '{text}': '{value}' is not a number"))?;
+            Ok(Condition::Value { op, value })
         }
         "body" => {
             let (word, rest) = split_word(rest);
@@ -77,10 +83,7 @@ pub(crate) fn parse_when(text: &str) -> Result<AlertCondition, String> {
         "value" => {
             let (op, rest) = split_op(text, rest)?;
             let (number, rest) = split_word(rest);
-            let threshold = number
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
+            let threshold = parse_number(number)
                 .ok_or_else(|| format!("when '{text}': '{number}' is not a number"))?;
             let for_ = parse_for(text, rest)?;
             Ok(AlertCondition::Value {
@@ -91,6 +94,11 @@ pub(crate) fn parse_when(text: &str) -> Result<AlertCondition, String> {
         }
         _ => Err(format!("unknown alert condition '{text}'; {WHEN_FORMS}")),
     }
+}
+
+/// A finite number; `NaN` and `inf` are not numbers to compare with.
+fn parse_number(text: &str) -> Option<f64> {
+    text.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 /// The optional `for D` at the end of a `when`.
@@ -192,6 +200,13 @@ mod tests {
             })
         );
         assert_eq!(
+            parse_condition("value >= 0.5"),
+            Ok(Condition::Value {
+                op: CmpOp::Ge,
+                value: 0.5
+            })
+        );
+        assert_eq!(
             parse_condition("body contains 'Bestellung'"),
             Ok(Condition::BodyContains {
                 text: "Bestellung".to_string(),
@@ -219,6 +234,9 @@ mod tests {
             ("body contains ''", "is empty"),
             ("body has 'x'", "expected 'body contains"),
             ("uptime > 3", "unknown condition"),
+            ("value > lots", "is not a number"),
+            ("value > inf", "is not a number"),
+            ("value 3", "has no comparison"),
             ("", "unknown condition"),
             ("é", "unknown condition"),
         ] {

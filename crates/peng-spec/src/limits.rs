@@ -1,4 +1,4 @@
-//! The limits of a service file. They keep a hostile or broken file cheap to refuse: every
+//! The limits of a service file and of the platform file. They keep a hostile or broken file cheap to refuse: every
 //! one is checked before or while the file is read, and each breach is a diagnostic like any
 //! other, never a panic.
 //!
@@ -14,6 +14,10 @@
 //! | alerts | 200 ([`MAX_ALERTS`]) |
 //! | action plans | 50 ([`MAX_ACTION_PLANS`]), each notifying at most 20 targets ([`MAX_NOTIFY`]) |
 //! | log retention | 365 days ([`MAX_RETENTION`]) |
+//! | an sql sensor's query | 4096 bytes, one statement ([`MAX_SQL_QUERY_BYTES`]) |
+//! | database backups | every 1m or more ([`MIN_BACKUP_EVERY`]), kept at most 3650 days ([`MAX_BACKUP_RETENTION`]) |
+//! | names of database plans and shared servers | 32 characters ([`MAX_OFFERING_NAME`]) |
+//! | platform file: plans, shared servers, versions, settings per list | 100 each ([`MAX_OFFERINGS`]) |
 
 use peng_core::Duration;
 
@@ -29,3 +33,8 @@ pub const MAX_ALERTS: usize = 200;
 pub const MAX_ACTION_PLANS: usize = 50;
 pub const MAX_NOTIFY: usize = 20;
 pub const MAX_RETENTION: Duration = Duration::from_secs(365 * 86_400);
+pub const MAX_SQL_QUERY_BYTES: usize = 4096;
+pub const MIN_BACKUP_EVERY: Duration = Duration::from_secs(60);
+pub const MAX_BACKUP_RETENTION: Duration = Duration::from_secs(3650 * 86_400);
+pub const MAX_OFFERING_NAME: usize = 32;
+pub const MAX_OFFERINGS: usize = 100;

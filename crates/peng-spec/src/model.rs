@@ -17,9 +17,12 @@ pub struct ServiceSpec {
     pub stages: BTreeMap<StageName, StageSpec>,
     pub run: RunSpec,
     pub logging: LoggingSpec,
+    /// The service's database, one per stage; `None` when the file has no `database` section.
+    pub database: Option<DatabaseSpec>,
     /// Sensors in file order; names unique.
     pub sensors: Vec<SensorSpec>,
-    /// Alerts in file order; names unique; `sensor` names a sensor of this file or `health`.
+    /// Alerts in file order; names unique; `sensor` names a sensor of this file, `health`, or
+    /// (with a database) one of [`DATABASE_SENSORS`].
     pub alerts: Vec<AlertSpec>,
     /// Action plan name → plan; every alert's `plan` and every `escalate.to` names one of these.
     pub action_plans: BTreeMap<String, ActionPlan>,
@@ -81,6 +84,90 @@ pub struct LoggingSpec {
     pub retention: Duration,
 }
 
+/// `database: { engine: mariadb, version: "10.11", plan: small }`: one database per stage of
+/// the service. Whether the platform offers the version, the plan and the shared server is
+/// checked at plan and apply time against the platform file, not here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseSpec {
+    pub engine: DbEngine,
+    /// `MAJOR.MINOR` exactly as written (`"10.10"` stays `10.10`).
+    pub version: String,
+    /// A plan of the platform file. Default `small`.
+    pub plan: String,
+    /// Default [`DbMode::Dedicated`].
+    pub mode: DbMode,
+    /// With [`DbMode::Shared`] only: the registered shared server; `None` means the platform's
+    /// default shared server.
+    pub server: Option<String>,
+    /// A replica next to each dedicated server. Default false; never with a shared server.
+    pub replica: bool,
+    pub backup: BackupSpec,
+    /// Deletion protection as written; `None` means on for the stage named `production` and
+    /// off elsewhere. See [`DatabaseSpec::protected`].
+    pub protect: Option<bool>,
+}
+
+impl DatabaseSpec {
+    /// Whether destroying the database of `stage` needs `--force` (and a final backup).
+    pub fn protected(&self, stage: &StageName) -> bool {
+        self.protect
+            .unwrap_or_else(|| stage.as_str() == PROTECTED_STAGE)
+    }
+}
+
+/// The stage whose database is protected when the file does not say.
+pub const PROTECTED_STAGE: &str = "production";
+
+/// The sensors peng runs on a service's database itself; alerts may name them when the file
+/// has a `database` section.
+pub const DATABASE_SENSORS: &[&str] = &[
+    "db.up",
+    "db.connections",
+    "db.queries",
+    "db.slow_queries",
+    "db.replica",
+    "db.size",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DbEngine {
+    MariaDb,
+}
+
+impl DbEngine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbEngine::MariaDb => "mariadb",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DbMode {
+    /// A `mariadbd` of its own per stage (and a replica when asked).
+    Dedicated,
+    /// A database on a server the platform team registered in the platform file.
+    Shared,
+}
+
+impl DbMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbMode::Dedicated => "dedicated",
+            DbMode::Shared => "shared",
+        }
+    }
+}
+
+/// `backup: { every: 24h, retention: 7d }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupSpec {
+    /// Default 24h, at least 1m.
+    pub every: Duration,
+    /// How long a backup is kept. Default 7d, at least `every`, at most 3650d.
+    pub retention: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SensorSpec {
     /// Unique within the file; `health` is reserved for the automatic sensor.
@@ -105,6 +192,10 @@ pub enum SensorKind {
         host: Option<String>,
         port: Option<u16>,
     },
+    /// `sql: "SELECT COUNT(*) FROM orders"` against the service's database on each stage, as
+    /// its read-only user; the value is the first column of the first row. One statement,
+    /// without the trailing `;`. Only in a file with a `database` section.
+    Sql { query: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,12 +207,14 @@ pub enum HttpTarget {
     Url(String),
 }
 
-/// One `expect` entry: `status == 200`, `latency < 500ms`, `body contains 'Bestellung'`.
+/// One `expect` entry: `status == 200`, `latency < 500ms`, `body contains 'Bestellung'`,
+/// `value > 0`. `status` and `body` need an http sensor, `value` an sql sensor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
     Status { op: CmpOp, value: u16 },
     Latency { op: CmpOp, value: Duration },
     BodyContains { text: String, negated: bool },
+    Value { op: CmpOp, value: f64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +254,8 @@ impl CmpOp {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertSpec {
     pub name: String,
-    /// A sensor of the file, or `health` for the automatic per-instance health sensor.
+    /// A sensor of the file, `health` for the automatic per-instance health sensor, or one of
+    /// [`DATABASE_SENSORS`] when the file has a database.
     pub sensor: String,
     pub when: AlertCondition,
     pub severity: Severity,

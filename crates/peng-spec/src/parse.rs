@@ -19,15 +19,31 @@ use crate::tree::{self, Entry, Map, Node, Pos, Scalar};
 
 /// Parses and validates one service file. `file_name` is only used in diagnostics.
 pub fn parse_service(file_name: &str, text: &str) -> Result<ServiceSpec, Diagnostics> {
+    parse_file(
+        file_name,
+        text,
+        "the file is empty; a service file needs apiVersion, service, team, stages and run",
+        service,
+    )
+}
+
+/// The steps every peng file goes through: size limit, byte order mark, the YAML tree, then
+/// `read` on the root; the outcome is the value or every problem found, sorted.
+pub(crate) fn parse_file<T>(
+    file_name: &str,
+    text: &str,
+    when_empty: &str,
+    read: impl FnOnce(&mut Cx, &Node) -> Option<T>,
+) -> Result<T, Diagnostics> {
     let mut cx = Cx::default();
     // Some editors start files with a byte order mark; it is invisible, so columns are counted
     // without it.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let spec = if text.len() > MAX_FILE_BYTES {
+    let value = if text.len() > MAX_FILE_BYTES {
         cx.err(
             Pos::START,
             format!(
-                "the file is {} bytes; a service file may hold at most {MAX_FILE_BYTES} bytes (256 KiB)",
+                "the file is {} bytes; a file may hold at most {MAX_FILE_BYTES} bytes (256 KiB)",
                 text.len()
             ),
         );
@@ -38,19 +54,16 @@ pub fn parse_service(file_name: &str, text: &str) -> Result<ServiceSpec, Diagnos
             cx.err(problem.pos, problem.message);
         }
         match root {
-            Some(root) => service(&mut cx, &root),
+            Some(root) => read(&mut cx, &root),
             None if cx.problems.is_empty() => {
-                cx.err(
-                    Pos::START,
-                    "the file is empty; a service file needs apiVersion, service, team, stages and run",
-                );
+                cx.err(Pos::START, when_empty);
                 None
             }
             None => None,
         }
     };
-    match spec {
-        Some(spec) if cx.problems.is_empty() => Ok(spec),
+    match value {
+        Some(value) if cx.problems.is_empty() => Ok(value),
         _ => {
             // Every refusal reports why; an empty list here would be a bug in this module.
             debug_assert!(
@@ -74,6 +87,7 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "stages",
     "run",
     "logging",
+    "database",
     "sensors",
     "alerts",
     "action_plans",
@@ -83,7 +97,12 @@ pub(crate) const RUN_KEYS: &[&str] = &["command", "env", "workdir", "health", "r
 pub(crate) const HEALTH_KEYS: &[&str] = &["http", "tcp", "every", "timeout"];
 pub(crate) const RESOURCES_KEYS: &[&str] = &["cpu", "memory"];
 pub(crate) const LOGGING_KEYS: &[&str] = &["retention"];
-pub(crate) const SENSOR_KEYS: &[&str] = &["name", "http", "tcp", "every", "timeout", "expect"];
+pub(crate) const DATABASE_KEYS: &[&str] = &[
+    "engine", "version", "plan", "mode", "server", "replica", "backup", "protect",
+];
+pub(crate) const BACKUP_KEYS: &[&str] = &["every", "retention"];
+pub(crate) const SENSOR_KEYS: &[&str] =
+    &["name", "http", "tcp", "sql", "every", "timeout", "expect"];
 pub(crate) const HTTP_KEYS: &[&str] = &["path", "url", "method"];
 pub(crate) const TCP_KEYS: &[&str] = &["host", "port"];
 pub(crate) const ALERT_KEYS: &[&str] = &["name", "sensor", "when", "severity", "plan"];
@@ -106,16 +125,19 @@ const MIN_SENSOR_EVERY: Duration = Duration::from_secs(1);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 const DEFAULT_CPU: f64 = 0.25;
 const DEFAULT_MEMORY: ByteSize = ByteSize(256 << 20);
+const DEFAULT_DB_PLAN: &str = "small";
+const DEFAULT_BACKUP_EVERY: Duration = Duration::from_secs(86_400);
+const DEFAULT_BACKUP_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 const NOT_SUPPORTED: &str = "is not supported by this version of peng";
 
 #[derive(Default)]
-struct Cx {
+pub(crate) struct Cx {
     problems: Vec<(Pos, String)>,
 }
 
 impl Cx {
-    fn err(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn err(&mut self, pos: Pos, message: impl Into<String>) {
         self.problems.push((pos, message.into()));
     }
 
@@ -138,27 +160,27 @@ impl Cx {
 
 /// A mapping whose keys were checked against the allowed ones. `at` is where a missing key is
 /// reported (the key that introduced the mapping), `what` names it in messages.
-struct Fields<'a> {
-    map: &'a Map,
-    at: Pos,
-    what: String,
+pub(crate) struct Fields<'a> {
+    pub(crate) map: &'a Map,
+    pub(crate) at: Pos,
+    pub(crate) what: String,
 }
 
 impl<'a> Fields<'a> {
-    fn entry(&self, key: &str) -> Option<&'a Entry> {
+    pub(crate) fn entry(&self, key: &str) -> Option<&'a Entry> {
         self.map.get(key)
     }
 
-    fn get(&self, key: &str) -> Option<&'a Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Node> {
         self.entry(key).map(|e| &e.value)
     }
 
     /// Like `get`, but `key:` with no value counts as absent (for optional sections).
-    fn get_some(&self, key: &str) -> Option<&'a Node> {
+    pub(crate) fn get_some(&self, key: &str) -> Option<&'a Node> {
         self.get(key).filter(|n| !n.is_null())
     }
 
-    fn require(&self, cx: &mut Cx, key: &str) -> Option<&'a Node> {
+    pub(crate) fn require(&self, cx: &mut Cx, key: &str) -> Option<&'a Node> {
         let node = self.get(key);
         if node.is_none() {
             cx.err(self.at, format!("missing key '{key}' in {}", self.what));
@@ -167,14 +189,14 @@ impl<'a> Fields<'a> {
     }
 
     /// `'key' in what`, for messages about a value.
-    fn label(&self, key: &str) -> String {
+    pub(crate) fn label(&self, key: &str) -> String {
         format!("'{key}' in {}", self.what)
     }
 }
 
 /// Checks that `node` is a mapping with only `allowed` keys. `hints` replace the generic
 /// unknown-key message for keys that deserve a specific one.
-fn fields<'a>(
+pub(crate) fn fields<'a>(
     cx: &mut Cx,
     node: &'a Node,
     at: Pos,
@@ -205,7 +227,7 @@ fn fields<'a>(
     })
 }
 
-fn unknown_key(key: &str, what: &str, allowed: &[&str]) -> String {
+pub(crate) fn unknown_key(key: &str, what: &str, allowed: &[&str]) -> String {
     let mut message = format!("unknown key '{key}' in {what}");
     match suggest(key, allowed.iter().copied()) {
         Some(close) => message.push_str(&format!("; did you mean '{close}'?")),
@@ -215,7 +237,7 @@ fn unknown_key(key: &str, what: &str, allowed: &[&str]) -> String {
 }
 
 /// The known word closest to `word`, if it is close enough to be what was meant.
-fn suggest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let word = word.to_ascii_lowercase();
     known
         .map(|k| (strsim::jaro_winkler(&word, &k.to_ascii_lowercase()), k))
@@ -225,7 +247,12 @@ fn suggest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a s
 }
 
 /// A string value: any scalar except null. Plain numbers are accepted as their text.
-fn string<'a>(cx: &mut Cx, node: &'a Node, label: &str, expected: &str) -> Option<&'a Scalar> {
+pub(crate) fn string<'a>(
+    cx: &mut Cx,
+    node: &'a Node,
+    label: &str,
+    expected: &str,
+) -> Option<&'a Scalar> {
     match node {
         Node::Scalar(s) if !s.is_null() => Some(s),
         other => {
@@ -238,7 +265,7 @@ fn string<'a>(cx: &mut Cx, node: &'a Node, label: &str, expected: &str) -> Optio
     }
 }
 
-fn non_empty_string<'a>(
+pub(crate) fn non_empty_string<'a>(
     cx: &mut Cx,
     node: &'a Node,
     label: &str,
@@ -255,7 +282,7 @@ fn non_empty_string<'a>(
     Some(s)
 }
 
-fn duration(cx: &mut Cx, node: &Node, label: &str) -> Option<Duration> {
+pub(crate) fn duration(cx: &mut Cx, node: &Node, label: &str) -> Option<Duration> {
     let s = string(cx, node, label, "a duration like 30s")?;
     match Duration::parse(&s.value) {
         Ok(d) => Some(d),
@@ -267,7 +294,7 @@ fn duration(cx: &mut Cx, node: &Node, label: &str) -> Option<Duration> {
 }
 
 /// A whole number written without quotes.
-fn integer(cx: &mut Cx, node: &Node, label: &str, min: u64, max: u64) -> Option<u64> {
+pub(crate) fn integer(cx: &mut Cx, node: &Node, label: &str, min: u64, max: u64) -> Option<u64> {
     let expected = format!("a whole number from {min} to {max}");
     let parsed = match node {
         Node::Scalar(s) if !s.quoted => s.value.parse::<u64>().ok(),
@@ -285,7 +312,7 @@ fn integer(cx: &mut Cx, node: &Node, label: &str, min: u64, max: u64) -> Option<
     }
 }
 
-fn boolean(node: &Node) -> Option<bool> {
+pub(crate) fn boolean(node: &Node) -> Option<bool> {
     match node {
         Node::Scalar(s) if !s.quoted => match s.value.as_str() {
             "true" | "True" | "TRUE" => Some(true),
@@ -345,16 +372,10 @@ fn service(cx: &mut Cx, root: &Node) -> Option<ServiceSpec> {
         Pos::START,
         "the service file",
         TOP_KEYS,
-        &[
-            (
-                "database",
-                "'database' is not supported by this version of peng",
-            ),
-            (
-                "config",
-                "'config' is not supported by this version of peng",
-            ),
-        ],
+        &[(
+            "config",
+            "'config' is not supported by this version of peng",
+        )],
     )?;
 
     match top.get("apiVersion") {
@@ -416,8 +437,15 @@ fn service(cx: &mut Cx, root: &Node) -> Option<ServiceSpec> {
         Some(e) => action_plans(cx, e),
         None => Some(BTreeMap::new()),
     };
+    let database = match top.entry("database").filter(|e| !e.value.is_null()) {
+        Some(e) => database(cx, e).map(Some),
+        None => Some(None),
+    };
+    // Declared is enough for the rules that depend on it: a broken section is reported once,
+    // not again at every sql sensor and db.* alert.
+    let has_database = top.get_some("database").is_some();
     let sensors = match top.get_some("sensors") {
-        Some(node) => sensors(cx, node),
+        Some(node) => sensors(cx, node, has_database),
         None => Some(Vec::new()),
     };
     // References are checked against every name declared, even in a sensor or plan that has
@@ -431,7 +459,13 @@ fn service(cx: &mut Cx, root: &Node) -> Option<ServiceSpec> {
         None => Some(BTreeSet::new()),
     };
     let alerts = match top.get_some("alerts") {
-        Some(node) => alerts(cx, node, known_sensors.as_ref(), known_plans.as_ref()),
+        Some(node) => alerts(
+            cx,
+            node,
+            known_sensors.as_ref(),
+            has_database,
+            known_plans.as_ref(),
+        ),
         None => Some(Vec::new()),
     };
 
@@ -441,6 +475,7 @@ fn service(cx: &mut Cx, root: &Node) -> Option<ServiceSpec> {
         stages: stages?,
         run: run?,
         logging: logging?,
+        database: database?,
         sensors: sensors?,
         alerts: alerts?,
         action_plans: plans?,
@@ -863,8 +898,251 @@ fn logging(cx: &mut Cx, entry: &Entry) -> Option<LoggingSpec> {
     Some(LoggingSpec { retention })
 }
 
+fn database(cx: &mut Cx, entry: &Entry) -> Option<DatabaseSpec> {
+    let f = fields(
+        cx,
+        &entry.value,
+        entry.key_pos,
+        "database",
+        DATABASE_KEYS,
+        &[],
+    )?;
+    let engine = match f.get("engine") {
+        Some(node) => {
+            string(cx, node, &f.label("engine"), "mariadb").and_then(|s| match s.value.as_str() {
+                "mariadb" => Some(DbEngine::MariaDb),
+                other => {
+                    cx.err(
+                        s.pos,
+                        format!(
+                            "{}: unknown engine '{other}'; this peng provides mariadb",
+                            f.label("engine")
+                        ),
+                    );
+                    None
+                }
+            })
+        }
+        None => Some(DbEngine::MariaDb),
+    };
+    let version = f
+        .require(cx, "version")
+        .and_then(|node| db_version(cx, node, &f.label("version")));
+    let plan = match f.get("plan") {
+        Some(node) => offering_name(cx, node, &f.label("plan"), "plan name"),
+        None => Some(DEFAULT_DB_PLAN.to_string()),
+    };
+    let mode =
+        match f.get("mode") {
+            Some(node) => string(cx, node, &f.label("mode"), "dedicated or shared").and_then(|s| {
+                match s.value.as_str() {
+                    "dedicated" => Some(DbMode::Dedicated),
+                    "shared" => Some(DbMode::Shared),
+                    other => {
+                        let mut message = format!("{}: unknown mode '{other}'", f.label("mode"));
+                        match suggest(other, ["dedicated", "shared"].into_iter()) {
+                            Some(close) => message.push_str(&format!("; did you mean '{close}'?")),
+                            None => message.push_str("; use dedicated or shared"),
+                        }
+                        cx.err(s.pos, message);
+                        None
+                    }
+                }
+            }),
+            None => Some(DbMode::Dedicated),
+        };
+    let server = match f.entry("server") {
+        Some(e) => {
+            let name = offering_name(cx, &e.value, &f.label("server"), "shared server name");
+            if mode == Some(DbMode::Dedicated) {
+                cx.err(
+                    e.key_pos,
+                    "'server' in database names a shared server; it needs 'mode: shared'",
+                );
+                None
+            } else {
+                name.map(Some)
+            }
+        }
+        None => Some(None),
+    };
+    let replica = match f.entry("replica") {
+        Some(e) => match boolean(&e.value) {
+            Some(true) if mode == Some(DbMode::Shared) => {
+                cx.err(
+                    e.value.pos(),
+                    "'replica: true' needs a dedicated database; a database on a shared server has no replica of its own",
+                );
+                None
+            }
+            Some(replica) => Some(replica),
+            None => {
+                cx.err(
+                    e.value.pos(),
+                    format!(
+                        "{}: expected true or false, found {}",
+                        f.label("replica"),
+                        e.value.describe()
+                    ),
+                );
+                None
+            }
+        },
+        None => Some(false),
+    };
+    let backup = match f.entry("backup").filter(|e| !e.value.is_null()) {
+        Some(e) => backup(cx, e),
+        None => Some(BackupSpec {
+            every: DEFAULT_BACKUP_EVERY,
+            retention: DEFAULT_BACKUP_RETENTION,
+        }),
+    };
+    let protect = match f.get("protect") {
+        Some(node) => match boolean(node) {
+            Some(protect) => Some(Some(protect)),
+            None => {
+                cx.err(
+                    node.pos(),
+                    format!(
+                        "{}: expected true or false, found {}",
+                        f.label("protect"),
+                        node.describe()
+                    ),
+                );
+                None
+            }
+        },
+        None => Some(None),
+    };
+    Some(DatabaseSpec {
+        engine: engine?,
+        version: version?,
+        plan: plan?,
+        mode: mode?,
+        server: server?,
+        replica: replica?,
+        backup: backup?,
+        protect: protect?,
+    })
+}
+
+/// `MAJOR.MINOR`, quoted or not: an unquoted `10.11` is read as written, so `10.10` stays
+/// `10.10`.
+pub(crate) fn db_version(cx: &mut Cx, node: &Node, label: &str) -> Option<String> {
+    let s = string(cx, node, label, "a version like \"10.11\"")?;
+    if is_db_version(&s.value) {
+        return Some(s.value.clone());
+    }
+    cx.err(
+        s.pos,
+        format!(
+            "{label}: '{}' is not a version; write MAJOR.MINOR like \"10.11\"",
+            s.value
+        ),
+    );
+    None
+}
+
+fn is_db_version(text: &str) -> bool {
+    let number =
+        |part: &str| (1..=4).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+    match text.split_once('.') {
+        Some((major, minor)) => number(major) && number(minor),
+        None => false,
+    }
+}
+
+/// The name of a database plan or a shared server of the platform file: lowercase letters,
+/// digits and '-', at most [`MAX_OFFERING_NAME`] characters.
+pub(crate) fn offering_name(cx: &mut Cx, node: &Node, label: &str, what: &str) -> Option<String> {
+    let s = string(cx, node, label, &format!("a {what}"))?;
+    match offering_name_problem(what, &s.value) {
+        None => Some(s.value.clone()),
+        Some(problem) => {
+            cx.err(s.pos, problem);
+            None
+        }
+    }
+}
+
+/// Why `value` is not a valid plan or shared server name, if it is not.
+pub(crate) fn offering_name_problem(what: &str, value: &str) -> Option<String> {
+    if value.is_empty() || value.len() > MAX_OFFERING_NAME {
+        return Some(format!(
+            "{what} '{value}' must be 1 to {MAX_OFFERING_NAME} characters long"
+        ));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Some(format!(
+            "{what} '{value}' may contain only a-z, 0-9 and '-'"
+        ));
+    }
+    None
+}
+
+fn backup(cx: &mut Cx, entry: &Entry) -> Option<BackupSpec> {
+    let f = fields(
+        cx,
+        &entry.value,
+        entry.key_pos,
+        "database.backup",
+        BACKUP_KEYS,
+        &[],
+    )?;
+    let every = match f.get("every") {
+        Some(node) => duration(cx, node, &f.label("every")).and_then(|every| {
+            if every < MIN_BACKUP_EVERY {
+                cx.err(
+                    node.pos(),
+                    format!(
+                        "{}: {every} is too often; at least {MIN_BACKUP_EVERY}",
+                        f.label("every")
+                    ),
+                );
+                return None;
+            }
+            Some(every)
+        }),
+        None => Some(DEFAULT_BACKUP_EVERY),
+    };
+    let retention = match f.get("retention") {
+        Some(node) => duration(cx, node, &f.label("retention")).and_then(|retention| {
+            if retention > MAX_BACKUP_RETENTION {
+                cx.err(
+                    node.pos(),
+                    format!(
+                        "{}: {retention} is too long; keep backups at most 3650d",
+                        f.label("retention")
+                    ),
+                );
+                return None;
+            }
+            // Compared only when `every` is known, so one mistake is reported once.
+            if let Some(every) = every.filter(|every| retention < *every) {
+                cx.err(
+                    node.pos(),
+                    format!(
+                        "{}: {retention} is shorter than every ({every}); a backup must be kept until the next one is taken",
+                        f.label("retention")
+                    ),
+                );
+                return None;
+            }
+            Some(retention)
+        }),
+        None => every.map(|every| DEFAULT_BACKUP_RETENTION.max(every)),
+    };
+    Some(BackupSpec {
+        every: every?,
+        retention: retention?,
+    })
+}
+
 /// A list section (`sensors`, `alerts`): checks the type and the count limit.
-fn list<'a>(cx: &mut Cx, node: &'a Node, key: &str, max: usize) -> Option<&'a [Node]> {
+pub(crate) fn list<'a>(cx: &mut Cx, node: &'a Node, key: &str, max: usize) -> Option<&'a [Node]> {
     let Node::Seq(seq) = node else {
         cx.err(
             node.pos(),
@@ -915,13 +1193,13 @@ impl Unique {
     }
 }
 
-fn sensors(cx: &mut Cx, node: &Node) -> Option<Vec<SensorSpec>> {
+fn sensors(cx: &mut Cx, node: &Node, has_database: bool) -> Option<Vec<SensorSpec>> {
     let items = list(cx, node, "sensors", MAX_SENSORS)?;
     let mut names = Unique::new("sensor");
     let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
     for (index, item) in items.iter().enumerate() {
-        match sensor(cx, item, index, &mut names) {
+        match sensor(cx, item, index, &mut names, has_database) {
             Some(s) => out.push(s),
             None => ok = false,
         }
@@ -941,17 +1219,25 @@ fn item_label(kind: &str, item: &Node, index: usize) -> String {
     format!("{kind} #{}", index + 1)
 }
 
-fn sensor(cx: &mut Cx, item: &Node, index: usize, names: &mut Unique) -> Option<SensorSpec> {
+/// The kinds of sensor, as `expect` checks its conditions against them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Http,
+    Tcp,
+    Sql,
+}
+
+const SENSOR_KINDS: &[&str] = &["http", "tcp", "sql"];
+
+fn sensor(
+    cx: &mut Cx,
+    item: &Node,
+    index: usize,
+    names: &mut Unique,
+    has_database: bool,
+) -> Option<SensorSpec> {
     let what = item_label("sensor", item, index);
-    let sql_hint = format!("sensor kind 'sql' {NOT_SUPPORTED}; use 'http' or 'tcp'");
-    let f = fields(
-        cx,
-        item,
-        item.pos(),
-        &what,
-        SENSOR_KEYS,
-        &[("sql", &sql_hint)],
-    )?;
+    let f = fields(cx, item, item.pos(), &what, SENSOR_KEYS, &[])?;
     let name = f.require(cx, "name").and_then(|node| {
         let name = object_name(cx, node, &f.label("name"), "sensor name")?;
         if name == HEALTH_SENSOR {
@@ -963,26 +1249,36 @@ fn sensor(cx: &mut Cx, item: &Node, index: usize, names: &mut Unique) -> Option<
         }
         names.check(cx, &name, node.pos()).then_some(name)
     });
-    let kind = match (f.entry("http"), f.entry("tcp")) {
-        (Some(_), Some(tcp)) => {
-            cx.err(
-                tcp.key_pos,
-                format!("{what} has both 'http' and 'tcp'; choose one"),
-            );
+    let written: Vec<&Entry> = SENSOR_KINDS.iter().filter_map(|k| f.entry(k)).collect();
+    let kind = match written.as_slice() {
+        [] => {
+            cx.err(f.at, format!("{what} needs a kind: 'http', 'tcp' or 'sql'"));
             None
         }
-        (Some(http), None) => http_sensor(cx, http, &what),
-        (None, Some(tcp)) => tcp_sensor(cx, tcp, &what),
-        (None, None) if f.entry("sql").is_some() => None,
-        (None, None) => {
-            cx.err(f.at, format!("{what} needs a kind: 'http' or 'tcp'"));
+        [entry] => match entry.key.as_str() {
+            "http" => http_sensor(cx, entry, &what),
+            "tcp" => tcp_sensor(cx, entry, &what),
+            _ => sql_sensor(cx, entry, &what, has_database),
+        },
+        [first, second, ..] => {
+            cx.err(
+                second.key_pos,
+                format!(
+                    "{what} has both '{}' and '{}'; choose one",
+                    first.key, second.key
+                ),
+            );
             None
         }
     };
     let schedule = schedule(cx, &f, DEFAULT_SENSOR_EVERY, DEFAULT_SENSOR_TIMEOUT);
-    let is_http = matches!(kind, Some(SensorKind::Http { .. }));
+    let kind_tag = kind.as_ref().map(|k| match k {
+        SensorKind::Http { .. } => Kind::Http,
+        SensorKind::Tcp { .. } => Kind::Tcp,
+        SensorKind::Sql { .. } => Kind::Sql,
+    });
     let expect = match f.entry("expect").filter(|e| !e.value.is_null()) {
-        Some(e) => expect(cx, e, &what, kind.as_ref().map(|_| is_http)),
+        Some(e) => expect(cx, e, &what, kind_tag),
         None => Some(Vec::new()),
     };
     let (every, timeout) = schedule?;
@@ -993,6 +1289,88 @@ fn sensor(cx: &mut Cx, item: &Node, index: usize, names: &mut Unique) -> Option<
         timeout,
         expect: expect?,
     })
+}
+
+/// `sql: "SELECT ..."`: one statement, run as the read-only user of the service's database.
+fn sql_sensor(cx: &mut Cx, entry: &Entry, sensor: &str, has_database: bool) -> Option<SensorKind> {
+    let label = format!("'sql' in {sensor}");
+    let s = non_empty_string(
+        cx,
+        &entry.value,
+        &label,
+        "an SQL query like \"SELECT COUNT(*) FROM orders\"",
+    )?;
+    if !has_database {
+        cx.err(
+            entry.key_pos,
+            format!("{sensor} runs an sql query, but this file has no 'database' section"),
+        );
+        return None;
+    }
+    let query = s.value.trim();
+    let query = query.strip_suffix(';').unwrap_or(query).trim_end();
+    if query.len() > MAX_SQL_QUERY_BYTES {
+        cx.err(
+            s.pos,
+            format!(
+                "{label}: the query is {} bytes; at most {MAX_SQL_QUERY_BYTES} are allowed",
+                query.len()
+            ),
+        );
+        return None;
+    }
+    if query.is_empty() {
+        cx.err(s.pos, format!("{label}: the query is empty"));
+        return None;
+    }
+    if has_statement_separator(query) {
+        cx.err(
+            s.pos,
+            format!("{label}: one statement only; ';' may only end the query"),
+        );
+        return None;
+    }
+    Some(SensorKind::Sql {
+        query: query.to_string(),
+    })
+}
+
+/// Whether `query` holds a `;` outside quoted text and comments, i.e. more than one statement.
+fn has_statement_separator(query: &str) -> bool {
+    let mut quote: Option<char> = None;
+    let mut chars = query.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                if c == '\\' && q != '`' {
+                    chars.next();
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' | '`' => quote = Some(c),
+                ';' => return true,
+                // `-- ` and `#` comments run to the end of the line, `/* */` to its end.
+                '-' if chars.peek() == Some(&'-') => {
+                    chars.by_ref().take_while(|c| *c != '\n').for_each(drop);
+                }
+                '#' => chars.by_ref().take_while(|c| *c != '\n').for_each(drop),
+                '/' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    let mut last = ' ';
+                    for c in chars.by_ref() {
+                        if last == '*' && c == '/' {
+                            break;
+                        }
+                        last = c;
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    false
 }
 
 fn misplaced_hint(key: &str, block: &str, sensor: &str) -> String {
@@ -1109,12 +1487,7 @@ fn tcp_sensor(cx: &mut Cx, entry: &Entry, sensor: &str) -> Option<SensorKind> {
 }
 
 /// `expect`: conditions, checked against the sensor's kind when it is known.
-fn expect(
-    cx: &mut Cx,
-    entry: &Entry,
-    sensor: &str,
-    is_http: Option<bool>,
-) -> Option<Vec<Condition>> {
+fn expect(cx: &mut Cx, entry: &Entry, sensor: &str, kind: Option<Kind>) -> Option<Vec<Condition>> {
     let label = format!("'expect' in {sensor}");
     let Node::Seq(seq) = &entry.value else {
         cx.err(
@@ -1144,24 +1517,13 @@ fn expect(
             continue;
         };
         match parse_condition(&s.value) {
-            Ok(condition) => {
-                let http_only = matches!(
-                    condition,
-                    Condition::Status { .. } | Condition::BodyContains { .. }
-                );
-                if http_only && is_http == Some(false) {
-                    cx.err(
-                        s.pos,
-                        format!(
-                            "{sensor}: condition '{}' needs an http sensor; a tcp sensor can only check latency",
-                            s.value
-                        ),
-                    );
+            Ok(condition) => match kind.and_then(|k| misfit(&condition, k)) {
+                Some(why) => {
+                    cx.err(s.pos, format!("{sensor}: condition '{}' {why}", s.value));
                     ok = false;
-                } else {
-                    out.push(condition);
                 }
-            }
+                None => out.push(condition),
+            },
             Err(message) => {
                 cx.err(s.pos, format!("{sensor}: {message}"));
                 ok = false;
@@ -1171,10 +1533,32 @@ fn expect(
     ok.then_some(out)
 }
 
+/// Why `condition` cannot be checked by a sensor of `kind`, if it cannot.
+fn misfit(condition: &Condition, kind: Kind) -> Option<&'static str> {
+    match (condition, kind) {
+        (Condition::Latency { .. }, _)
+        | (Condition::Status { .. } | Condition::BodyContains { .. }, Kind::Http)
+        | (Condition::Value { .. }, Kind::Sql) => None,
+        (Condition::Status { .. } | Condition::BodyContains { .. }, Kind::Tcp) => {
+            Some("needs an http sensor; a tcp sensor can only check latency")
+        }
+        (Condition::Status { .. } | Condition::BodyContains { .. }, Kind::Sql) => {
+            Some("needs an http sensor; an sql sensor checks value and latency")
+        }
+        (Condition::Value { .. }, Kind::Http) => {
+            Some("needs an sql sensor; an http sensor checks status, latency and body")
+        }
+        (Condition::Value { .. }, Kind::Tcp) => {
+            Some("needs an sql sensor; a tcp sensor can only check latency")
+        }
+    }
+}
+
 fn alerts(
     cx: &mut Cx,
     node: &Node,
     sensors: Option<&BTreeSet<&str>>,
+    has_database: bool,
     plans: Option<&BTreeSet<&str>>,
 ) -> Option<Vec<AlertSpec>> {
     let items = list(cx, node, "alerts", MAX_ALERTS)?;
@@ -1182,7 +1566,7 @@ fn alerts(
     let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
     for (index, item) in items.iter().enumerate() {
-        match alert(cx, item, index, &mut names, sensors, plans) {
+        match alert(cx, item, index, &mut names, sensors, has_database, plans) {
             Some(a) => out.push(a),
             None => ok = false,
         }
@@ -1196,6 +1580,7 @@ fn alert(
     index: usize,
     names: &mut Unique,
     sensors: Option<&BTreeSet<&str>>,
+    has_database: bool,
     plans: Option<&BTreeSet<&str>>,
 ) -> Option<AlertSpec> {
     let what = item_label("alert", item, index);
@@ -1208,13 +1593,24 @@ fn alert(
         let s = string(cx, node, &f.label("sensor"), "a sensor name")?;
         // When the sensors section itself is broken, its names are unknown: do not guess.
         let known = sensors?;
-        if s.value == HEALTH_SENSOR || known.contains(s.value.as_str()) {
+        let database_sensors: &[&str] = if has_database { DATABASE_SENSORS } else { &[] };
+        let name = s.value.as_str();
+        if name == HEALTH_SENSOR || known.contains(name) || database_sensors.contains(&name) {
             return Some(s.value.clone());
         }
-        let mut message = format!("unknown sensor '{}' in {what}", s.value);
-        let candidates = known.iter().copied().chain([HEALTH_SENSOR]);
-        match suggest(&s.value, candidates) {
+        let mut message = format!("unknown sensor '{name}' in {what}");
+        let candidates = known
+            .iter()
+            .copied()
+            .chain([HEALTH_SENSOR])
+            .chain(database_sensors.iter().copied());
+        match suggest(name, candidates) {
             Some(close) => message.push_str(&format!("; did you mean '{close}'?")),
+            None if DATABASE_SENSORS.contains(&name) => message
+                .push_str("; the db.* sensors exist only in a file with a 'database' section"),
+            None if has_database => {
+                message.push_str("; name a sensor of this file, 'health' or a db.* sensor")
+            }
             None => message.push_str("; name a sensor of this file, or 'health'"),
         }
         cx.err(s.pos, message);
@@ -1528,6 +1924,59 @@ mod tests {
             Some("every")
         );
         assert_eq!(suggest("xyz", SENSOR_KEYS.iter().copied()), None);
+    }
+
+    #[test]
+    fn one_sql_statement_with_quotes_and_comments() {
+        for one in [
+            "SELECT 1",
+            "SELECT ';' FROM t",
+            "SELECT \"a;b\", `c;d` FROM t WHERE x = 'it\\'s; fine'",
+            "SELECT 1 -- no; more\nFROM t",
+            "SELECT 1 # no; more\nFROM t",
+            "SELECT /* a; b */ 1",
+        ] {
+            assert!(!has_statement_separator(one), "{one}");
+        }
+        for two in [
+            "SELECT 1; SELECT 2",
+            "SELECT 'a'; DROP TABLE t",
+            "SELECT 1 /* x */; 2",
+        ] {
+            assert!(has_statement_separator(two), "{two}");
+        }
+    }
+
+    #[test]
+    fn database_protection_defaults_to_production() {
+        let text = format!("{MINIMAL}database: {{ version: '10.11' }}\n");
+        let database = parse_service("peng.yaml", &text).unwrap().database.unwrap();
+        let (production, integration) = (
+            StageName::parse("production").unwrap(),
+            StageName::parse("integration").unwrap(),
+        );
+        assert!(database.protected(&production));
+        assert!(!database.protected(&integration));
+        let off = DatabaseSpec {
+            protect: Some(false),
+            ..database.clone()
+        };
+        assert!(!off.protected(&production));
+        let on = DatabaseSpec {
+            protect: Some(true),
+            ..database
+        };
+        assert!(on.protected(&integration));
+    }
+
+    #[test]
+    fn versions_are_major_dot_minor() {
+        for good in ["10.11", "10.10", "11.4", "8.0"] {
+            assert!(is_db_version(good), "{good}");
+        }
+        for bad in ["10", "10.", ".11", "10.11.2", "v10.11", "10.1a", ""] {
+            assert!(!is_db_version(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -12,8 +12,10 @@ use crate::model::API_VERSION;
 
 const DURATION_PATTERN: &str = "^([0-9]+(ns|us|ms|s|m|h|d|w))+$";
 const SIZE_PATTERN: &str = "^[0-9]+(B|Ki|Mi|Gi|Ti|KiB|MiB|GiB|TiB|k|K|KB|M|MB|G|GB|T|TB)?$";
+const OFFERING_PATTERN: &str = "^[a-z0-9-]{1,32}$";
+const VERSION_PATTERN: &str = "^[0-9]{1,4}\\.[0-9]{1,4}$";
 const NAME_PATTERN: &str = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$";
-const CONDITION_PATTERN: &str = "^\\s*(status\\s*(==|!=|<=|>=|<|>)\\s*[1-5][0-9][0-9]|latency\\s*(==|!=|<=|>=|<|>)\\s*([0-9]+(ns|us|ms|s|m|h|d|w))+|body\\s+(not\\s+)?contains\\s+('.+'|\".+\"))\\s*$";
+const CONDITION_PATTERN: &str = "^\\s*(value\\s*(==|!=|<=|>=|<|>)\\s*[-+]?[0-9.eE+-]+|status\\s*(==|!=|<=|>=|<|>)\\s*[1-5][0-9][0-9]|latency\\s*(==|!=|<=|>=|<|>)\\s*([0-9]+(ns|us|ms|s|m|h|d|w))+|body\\s+(not\\s+)?contains\\s+('.+'|\".+\"))\\s*$";
 const WHEN_PATTERN: &str = "^\\s*(failing|value\\s*(==|!=|<=|>=|<|>)\\s*[-+]?[0-9.eE+-]+)(\\s+for\\s+([0-9]+(ns|us|ms|s|m|h|d|w))+)?\\s*$";
 
 /// The JSON Schema of `peng.yaml`.
@@ -22,7 +24,7 @@ pub fn service_schema() -> Value {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "urn:peng:service-file:v1",
         "title": "peng service file",
-        "description": "One service of one team: how it runs on each stage, how long its logs are kept, its sensors, alerts and action plans.",
+        "description": "One service of one team: how it runs on each stage, its database, how long its logs are kept, its sensors, alerts and action plans.",
         "type": "object",
         "additionalProperties": false,
         "required": ["apiVersion", "service", "team", "stages", "run"],
@@ -71,6 +73,7 @@ pub fn service_schema() -> Value {
                     }
                 }
             },
+            "database": { "$ref": "#/$defs/database" },
             "sensors": {
                 "description": "Checks peng runs on a schedule; each run yields a status, a latency and a value.",
                 "type": "array",
@@ -112,6 +115,60 @@ pub fn service_schema() -> Value {
                 "type": "string",
                 "pattern": "^https?://[^/?#\\s]+[^\\s]*$",
                 "maxLength": MAX_STRING_BYTES
+            },
+            "database": {
+                "description": "A MariaDB database per stage, on an approved version and plan of the platform file, with backups.",
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["version"],
+                "properties": {
+                    "engine": {
+                        "description": "Default mariadb.",
+                        "enum": ["mariadb"]
+                    },
+                    "version": {
+                        "description": "MAJOR.MINOR, like \"10.11\"; one of the platform's versions.",
+                        "type": ["string", "number"],
+                        "pattern": VERSION_PATTERN
+                    },
+                    "plan": {
+                        "description": "A database plan of the platform file. Default small.",
+                        "type": "string",
+                        "pattern": OFFERING_PATTERN
+                    },
+                    "mode": {
+                        "description": "dedicated (default): a server of its own per stage; shared: a database on a server registered in the platform file.",
+                        "enum": ["dedicated", "shared"]
+                    },
+                    "server": {
+                        "description": "With mode shared: the shared server; default the platform's default shared server.",
+                        "type": "string",
+                        "pattern": OFFERING_PATTERN
+                    },
+                    "replica": {
+                        "description": "A replica next to each dedicated server. Default false.",
+                        "type": "boolean"
+                    },
+                    "backup": {
+                        "description": "How often backups are taken and how long they are kept.",
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "every": {
+                                "description": "Default 24h, at least 1m.",
+                                "$ref": "#/$defs/duration"
+                            },
+                            "retention": {
+                                "description": "Default 7d, at least every, at most 3650d.",
+                                "$ref": "#/$defs/duration"
+                            }
+                        }
+                    },
+                    "protect": {
+                        "description": "Deletion protection: destroying needs --force and takes a final backup. Default on for the stage production, off elsewhere.",
+                        "type": "boolean"
+                    }
+                }
             },
             "run": {
                 "description": "How to start one instance of the service.",
@@ -185,11 +242,11 @@ pub fn service_schema() -> Value {
                 }
             },
             "sensor": {
-                "description": "A check run on a schedule: exactly one of http or tcp.",
+                "description": "A check run on a schedule: exactly one of http, tcp or sql.",
                 "type": "object",
                 "additionalProperties": false,
                 "required": ["name"],
-                "oneOf": [ { "required": ["http"] }, { "required": ["tcp"] } ],
+                "oneOf": [ { "required": ["http"] }, { "required": ["tcp"] }, { "required": ["sql"] } ],
                 "properties": {
                     "name": {
                         "description": "Unique in this file; 'health' is reserved.",
@@ -231,6 +288,12 @@ pub fn service_schema() -> Value {
                             }
                         }
                     },
+                    "sql": {
+                        "description": "One SQL statement run as the read-only user of the service's database; its value is the first column of the first row. Needs a database section.",
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_SQL_QUERY_BYTES
+                    },
                     "every": {
                         "description": "Interval between runs. Default 30s, at least 1s.",
                         "$ref": "#/$defs/duration"
@@ -240,7 +303,7 @@ pub fn service_schema() -> Value {
                         "$ref": "#/$defs/duration"
                     },
                     "expect": {
-                        "description": "Conditions that must all hold: 'status == 200', 'latency < 500ms', \"body contains 'text'\", \"body not contains 'text'\". status and body need an http sensor.",
+                        "description": "Conditions that must all hold: 'status == 200', 'latency < 500ms', \"body contains 'text'\", \"body not contains 'text'\", 'value > 0'. status and body need an http sensor, value an sql sensor.",
                         "type": "array",
                         "maxItems": MAX_CONDITIONS,
                         "items": { "type": "string", "pattern": CONDITION_PATTERN }
@@ -258,7 +321,7 @@ pub fn service_schema() -> Value {
                         "$ref": "#/$defs/name"
                     },
                     "sensor": {
-                        "description": "A sensor of this file, or 'health' for the automatic health check.",
+                        "description": "A sensor of this file, 'health' for the automatic health check, or (with a database) db.up, db.connections, db.queries, db.slow_queries, db.replica or db.size.",
                         "type": "string"
                     },
                     "when": {
@@ -404,6 +467,9 @@ mod tests {
         let full = include_str!("../tests/cases/valid-full.yaml");
         assert!(crate::parse_service("peng.yaml", full).is_ok());
         assert_described(full);
+        let database = include_str!("../tests/cases/database-full.yaml");
+        assert!(crate::parse_service("peng.yaml", database).is_ok());
+        assert_described(database);
     }
 
     #[test]
@@ -416,6 +482,8 @@ mod tests {
             ("/$defs/run/properties/health", HEALTH_KEYS),
             ("/$defs/run/properties/resources", RESOURCES_KEYS),
             ("/properties/logging", LOGGING_KEYS),
+            ("/$defs/database", DATABASE_KEYS),
+            ("/$defs/database/properties/backup", BACKUP_KEYS),
             ("/$defs/sensor", SENSOR_KEYS),
             ("/$defs/sensor/properties/http", HTTP_KEYS),
             ("/$defs/sensor/properties/tcp", TCP_KEYS),

@@ -2,7 +2,7 @@
 //! diagnostic can point at `line:column`.
 //!
 //! It is built from the parser's event stream with an explicit stack (no recursion), and it
-//! refuses, as problems with a position, what a service file never needs and what would make
+//! refuses, as problems with a position, what a peng file never needs and what would make
 //! a small file expensive: anchors and aliases (no "billion laughs"), tags, several documents,
 //! nesting deeper than [`MAX_DEPTH`](crate::limits::MAX_DEPTH), strings longer than
 //! [`MAX_STRING_BYTES`](crate::limits::MAX_STRING_BYTES), and duplicate keys.
@@ -194,8 +194,7 @@ impl Builder {
                 if self.documents > 1 {
                     self.problem(
                         pos,
-                        "a service file holds one YAML document; remove the second '---'"
-                            .to_string(),
+                        "the file holds one YAML document; remove the second '---'".to_string(),
                     );
                     return Flow::Done;
                 }

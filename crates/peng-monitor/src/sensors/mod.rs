@@ -151,6 +151,10 @@ fn check_one(condition: &Condition, obs: &Observation) -> Result<(), String> {
                 (true, true) => Err(format!("expected body not to contain '{text}'")),
             }
         }
+        Condition::Value { op, value } => Err(format!(
+            "expected value {} {value}, got no value",
+            op.as_str()
+        )),
     }
 }
 
@@ -185,6 +189,7 @@ pub(crate) fn needs_instance(kind: &SensorKind) -> bool {
     match kind {
         SensorKind::Http { .. } => http::needs_instance(kind),
         SensorKind::Tcp { .. } => tcp::needs_instance(kind),
+        SensorKind::Sql { .. } => false,
     }
 }
 
@@ -208,6 +213,7 @@ impl Probes {
             match &sensor.kind {
                 SensorKind::Http { .. } => http::run(&self.client, sensor, instance).await,
                 SensorKind::Tcp { .. } => tcp::run(sensor, instance).await,
+                SensorKind::Sql { .. } => Outcome::failed(Duration::ZERO, "no database runner"),
             }
         };
         within(sensor.timeout.as_std(), started, fut).await

@@ -183,6 +183,7 @@ pub fn spec(hooks: &Hooks, escalate_after: Duration) -> ServiceSpec {
         logging: LoggingSpec {
             retention: peng_core::Duration::from_secs(86400),
         },
+        database: None,
         sensors: Vec::new(),
         alerts: vec![AlertSpec {
             name: "down".into(),

@@ -38,6 +38,7 @@ fn spec() -> ServiceSpec {
         logging: LoggingSpec {
             retention: Duration::from_secs(7 * 86400),
         },
+        database: None,
         sensors: vec![SensorSpec {
             name: "books-page".into(),
             kind: SensorKind::Http {
