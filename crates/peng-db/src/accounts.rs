@@ -565,9 +565,9 @@ async fn read_account(admin: &MySqlPool, user: &str, host: &str) -> Result<Held,
     let context = || format!("read account {user}@{host}");
     let mut held = Held::default();
     let row: Option<AccountRow> = sqlx::query_as(
-        "SELECT JSON_VALUE(Priv, '$.plugin'), JSON_VALUE(Priv, '$.authentication_string'), \
-             JSON_EXISTS(Priv, '$.auth_or'), JSON_VALUE(Priv, '$.ssl_type'), \
-             JSON_VALUE(Priv, '$.max_user_connections'), JSON_VALUE(Priv, '$.account_locked') \
+        "SELECT CAST(JSON_VALUE(Priv, '$.plugin') AS CHAR), CAST(JSON_VALUE(Priv, '$.authentication_string') AS CHAR), \
+             JSON_EXISTS(Priv, '$.auth_or'), CAST(JSON_VALUE(Priv, '$.ssl_type') AS CHAR), \
+             CAST(JSON_VALUE(Priv, '$.max_user_connections') AS CHAR), CAST(JSON_VALUE(Priv, '$.account_locked') AS CHAR) \
              FROM mysql.global_priv WHERE User = ? AND Host = ?",
     )
     .bind(user)
@@ -1097,11 +1097,7 @@ async fn plan_foreign(
             if skip(&user, &host) {
                 continue;
             }
-            let grantee = if host.is_empty() {
-                format!("'{user}'")
-            } else {
-                format!("'{user}'@'{host}'")
-            };
+            let grantee = format!("'{user}'@'{host}'");
             let privs: Vec<(String, String)> = sqlx::query_as(
                 "SELECT CAST(PRIVILEGE_TYPE AS CHAR), CAST(IS_GRANTABLE AS CHAR) \
                  FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND TABLE_SCHEMA = ?",
@@ -1122,7 +1118,11 @@ async fn plan_foreign(
             }
             changes.push(Change::new(
                 &object(&user, &host),
-                format!("has {} on `{pattern}`.*, which covers `{db}`", list(&held)),
+                if pattern == schema_pattern(db) || pattern == db {
+                    format!("has {} on `{db}`.*", list(&held))
+                } else {
+                    format!("has {} on `{pattern}`.*, which covers `{db}`", list(&held))
+                },
                 "revoked",
                 format!(
                     "REVOKE {} ON {}.* FROM {}",

@@ -271,8 +271,17 @@ const DUMP_FLAGS: &[&str] = &[
 /// Added when the server writes a binary log: the GTID position goes into a comment.
 const GTID_FLAGS: &[&str] = &["--master-data=2", "--gtid"];
 
-/// What `mariadb-dump` prints when asked for a position the server does not have.
-const NO_BINLOG: &str = "Binlogging on server not active";
+/// Whether a dump failed only because the server has no binary log, or the account may not read
+/// its position: the dump is then taken again without one.
+fn position_unavailable(message: &str) -> bool {
+    [
+        "Binlogging on server not active",
+        "not using binary logging",
+        "privilege",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
 
 /// How many bytes at the end of a tool's stderr go into an error.
 const STDERR_KEEP: usize = 16 * 1024;
@@ -286,7 +295,7 @@ fn dump_blocking(
     let started = Instant::now();
     let partial = partial_path(out);
     let mut result = dump_to(tool, target, database, &partial, GTID_FLAGS);
-    if matches!(&result, Err(DbError::Tools(message)) if message.contains(NO_BINLOG)) {
+    if matches!(&result, Err(DbError::Tools(message)) if position_unavailable(message)) {
         result = dump_to(tool, target, database, &partial, &[]);
     }
     let scan = match result {

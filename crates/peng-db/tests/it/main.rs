@@ -1,1 +1,5 @@
 //! Tests against real mariadbd servers.
+
+mod accounts;
+mod backup;
+mod fixture;
