@@ -116,8 +116,9 @@ pub async fn restore(
         .map_err(|e| DbError::Tools(format!("restore task failed: {e}")))?
 }
 
-/// Restores the backup into a fresh `scratch_db` on the scratch server (created, and dropped
-/// again whatever happens), counts the rows of each table and compares them with the backup's.
+/// Restores the backup into a fresh `scratch_db` on the scratch server (created with a marking
+/// comment, and dropped again whatever happens), counts the rows of each table and compares
+/// them with the backup's. An existing database of that name without the mark is refused.
 /// A backup that cannot be restored at all is an error; one whose tables differ is a
 /// verification with `ok: false`.
 pub async fn verify(
@@ -129,20 +130,35 @@ pub async fn verify(
 ) -> Result<Verification, DbError> {
     validate_database(scratch_db)?;
     let db = ident(scratch_db);
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db}"))
-        .execute(scratch_admin)
-        .await
-        .map_err(DbError::sql(format!(
-            "drop scratch database `{scratch_db}`"
-        )))?;
+    // A scratch database left by an interrupted verification is dropped; any other database
+    // of that name is someone's data and is never touched.
+    let existing: Option<String> = sqlx::query_scalar(
+        "SELECT CAST(SCHEMA_COMMENT AS CHAR) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+    )
+    .bind(scratch_db)
+    .fetch_optional(scratch_admin)
+    .await
+    .map_err(DbError::sql(format!("look for scratch database `{scratch_db}`")))?;
+    match existing.as_deref() {
+        None => {}
+        Some(SCRATCH_COMMENT) => {
+            sqlx::raw_sql(&format!("DROP DATABASE {db}"))
+                .execute(scratch_admin)
+                .await
+                .map_err(DbError::sql(format!("drop scratch database `{scratch_db}`")))?;
+        }
+        Some(_) => {
+            return Err(DbError::Invalid(format!(
+                "database `{scratch_db}` exists and is not a scratch database; refusing to restore into it"
+            )))
+        }
+    }
     sqlx::raw_sql(&format!(
-        "CREATE DATABASE {db} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        "CREATE DATABASE {db} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci COMMENT '{SCRATCH_COMMENT}'"
     ))
     .execute(scratch_admin)
     .await
-    .map_err(DbError::sql(format!(
-        "create scratch database `{scratch_db}`"
-    )))?;
+    .map_err(DbError::sql(format!("create scratch database `{scratch_db}`")))?;
 
     let result = restore_and_count(client_tool, scratch_admin, scratch, info, scratch_db).await;
     let dropped = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db}"))
@@ -254,6 +270,9 @@ pub fn parse_backup_file_name(name: &str) -> Option<(SystemTime, &str)> {
 }
 
 const BACKUP_SUFFIX: &str = ".sql.gz";
+
+/// The comment that marks a database `verify` created.
+const SCRATCH_COMMENT: &str = "peng backup verification scratch";
 const PARTIAL_SUFFIX: &str = ".partial";
 
 /// The options every dump gets. Without `--databases`, the dump holds no `CREATE DATABASE` or

@@ -355,6 +355,39 @@ async fn a_damaged_backup_fails_verification_and_is_never_restored() {
     }
     assert_eq!(counts(&server, "shop").await, expected);
 
+    // A scratch name that is someone's database is refused, and the database kept.
+    let err = verify(
+        &tools.client,
+        server.admin(),
+        &server.socket_target(),
+        &info,
+        "shop",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("is not a scratch database"),
+        "{err}"
+    );
+    assert_eq!(counts(&server, "shop").await, expected);
+    // One left behind by an interrupted verification is replaced.
+    exec(
+        &server,
+        "CREATE DATABASE stale COMMENT 'peng backup verification scratch'",
+    )
+    .await;
+    let verification = verify(
+        &tools.client,
+        server.admin(),
+        &server.socket_target(),
+        &info,
+        "stale",
+    )
+    .await
+    .unwrap();
+    assert!(verification.ok);
+    assert!(!schema_exists(&server, "stale").await);
+
     // Counts that differ make a verification that is not ok.
     let mut wrong = info.clone();
     wrong.tables.insert("items".into(), 1);

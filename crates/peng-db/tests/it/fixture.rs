@@ -9,32 +9,14 @@ use std::time::{Duration, Instant};
 
 use peng_db::accounts::Secret;
 use peng_db::backup::DumpTarget;
+use peng_db::tools::Tools;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
 use sqlx::MySqlPool;
 use tempfile::TempDir;
 
-/// Where the MariaDB programs are on this machine.
-pub struct Programs {
-    pub mariadbd: PathBuf,
-    pub install_db: PathBuf,
-    pub dump: PathBuf,
-    pub client: PathBuf,
-}
-
-pub fn programs() -> Programs {
-    let find = |name: &str| {
-        ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"]
-            .iter()
-            .map(|dir| Path::new(dir).join(name))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| panic!("{name} is not installed"))
-    };
-    Programs {
-        mariadbd: find("mariadbd"),
-        install_db: find("mariadb-install-db"),
-        dump: find("mariadb-dump"),
-        client: find("mariadb"),
-    }
+/// The MariaDB programs on this machine, found once per test.
+pub fn programs() -> Tools {
+    Tools::discover().expect("MariaDB programs")
 }
 
 pub struct TestServer {
