@@ -1,10 +1,10 @@
-//! The service file (`peng.yaml`) and, later, the platform file: YAML text in, validated types
-//! or compiler-style diagnostics out.
+//! The service file (`peng.yaml`) and the platform file: YAML text in, validated types or
+//! compiler-style diagnostics out.
 //!
 //! This crate owns the file formats: their parsing, every validation rule, the diagnostics
 //! (`file:line:col: message`, all problems at once, "did you mean" for unknown keys) and the
 //! JSON Schema published for editors. It is pure: no I/O, no clock, no network. Raw YAML never
-//! leaves it; everything downstream takes `ServiceSpec`. Every input has a limit
+//! leaves it; everything downstream takes `ServiceSpec` and `Platform`. Every input has a limit
 //! ([`limits`]), and no input makes it panic.
 
 mod condition;
@@ -12,10 +12,15 @@ mod error;
 pub mod limits;
 pub mod model;
 mod parse;
+mod platform;
 mod schema;
 mod tree;
 
 pub use error::{Diagnostic, Diagnostics};
 pub use model::*;
 pub use parse::parse_service;
+pub use platform::{
+    parse_platform, Capacity, DbOfferings, DbPlan, Platform, Prices, SharedCapacity, SharedServer,
+    BUILTIN_PLATFORM_YAML, PLATFORM_KIND, RESERVED_SETTINGS,
+};
 pub use schema::service_schema;
