@@ -1,8 +1,8 @@
 //! What applying a service file would change, computed from the applied spec and the new one.
 //!
 //! `plan` is pure: it compares two validated `ServiceSpec`s and lists changes in the order the
-//! user reads them (service, instances stage by stage, health, logging, sensors, alerts, action
-//! plans; names sorted). It never looks at running processes: the driver's `reconcile` is what
+//! user reads them (service, instances stage by stage, databases stage by stage, health,
+//! logging, sensors, alerts, action plans; names sorted). It never looks at running processes: the driver's `reconcile` is what
 //! makes the instances match, and it leaves identical instances untouched, so an empty plan
 //! means an apply touches nothing.
 //!
@@ -11,20 +11,26 @@
 //! `run.workdir`, `run.resources`); scaling adds or destroys only the difference, the highest
 //! indices first.
 //!
-//! With a stage (`peng plan --stage S`) only the instances of S are planned; service-wide
-//! objects (health, logging, sensors, alerts, action plans) are planned as usual because they
-//! are not per stage. The spec to store after `apply --stage S` is [`merge_stage`]: the new
-//! file for everything except `stages`, where only S comes from the file and every other stage
-//! keeps its applied instance count. `run` is service-wide in the model, so the instances of
-//! the other stages are brought to a changed `run` by the next apply that covers them.
+//! Databases are addressed `database STAGE`, one per stage of a file with a `database` section.
+//! A changed `mode` (or shared `server`) replaces the database: the new one is empty, and the
+//! detail line says so. Destroying (or replacing) a protected database carries a detail line
+//! saying that it needs `--force` and takes a final backup first; enforcing that is apply's.
+//!
+//! With a stage (`peng plan --stage S`) only the instances and the database of S are planned;
+//! service-wide objects (health, logging, sensors, alerts, action plans) are planned as usual
+//! because they are not per stage. The spec to store after `apply --stage S` is
+//! [`merge_stage`]: the new file for everything except `stages`, where only S comes from the
+//! file and every other stage keeps its applied instance count. `run` and `database` are
+//! service-wide in the model, so the instances and databases of the other stages are brought to
+//! a changed `run` or `database` by the next apply that covers them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use peng_core::{ServiceId, StageName};
 use peng_spec::{
-    ActionPlan, AlertCondition, AlertSpec, Condition, HealthCheck, HealthProbe, HttpTarget,
-    NotifyTarget, RunSpec, SensorKind, SensorSpec, ServiceSpec,
+    ActionPlan, AlertCondition, AlertSpec, Condition, DatabaseSpec, DbMode, HealthCheck,
+    HealthProbe, HttpTarget, NotifyTarget, RunSpec, SensorKind, SensorSpec, ServiceSpec,
 };
 
 use crate::ProvisionError;
@@ -55,8 +61,8 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub action: Action,
-    /// `service TEAM/NAME`, `instance STAGE/INDEX`, `health`, `logging`, `sensor NAME`,
-    /// `alert NAME`, `action_plan NAME`.
+    /// `service TEAM/NAME`, `instance STAGE/INDEX`, `database STAGE`, `health`, `logging`,
+    /// `sensor NAME`, `alert NAME`, `action_plan NAME`.
     pub address: String,
     /// One line per changed field, `field: old -> new`; empty for creates and destroys.
     pub details: Vec<String>,
@@ -156,6 +162,7 @@ pub fn plan(
     let mut changes = Vec::new();
     plan_service(&service, current, desired, &mut changes);
     plan_instances(current, desired, stage, &mut changes);
+    plan_databases(current, desired, stage, &mut changes);
     plan_health(
         current.map(|c| &c.run.health),
         desired.map(|d| &d.run.health),
@@ -278,6 +285,108 @@ fn plan_instances(
             ));
         }
     }
+}
+
+/// The detail line of a database whose destruction is guarded.
+pub const PROTECTED_DETAIL: &str =
+    "protected: destroying needs --force and takes a final backup first";
+
+fn plan_databases(
+    current: Option<&ServiceSpec>,
+    desired: Option<&ServiceSpec>,
+    only: Option<&StageName>,
+    changes: &mut Vec<Change>,
+) {
+    let stages: BTreeSet<&StageName> = match only {
+        Some(s) => BTreeSet::from([s]),
+        None => current
+            .into_iter()
+            .chain(desired)
+            .flat_map(|s| s.stages.keys())
+            .collect(),
+    };
+    for stage in stages {
+        let address = format!("database {stage}");
+        match (database_on(current, stage), database_on(desired, stage)) {
+            (None, Some(_)) => changes.push(change(Action::Create, address, vec![])),
+            (Some(old), None) => {
+                let details = if old.protected(stage) {
+                    vec![PROTECTED_DETAIL.to_string()]
+                } else {
+                    vec![]
+                };
+                changes.push(change(Action::Destroy, address, details));
+            }
+            (Some(old), Some(new)) => {
+                let (replaced, mut details) = database_details(old, new, stage);
+                if replaced && old.protected(stage) {
+                    details.push(PROTECTED_DETAIL.to_string());
+                }
+                let action = if replaced {
+                    Action::Replace
+                } else {
+                    Action::Update
+                };
+                if !details.is_empty() {
+                    changes.push(change(action, address, details));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// The database of `stage`, when the spec declares the stage and has a database.
+fn database_on<'a>(spec: Option<&'a ServiceSpec>, stage: &StageName) -> Option<&'a DatabaseSpec> {
+    spec.filter(|s| s.stages.contains_key(stage))
+        .and_then(|s| s.database.as_ref())
+}
+
+/// Whether the database must be replaced (a new, empty one), and the detail lines.
+fn database_details(
+    old: &DatabaseSpec,
+    new: &DatabaseSpec,
+    stage: &StageName,
+) -> (bool, Vec<String>) {
+    const EMPTY: &str = "(a new, empty database; back up and restore to move data)";
+    let mut d = Vec::new();
+    let server = |db: &DatabaseSpec| match (db.mode, &db.server) {
+        (DbMode::Dedicated, _) => None,
+        (DbMode::Shared, Some(name)) => Some(name.clone()),
+        (DbMode::Shared, None) => Some("(default)".to_string()),
+    };
+    let moved = old.engine != new.engine || old.mode != new.mode || server(old) != server(new);
+    diff_display(&mut d, "engine", old.engine.as_str(), new.engine.as_str());
+    if old.mode != new.mode {
+        d.push(format!(
+            "mode: {} -> {} {EMPTY}",
+            old.mode.as_str(),
+            new.mode.as_str()
+        ));
+    } else if server(old) != server(new) {
+        d.push(format!(
+            "server: {} -> {} {EMPTY}",
+            server(old).unwrap_or_default(),
+            server(new).unwrap_or_default()
+        ));
+    }
+    diff_display(&mut d, "version", &old.version, &new.version);
+    diff_display(&mut d, "plan", &old.plan, &new.plan);
+    diff_display(&mut d, "replica", old.replica, new.replica);
+    diff_display(&mut d, "backup.every", old.backup.every, new.backup.every);
+    diff_display(
+        &mut d,
+        "backup.retention",
+        old.backup.retention,
+        new.backup.retention,
+    );
+    diff_display(
+        &mut d,
+        "protect",
+        old.protected(stage),
+        new.protected(stage),
+    );
+    (moved, d)
 }
 
 /// The fields of `run` that reach the process, as detail lines; empty when none changed.

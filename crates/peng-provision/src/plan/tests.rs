@@ -352,6 +352,169 @@ Plan: 0 to add, 1 to change, 1 to destroy.
     );
 }
 
+fn database() -> DatabaseSpec {
+    DatabaseSpec {
+        engine: DbEngine::MariaDb,
+        version: "10.11".into(),
+        plan: "small".into(),
+        mode: DbMode::Dedicated,
+        server: None,
+        replica: false,
+        backup: BackupSpec {
+            every: Duration::from_secs(86400),
+            retention: Duration::from_secs(7 * 86400),
+        },
+        protect: None,
+    }
+}
+
+fn with_database() -> ServiceSpec {
+    ServiceSpec {
+        database: Some(database()),
+        ..spec()
+    }
+}
+
+#[test]
+fn a_database_is_created_per_stage_after_the_instances() {
+    check(
+        plan(Some(&spec()), Some(&with_database()), None),
+        r#"  + database integration
+  + database production
+
+Plan: 2 to add, 0 to change, 0 to destroy.
+"#,
+    );
+    let new = plan(None, Some(&with_database()), None).expect("plan");
+    let addresses: Vec<&str> = new.changes.iter().map(|c| c.address.as_str()).collect();
+    assert_eq!(
+        addresses[..6],
+        [
+            "service books/bookshelf",
+            "instance integration/0",
+            "instance production/0",
+            "instance production/1",
+            "database integration",
+            "database production",
+        ]
+    );
+}
+
+#[test]
+fn database_changes_are_updated_in_place() {
+    let current = with_database();
+    let mut desired = with_database();
+    let db = desired.database.as_mut().expect("database");
+    db.plan = "medium".into();
+    db.replica = true;
+    db.version = "11.4".into();
+    db.backup.every = Duration::from_secs(6 * 3600);
+    check(
+        plan(Some(&current), Some(&desired), None),
+        r#"  ~ database integration
+      version: 10.11 -> 11.4
+      plan: small -> medium
+      replica: false -> true
+      backup.every: 1d -> 6h
+  ~ database production
+      version: 10.11 -> 11.4
+      plan: small -> medium
+      replica: false -> true
+      backup.every: 1d -> 6h
+
+Plan: 0 to add, 2 to change, 0 to destroy.
+"#,
+    );
+}
+
+#[test]
+fn a_new_mode_replaces_the_database_with_an_empty_one() {
+    let current = with_database();
+    let mut desired = with_database();
+    let db = desired.database.as_mut().expect("database");
+    db.mode = DbMode::Shared;
+    check(
+        plan(Some(&current), Some(&desired), Some(&stage("production"))),
+        r#"-/+ database production
+      mode: dedicated -> shared (a new, empty database; back up and restore to move data)
+      protected: destroying needs --force and takes a final backup first
+
+Plan: 1 to add, 0 to change, 1 to destroy.
+"#,
+    );
+    let mut moved = desired.clone();
+    moved.database.as_mut().expect("database").server = Some("shared-2".into());
+    check(
+        plan(Some(&desired), Some(&moved), Some(&stage("integration"))),
+        r#"-/+ database integration
+      server: (default) -> shared-2 (a new, empty database; back up and restore to move data)
+
+Plan: 1 to add, 0 to change, 1 to destroy.
+"#,
+    );
+}
+
+#[test]
+fn removing_the_database_destroys_it_and_names_the_protection() {
+    let current = with_database();
+    check(
+        plan(Some(&current), Some(&spec()), None),
+        r#"  - database integration
+  - database production
+      protected: destroying needs --force and takes a final backup first
+
+Plan: 0 to add, 0 to change, 2 to destroy.
+"#,
+    );
+    let mut unprotected = with_database();
+    unprotected.database.as_mut().expect("database").protect = Some(false);
+    check(
+        plan(Some(&current), Some(&unprotected), None),
+        r#"  ~ database production
+      protect: true -> false
+
+Plan: 0 to add, 1 to change, 0 to destroy.
+"#,
+    );
+    let p = plan(Some(&unprotected), None, None).expect("plan");
+    let db = p
+        .changes
+        .iter()
+        .find(|c| c.address == "database production")
+        .expect("production database destroyed");
+    assert_eq!((db.action, db.details.len()), (Action::Destroy, 0));
+}
+
+#[test]
+fn a_stage_plans_only_that_stages_database() {
+    let current = with_database();
+    let mut desired = with_database();
+    desired.stages.remove(&stage("production"));
+    desired.database.as_mut().expect("database").plan = "medium".into();
+    check(
+        plan(Some(&current), Some(&desired), Some(&stage("production"))),
+        r#"  ~ service books/bookshelf
+      stages: ["integration", "production"] -> ["integration"]
+  - instance production/1
+  - instance production/0
+  - database production
+      protected: destroying needs --force and takes a final backup first
+
+Plan: 0 to add, 1 to change, 3 to destroy.
+"#,
+    );
+    check(
+        plan(Some(&current), None, Some(&stage("integration"))),
+        r#"  ~ service books/bookshelf
+      stages: ["integration", "production"] -> ["production"]
+  - instance integration/0
+  - database integration
+
+Plan: 0 to add, 1 to change, 2 to destroy.
+"#,
+    );
+}
+
 #[test]
 fn bad_calls_are_errors() {
     let s = spec();
