@@ -3,3 +3,5 @@
 mod accounts;
 mod backup;
 mod fixture;
+mod common;
+mod server;
