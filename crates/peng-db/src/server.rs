@@ -517,6 +517,14 @@ impl TextRow {
             .and_then(|(_, value)| value.clone())
             .unwrap_or_default()
     }
+
+    /// The cell of column `name`, `None` when NULL or missing.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(column, _)| column.eq_ignore_ascii_case(name))
+            .and_then(|(_, value)| value.as_deref())
+    }
 }
 
 /// Runs a query over the text protocol and returns every cell as text.

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use peng_db::server::{free_port, DedicatedConfig, DedicatedServer};
 use peng_db::tls::Ca;
 use peng_db::tools::Tools;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
+use sqlx::{ConnectOptions, MySqlPool};
 use tempfile::TempDir;
 
 /// A directory for a test's servers, with peng's CA in `ca/`.
@@ -53,15 +55,30 @@ impl Site {
             .await
             .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         eprintln!("timing: start of {name}: {:?}", started.elapsed());
-        Running(Some(server))
+        let app = MySqlPoolOptions::new()
+            .max_connections(2)
+            .connect_lazy_with(
+                MySqlConnectOptions::new()
+                    .socket(server.socket())
+                    .username(server.admin_user())
+                    .disable_statement_logging(),
+            );
+        Running(Some(server), app)
     }
 }
 
 /// A started server; dropped while a test unwinds, it is shut down before the directory goes.
-pub struct Running(Option<DedicatedServer>);
+pub struct Running(Option<DedicatedServer>, MySqlPool);
 
 impl Running {
+    /// A pool like an application's: its writes go to the binary log and replicate (the admin
+    /// pool's do not).
+    pub fn app(&self) -> &MySqlPool {
+        &self.1
+    }
+
     pub async fn stop(mut self) {
+        self.1.close().await;
         if let Some(server) = self.0.take() {
             server.stop().await.expect("stop");
         }
@@ -158,4 +175,20 @@ pub fn mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
+}
+
+/// A pool of `user` over TCP with TLS verified against peng's CA.
+pub fn user_pool(server: &DedicatedServer, user: &str, password: &str) -> MySqlPool {
+    MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with(
+            MySqlConnectOptions::new()
+                .host("127.0.0.1")
+                .port(server.port())
+                .username(user)
+                .password(password)
+                .ssl_mode(MySqlSslMode::VerifyCa)
+                .ssl_ca(server.ca_pem())
+                .disable_statement_logging(),
+        )
 }

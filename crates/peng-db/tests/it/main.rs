@@ -2,6 +2,7 @@
 
 mod accounts;
 mod backup;
-mod fixture;
 mod common;
+mod fixture;
+mod replica;
 mod server;
