@@ -4,9 +4,10 @@
 //!
 //! This crate owns sensor kinds (`sensors/`, one file per kind), the scheduler, the alert
 //! engine (`alerting/`) and the notifiers (`notify/`, one file per kind). It knows no
-//! processes (instances come through [`InstanceDirectory`]), no HTTP server and no SQL: the
-//! server persists the [`AlertRecord`]s it is sent as [`AlertEvent`]s and passes them back on
-//! restart. It must never block a tokio worker on the tsdb, never let a slow webhook delay
+//! processes (instances come through [`InstanceDirectory`]), no HTTP server and no SQL (sql
+//! sensors run through the server's [`SqlRunner`], database statistics arrive through
+//! [`Monitor::record_external`]): the server persists the [`AlertRecord`]s it is sent as
+//! [`AlertEvent`]s and passes them back on restart. It must never block a tokio worker on the tsdb, never let a slow webhook delay
 //! alert evaluation, and never resolve or re-announce a firing alert because of a reload or a
 //! restart.
 
@@ -23,4 +24,4 @@ pub use scheduler::{
     point, HistoryPoint, Monitor, MonitorConfig, SensorState, EVALUATE_EVERY, MAX_IN_FLIGHT,
     MEASUREMENT,
 };
-pub use sensors::{Endpoint, InstanceDirectory, SensorResult, HEALTH_SENSOR};
+pub use sensors::{Endpoint, InstanceDirectory, SensorResult, SqlRunner, HEALTH_SENSOR, NO_RUNNER};

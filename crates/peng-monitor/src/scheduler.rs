@@ -4,6 +4,10 @@
 //! delays elapse without new results); and a dispatcher that hands alert transitions, in the
 //! order they happened, to the server and to the notifiers.
 //!
+//! Sensors measured outside the scheduler (the server's database statistics, `db.*`) come in
+//! through [`Monitor::record_external`] and are stored and judged like the scheduler's; the
+//! server adds built-in alerts on them with [`Monitor::apply_with_builtin`].
+//!
 //! Promises: a reload (`apply` of a changed spec) restarts only the sensors whose definition
 //! changed and keeps every alert's state; runs are spread over their interval and at most
 //! [`MAX_IN_FLIGHT`] probes run at once; a run that overruns its interval makes the next one
@@ -11,7 +15,7 @@
 //! reason="overrun"}`. The tsdb is only called on blocking threads.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -29,7 +33,8 @@ use crate::alerting::{engine, AlertEvent, AlertRecord, AlertState, Transition};
 use crate::error::MonitorError;
 use crate::notify::{Notification, Notifier, RetryPolicy};
 use crate::sensors::{
-    needs_instance, Endpoint, InstanceDirectory, Outcome, Probes, SensorResult, HEALTH_SENSOR,
+    needs_instance, Endpoint, InstanceDirectory, Outcome, Probes, SensorResult, SqlRunner,
+    HEALTH_SENSOR,
 };
 
 /// Probes running at once, over all services.
@@ -45,6 +50,9 @@ pub const MEASUREMENT: &str = "sensor";
 pub struct MonitorConfig {
     pub tsdb: Arc<Tsdb>,
     pub directory: Arc<dyn InstanceDirectory>,
+    /// Runs the queries of sql sensors; `None` makes every sql run fail with
+    /// [`NO_RUNNER`](crate::sensors::NO_RUNNER).
+    pub sql: Option<Arc<dyn SqlRunner>>,
     /// Alert records as persisted before a restart; adopted when their service is applied.
     pub initial_alerts: Vec<AlertRecord>,
     /// Every alert transition, in order. The server persists the record and audits it.
@@ -99,10 +107,13 @@ struct State {
 }
 
 struct ServiceEntry {
+    /// The applied spec, its alerts followed by the built-in ones.
     spec: ServiceSpec,
     jobs: BTreeMap<JobKey, JobHandle>,
     latest: BTreeMap<StateKey, SensorState>,
     alerts: BTreeMap<AlertKey, AlertRecord>,
+    /// Sensors fed by `record_external`, kept across reloads while their stage exists.
+    external: BTreeSet<JobKey>,
 }
 
 struct JobHandle {
@@ -148,10 +159,11 @@ impl Monitor {
 
     /// [`Monitor::start`] with another delivery policy for notifications.
     pub fn start_with(cfg: MonitorConfig, retry: RetryPolicy) -> Monitor {
-        let probes = Probes::new().unwrap_or_else(|error| {
+        let probes = Probes::new(cfg.sql.clone()).unwrap_or_else(|error| {
             tracing::error!(%error, "sensor http client setup failed, using defaults");
             Probes {
                 client: reqwest::Client::default(),
+                sql: cfg.sql,
             }
         });
         let restored = cfg
@@ -194,8 +206,22 @@ impl Monitor {
 
     /// Configures (or reconfigures) a service's sensors, alerts and action plans. Sensors whose
     /// definition is unchanged keep their schedule; alerts keep their state. A firing alert
-    /// that the new spec no longer has is resolved.
+    /// that the new spec no longer has is resolved. The same as
+    /// [`apply_with_builtin`](Monitor::apply_with_builtin) without built-in alerts: built-in
+    /// alerts given before are removed.
     pub fn apply(&self, spec: &ServiceSpec) {
+        self.apply_with_builtin(spec, Vec::new());
+    }
+
+    /// [`apply`](Monitor::apply), with alerts that are not in the file but that peng adds
+    /// itself (e.g. `db-connections`, `value > 90 for 2m` on `db.connections`). They live like
+    /// the file's alerts: one per stage, persisted, resolved when a later apply no longer has
+    /// them. A built-in alert whose `plan` is not an action plan of the file notifies the
+    /// file's first action plan (by name), or no one when the file has none; it is still
+    /// recorded and sent as [`AlertEvent`]s. One named like an alert of the file is ignored:
+    /// the file wins.
+    pub fn apply_with_builtin(&self, spec: &ServiceSpec, builtin: Vec<AlertSpec>) {
+        let spec = &with_builtin(spec, builtin);
         let id = spec.id();
         let now = now_ns();
         let mut guard = lock(&self.inner.state);
@@ -209,6 +235,7 @@ impl Monitor {
             jobs: BTreeMap::new(),
             latest: BTreeMap::new(),
             alerts: BTreeMap::new(),
+            external: BTreeSet::new(),
         });
 
         let desired = desired_jobs(spec);
@@ -227,10 +254,14 @@ impl Monitor {
                 }
             }
         }
-        let jobs = &entry.jobs;
         entry
-            .latest
-            .retain(|(stage, sensor, _), _| jobs.contains_key(&(stage.clone(), sensor.clone())));
+            .external
+            .retain(|(stage, _)| spec.stages.contains_key(stage));
+        let (jobs, external) = (&entry.jobs, &entry.external);
+        entry.latest.retain(|(stage, sensor, _), _| {
+            let key = (stage.clone(), sensor.clone());
+            jobs.contains_key(&key) || external.contains(&key)
+        });
 
         let old_spec = std::mem::replace(&mut entry.spec, spec.clone());
         let wanted: BTreeMap<AlertKey, &AlertSpec> = spec
@@ -321,6 +352,59 @@ impl Monitor {
         }
         drop(guard);
         self.inner.wake.notify_one();
+    }
+
+    /// Records one run of a sensor measured outside the scheduler (database statistics):
+    /// stored like any sensor run and fed to the alerts of that sensor.
+    ///
+    /// The first of `values` is the run's `value`, the one `value OP N` alerts compare; every
+    /// value is also stored as a field of its own name (`value` too, for the first). A value
+    /// named `latency_ms` is the run's latency. Non-finite values are left out. A service that
+    /// is not applied has its run stored but judges no alert.
+    pub fn record_external(
+        &self,
+        service: &ServiceId,
+        stage: &StageName,
+        sensor: &str,
+        ok: bool,
+        values: &[(&str, f64)],
+        message: Option<String>,
+    ) {
+        let values: Vec<(String, f64)> = values
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        let latency_ms = values
+            .iter()
+            .find(|(k, _)| k == "latency_ms")
+            .map_or(0.0, |(_, v)| *v);
+        let result = SensorResult {
+            service: service.clone(),
+            stage: stage.clone(),
+            sensor: sensor.to_string(),
+            instance: None,
+            ok,
+            latency_ms,
+            value: values.first().map(|(_, v)| *v),
+            message: message.unwrap_or_else(|| if ok { "ok" } else { "failing" }.to_string()),
+            values,
+            at_ns: now_ns(),
+        };
+        // Stored in the background, judged now: alerts need not wait for the disk.
+        let points = vec![point(&result)];
+        let tsdb = self.inner.tsdb.clone();
+        self.inner.runtime.spawn(store(tsdb, points));
+        let key = (stage.clone(), sensor.to_string());
+        {
+            let mut guard = lock(&self.inner.state);
+            if let Some(entry) = guard.services.get_mut(service) {
+                if entry.spec.stages.contains_key(stage) {
+                    entry.external.insert(key);
+                }
+            }
+        }
+        self.inner.judge(service, stage, sensor, vec![result], None);
     }
 
     /// The latest state of every sensor of a service, by stage, sensor and instance.
@@ -426,6 +510,25 @@ impl Monitor {
             run_job(Arc::downgrade(&self.inner), id.clone(), stage.clone(), job).instrument(span),
         )
     }
+}
+
+/// `spec` with the built-in alerts appended: those named like an alert of the file are
+/// dropped, and each gets an action plan of the file (its own when the file has it, else the
+/// first by name, else none).
+fn with_builtin(spec: &ServiceSpec, builtin: Vec<AlertSpec>) -> ServiceSpec {
+    let mut spec = spec.clone();
+    let fallback = spec.action_plans.keys().next().cloned().unwrap_or_default();
+    for mut alert in builtin {
+        if spec.alerts.iter().any(|a| a.name == alert.name) {
+            tracing::debug!(alert = %alert.name, "built-in alert named like an alert of the file, ignored");
+            continue;
+        }
+        if !spec.action_plans.contains_key(&alert.plan) {
+            alert.plan = fallback.clone();
+        }
+        spec.alerts.push(alert);
+    }
+    spec
 }
 
 fn desired_jobs(spec: &ServiceSpec) -> BTreeMap<JobKey, Job> {
@@ -643,7 +746,10 @@ impl Inner {
             return Vec::new();
         };
         let at_ns = now_ns();
-        let outcome = self.probes.run(sensor, instance.as_ref()).await;
+        let outcome = self
+            .probes
+            .run(service, stage, sensor, instance.as_ref())
+            .await;
         vec![result(service, stage, &sensor.name, None, outcome, at_ns)]
     }
 
@@ -658,21 +764,20 @@ impl Inner {
         live: Option<Vec<u32>>,
     ) {
         if !results.is_empty() {
-            let points: Vec<Point> = results.iter().map(point).collect();
-            let n = points.len() as u64;
-            let tsdb = self.tsdb.clone();
-            match tokio::task::spawn_blocking(move || tsdb.write(&points)).await {
-                Ok(Ok(())) => component::processed("sensor").add(n),
-                Ok(Err(error)) => {
-                    component::errors("sensor", "store").inc();
-                    tracing::warn!(%error, "storing sensor results failed");
-                }
-                Err(error) => {
-                    component::errors("sensor", "store").inc();
-                    tracing::warn!(%error, "storing sensor results failed");
-                }
-            }
+            store(self.tsdb.clone(), results.iter().map(point).collect()).await;
         }
+        self.judge(service, stage, sensor, results, live);
+    }
+
+    /// Updates the latest state with `results` and evaluates the stage's alerts.
+    fn judge(
+        &self,
+        service: &ServiceId,
+        stage: &StageName,
+        sensor: &str,
+        results: Vec<SensorResult>,
+        live: Option<Vec<u32>>,
+    ) {
         let now = now_ns();
         let mut guard = lock(&self.state);
         let State {
@@ -804,6 +909,22 @@ async fn dispatch(
     }
 }
 
+/// Writes points on a blocking thread; failures are counted and logged, never retried.
+async fn store(tsdb: Arc<Tsdb>, points: Vec<Point>) {
+    let n = points.len() as u64;
+    match tokio::task::spawn_blocking(move || tsdb.write(&points)).await {
+        Ok(Ok(())) => component::processed("sensor").add(n),
+        Ok(Err(error)) => {
+            component::errors("sensor", "store").inc();
+            tracing::warn!(%error, "storing sensor results failed");
+        }
+        Err(error) => {
+            component::errors("sensor", "store").inc();
+            tracing::warn!(%error, "storing sensor results failed");
+        }
+    }
+}
+
 fn result(
     service: &ServiceId,
     stage: &StageName,
@@ -820,13 +941,15 @@ fn result(
         ok: outcome.ok,
         latency_ms: outcome.latency_ms,
         value: outcome.value,
+        values: Vec::new(),
         message: outcome.message,
         at_ns,
     }
 }
 
 /// The tsdb point of a result: measurement `sensor`, tags `team, service, stage, sensor`
-/// (+ `instance`), fields `ok` (0/1), `latency_ms` and, when present, `value`.
+/// (+ `instance`), fields `ok` (0/1), `latency_ms`, when present `value`, and the named
+/// `values` of an external run under their names.
 pub fn point(r: &SensorResult) -> Point {
     let mut tags = BTreeMap::from([
         ("team".to_string(), r.service.team.to_string()),
@@ -844,6 +967,11 @@ pub fn point(r: &SensorResult) -> Point {
             FieldValue::Float(finite(r.latency_ms)),
         ),
     ]);
+    for (name, v) in r.values.iter().filter(|(_, v)| v.is_finite()) {
+        fields.insert(name.clone(), FieldValue::Float(*v));
+    }
+    // Written last: the fields `ok` and `value` mean the same for every sensor.
+    fields.insert("ok".to_string(), FieldValue::Integer(i64::from(r.ok)));
     if let Some(v) = r.value.filter(|v| v.is_finite()) {
         fields.insert("value".to_string(), FieldValue::Float(v));
     }
@@ -914,6 +1042,7 @@ mod tests {
             ok: false,
             latency_ms: 3.5,
             value: None,
+            values: Vec::new(),
             message: "instance not running".into(),
             at_ns: 42,
         };

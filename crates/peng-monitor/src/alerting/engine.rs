@@ -140,6 +140,7 @@ mod tests {
             ok,
             latency_ms: value.unwrap_or(0.0),
             value,
+            values: Vec::new(),
             message: if ok { "fine".into() } else { "broken".into() },
             at_ns,
         }

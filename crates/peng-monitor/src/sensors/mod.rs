@@ -1,18 +1,23 @@
 //! Sensor kinds: how one run of a sensor probes its target and judges what it saw.
 //!
-//! Each kind lives in its own file (`http.rs`, `tcp.rs`) and is wired in by one line in
-//! [`run`] and one in [`needs_instance`]. A kind only observes (status, latency, body); the
+//! Each kind lives in its own file (`http.rs`, `tcp.rs`, `sql.rs`) and is wired in by one line
+//! in `Probes::run` and one in `needs_instance`. A kind only observes (status, latency, body,
+//! value); the
 //! `expect` conditions are judged here, the same way for every kind, so that a message such as
 //! `expected status == 200, got 503` reads the same everywhere. A probe never panics on what
 //! the network sends and never takes longer than its timeout.
 
 mod http;
+mod sql;
 mod tcp;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peng_core::{ServiceId, StageName};
 use peng_spec::{Condition, HealthProbe, SensorKind, SensorSpec};
+
+pub use sql::{SqlRunner, NO_RUNNER};
 
 /// Name of the automatic per-instance health sensor, as alerts refer to it.
 pub const HEALTH_SENSOR: &str = "health";
@@ -46,8 +51,13 @@ pub struct SensorResult {
     pub instance: Option<u32>,
     pub ok: bool,
     pub latency_ms: f64,
-    /// The measured value: the latency for http and tcp sensors, when a response was obtained.
+    /// The measured value: the latency for http and tcp sensors when a response was obtained,
+    /// the query's number for sql sensors, the first of the values of a run recorded with
+    /// [`Monitor::record_external`](crate::Monitor::record_external).
     pub value: Option<f64>,
+    /// Further named values of a run recorded with `record_external`, stored as fields of
+    /// those names; empty for the scheduler's sensors.
+    pub values: Vec<(String, f64)>,
     /// What happened, e.g. `expected status == 200, got 503` or `status 200 in 12ms`.
     pub message: String,
     /// When the run started, nanoseconds since the Unix epoch.
@@ -62,6 +72,8 @@ pub struct Observation {
     pub latency: Duration,
     /// The first [`MAX_BODY_BYTES`] of the body, for http probes that needed it.
     pub body: Option<String>,
+    /// The number an sql probe read.
+    pub value: Option<f64>,
 }
 
 /// The judgement of one run, without the identity of the sensor.
@@ -84,7 +96,8 @@ impl Outcome {
         }
     }
 
-    /// Judges an observation against the conditions.
+    /// Judges an observation against the conditions. The value is what the probe read, or
+    /// else the latency.
     pub fn judge(conditions: &[Condition], obs: &Observation) -> Self {
         let latency_ms = millis(obs.latency);
         let (ok, message) = match check(conditions, obs) {
@@ -94,7 +107,7 @@ impl Outcome {
         Self {
             ok,
             latency_ms,
-            value: Some(latency_ms),
+            value: Some(obs.value.unwrap_or(latency_ms)),
             message,
         }
     }
@@ -151,10 +164,14 @@ fn check_one(condition: &Condition, obs: &Observation) -> Result<(), String> {
                 (true, true) => Err(format!("expected body not to contain '{text}'")),
             }
         }
-        Condition::Value { op, value } => Err(format!(
-            "expected value {} {value}, got no value",
-            op.as_str()
-        )),
+        Condition::Value { op, value } => match obs.value {
+            Some(got) if op.holds(got, *value) => Ok(()),
+            Some(got) => Err(format!("expected value {} {value}, got {got}", op.as_str())),
+            None => Err(format!(
+                "expected value {} {value}, got no value",
+                op.as_str()
+            )),
+        },
     }
 }
 
@@ -166,9 +183,11 @@ pub fn needs_body(conditions: &[Condition]) -> bool {
 }
 
 fn describe(obs: &Observation) -> String {
-    match obs.status {
-        Some(s) => format!("status {s} in {}", fmt_ms(millis(obs.latency))),
-        None => format!("connected in {}", fmt_ms(millis(obs.latency))),
+    let took = fmt_ms(millis(obs.latency));
+    match (obs.status, obs.value) {
+        (Some(s), _) => format!("status {s} in {took}"),
+        (None, Some(v)) => format!("value {v} in {took}"),
+        (None, None) => format!("connected in {took}"),
     }
 }
 
@@ -197,23 +216,34 @@ pub(crate) fn needs_instance(kind: &SensorKind) -> bool {
 #[derive(Clone)]
 pub(crate) struct Probes {
     pub client: reqwest::Client,
+    pub sql: Option<Arc<dyn SqlRunner>>,
 }
 
 impl Probes {
-    pub fn new() -> Result<Self, reqwest::Error> {
+    pub fn new(sql: Option<Arc<dyn SqlRunner>>) -> Result<Self, reqwest::Error> {
         Ok(Self {
             client: http::client()?,
+            sql,
         })
     }
 
-    /// Runs one file sensor against `instance` (when the kind needs one), within its timeout.
-    pub async fn run(&self, sensor: &SensorSpec, instance: Option<&Endpoint>) -> Outcome {
+    /// Runs one file sensor of `service` on `stage` against `instance` (when the kind needs
+    /// one), within its timeout.
+    pub async fn run(
+        &self,
+        service: &ServiceId,
+        stage: &StageName,
+        sensor: &SensorSpec,
+        instance: Option<&Endpoint>,
+    ) -> Outcome {
         let started = Instant::now();
         let fut = async {
             match &sensor.kind {
                 SensorKind::Http { .. } => http::run(&self.client, sensor, instance).await,
                 SensorKind::Tcp { .. } => tcp::run(sensor, instance).await,
-                SensorKind::Sql { .. } => Outcome::failed(Duration::ZERO, "no database runner"),
+                SensorKind::Sql { .. } => {
+                    sql::run(self.sql.as_deref(), service, stage, sensor).await
+                }
             }
         };
         within(sensor.timeout.as_std(), started, fut).await
@@ -274,6 +304,7 @@ mod tests {
             status,
             latency: Duration::from_millis(ms),
             body: body.map(str::to_string),
+            value: None,
         }
     }
 
@@ -364,6 +395,31 @@ mod tests {
             Err("expected a 2xx status, got 500".to_string())
         );
         assert!(check(&[], &obs(None, 5, None)).is_ok());
+    }
+
+    #[test]
+    fn value_conditions_judge_the_number_read() {
+        let c = [Condition::Value {
+            op: CmpOp::Gt,
+            value: 0.0,
+        }];
+        let read = |v: f64| Observation {
+            value: Some(v),
+            ..obs(None, 3, None)
+        };
+        assert!(check(&c, &read(12.0)).is_ok());
+        assert_eq!(
+            check(&c, &read(0.0)),
+            Err("expected value > 0, got 0".to_string())
+        );
+        assert_eq!(
+            check(&c, &obs(None, 3, None)),
+            Err("expected value > 0, got no value".to_string())
+        );
+        let o = Outcome::judge(&[], &read(42.0));
+        assert!(o.ok);
+        assert_eq!(o.value, Some(42.0));
+        assert_eq!(o.message, "value 42 in 3.0ms");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use axum::Router;
 use peng_core::{ServiceId, ServiceName, StageName, TeamName};
 use peng_monitor::{
     AlertEvent, AlertRecord, Endpoint, InstanceDirectory, Monitor, MonitorConfig, RetryPolicy,
+    SqlRunner,
 };
 use peng_spec::{
     ActionPlan, AlertCondition, AlertSpec, Escalation, HealthCheck, HealthProbe, LoggingSpec,
@@ -238,6 +239,15 @@ pub fn start_monitor_with(
     initial_alerts: Vec<AlertRecord>,
     retry: RetryPolicy,
 ) -> Harness {
+    start_monitor_full(dir, initial_alerts, retry, None)
+}
+
+pub fn start_monitor_full(
+    dir: &std::path::Path,
+    initial_alerts: Vec<AlertRecord>,
+    retry: RetryPolicy,
+    sql: Option<Arc<dyn SqlRunner>>,
+) -> Harness {
     let tsdb = Arc::new(Tsdb::open(dir).expect("open tsdb"));
     let directory = Arc::new(Directory::default());
     let (tx, events) = mpsc::channel(64);
@@ -245,6 +255,7 @@ pub fn start_monitor_with(
         MonitorConfig {
             tsdb: tsdb.clone(),
             directory: directory.clone(),
+            sql,
             initial_alerts,
             events: tx,
         },
@@ -255,6 +266,43 @@ pub fn start_monitor_with(
         directory,
         events,
         tsdb,
+    }
+}
+
+/// A stand-in for the server's runner at the trait boundary: answers every query with the
+/// number set by the test (or the error), and remembers what it was asked.
+pub struct Numbers {
+    answer: Mutex<Result<f64, String>>,
+    pub asked: Mutex<Vec<(String, String)>>,
+}
+
+impl Numbers {
+    pub fn new(answer: f64) -> Numbers {
+        Numbers {
+            answer: Mutex::new(Ok(answer)),
+            asked: Mutex::default(),
+        }
+    }
+
+    pub fn set(&self, answer: Result<f64, String>) {
+        *self.answer.lock().expect("numbers lock") = answer;
+    }
+}
+
+impl SqlRunner for Numbers {
+    fn query_value(
+        &self,
+        _service: &ServiceId,
+        stage: &StageName,
+        query: &str,
+        _timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<f64, String>> + Send + '_>> {
+        self.asked
+            .lock()
+            .expect("numbers lock")
+            .push((stage.to_string(), query.to_string()));
+        let answer = self.answer.lock().expect("numbers lock").clone();
+        Box::pin(async move { answer })
     }
 }
 

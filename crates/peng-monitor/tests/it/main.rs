@@ -456,3 +456,232 @@ async fn failing_webhooks_are_retried_then_counted_without_blocking_alerts() {
     );
     h.monitor.shutdown().await;
 }
+
+/// `checkout/orders` with a database, an sql sensor every 200ms expecting `value > 0`, and an
+/// alert `value < 5 for 1s` on it to `page-oncall`.
+fn sql_spec(hooks: &Hooks) -> peng_spec::ServiceSpec {
+    let text = format!(
+        r#"apiVersion: peng/v1
+service: orders
+team: checkout
+stages: {{ production: {{ instances: 1 }} }}
+run: {{ command: ./orders, health: {{ tcp: true, every: 1h }} }}
+database: {{ version: "10.11" }}
+sensors:
+  - {{ name: orders-per-minute, sql: "SELECT COUNT(*) FROM orders", expect: ["value > 0"] }}
+alerts:
+  - {{ name: orders-low, sensor: orders-per-minute, when: "value < 5 for 1s", severity: warning, plan: page-oncall }}
+action_plans:
+  page-oncall: {{ notify: [{{ webhook: "{}" }}] }}
+"#,
+        hooks.url("oncall")
+    );
+    let mut spec = peng_spec::parse_service("peng.yaml", &text).expect("valid spec");
+    // Faster than a file may ask, to keep the test short.
+    spec.sensors[0].every = peng_core::Duration::from_millis(200);
+    spec.sensors[0].timeout = peng_core::Duration::from_millis(100);
+    spec
+}
+
+#[tokio::test]
+async fn sql_sensors_store_their_value_judge_expect_and_fire_value_alerts() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let hooks = Hooks::start().await;
+    let numbers = std::sync::Arc::new(Numbers::new(12.0));
+    let mut h = start_monitor_full(
+        tmp.path(),
+        Vec::new(),
+        peng_monitor::RetryPolicy::default(),
+        Some(numbers.clone()),
+    );
+    h.monitor.apply(&sql_spec(&hooks));
+
+    let latest = |h: &Harness| {
+        h.monitor
+            .latest(&service_id())
+            .into_iter()
+            .find(|s| s.sensor == "orders-per-minute")
+    };
+    let first = eventually(LIMIT, "a run of the sql sensor", || async { latest(&h) }).await;
+    assert!(first.last.ok, "{:?}", first.last);
+    assert_eq!(first.last.value, Some(12.0));
+    assert_eq!(first.stage, stage());
+    let asked = numbers.asked.lock().expect("numbers lock")[0].clone();
+    assert_eq!(
+        asked,
+        (
+            "production".to_string(),
+            "SELECT COUNT(*) FROM orders".to_string()
+        )
+    );
+
+    // `expect` fails on 0, and the alert's value < 5 holds for 1s before it fires.
+    let dropped_at = Instant::now();
+    numbers.set(Ok(0.0));
+    let failing = eventually(LIMIT, "a failing run", || async {
+        latest(&h).filter(|s| !s.last.ok)
+    })
+    .await;
+    assert_eq!(failing.last.message, "expected value > 0, got 0");
+    assert_eq!(failing.last.value, Some(0.0));
+    let ev = next_event(&mut h.events, LIMIT).await;
+    assert_eq!(ev.transition, Transition::Firing);
+    assert_eq!(ev.record.alert, "orders-low");
+    assert_eq!(ev.record.value, Some(0.0));
+    assert!(dropped_at.elapsed() >= Duration::from_secs(1));
+    let firing = eventually(LIMIT, "firing webhook", || async {
+        hooks.bodies("oncall", "firing").first().cloned()
+    })
+    .await;
+    assert_eq!(firing["sensor"], "orders-per-minute");
+
+    // The values are in the tsdb, under the field `value`.
+    let history = h
+        .monitor
+        .history(&service_id(), "orders-per-minute", &stage(), 0)
+        .await
+        .expect("history");
+    assert!(history.iter().any(|(_, ok, _, v)| *ok && *v == Some(12.0)));
+    assert!(history.iter().any(|(_, ok, _, v)| !*ok && *v == Some(0.0)));
+
+    // A failing query is a failing run without a value.
+    numbers.set(Err("Table 'orders' doesn't exist".into()));
+    let broken = eventually(LIMIT, "a failed query", || async {
+        latest(&h).filter(|s| s.last.value.is_none())
+    })
+    .await;
+    assert_eq!(broken.last.message, "Table 'orders' doesn't exist");
+    assert!(!broken.last.ok);
+
+    numbers.set(Ok(7.0));
+    let ev = next_event(&mut h.events, LIMIT).await;
+    assert_eq!(ev.transition, Transition::Resolved);
+    h.monitor.shutdown().await;
+}
+
+#[tokio::test]
+async fn sql_sensors_without_a_runner_fail_with_a_reason() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let hooks = Hooks::start().await;
+    let h = start_monitor(tmp.path(), Vec::new());
+    h.monitor.apply(&sql_spec(&hooks));
+    let state = eventually(LIMIT, "a run of the sql sensor", || async {
+        h.monitor
+            .latest(&service_id())
+            .into_iter()
+            .find(|s| s.sensor == "orders-per-minute")
+    })
+    .await;
+    assert!(!state.last.ok);
+    assert_eq!(state.last.message, peng_monitor::NO_RUNNER);
+    h.monitor.shutdown().await;
+}
+
+#[tokio::test]
+async fn external_runs_are_stored_and_fire_builtin_and_file_alerts() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let hooks = Hooks::start().await;
+    let mut h = start_monitor(tmp.path(), Vec::new());
+    let mut spec = sql_spec(&hooks);
+    spec.sensors.clear();
+    spec.alerts = vec![peng_spec::AlertSpec {
+        name: "db-down".into(),
+        sensor: "db.up".into(),
+        when: peng_spec::AlertCondition::Failing {
+            for_: peng_core::Duration::default(),
+        },
+        severity: Severity::Critical,
+        plan: "page-oncall".into(),
+    }];
+    let builtin = vec![peng_spec::AlertSpec {
+        name: "db-connections".into(),
+        sensor: "db.connections".into(),
+        when: peng_spec::AlertCondition::Value {
+            op: CmpOp::Gt,
+            threshold: 90.0,
+            for_: peng_core::Duration::default(),
+        },
+        severity: Severity::Warning,
+        plan: String::new(),
+    }];
+    h.monitor.apply_with_builtin(&spec, builtin.clone());
+    let id = service_id();
+
+    h.monitor.record_external(
+        &id,
+        &stage(),
+        "db.connections",
+        true,
+        &[("used_percent", 95.0), ("used", 95.0), ("max", 100.0)],
+        Some("95 of 100 connections".into()),
+    );
+    let ev = next_event(&mut h.events, LIMIT).await;
+    assert_eq!(
+        (ev.transition, ev.record.alert.as_str()),
+        (Transition::Firing, "db-connections")
+    );
+    assert_eq!(ev.record.value, Some(95.0));
+    assert_eq!(ev.record.last_message, "95 of 100 connections");
+    // Without a plan of its own, a built-in alert notifies the file's first action plan.
+    let firing = eventually(LIMIT, "built-in alert webhook", || async {
+        hooks.bodies("oncall", "firing").first().cloned()
+    })
+    .await;
+    assert_eq!(firing["alert"], "db-connections");
+    assert_eq!(firing["sensor"], "db.connections");
+
+    // A reload keeps the external state and the built-in alert.
+    h.monitor.apply_with_builtin(&spec, builtin.clone());
+    assert!(h
+        .monitor
+        .latest(&id)
+        .iter()
+        .any(|s| s.sensor == "db.connections"));
+    h.monitor
+        .record_external(&id, &stage(), "db.up", false, &[], None);
+    let ev = next_event(&mut h.events, LIMIT).await;
+    assert_eq!(
+        (ev.transition, ev.record.alert.as_str()),
+        (Transition::Firing, "db-down")
+    );
+
+    // Every named value is a field in the tsdb, the first also as `value`.
+    let stored = eventually(LIMIT, "stored database statistics", || async {
+        let history = h
+            .monitor
+            .history(&id, "db.connections", &stage(), 0)
+            .await
+            .expect("history");
+        history.first().copied()
+    })
+    .await;
+    assert_eq!((stored.1, stored.3), (true, Some(95.0)));
+    let series = h
+        .tsdb
+        .query(&peng_tsdb::Query {
+            measurement: peng_monitor::MEASUREMENT.to_string(),
+            tag_filter: std::collections::BTreeMap::from([(
+                "sensor".to_string(),
+                "db.connections".to_string(),
+            )]),
+            fields: None,
+            start_ns: 0,
+            end_ns: i64::MAX,
+        })
+        .expect("query");
+    let mut fields: Vec<&str> = series.iter().map(|s| s.field.as_str()).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["latency_ms", "max", "ok", "used", "used_percent", "value"]
+    );
+
+    // Without the built-in alerts, a firing one is resolved.
+    h.monitor.apply(&spec);
+    let ev = next_event(&mut h.events, LIMIT).await;
+    assert_eq!(
+        (ev.transition, ev.record.alert.as_str()),
+        (Transition::Resolved, "db-connections")
+    );
+    h.monitor.shutdown().await;
+}
