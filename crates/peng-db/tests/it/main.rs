@@ -6,3 +6,4 @@ mod common;
 mod fixture;
 mod replica;
 mod server;
+mod stats;
