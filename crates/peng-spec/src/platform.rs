@@ -14,6 +14,7 @@
 //! is the server's to check when it starts.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use peng_core::ByteSize;
 
@@ -140,8 +141,8 @@ pub struct SharedServer {
     pub ca: Option<String>,
     /// `MAJOR.MINOR`; one of [`DbOfferings::versions`].
     pub version: String,
-    /// Hosts the services' users may connect from, as MariaDB writes them in `user@host`.
-    /// Default `["127.0.0.1"]`.
+    /// Where the services' users may connect from: IP addresses, `localhost`, or `%` (any
+    /// host, only with `allow_any_host`). Default `["127.0.0.1"]`.
     pub app_hosts: Vec<String>,
     /// Whether `%` (any host) may appear in `app_hosts`. Default false.
     pub allow_any_host: bool,
@@ -727,7 +728,7 @@ fn shared_server(cx: &mut Cx, entry: &Entry, versions: Option<&[String]>) -> Opt
     let f = fields(cx, &entry.value, entry.key_pos, &what, SERVER_KEYS, &[])?;
     let host = f
         .require(cx, "host")
-        .and_then(|node| host(cx, node, &f.label("host"), false));
+        .and_then(|node| host(cx, node, &f.label("host")));
     let port = match f.get("port") {
         Some(node) => integer(cx, node, &f.label("port"), 1, 65535)
             .map(|p| u16::try_from(p).unwrap_or(DEFAULT_PORT)),
@@ -865,43 +866,49 @@ fn app_hosts(
     let mut out = Vec::with_capacity(seq.items.len());
     let mut ok = true;
     for item in &seq.items {
-        match host(cx, item, &label, true) {
-            Some(h) if h == ANY_HOST && !allow_any_host => {
-                cx.err(
-                    item.pos(),
-                    format!(
-                        "{label}: '%' lets the services' users connect from any host; write the hosts they connect from, or set 'allow_any_host: true' in {}",
-                        f.what
-                    ),
-                );
-                ok = false;
-            }
-            Some(h) => out.push(h),
-            None => ok = false,
+        let Some(s) = non_empty_string(cx, item, &label, "an IP address") else {
+            ok = false;
+            continue;
+        };
+        let host = s.value.as_str();
+        if host == ANY_HOST && !allow_any_host {
+            cx.err(
+                s.pos,
+                format!(
+                    "{label}: '%' lets the services' users connect from any host; write the addresses they connect from, or set 'allow_any_host: true' in {}",
+                    f.what
+                ),
+            );
+            ok = false;
+        } else if host != ANY_HOST && host != "localhost" && host.parse::<IpAddr>().is_err() {
+            cx.err(
+                s.pos,
+                format!(
+                    "{label}: '{host}' is not an IP address; write addresses like 127.0.0.1 or ::1, 'localhost', or '%' for any host"
+                ),
+            );
+            ok = false;
+        } else {
+            out.push(host.to_string());
         }
     }
     ok.then_some(out)
 }
 
-/// A host name or address; with `pattern`, also a MariaDB host pattern (`10.0.0.%`, `%`). The
-/// characters are limited because the host ends up in `user@host` of SQL statements.
-fn host(cx: &mut Cx, node: &Node, label: &str, pattern: bool) -> Option<String> {
+/// A host name or address to connect to.
+fn host(cx: &mut Cx, node: &Node, label: &str) -> Option<String> {
     let s = non_empty_string(cx, node, label, "a host name or address")?;
     let ok = s.value.len() <= 255
-        && s.value.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(b, b'.' | b'-' | b':' | b'_')
-                || (pattern && matches!(b, b'%' | b'/'))
-        });
+        && s.value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'_'));
     if !ok {
-        let allowed = if pattern {
-            "letters, digits, '.', '-', ':', '_', '%' and '/'"
-        } else {
-            "letters, digits, '.', '-', ':' and '_'"
-        };
         cx.err(
             s.pos,
-            format!("{label}: '{}' may contain only {allowed}", s.value),
+            format!(
+                "{label}: '{}' may contain only letters, digits, '.', '-', ':' and '_'",
+                s.value
+            ),
         );
         return None;
     }
