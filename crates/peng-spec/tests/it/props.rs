@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use peng_spec::parse_service;
+use peng_spec::{parse_platform, parse_service};
 
 /// Characters that matter to YAML and to the service file's small languages.
 const ALPHABET: &[char] = &[
@@ -87,6 +87,31 @@ proptest! {
                 for d in &diagnostics {
                     prop_assert!(d.line >= 1 && d.column >= 1, "{}", d);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_database_file_never_panics(edits in prop::collection::vec(edit(), 1..8)) {
+        let mut text = include_str!("../cases/database-full.yaml").to_string();
+        for e in &edits {
+            text = apply(&text, e);
+        }
+        if let Err(diagnostics) = parse_service("peng.yaml", &text) {
+            prop_assert!(!diagnostics.is_empty());
+        }
+    }
+
+    #[test]
+    fn mutated_platform_file_never_panics(edits in prop::collection::vec(edit(), 1..8)) {
+        let mut text = include_str!("../../../../examples/platform.yaml").to_string();
+        for e in &edits {
+            text = apply(&text, e);
+        }
+        if let Err(diagnostics) = parse_platform("platform.yaml", &text) {
+            prop_assert!(!diagnostics.is_empty());
+            for d in &diagnostics {
+                prop_assert!(d.line >= 1 && d.column >= 1, "{}", d);
             }
         }
     }
