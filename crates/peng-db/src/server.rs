@@ -6,6 +6,8 @@
 //! <dir>/my.cnf          written by peng at every start; the only option file the server reads
 //! <dir>/data/           the data directory, binary and relay logs included
 //! <dir>/tls/            ca.pem (a copy of peng's CA), server.pem, server-key.pem (0600)
+//! <dir>/import/         the only directory the server reads or writes files in (empty)
+//! <dir>/tmp/            the server's temporary files
 //! <dir>/mariadbd.sock   the admin socket; peng logs in as the OS user it runs as
 //! <dir>/mariadbd.pid
 //! <dir>/mariadbd.err    the error log, with the server's stdout and stderr
@@ -117,6 +119,8 @@ impl DedicatedServer {
         let paths = Paths::new(&cfg.dir);
         validate(&cfg, &paths)?;
         create_private_dir(&paths.dir)?;
+        create_private_dir(&paths.import)?;
+        create_private_dir(&paths.tmp)?;
         stop_orphans(&paths.cnf).await?;
         let admin_user = os_user()?;
         let fresh = !paths.marker.exists();
@@ -593,8 +597,9 @@ const BASELINE_VARIABLES: &[&str] = &[
     "strict_password_validation",
 ];
 
-/// Options of `my.cnf` that peng decides; a plan cannot set them.
-const OWNED_OPTIONS: &[&str] = &[
+/// Options of `my.cnf` that peng decides; a plan cannot set them. Written with `_`: MariaDB
+/// takes `-` and `_` alike, so compare a key lowercased with `-` replaced by `_`.
+pub const OWNED_OPTIONS: &[&str] = &[
     "datadir",
     "socket",
     "port",
@@ -624,6 +629,7 @@ const OWNED_OPTIONS: &[&str] = &[
     "read_only",
     "local_infile",
     "secure_file_priv",
+    "tmpdir",
     "symbolic_links",
     "skip_symbolic_links",
     "strict_password_validation",
@@ -649,6 +655,8 @@ struct Paths {
     tls: PathBuf,
     ca: PathBuf,
     marker: PathBuf,
+    import: PathBuf,
+    tmp: PathBuf,
 }
 
 impl Paths {
@@ -663,6 +671,8 @@ impl Paths {
             tls: dir.join("tls"),
             ca: dir.join("tls").join("ca.pem"),
             marker: dir.join("initialized"),
+            import: dir.join("import"),
+            tmp: dir.join("tmp"),
             dir,
         }
     }
@@ -762,7 +772,8 @@ fn render_cnf(paths: &Paths, inputs: &CnfInputs) -> String {
     put("strict_password_validation", "ON".into());
     put("local_infile", "OFF".into());
     put("skip-symbolic-links", String::new());
-    put("secure_file_priv", path(&paths.data.join("#import")));
+    put("secure_file_priv", path(&paths.import));
+    put("tmpdir", path(&paths.tmp));
     put("log_bin", path(&paths.data.join("binlog")));
     put("relay_log", path(&paths.data.join("relay")));
     put("binlog_format", "ROW".into());
@@ -840,6 +851,9 @@ async fn initialise(tools: &Tools, name: &str, paths: &Paths, user: &str) -> Res
         .arg(format!("--user={user}"))
         .arg("--auth-root-authentication-method=socket")
         .arg("--skip-test-db")
+        // servers bootstrapping at the same time in one temporary directory clash on the
+        // names of their temporary tables
+        .arg(format!("--tmpdir={}", paths.tmp.display()))
         .current_dir(&paths.dir)
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -852,15 +866,15 @@ async fn initialise(tools: &Tools, name: &str, paths: &Paths, user: &str) -> Res
     if !output.status.success() {
         let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stderr));
+        // the cause comes first, a long generic advice after it
+        let head: Vec<&str> = text.lines().take(12).collect();
         return Err(DbError::Unavailable(format!(
             "{name}: {} {}:\n{}",
             tools.install_db.display(),
             describe(output.status),
-            last_lines(&text, 20)
+            head.join("\n")
         )));
     }
-    fs::create_dir_all(paths.data.join("#import"))
-        .map_err(DbError::io(format!("creating {}", paths.data.display())))?;
     tracing::info!(server = %name, took_ms = started.elapsed().as_millis() as u64, "data directory initialised");
     Ok(())
 }
