@@ -3,7 +3,13 @@
 
 It serves a book list on /books and a health check on /health, writes a log line per request
 to stdout, and sends one GELF message per request to peng when PENG_GELF_HTTP and
-PENG_INGEST_TOKEN are set (peng sets both for its instances). Only the standard library.
+PENG_INGEST_TOKEN are set (peng sets both for its instances).
+
+With a database (peng sets DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD and DB_SSL_CA when
+the service file has a `database:` section), the books live in a `books` table: created and
+seeded on first start, listed by GET /books, added to by POST /books?title=..., over TLS
+verified against peng's CA. That needs PyMySQL (`pip install pymysql`). Without a database the
+list is kept in memory, and only the standard library is used.
 
 Make it unhealthy to see an alert fire: POST /admin/health?ok=false (back: ok=true), or create a
 file named UNHEALTHY next to this script.
@@ -20,6 +26,68 @@ from pathlib import Path
 BOOKS = ["Dune", "Der Zauberberg", "Die Blechtrommel", "Momo"]
 HERE = Path(__file__).resolve().parent
 state = {"healthy": True}
+
+
+class Shelf:
+    """The book list: a MariaDB table when the instance has a database, else a Python list."""
+
+    def __init__(self):
+        self.db = None
+        if os.environ.get("DB_HOST"):
+            import pymysql  # only needed with a database
+
+            self.pymysql = pymysql
+            self._connect()
+            with self.db.cursor() as cur:
+                cur.execute("CREATE TABLE IF NOT EXISTS books ("
+                            " id INT AUTO_INCREMENT PRIMARY KEY,"
+                            " title VARCHAR(200) NOT NULL UNIQUE) ENGINE=InnoDB")
+                cur.execute("SELECT COUNT(*) FROM books")
+                if cur.fetchone()[0] == 0:
+                    cur.executemany("INSERT IGNORE INTO books (title) VALUES (%s)",
+                                    [(b,) for b in BOOKS])
+            print("bookshelf: books in database %s on %s:%s as %s" % (
+                os.environ["DB_NAME"], os.environ["DB_HOST"], os.environ["DB_PORT"],
+                os.environ["DB_USER"]), flush=True)
+        else:
+            self.books = list(BOOKS)
+
+    def _connect(self):
+        ssl = {"ca": os.environ["DB_SSL_CA"]} if os.environ.get("DB_SSL_CA") else {"ca": None}
+        self.db = self.pymysql.connect(
+            host=os.environ["DB_HOST"], port=int(os.environ["DB_PORT"]),
+            user=os.environ["DB_USER"], password=os.environ["DB_PASSWORD"],
+            database=os.environ["DB_NAME"], ssl=ssl, autocommit=True, connect_timeout=5)
+
+    def _query(self, sql, args=None):
+        for attempt in (1, 2):
+            try:
+                self.db.ping(reconnect=False)
+            except Exception:  # the server restarted or the connection timed out
+                self._connect()
+            try:
+                with self.db.cursor() as cur:
+                    cur.execute(sql, args)
+                    return cur.fetchall()
+            except self.pymysql.err.OperationalError:
+                if attempt == 2:
+                    raise
+                self._connect()
+        return ()
+
+    def titles(self):
+        if self.db is None:
+            return list(self.books)
+        return [row[0] for row in self._query("SELECT title FROM books ORDER BY id")]
+
+    def add(self, title):
+        if self.db is None:
+            self.books.append(title)
+        else:
+            self._query("INSERT IGNORE INTO books (title) VALUES (%s)", (title,))
+
+
+shelf = None
 
 
 def send_gelf(short_message, **fields):
@@ -60,8 +128,9 @@ class Handler(BaseHTTPRequestHandler):
             healthy = state["healthy"] and not (HERE / "UNHEALTHY").exists()
             self._reply(200 if healthy else 503, "ok\n" if healthy else "unhealthy\n")
         elif self.path == "/books":
-            self._reply(200, "\n".join(BOOKS) + "\n")
-            send_gelf("listed books", books=len(BOOKS), path=self.path)
+            titles = shelf.titles()
+            self._reply(200, "\n".join(titles) + "\n")
+            send_gelf("listed books", books=len(titles), path=self.path)
         else:
             self._reply(404, "not found\n")
 
@@ -70,6 +139,15 @@ class Handler(BaseHTTPRequestHandler):
             state["healthy"] = "ok=false" not in self.path
             print("health switched to %s" % state["healthy"], flush=True)
             self._reply(200, "healthy=%s\n" % state["healthy"])
+        elif self.path.startswith("/books?title="):
+            from urllib.parse import parse_qs, urlparse
+            title = parse_qs(urlparse(self.path).query).get("title", [""])[0].strip()
+            if not title:
+                self._reply(400, "title is empty\n")
+                return
+            shelf.add(title)
+            self._reply(201, "added %s\n" % title)
+            send_gelf("added a book", title=title)
         else:
             self._reply(404, "not found\n")
 
@@ -82,6 +160,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    global shelf
+    shelf = Shelf()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print("bookshelf listening on 127.0.0.1:%d" % args.port, flush=True)
     server.serve_forever()

@@ -26,6 +26,53 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub gelf_udp: SocketAddr,
     pub gelf_tcp: SocketAddr,
+    /// The platform file; `None` for the built-in platform.
+    pub platform: Option<PathBuf>,
+    /// How often databases are compared with what peng declared, and repaired.
+    pub db_reconcile_every: std::time::Duration,
+    /// How often database statistics feed the `db.*` sensors.
+    pub db_sample_every: std::time::Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but where the data lives and what to listen on.
+    pub fn new(
+        data_dir: PathBuf,
+        listen: SocketAddr,
+        gelf_udp: SocketAddr,
+        gelf_tcp: SocketAddr,
+    ) -> Self {
+        ServerConfig {
+            data_dir,
+            listen,
+            gelf_udp,
+            gelf_tcp,
+            platform: None,
+            db_reconcile_every: std::time::Duration::from_secs(30),
+            db_sample_every: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Reads the platform file, or the built-in platform without one; returns it with the
+/// directory its relative paths resolve against.
+pub fn load_platform(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<(peng_spec::Platform, PathBuf)> {
+    match path {
+        None => Ok((peng_spec::Platform::builtin(), PathBuf::from("/"))),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the platform file {}", path.display()))?;
+            let platform = peng_spec::parse_platform(&path.display().to_string(), &text)
+                .map_err(|d| anyhow::anyhow!("{d}"))?;
+            let dir = std::fs::canonicalize(path)
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+                .unwrap_or_else(|| PathBuf::from("."));
+            Ok((platform, dir))
+        }
+    }
 }
 
 /// Addresses actually bound (a configured port 0 is resolved here).
@@ -50,6 +97,7 @@ pub struct Inner {
     pub tsdb: Arc<Tsdb>,
     pub monitor: Monitor,
     pub driver: ProcessDriver,
+    pub databases: Arc<crate::databases::Databases>,
     pub secret: Vec<u8>,
     pub addrs: Addrs,
     /// Applies and destroys run one at a time, so that a plan is applied to the state it was
@@ -81,6 +129,7 @@ impl Server {
     /// starts serving.
     pub async fn start(cfg: ServerConfig) -> anyhow::Result<Server> {
         let dir = &cfg.data_dir;
+        let (platform, platform_dir) = load_platform(cfg.platform.as_deref())?;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
         // Tokens, the server secret and every team's logs live here: only peng's user may look.
@@ -138,6 +187,11 @@ impl Server {
                 .await
                 .context("cannot start the process driver")?;
 
+        let databases = Arc::new(
+            crate::databases::Databases::open(dir, Arc::new(platform), platform_dir)
+                .context("cannot open the databases")?,
+        );
+
         let (alert_tx, alert_rx) = tokio::sync::mpsc::channel(1024);
         let initial_alerts = crate::workers::alerts_from_state(&state).await?;
         let monitor = Monitor::start(peng_monitor::MonitorConfig {
@@ -145,6 +199,10 @@ impl Server {
             directory: Arc::new(crate::workers::Directory(driver.clone())),
             initial_alerts,
             events: alert_tx,
+            sql: Some(Arc::new(crate::workers::SqlSensors {
+                databases: databases.clone(),
+                state: state.clone(),
+            })),
         });
 
         let app = App(Arc::new(Inner {
@@ -156,6 +214,7 @@ impl Server {
             tsdb,
             monitor,
             driver,
+            databases,
             secret,
             addrs,
             apply_lock: tokio::sync::Mutex::new(()),
@@ -173,6 +232,12 @@ impl Server {
                 cancel.clone(),
             )),
             tokio::spawn(crate::workers::retention_loop(app.clone(), cancel.clone())),
+            tokio::spawn(crate::workers::database_loop(
+                app.clone(),
+                cfg.db_reconcile_every,
+                cfg.db_sample_every,
+                cancel.clone(),
+            )),
         ];
         // Carriers run until everything that feeds them has stopped, then drain and end.
         let drain = CancellationToken::new();
@@ -215,6 +280,8 @@ impl Server {
         self.app.monitor.shutdown().await;
         self.app.driver.shutdown().await;
         self.cancel.cancel();
+        // Databases stop after the instances that use them.
+        self.app.databases.shutdown().await;
         let _ = self.http.await;
         for h in self.background {
             if tokio::time::timeout(std::time::Duration::from_secs(10), h)

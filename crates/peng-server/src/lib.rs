@@ -10,6 +10,8 @@
 mod api;
 mod app;
 mod auth;
+mod costs;
+mod databases;
 mod error;
 mod http;
 mod ingest;

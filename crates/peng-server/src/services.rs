@@ -61,10 +61,98 @@ struct Planned {
     desired: ServiceSpec,
     current: Option<(ServiceRow, ServiceSpec)>,
     plan: peng_provision::Plan,
+    /// Stages whose database this apply removes, and whether each is protected.
+    removed_databases: Vec<(StageName, bool)>,
+}
+
+/// Stages whose database `current` has and `desired` does not (gone, or moved to another
+/// mode, which makes a new, empty database), with their protection.
+fn removed_databases(
+    current: Option<&ServiceSpec>,
+    desired: Option<&ServiceSpec>,
+) -> Vec<(StageName, bool)> {
+    let Some(cur) = current else {
+        return Vec::new();
+    };
+    let Some(cur_db) = &cur.database else {
+        return Vec::new();
+    };
+    cur.stages
+        .keys()
+        .filter(|stage| match desired {
+            None => true,
+            Some(d) => match &d.database {
+                None => true,
+                Some(db) => {
+                    db.mode != cur_db.mode
+                        || db.server != cur_db.server
+                        || !d.stages.contains_key(*stage)
+                }
+            },
+        })
+        .map(|stage| (stage.clone(), cur_db.protected(stage)))
+        .collect()
+}
+
+/// Refuses to remove a protected database without `force`.
+fn check_protection(
+    file: &str,
+    id: &ServiceId,
+    removed: &[(StageName, bool)],
+    force: bool,
+) -> ApiResult<()> {
+    let protected: Vec<String> = removed
+        .iter()
+        .filter(|(_, p)| *p)
+        .map(|(s, _)| s.to_string())
+        .collect();
+    if protected.is_empty() || force {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorKind::Conflict,
+        format!(
+            "{file}: this would destroy the protected database of {id} on {}; nothing was changed. Run it again with --force to destroy it (a final backup is taken first)",
+            protected.join(", ")
+        ),
+    ))
+}
+
+/// Refuses a file that would take the platform past its capacity.
+async fn check_capacity(
+    app: &App,
+    file: &str,
+    id: &ServiceId,
+    current: Option<&ServiceSpec>,
+    desired: &ServiceSpec,
+) -> ApiResult<()> {
+    let platform = app.databases.platform();
+    let mut others = crate::costs::Reservation::default();
+    for row in app.state.services(None).await? {
+        if row.destroyed_at.is_some() || &row.id == id {
+            continue;
+        }
+        if let Ok(spec) = effective_spec(&row) {
+            others = others + crate::costs::reservation(&spec, platform).total();
+        }
+    }
+    let cur = current
+        .map(|c| crate::costs::reservation(c, platform).total())
+        .unwrap_or_default();
+    let want = crate::costs::reservation(desired, platform).total();
+    crate::costs::check_capacity(platform, others, cur, want).map_err(|problems| {
+        let mut e = ApiError::new(
+            ErrorKind::Conflict,
+            format!("{file}: over the platform's capacity; nothing was changed"),
+        );
+        e.details = problems;
+        e
+    })
 }
 
 async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiResult<Planned> {
     let mut desired = peng_spec::parse_service(&req.file_name, &req.spec_yaml)?;
+    app.databases.check_spec(&req.file_name, &desired)?;
     if !Path::new(&req.base_dir).is_absolute() {
         return Err(ApiError::invalid(format!(
             "base_dir '{}' must be an absolute path",
@@ -112,10 +200,21 @@ async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiRes
         Some(&desired),
         stage.as_ref(),
     )?;
+    let removed_databases = removed_databases(current.as_ref().map(|(_, s)| s), Some(&desired));
+    check_protection(&req.file_name, &id, &removed_databases, req.force)?;
+    check_capacity(
+        app,
+        &req.file_name,
+        &id,
+        current.as_ref().map(|(_, s)| s),
+        &desired,
+    )
+    .await?;
     Ok(Planned {
         desired,
         current,
         plan,
+        removed_databases,
     })
 }
 
@@ -162,6 +261,7 @@ pub async fn apply(
         desired,
         current,
         plan,
+        removed_databases,
     } = plan_request(app, auth, &req).await?;
     let wire_plan = wire_plan(&plan);
     if let (Some((row, spec)), true) = (&current, plan.is_empty()) {
@@ -198,8 +298,25 @@ pub async fn apply(
             "generation {generation}: {add} to add, {change} to change, {destroy} to destroy"
         ),
     };
+    // A protected database is backed up before the decision to remove it is committed: when
+    // the backup fails, nothing changes.
+    let mut events = Vec::new();
+    for (stage, protected) in &removed_databases {
+        if *protected {
+            let b = app
+                .databases
+                .backup(&app.state, &id, stage, "final", None, &auth.0.actor())
+                .await?;
+            events.push(format!(
+                "database {stage}: final backup {} ({} bytes, verified: {})",
+                b.id,
+                b.bytes,
+                b.verified == Some(true)
+            ));
+        }
+    }
     app.state.put_service(&row, audit).await?;
-    let events = converge(app, &row, &desired).await?;
+    events.extend(converge(app, &row, &desired).await?);
     Ok(wire::ApplyResponse {
         plan: wire_plan,
         events,
@@ -225,20 +342,105 @@ async fn converge(app: &App, row: &ServiceRow, spec: &ServiceSpec) -> ApiResult<
         "PENG_INGEST_TOKEN".to_string(),
         ingest_token(&app.secret, &team.name, team.ingest_generation),
     );
+    let mut events = Vec::new();
+    // Databases no longer declared go first (a mode change makes a new one), then the declared
+    // ones are made, so instances start with the address of the database they are to use.
+    for db in app.state.databases(Some(&row.id)).await? {
+        let declared = spec.database.as_ref().is_some_and(|d| {
+            spec.stages.contains_key(&db.stage)
+                && db.mode == mode_name(d.mode)
+                && (d.mode == peng_spec::DbMode::Dedicated
+                    || app
+                        .databases
+                        .platform()
+                        .shared_server(d.server.as_deref())
+                        .is_some_and(|(name, _)| name == db.server))
+        });
+        if !declared {
+            let recent_final = app
+                .state
+                .backups(Some(&row.id), Some(&db.stage), false)
+                .await?
+                .first()
+                .is_some_and(|b| b.kind == "final" && now_ns() - b.started_at < 600_000_000_000);
+            events.extend(
+                app.databases
+                    .remove(
+                        &app.state,
+                        &row.id,
+                        &db.stage,
+                        !recent_final,
+                        &row.applied_by,
+                    )
+                    .await?,
+            );
+        }
+    }
+    let (db_env, db_events) = app
+        .databases
+        .converge(&app.state, spec, &row.applied_by)
+        .await?;
+    events.extend(db_events);
     let base = PathBuf::from(&row.base_dir);
-    let instances = peng_provision::instance_specs(spec, &base, &env);
-    let events = app.driver.reconcile(&row.id, instances).await?;
-    app.monitor.apply(spec);
-    Ok(events.iter().map(|e| e.to_string()).collect())
+    let mut instances = peng_provision::instance_specs(spec, &base, &env);
+    for instance in &mut instances {
+        if let Some(extra) = db_env.get(&instance.stage) {
+            instance.env.extend(extra.clone());
+        }
+    }
+    let driver_events = app.driver.reconcile(&row.id, instances).await?;
+    app.monitor
+        .apply_with_builtin(spec, crate::databases::builtin_alerts(spec));
+    events.extend(driver_events.iter().map(|e| e.to_string()));
+    Ok(events)
 }
 
-pub async fn destroy(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::ApplyResponse> {
+fn mode_name(mode: peng_spec::DbMode) -> &'static str {
+    match mode {
+        peng_spec::DbMode::Dedicated => "dedicated",
+        peng_spec::DbMode::Shared => "shared",
+    }
+}
+
+/// Converges one live service again (its instances' database address or account changed).
+pub async fn converge_service(app: &App, id: &ServiceId) -> ApiResult<Vec<String>> {
+    match current(app, id).await? {
+        Some((row, spec)) => converge(app, &row, &spec).await,
+        None => Err(ApiError::not_found(format!("service {id} not found"))),
+    }
+}
+
+pub async fn destroy(
+    app: &App,
+    auth: &Auth,
+    id: &ServiceId,
+    force: bool,
+) -> ApiResult<wire::ApplyResponse> {
     let _guard = app.apply_lock.lock().await;
     auth.check_team(&id.team, "service")?;
     let Some((row, spec)) = current(app, id).await? else {
         return Err(ApiError::not_found(format!("service {id} not found")));
     };
     let plan = peng_provision::plan(Some(&spec), None, None)?;
+    let removed = removed_databases(Some(&spec), None);
+    check_protection(&row.file_name, id, &removed, force)?;
+    let mut events = Vec::new();
+    let mut backed_up = Vec::new();
+    for (stage, protected) in &removed {
+        if *protected {
+            let b = app
+                .databases
+                .backup(&app.state, id, stage, "final", None, &auth.0.actor())
+                .await?;
+            events.push(format!(
+                "database {stage}: final backup {} ({} bytes, verified: {})",
+                b.id,
+                b.bytes,
+                b.verified == Some(true)
+            ));
+            backed_up.push(stage.clone());
+        }
+    }
     // The decision is committed first, as for apply: a crash afterwards is finished at the next
     // start, which brings back only services that are not destroyed.
     let audit = NewAudit {
@@ -254,12 +456,21 @@ pub async fn destroy(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::
     app.state.destroy_service(id, audit).await?;
     app.monitor.remove(id);
     app.driver.stop_service(id).await?;
+    events.push(format!(
+        "stopped all instances of {id}; logs are kept for {}",
+        spec.logging.retention
+    ));
+    for db in app.state.databases(Some(id)).await? {
+        let take_final = !backed_up.contains(&db.stage);
+        events.extend(
+            app.databases
+                .remove(&app.state, id, &db.stage, take_final, &auth.0.actor())
+                .await?,
+        );
+    }
     Ok(wire::ApplyResponse {
         plan: wire_plan(&plan),
-        events: vec![format!(
-            "stopped all instances of {id}; logs are kept for {}",
-            spec.logging.retention
-        )],
+        events,
         generation: row.generation,
     })
 }
@@ -281,6 +492,16 @@ pub async fn converge_team(app: &App, team: &peng_core::TeamName) -> ApiResult<(
 pub async fn restore_all(app: &App) -> anyhow::Result<()> {
     for row in app.state.services(None).await? {
         if row.destroyed_at.is_some() {
+            // A destroy that crashed before its databases were removed is finished here.
+            for db in app.state.databases(Some(&row.id)).await? {
+                if let Err(e) = app
+                    .databases
+                    .remove(&app.state, &row.id, &db.stage, true, "peng")
+                    .await
+                {
+                    tracing::error!(service = %row.id, stage = %db.stage, error = %e.message, "cannot remove the database of a destroyed service");
+                }
+            }
             continue;
         }
         let restored = match effective_spec(&row) {
@@ -342,7 +563,7 @@ pub async fn status(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::S
             .into_iter()
             .map(|a| wire_alert(&a))
             .collect(),
-        databases: Vec::new(),
+        databases: app.databases.status(&app.state, &spec).await?,
     })
 }
 
@@ -418,4 +639,66 @@ pub fn wire_alert(a: &peng_monitor::AlertRecord) -> wire::Alert {
         escalated: a.escalated,
         message: a.last_message.clone(),
     }
+}
+
+/// The `database:` section of a live service, if it has one.
+pub async fn database_spec(
+    app: &App,
+    id: &ServiceId,
+) -> ApiResult<Option<peng_spec::DatabaseSpec>> {
+    Ok(current(app, id).await?.and_then(|(_, spec)| spec.database))
+}
+
+/// Every live service's effective spec.
+pub async fn live_specs(app: &App) -> ApiResult<Vec<ServiceSpec>> {
+    let mut out = Vec::new();
+    for row in app.state.services(None).await? {
+        if row.destroyed_at.is_none() {
+            if let Ok(spec) = effective_spec(&row) {
+                out.push(spec);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The cost report: reservations of every live service, backup bytes and each team's share
+/// of the log index.
+pub async fn costs(app: &App, team: Option<&peng_core::TeamName>) -> ApiResult<wire::CostReport> {
+    let specs = live_specs(app).await?;
+    let mut usage = crate::costs::Usage::default();
+    for b in app.state.backups(None, None, false).await? {
+        *usage
+            .backup_bytes
+            .entry(b.service.team.clone())
+            .or_default() += b.bytes.max(0) as u64;
+    }
+    let logs = app.logs.clone();
+    let teams: Vec<peng_core::TeamName> = app
+        .state
+        .teams()
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let log_bytes = tokio::task::spawn_blocking(move || {
+        let total_docs = logs.count().max(1) as f64;
+        let disk = logs.disk_bytes() as f64;
+        teams
+            .into_iter()
+            .filter_map(|t| {
+                let n = logs.count_team(&t).ok()?;
+                (n > 0).then(|| (t, (disk * n as f64 / total_docs) as u64))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    usage.log_bytes.extend(log_bytes);
+    Ok(crate::costs::report(
+        app.databases.platform(),
+        &specs,
+        &usage,
+        team,
+    ))
 }

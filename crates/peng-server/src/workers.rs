@@ -213,3 +213,69 @@ pub async fn enforce_retention(app: &App) -> anyhow::Result<u64> {
     }
     Ok(deleted)
 }
+
+/// Keeps databases as declared: every `reconcile_every` the servers' baseline, accounts and
+/// grants are compared and repaired (drift); every `sample_every` the statistics feed the
+/// `db.*` sensors; once a minute due backups are taken.
+pub async fn database_loop(
+    app: App,
+    reconcile_every: Duration,
+    sample_every: Duration,
+    cancel: CancellationToken,
+) {
+    let mut reconcile = tokio::time::interval(reconcile_every);
+    let mut sample = tokio::time::interval(sample_every);
+    let mut backups = tokio::time::interval(Duration::from_secs(60));
+    for tick in [&mut reconcile, &mut sample, &mut backups] {
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = reconcile.tick() => {
+                if let Err(e) = app.databases.reconcile(&app.state).await {
+                    tracing::warn!(error = %e.message, "database reconcile failed");
+                }
+            }
+            _ = sample.tick() => {
+                app.databases.sample(&app.state, &app.monitor).await;
+            }
+            _ = backups.tick() => {
+                match crate::services::live_specs(&app).await {
+                    Ok(specs) => app.databases.scheduled_backups(&app.state, &specs).await,
+                    Err(e) => tracing::warn!(error = %e.message, "cannot list services for backups"),
+                }
+            }
+        }
+    }
+}
+
+/// Runs `sql` sensors as the read-only account of the service's database.
+pub struct SqlSensors {
+    pub databases: std::sync::Arc<crate::databases::Databases>,
+    pub state: peng_state::State,
+}
+
+impl peng_monitor::SqlRunner for SqlSensors {
+    fn query_value(
+        &self,
+        service: &peng_core::ServiceId,
+        stage: &peng_core::StageName,
+        query: &str,
+        timeout: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<f64, String>> + Send + '_>> {
+        let (service, stage, query) = (service.clone(), stage.clone(), query.to_string());
+        Box::pin(async move {
+            match tokio::time::timeout(
+                timeout,
+                self.databases
+                    .query_value(&self.state, &service, &stage, &query),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            }
+        })
+    }
+}

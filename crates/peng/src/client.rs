@@ -105,7 +105,11 @@ impl Api {
     }
 }
 
-fn spec_request(file: &Path, stage: Option<String>) -> anyhow::Result<wire::SpecRequest> {
+fn spec_request(
+    file: &Path,
+    stage: Option<String>,
+    force: bool,
+) -> anyhow::Result<wire::SpecRequest> {
     let spec_yaml =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let abs = std::fs::canonicalize(file)
@@ -118,13 +122,13 @@ fn spec_request(file: &Path, stage: Option<String>) -> anyhow::Result<wire::Spec
         spec_yaml,
         base_dir: base_dir.display().to_string(),
         stage,
-        force: false,
+        force,
     })
 }
 
 pub async fn plan(conn: &Conn, file: &Path, stage: Option<String>) -> anyhow::Result<ExitCode> {
     let api = Api::new(conn)?;
-    let req = spec_request(file, stage)?;
+    let req = spec_request(file, stage, false)?;
     let (plan, raw): (wire::Plan, _) = api.call(Method::POST, "/api/v1/plan", Some(&req)).await?;
     if !api.print_json(&raw) {
         print!("{}", plan.text);
@@ -136,9 +140,14 @@ pub async fn plan(conn: &Conn, file: &Path, stage: Option<String>) -> anyhow::Re
     })
 }
 
-pub async fn apply(conn: &Conn, file: &Path, stage: Option<String>) -> anyhow::Result<ExitCode> {
+pub async fn apply(
+    conn: &Conn,
+    file: &Path,
+    stage: Option<String>,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
     let api = Api::new(conn)?;
-    let req = spec_request(file, stage)?;
+    let req = spec_request(file, stage, force)?;
     let (plan, _): (wire::Plan, _) = api.call(Method::POST, "/api/v1/plan", Some(&req)).await?;
     if !api.json {
         print!("{}", plan.text);
@@ -174,13 +183,13 @@ fn split_id(id: &str) -> anyhow::Result<(&str, &str)> {
         .ok_or_else(|| anyhow!("'{id}' is not TEAM/SERVICE"))
 }
 
-pub async fn destroy(conn: &Conn, id: &str) -> anyhow::Result<ExitCode> {
+pub async fn destroy(conn: &Conn, id: &str, force: bool) -> anyhow::Result<ExitCode> {
     let api = Api::new(conn)?;
     let (team, service) = split_id(id)?;
     let (resp, raw): (wire::ApplyResponse, _) = api
         .call::<(), _>(
             Method::DELETE,
-            &format!("/api/v1/services/{team}/{service}"),
+            &format!("/api/v1/services/{team}/{service}?force={force}"),
             None,
         )
         .await?;
@@ -437,6 +446,107 @@ pub async fn audit(conn: &Conn, limit: i64) -> anyhow::Result<ExitCode> {
                 a.detail
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn db_credentials(conn: &Conn, id: &str, stage: &str) -> anyhow::Result<ExitCode> {
+    let api = Api::new(conn)?;
+    let (team, service) = split_id(id)?;
+    let (c, raw): (wire::DbCredentials, _) = api
+        .get(&format!(
+            "/api/v1/services/{team}/{service}/db/credentials?stage={stage}"
+        ))
+        .await?;
+    if !api.print_json(&raw) {
+        output::db_credentials(&c);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn db_request(stage: &str) -> wire::DbRequest {
+    wire::DbRequest {
+        stage: stage.to_string(),
+        ..Default::default()
+    }
+}
+
+async fn db_post(
+    api: &Api,
+    id: &str,
+    action: &str,
+    req: &wire::DbRequest,
+) -> anyhow::Result<ExitCode> {
+    let (team, service) = split_id(id)?;
+    let (resp, raw): (wire::DbActionResponse, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/services/{team}/{service}/db/{action}"),
+            Some(req),
+        )
+        .await?;
+    if !api.print_json(&raw) {
+        for e in &resp.events {
+            println!("{e}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn db_backup(conn: &Conn, id: &str, stage: &str) -> anyhow::Result<ExitCode> {
+    let api = Api::new(conn)?;
+    db_post(&api, id, "backup", &db_request(stage)).await
+}
+
+pub async fn db_action(
+    conn: &Conn,
+    id: &str,
+    stage: &str,
+    action: &str,
+) -> anyhow::Result<ExitCode> {
+    let api = Api::new(conn)?;
+    db_post(&api, id, action, &db_request(stage)).await
+}
+
+pub async fn db_restore(
+    conn: &Conn,
+    id: &str,
+    stage: &str,
+    backup_id: Option<i64>,
+    into: &str,
+) -> anyhow::Result<ExitCode> {
+    let api = Api::new(conn)?;
+    let req = wire::DbRequest {
+        stage: stage.to_string(),
+        backup_id,
+        into: Some(into.to_string()),
+    };
+    db_post(&api, id, "restore", &req).await
+}
+
+pub async fn db_backups(conn: &Conn, id: &str, stage: &str) -> anyhow::Result<ExitCode> {
+    let api = Api::new(conn)?;
+    let (team, service) = split_id(id)?;
+    let (list, raw): (Vec<wire::Backup>, _) = api
+        .get(&format!(
+            "/api/v1/services/{team}/{service}/db/backups?stage={stage}"
+        ))
+        .await?;
+    if !api.print_json(&raw) {
+        output::backups(&list);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn costs(conn: &Conn, team: Option<&str>) -> anyhow::Result<ExitCode> {
+    let api = Api::new(conn)?;
+    let path = match team {
+        Some(t) => format!("/api/v1/costs?team={t}"),
+        None => "/api/v1/costs".to_string(),
+    };
+    let (report, raw): (wire::CostReport, _) = api.get(&path).await?;
+    if !api.print_json(&raw) {
+        output::costs(&report);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -55,6 +55,15 @@ enum Command {
         gelf_udp: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:12201")]
         gelf_tcp: SocketAddr,
+        /// The platform file (offerings, capacity, prices); without it, the built-in platform.
+        #[arg(long, env = "PENG_PLATFORM")]
+        platform: Option<PathBuf>,
+        /// How often databases are compared with what peng declared, and repaired.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        db_reconcile_every: std::time::Duration,
+        /// How often database statistics are sampled for the db.* sensors.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        db_sample_every: std::time::Duration,
     },
     /// Check a service file offline; errors as file:line:col, exit 1 when invalid.
     Validate { file: PathBuf },
@@ -73,11 +82,17 @@ enum Command {
         file: PathBuf,
         #[arg(long)]
         stage: Option<String>,
+        /// Allow destroying a protected database (a final backup is taken first).
+        #[arg(long)]
+        force: bool,
     },
     /// Stop all instances and sensors of a service and remove it; its logs stay for their retention.
     Destroy {
         /// TEAM/SERVICE
         service: String,
+        /// Allow destroying protected databases (a final backup is taken first).
+        #[arg(long)]
+        force: bool,
     },
     /// Stages, instances, sensors and firing alerts, of one service or of all yours.
     Status { service: Option<String> },
@@ -95,11 +110,78 @@ enum Command {
     /// Search and follow logs.
     #[command(subcommand)]
     Logs(LogsCmd),
+    /// A service's database: credentials, backups, restores, password rotation, promote.
+    #[command(subcommand)]
+    Db(DbCmd),
+    /// What each team's instances, databases, backups and logs cost, per day and month.
+    Costs {
+        /// Only this team (teams see only their own).
+        #[arg(long)]
+        team: Option<String>,
+    },
     /// Who changed what.
     Audit {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum DbCmd {
+    /// Show how the service connects (owning team only; the reading is audited).
+    Credentials {
+        /// TEAM/SERVICE
+        service: String,
+        #[arg(long)]
+        stage: String,
+    },
+    /// Take a backup now; it is verified by restoring it on a scratch server.
+    Backup {
+        /// TEAM/SERVICE
+        service: String,
+        #[arg(long)]
+        stage: String,
+    },
+    /// List backups, newest first, with their verification.
+    Backups {
+        /// TEAM/SERVICE
+        service: String,
+        #[arg(long)]
+        stage: String,
+    },
+    /// Restore a backup (default: the newest verified one).
+    Restore {
+        /// TEAM/SERVICE
+        service: String,
+        #[arg(long)]
+        stage: String,
+        /// The backup id (see `peng db backups`).
+        #[arg(long)]
+        backup: Option<i64>,
+        /// `service`: into the service's own database; `scratch`: into a new database next to it.
+        #[arg(long, default_value = "service")]
+        into: String,
+    },
+    /// A new password for the application account, without downtime.
+    Rotate {
+        /// TEAM/SERVICE
+        service: String,
+        #[arg(long)]
+        stage: String,
+    },
+    /// Make the replica the primary; instances are moved to the new address.
+    Promote {
+        /// TEAM/SERVICE
+        service: String,
+        #[arg(long)]
+        stage: String,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    peng_core::Duration::parse(s)
+        .map(|d| d.as_std())
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -173,14 +255,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             gelf_udp,
             gelf_tcp,
+            platform,
+            db_reconcile_every,
+            db_sample_every,
         } => {
-            serve(peng_server::ServerConfig {
-                data_dir,
-                listen,
-                gelf_udp,
-                gelf_tcp,
-            })
-            .await
+            let mut cfg = peng_server::ServerConfig::new(data_dir, listen, gelf_udp, gelf_tcp);
+            cfg.platform = platform;
+            cfg.db_reconcile_every = db_reconcile_every;
+            cfg.db_sample_every = db_sample_every;
+            serve(cfg).await
         }
         Command::Validate { file } => Ok(output::validate(&file)),
         Command::Schema => {
@@ -191,8 +274,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plan { file, stage } => client::plan(&conn, &file, stage).await,
-        Command::Apply { file, stage } => client::apply(&conn, &file, stage).await,
-        Command::Destroy { service } => client::destroy(&conn, &service).await,
+        Command::Apply { file, stage, force } => client::apply(&conn, &file, stage, force).await,
+        Command::Destroy { service, force } => client::destroy(&conn, &service, force).await,
+        Command::Db(cmd) => match cmd {
+            DbCmd::Credentials { service, stage } => {
+                client::db_credentials(&conn, &service, &stage).await
+            }
+            DbCmd::Backup { service, stage } => client::db_backup(&conn, &service, &stage).await,
+            DbCmd::Backups { service, stage } => client::db_backups(&conn, &service, &stage).await,
+            DbCmd::Restore {
+                service,
+                stage,
+                backup,
+                into,
+            } => client::db_restore(&conn, &service, &stage, backup, &into).await,
+            DbCmd::Rotate { service, stage } => {
+                client::db_action(&conn, &service, &stage, "rotate").await
+            }
+            DbCmd::Promote { service, stage } => {
+                client::db_action(&conn, &service, &stage, "promote").await
+            }
+        },
+        Command::Costs { team } => client::costs(&conn, team.as_deref()).await,
         Command::Status { service } => client::status(&conn, service.as_deref()).await,
         Command::Sensors { service, since } => client::sensors(&conn, &service, &since).await,
         Command::Team(TeamCmd::Create { name }) => client::team_create(&conn, &name).await,

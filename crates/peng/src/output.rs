@@ -89,6 +89,9 @@ pub fn service_status(s: &wire::ServiceStatus) {
             );
         }
     }
+    for db in &s.databases {
+        database_status(db);
+    }
     println!();
     sensor_table(&s.sensors);
     let firing: Vec<_> = s
@@ -178,4 +181,165 @@ pub fn log_line(h: &wire::LogHit) -> String {
         h.level,
         h.message
     )
+}
+
+fn bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    if n >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} GiB", n / (1024.0 * 1024.0 * 1024.0))
+    } else if n >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", n / (1024.0 * 1024.0))
+    } else if n >= 1024.0 {
+        format!("{:.1} KiB", n / 1024.0)
+    } else {
+        format!("{n} B")
+    }
+}
+
+fn verified(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "verified",
+        Some(false) => "FAILED",
+        None => "unverified",
+    }
+}
+
+pub fn database_status(db: &wire::DatabaseStatus) {
+    println!(
+        "
+database {} ({} mariadb {}, plan {}{}): {}  {}:{}/{}  {}",
+        db.stage,
+        db.mode,
+        db.version,
+        db.plan,
+        if db.server.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", db.server)
+        },
+        db.state,
+        db.host,
+        db.port,
+        db.database,
+        if db.protected {
+            "protected"
+        } else {
+            "not protected"
+        }
+    );
+    if let Some(r) = &db.replica {
+        println!(
+            "  replica {}:{}  io {}  sql {}  lag {}{}",
+            r.host,
+            r.port,
+            if r.io_running { "running" } else { "STOPPED" },
+            if r.sql_running { "running" } else { "STOPPED" },
+            r.lag_seconds
+                .map(|l| format!("{l}s"))
+                .unwrap_or_else(|| "-".into()),
+            r.last_error
+                .as_deref()
+                .map(|e| format!("  error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    match &db.last_backup {
+        Some(b) => println!(
+            "  last backup {} at {}: {}, {}{}",
+            b.id,
+            time(b.started_at_ns),
+            bytes(b.bytes),
+            verified(b.verified),
+            b.restore_ms
+                .map(|ms| format!(" (restore took {:.1}s)", ms as f64 / 1000.0))
+                .unwrap_or_default()
+        ),
+        None => println!("  no backup yet"),
+    }
+    for d in &db.drift {
+        println!(
+            "  drift at {}: {}: {}{}",
+            time(d.at_ns),
+            d.object,
+            d.problem,
+            if d.repaired { " (repaired)" } else { "" }
+        );
+    }
+}
+
+pub fn db_credentials(c: &wire::DbCredentials) {
+    println!("service   {} ({})", c.service, c.stage);
+    println!("host      {}:{}", c.host, c.port);
+    println!("database  {}", c.database);
+    println!("user      {}", c.user);
+    println!("password  {}", c.password);
+    println!("read-only {} / {}", c.read_only_user, c.read_only_password);
+    println!("\nthe instances' environment:");
+    for (k, v) in &c.env {
+        println!("  {k}={v}");
+    }
+    println!(
+        "\nTLS is required; the server's certificate is signed by this CA:\n{}",
+        c.ca_pem.trim_end()
+    );
+}
+
+pub fn backups(list: &[wire::Backup]) {
+    println!(
+        "{:>5}  {:<9} {:<20} {:>10} {:>8}  {:<10} {:>9}  TABLES",
+        "ID", "KIND", "STARTED", "SIZE", "DUMP", "CHECK", "RESTORE"
+    );
+    for b in list {
+        println!(
+            "{:>5}  {:<9} {:<20} {:>10} {:>7.1}s  {:<10} {:>9}  {}{}",
+            b.id,
+            b.kind,
+            time(b.started_at_ns),
+            bytes(b.bytes),
+            b.took_ms as f64 / 1000.0,
+            verified(b.verified),
+            b.restore_ms
+                .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                .unwrap_or_else(|| "-".into()),
+            b.tables
+                .iter()
+                .map(|(t, n)| format!("{t}={n}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            b.error
+                .as_deref()
+                .map(|e| format!("  error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+pub fn costs(r: &wire::CostReport) {
+    println!(
+        "{:<14} {:<16} {:>12} {:>12}  DETAIL",
+        "TEAM",
+        "ITEM",
+        format!("{}/DAY", r.currency),
+        format!("{}/MONTH", r.currency)
+    );
+    for l in &r.lines {
+        println!(
+            "{:<14} {:<16} {:>12.2} {:>12.2}  {}",
+            l.team, l.item, l.per_day, l.per_month, l.detail
+        );
+    }
+    println!(
+        "{:<14} {:<16} {:>12.2} {:>12.2}",
+        "total", "", r.total_day, r.total_month
+    );
+    let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
+    println!(
+        "\ncapacity: {:.2} of {:.2} cpu, {:.2} of {:.2} GiB memory, {:.2} of {:.2} GiB disk reserved",
+        r.reserved.cpu,
+        r.capacity.cpu,
+        gib(r.reserved.memory_bytes),
+        gib(r.capacity.memory_bytes),
+        gib(r.reserved.disk_bytes),
+        gib(r.capacity.disk_bytes)
+    );
 }

@@ -1,6 +1,7 @@
 //! The JSON API, version 1 (`/api/v1/...`), the GELF HTTP input (`POST /gelf`), liveness
 //! (`/healthz`) and the internal counters (`/metrics`).
 
+mod databases;
 mod extract;
 pub mod logs;
 pub mod services;
@@ -43,6 +44,31 @@ pub fn router(app: App) -> Router {
             "/services/{team}/{service}/sensors/{sensor}/history",
             get(services::history),
         )
+        .route(
+            "/services/{team}/{service}/db/credentials",
+            get(databases::credentials),
+        )
+        .route(
+            "/services/{team}/{service}/db/backup",
+            post(databases::backup),
+        )
+        .route(
+            "/services/{team}/{service}/db/backups",
+            get(databases::backups),
+        )
+        .route(
+            "/services/{team}/{service}/db/restore",
+            post(databases::restore),
+        )
+        .route(
+            "/services/{team}/{service}/db/rotate",
+            post(databases::rotate),
+        )
+        .route(
+            "/services/{team}/{service}/db/promote",
+            post(databases::promote),
+        )
+        .route("/costs", get(databases::costs))
         .route("/logs/search", get(logs::search))
         .route("/logs/tail", get(logs::tail))
         .route("/logs/rejected", get(logs::rejected))

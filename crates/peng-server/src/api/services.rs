@@ -45,13 +45,22 @@ pub async fn status(
     Ok(Json(crate::services::status(&app, &auth, &id).await?))
 }
 
+#[derive(Deserialize)]
+pub struct DestroyQuery {
+    #[serde(default)]
+    force: bool,
+}
+
 pub async fn destroy(
     State(app): State<App>,
     auth: Auth,
     Path((team, service)): Path<(String, String)>,
+    Query(q): Query<DestroyQuery>,
 ) -> ApiResult<Json<wire::ApplyResponse>> {
     let id = service_id(&team, &service)?;
-    Ok(Json(crate::services::destroy(&app, &auth, &id).await?))
+    Ok(Json(
+        crate::services::destroy(&app, &auth, &id, q.force).await?,
+    ))
 }
 
 pub async fn sensors(

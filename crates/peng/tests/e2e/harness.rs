@@ -49,6 +49,16 @@ pub struct Peng {
 
 impl Peng {
     pub async fn start(data_dir: &Path, http_port: u16, gelf_port: u16) -> Peng {
+        Self::start_with(data_dir, http_port, gelf_port, &[]).await
+    }
+
+    /// `start`, with further `peng serve` arguments.
+    pub async fn start_with(
+        data_dir: &Path,
+        http_port: u16,
+        gelf_port: u16,
+        extra: &[&str],
+    ) -> Peng {
         let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
         let gelf: SocketAddr = format!("127.0.0.1:{gelf_port}").parse().expect("addr");
         let log = std::fs::OpenOptions::new()
@@ -67,6 +77,7 @@ impl Peng {
                 "--gelf-tcp",
                 &gelf.to_string(),
             ])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

@@ -1,0 +1,855 @@
+//! Databases of services: what a `database:` section turns into, kept that way.
+//!
+//! For each stage of a service with a `database:` section there is one database row in the
+//! state (mode, plan, ports, which node is primary, which application account is active) and
+//! its generated passwords, sealed ([`sealing`]). The order of making one is the order of an
+//! apply: the row and its passwords are committed first (`status = creating`), then the
+//! servers, schema and accounts are made, then the row turns `ready`. Every step is idempotent,
+//! so a crash anywhere is finished by the next converge (at start, or the next apply), never
+//! left half-made: a dedicated server's data directory counts only once its initialisation
+//! and baseline completed, and accounts and grants are made by difference.
+//!
+//! Names: the schema is `team_service_stage` (non-alphanumerics as `_`; shortened with a hash
+//! when longer than 64), its accounts `<schema>_app_a`, `<schema>_app_b` (two, so a password
+//! rotation never leaves running instances without a working account) and `<schema>_ro`.
+//!
+//! Dedicated servers live under `<data>/databases/<team>/<service>/<stage>/{a,b}`; node `a`
+//! is the first primary, `b` its replica when asked. Backups go to
+//! `<data>/backups/<team>/<service>/<stage>/`. Backups are verified on a scratch server of
+//! peng's own (`<data>/databases/_scratch`), started on first use.
+
+mod ops;
+pub mod sealing;
+
+pub use ops::backups_wire;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peng_api as wire;
+use peng_core::{now_ns, ErrorKind, ServiceId, StageName};
+use peng_db::accounts::{self, Role, SchemaSpec, Secret, UserSpec};
+use peng_db::replica;
+use peng_db::server::{DedicatedConfig, DedicatedServer};
+use peng_db::stats::DbStats;
+use peng_db::tls::Ca;
+use peng_db::tools::Tools;
+use peng_db::DbError;
+use peng_spec::{DatabaseSpec, DbMode, Platform, ServiceSpec};
+use peng_state::{DatabaseRow, NewAudit, State};
+use sha2::{Digest, Sha256};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
+use sqlx::MySqlPool;
+
+use crate::error::{ApiError, ApiResult};
+use sealing::Sealer;
+
+/// Accounts of a database, by the name their password is stored under.
+pub const APP_A: &str = "app_a";
+pub const APP_B: &str = "app_b";
+pub const READ_ONLY: &str = "ro";
+pub const REPLICATION: &str = "repl";
+
+/// Accounts peng's own processes use; never reported as foreign access.
+const PENG_ACCOUNTS: &[&str] = &["peng_admin", "peng_repl"];
+
+type DbKey = (ServiceId, StageName);
+
+/// The databases of every service, and the servers behind them.
+pub struct Databases {
+    tools: Result<Tools, String>,
+    ca: Option<Ca>,
+    platform: Arc<Platform>,
+    /// Relative paths in the platform file resolve against this.
+    platform_dir: PathBuf,
+    sealer: Sealer,
+    dir: PathBuf,
+    backup_dir: PathBuf,
+    /// Running dedicated servers by (service, stage, node).
+    nodes: tokio::sync::Mutex<HashMap<(ServiceId, StageName, String), DedicatedServer>>,
+    shared: tokio::sync::Mutex<HashMap<String, MySqlPool>>,
+    scratch: tokio::sync::Mutex<Option<DedicatedServer>>,
+    /// What the last reconcile of each database found.
+    findings: Mutex<HashMap<DbKey, Vec<wire::Drift>>>,
+    /// Why a database is not ready, when it is not.
+    failures: Mutex<HashMap<DbKey, String>>,
+    read_only_pools: Mutex<HashMap<DbKey, MySqlPool>>,
+    last_stats: Mutex<HashMap<(DbKey, String), (DbStats, Instant)>>,
+    /// One database operation at a time per database (backup, restore, rotate, promote).
+    op_locks: Mutex<HashMap<DbKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The environment one stage's instances get for their database.
+pub type StageEnv = BTreeMap<StageName, BTreeMap<String, String>>;
+
+/// `team_service_stage`, lowercase, `[a-z0-9_]`, at most 64 characters.
+pub fn schema_name(id: &ServiceId, stage: &StageName) -> String {
+    let raw = format!("{}_{}_{}", id.team, id.service, stage);
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.len() <= 64 {
+        return clean;
+    }
+    let hash = hex::encode(&Sha256::digest(raw.as_bytes())[..4]);
+    format!("{}_{hash}", &clean[..55])
+}
+
+fn user_name(schema: &str, account: &str) -> String {
+    format!("{schema}_{account}")
+}
+
+fn owner(id: &ServiceId, stage: &StageName, name: &str) -> String {
+    format!("{id}/{stage}/{name}")
+}
+
+fn db_err(e: DbError) -> ApiError {
+    ApiError::new(e.kind(), e.to_string())
+}
+
+impl Databases {
+    pub fn open(
+        data_dir: &Path,
+        platform: Arc<Platform>,
+        platform_dir: PathBuf,
+    ) -> anyhow::Result<Databases> {
+        let dir = data_dir.join("databases");
+        std::fs::create_dir_all(&dir)?;
+        let tools = Tools::discover().map_err(|e| e.to_string());
+        let ca = match &tools {
+            Ok(_) => Some(Ca::load_or_create(&dir.join("ca"))?),
+            Err(reason) => {
+                tracing::warn!(%reason, "dedicated databases are not available");
+                None
+            }
+        };
+        Ok(Databases {
+            tools,
+            ca,
+            platform,
+            platform_dir,
+            sealer: Sealer::load_or_create(&data_dir.join("db.key"))?,
+            dir,
+            backup_dir: data_dir.join("backups"),
+            nodes: Default::default(),
+            shared: Default::default(),
+            scratch: Default::default(),
+            findings: Default::default(),
+            failures: Default::default(),
+            read_only_pools: Default::default(),
+            last_stats: Default::default(),
+            op_locks: Default::default(),
+        })
+    }
+
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    fn tools(&self) -> ApiResult<&Tools> {
+        self.tools
+            .as_ref()
+            .map_err(|reason| ApiError::new(ErrorKind::Unavailable, reason.clone()))
+    }
+
+    fn ca(&self) -> ApiResult<&Ca> {
+        self.ca.as_ref().ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Unavailable,
+                "dedicated databases are not available: the MariaDB server is not installed",
+            )
+        })
+    }
+
+    fn op_lock(&self, key: &DbKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.op_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(key.clone()).or_default().clone()
+    }
+
+    /// Checks a file's `database:` against the platform before anything is planned: the
+    /// version is offered (and, for dedicated, installed here), the plan exists, the shared
+    /// server is registered. The messages name the file's value and what would be accepted.
+    pub fn check_spec(&self, file_name: &str, spec: &ServiceSpec) -> ApiResult<()> {
+        let Some(db) = &spec.database else {
+            return Ok(());
+        };
+        let offers = &self.platform.databases;
+        let mut problems = Vec::new();
+        if !offers.versions.iter().any(|v| v == &db.version) {
+            problems.push(format!(
+                "database.version {} is not offered by the platform (offered: {})",
+                db.version,
+                offers.versions.join(", ")
+            ));
+        }
+        if !offers.plans.contains_key(&db.plan) {
+            problems.push(format!(
+                "database.plan '{}' is not a plan of the platform (plans: {})",
+                db.plan,
+                offers.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        match db.mode {
+            DbMode::Dedicated => match &self.tools {
+                Ok(tools) if tools.version.series() != db.version => problems.push(format!(
+                    "database.version {} is not installed on this machine (installed: MariaDB {})",
+                    db.version,
+                    tools.version.series()
+                )),
+                Ok(_) => {}
+                Err(reason) => problems.push(format!("database: {reason}")),
+            },
+            DbMode::Shared => match self.platform.shared_server(db.server.as_deref()) {
+                None => problems.push(match &db.server {
+                    Some(name) => format!(
+                        "database.server '{name}' is not a shared server of the platform (servers: {})",
+                        offers.shared_servers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                    None => "database.mode shared: the platform has no default shared server"
+                        .to_string(),
+                }),
+                Some((name, server)) if server.version != db.version => problems.push(format!(
+                    "database.version {} differs from shared server '{name}' (MariaDB {})",
+                    db.version, server.version
+                )),
+                Some(_) => {}
+            },
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            let mut err = ApiError::invalid(format!(
+                "{file_name}: the database section does not fit the platform"
+            ));
+            err.details = problems;
+            Err(err)
+        }
+    }
+
+    /// Makes every stage's database of `spec` exist as declared, and returns the environment
+    /// each stage's instances get. Stages whose database is no longer declared are not touched
+    /// here (see [`Databases::remove`]).
+    pub async fn converge(
+        &self,
+        state: &State,
+        spec: &ServiceSpec,
+        actor: &str,
+    ) -> ApiResult<(StageEnv, Vec<String>)> {
+        let mut env = StageEnv::new();
+        let mut events = Vec::new();
+        let Some(db) = &spec.database else {
+            return Ok((env, events));
+        };
+        let id = spec.id();
+        for stage in spec.stages.keys() {
+            let key = (id.clone(), stage.clone());
+            let lock = self.op_lock(&key);
+            let _guard = lock.lock().await;
+            match self.ensure(state, &id, stage, db, actor).await {
+                Ok((stage_env, mut made)) => {
+                    self.failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                    env.insert(stage.clone(), stage_env);
+                    events.append(&mut made);
+                }
+                Err(e) => {
+                    self.failures
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, e.message.clone());
+                    return Err(e);
+                }
+            }
+        }
+        Ok((env, events))
+    }
+
+    /// The row of a database, created (with fresh passwords, committed before anything is
+    /// made) when there is none.
+    async fn row(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+        db: &DatabaseSpec,
+        actor: &str,
+    ) -> ApiResult<DatabaseRow> {
+        if let Some(mut row) = state.database(id, stage).await? {
+            // Plan, replica and version follow the file; mode changes are a replace, done by
+            // remove + create in the caller.
+            if row.plan != db.plan || row.replica != db.replica || row.version != db.version {
+                row.plan = db.plan.clone();
+                row.replica = db.replica;
+                row.version = db.version.clone();
+                if db.replica && row.port_b.is_none() {
+                    row.port_b = Some(free_port()?);
+                }
+                state.put_database(&row, &[], None).await?;
+            }
+            return Ok(row);
+        }
+        let dedicated = db.mode == DbMode::Dedicated;
+        let server = match db.mode {
+            DbMode::Dedicated => String::new(),
+            DbMode::Shared => self
+                .platform
+                .shared_server(db.server.as_deref())
+                .map(|(name, _)| name.to_string())
+                .ok_or_else(|| ApiError::invalid("no shared server for this database"))?,
+        };
+        let row = DatabaseRow {
+            service: id.clone(),
+            stage: stage.clone(),
+            mode: if dedicated { "dedicated" } else { "shared" }.to_string(),
+            server,
+            version: db.version.clone(),
+            plan: db.plan.clone(),
+            db_name: schema_name(id, stage),
+            replica: db.replica,
+            port_a: if dedicated { Some(free_port()?) } else { None },
+            port_b: if dedicated && db.replica {
+                Some(free_port()?)
+            } else {
+                None
+            },
+            primary_node: "a".to_string(),
+            app_slot: "a".to_string(),
+            status: "creating".to_string(),
+            created_at: now_ns(),
+            updated_at: now_ns(),
+        };
+        let secrets: Vec<_> = [APP_A, APP_B, READ_ONLY, REPLICATION]
+            .into_iter()
+            .map(|name| {
+                let password = accounts::generate_password();
+                (
+                    name.to_string(),
+                    self.sealer.seal(&owner(id, stage, name), password.expose()),
+                )
+            })
+            .collect();
+        let audit = NewAudit {
+            actor: actor.to_string(),
+            team: Some(id.team.to_string()),
+            action: "database.create".to_string(),
+            target: format!("{id} {stage}"),
+            detail: format!(
+                "{} mariadb {} plan {}{}",
+                row.mode,
+                row.version,
+                row.plan,
+                if row.replica { " with replica" } else { "" }
+            ),
+        };
+        state.put_database(&row, &secrets, Some(audit)).await?;
+        Ok(row)
+    }
+
+    async fn secrets(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+    ) -> ApiResult<BTreeMap<String, Secret>> {
+        let mut out = BTreeMap::new();
+        for (name, sealed) in state.db_secrets(id, stage).await? {
+            let plain = self
+                .sealer
+                .open(&owner(id, stage, &name), &sealed)
+                .map_err(ApiError::internal)?;
+            out.insert(name, Secret::new(plain));
+        }
+        Ok(out)
+    }
+
+    fn secret<'a>(secrets: &'a BTreeMap<String, Secret>, name: &str) -> ApiResult<&'a Secret> {
+        secrets
+            .get(name)
+            .ok_or_else(|| ApiError::internal(format!("the {name} password is missing")))
+    }
+
+    /// The schema and accounts peng declares for a database.
+    fn schema_spec(
+        &self,
+        row: &DatabaseRow,
+        secrets: &BTreeMap<String, Secret>,
+    ) -> ApiResult<SchemaSpec> {
+        let hosts = self.app_hosts(row);
+        let max = self
+            .platform
+            .databases
+            .plans
+            .get(&row.plan)
+            .map(|p| p.max_connections)
+            .unwrap_or(100);
+        let user = |account: &str, role: Role, locked: bool, max_connections: u32| {
+            Ok::<_, ApiError>(UserSpec {
+                name: user_name(&row.db_name, account),
+                hosts: hosts.clone(),
+                password: Self::secret(secrets, account)?.clone(),
+                role,
+                max_connections,
+                locked,
+                require_tls: true,
+            })
+        };
+        Ok(SchemaSpec {
+            database: row.db_name.clone(),
+            users: vec![
+                user(APP_A, Role::App, row.app_slot != "a", max)?,
+                user(APP_B, Role::App, row.app_slot != "b", max)?,
+                user(READ_ONLY, Role::ReadOnly, false, (max / 10).max(5))?,
+            ],
+            extra_databases: Vec::new(),
+        })
+    }
+
+    fn app_hosts(&self, row: &DatabaseRow) -> Vec<String> {
+        if row.mode == "shared" {
+            if let Some((_, server)) = self.platform.shared_server(Some(&row.server)) {
+                return server.app_hosts.clone();
+            }
+        }
+        vec!["127.0.0.1".to_string()]
+    }
+
+    fn node_dir(&self, id: &ServiceId, stage: &StageName, node: &str) -> PathBuf {
+        self.dir
+            .join(id.team.as_str())
+            .join(id.service.as_str())
+            .join(stage.as_str())
+            .join(node)
+    }
+
+    fn server_settings(&self, plan: &str) -> BTreeMap<String, String> {
+        let offers = &self.platform.databases;
+        let mut settings = BTreeMap::new();
+        if let Some(plan) = offers.plans.get(plan) {
+            settings.extend(plan.settings.clone());
+            settings.insert(
+                "max_connections".to_string(),
+                plan.max_connections.to_string(),
+            );
+        }
+        // The mandatory settings peng's servers always have with their secure values (TLS
+        // only, no LOAD DATA LOCAL, ...) are written by the server itself; the rest go to my.cnf.
+        settings.extend(
+            offers
+                .mandatory_settings
+                .iter()
+                .filter(|(k, _)| {
+                    let key = k.to_ascii_lowercase().replace('-', "_");
+                    !peng_db::server::OWNED_OPTIONS.contains(&key.as_str())
+                })
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        settings
+    }
+
+    /// Starts (initialising when needed) one dedicated node, or returns the admin pool of the
+    /// running one.
+    async fn node(
+        &self,
+        row: &DatabaseRow,
+        node: &str,
+        events: &mut Vec<String>,
+    ) -> ApiResult<MySqlPool> {
+        let key = (row.service.clone(), row.stage.clone(), node.to_string());
+        let mut nodes = self.nodes.lock().await;
+        if let Some(server) = nodes.get(&key) {
+            return Ok(server.admin().clone());
+        }
+        let port = if node == "a" { row.port_a } else { row.port_b }.ok_or_else(|| {
+            ApiError::internal(format!("node {node} of {} has no port", row.db_name))
+        })?;
+        let read_only = row.replica && row.primary_node != node;
+        let cfg = DedicatedConfig {
+            name: format!("{} {} node {node}", row.service, row.stage),
+            dir: self.node_dir(&row.service, &row.stage, node),
+            port,
+            server_id: if node == "a" { 1 } else { 2 },
+            settings: self.server_settings(&row.plan),
+            read_only,
+        };
+        let started = Instant::now();
+        let server = DedicatedServer::start(self.tools()?, self.ca()?, cfg)
+            .await
+            .map_err(db_err)?;
+        events.push(format!(
+            "database {}: mariadbd node {node} ready on 127.0.0.1:{port} in {:.1}s",
+            row.stage,
+            started.elapsed().as_secs_f64()
+        ));
+        let pool = server.admin().clone();
+        nodes.insert(key, server);
+        Ok(pool)
+    }
+
+    async fn shared_pool(&self, name: &str) -> ApiResult<MySqlPool> {
+        let mut shared = self.shared.lock().await;
+        if let Some(pool) = shared.get(name) {
+            return Ok(pool.clone());
+        }
+        let (_, server) = self.platform.shared_server(Some(name)).ok_or_else(|| {
+            ApiError::invalid(format!("shared server '{name}' is not registered"))
+        })?;
+        let password_file = self.platform_dir.join(&server.admin_password_file);
+        let password = std::fs::read_to_string(&password_file).map_err(|e| {
+            ApiError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "shared server '{name}': cannot read admin_password_file {}: {e}",
+                    password_file.display()
+                ),
+            )
+        })?;
+        let mut opts = MySqlConnectOptions::new()
+            .host(&server.host)
+            .port(server.port)
+            .username(&server.admin_user)
+            .password(password.trim_end_matches(['\n', '\r']));
+        opts = match &server.ca {
+            Some(ca) => opts
+                .ssl_mode(MySqlSslMode::VerifyCa)
+                .ssl_ca(self.platform_dir.join(ca)),
+            None => opts.ssl_mode(MySqlSslMode::Required),
+        };
+        let pool = MySqlPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(&mut *conn, "SET SESSION sql_log_bin = 0").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "shared server '{name}' ({}:{}): {e}",
+                        server.host, server.port
+                    ),
+                )
+            })?;
+        shared.insert(name.to_string(), pool.clone());
+        Ok(pool)
+    }
+
+    /// The admin pool of the server that takes writes for `row`.
+    async fn primary(&self, row: &DatabaseRow, events: &mut Vec<String>) -> ApiResult<MySqlPool> {
+        if row.mode == "shared" {
+            self.shared_pool(&row.server).await
+        } else {
+            self.node(row, &row.primary_node.clone(), events).await
+        }
+    }
+
+    fn replica_node(row: &DatabaseRow) -> &'static str {
+        if row.primary_node == "a" {
+            "b"
+        } else {
+            "a"
+        }
+    }
+
+    async fn ensure(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+        db: &DatabaseSpec,
+        actor: &str,
+    ) -> ApiResult<(BTreeMap<String, String>, Vec<String>)> {
+        let mut events = Vec::new();
+        let mut row = self.row(state, id, stage, db, actor).await?;
+        let secrets = self.secrets(state, id, stage).await?;
+        let primary = self.primary(&row, &mut events).await?;
+        let schema = self.schema_with_scratch(&primary, &row, &secrets).await?;
+        let made = accounts::ensure(&primary, &schema).await.map_err(db_err)?;
+        if row.status == "creating" {
+            events.push(format!(
+                "database {stage}: schema {} and accounts {}, {} ready",
+                row.db_name,
+                user_name(&row.db_name, APP_A),
+                user_name(&row.db_name, READ_ONLY)
+            ));
+        } else if !made.is_empty() {
+            self.record_drift(state, &row, &made, actor).await?;
+        }
+        if row.mode == "dedicated" && row.replica {
+            let replica_node = Self::replica_node(&row);
+            let key = (id.clone(), stage.clone(), replica_node.to_string());
+            let fresh = !self.nodes.lock().await.contains_key(&key);
+            let replica_admin = self.node(&row, replica_node, &mut events).await?;
+            // The replica holds the same accounts (made there by peng, not replicated), so a
+            // promote finds them in place.
+            let schema = self
+                .schema_with_scratch(&replica_admin, &row, &secrets)
+                .await?;
+            accounts::ensure(&replica_admin, &schema)
+                .await
+                .map_err(db_err)?;
+            let status = {
+                let nodes = self.nodes.lock().await;
+                match nodes.get(&key) {
+                    Some(r) => replica::status(r).await.ok(),
+                    None => None,
+                }
+            };
+            let following = status.is_some_and(|s| s.io_running && s.sql_running);
+            if fresh && !following {
+                let repl = Self::secret(&secrets, REPLICATION)?.expose().to_string();
+                let nodes = self.nodes.lock().await;
+                let (Some(p), Some(r)) = (
+                    nodes.get(&(id.clone(), stage.clone(), row.primary_node.clone())),
+                    nodes.get(&key),
+                ) else {
+                    return Err(ApiError::internal("replica or primary vanished"));
+                };
+                let started = Instant::now();
+                replica::attach(self.tools()?, p, r, &[row.db_name.clone()], &repl)
+                    .await
+                    .map_err(db_err)?;
+                events.push(format!(
+                    "database {stage}: replica node {replica_node} follows node {} ({:.1}s)",
+                    row.primary_node,
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+        } else if row.mode == "dedicated" && !row.replica {
+            // A replica no longer asked for is stopped and removed.
+            let replica_node = Self::replica_node(&row);
+            let key = (id.clone(), stage.clone(), replica_node.to_string());
+            let server = self.nodes.lock().await.remove(&key);
+            if let Some(server) = server {
+                server.destroy().await.map_err(db_err)?;
+                events.push(format!(
+                    "database {stage}: replica node {replica_node} removed"
+                ));
+            }
+        }
+        if row.status != "ready" {
+            row.status = "ready".to_string();
+            state.put_database(&row, &[], None).await?;
+        }
+        let env = self.instance_env(&row, &secrets)?;
+        Ok((env, events))
+    }
+
+    fn host_port(&self, row: &DatabaseRow) -> (String, u16) {
+        if row.mode == "shared" {
+            if let Some((_, s)) = self.platform.shared_server(Some(&row.server)) {
+                return (s.host.clone(), s.port);
+            }
+        }
+        let port = if row.primary_node == "a" {
+            row.port_a
+        } else {
+            row.port_b
+        };
+        ("127.0.0.1".to_string(), port.unwrap_or(0))
+    }
+
+    fn ca_path(&self, row: &DatabaseRow) -> Option<PathBuf> {
+        if row.mode == "shared" {
+            self.platform
+                .shared_server(Some(&row.server))
+                .and_then(|(_, s)| s.ca.as_ref().map(|ca| self.platform_dir.join(ca)))
+        } else {
+            self.ca.as_ref().map(|ca| ca.pem_path().to_path_buf())
+        }
+    }
+
+    /// `DATABASE_URL`, `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`, `DB_SSL_CA`,
+    /// and the read-only account as `DB_READONLY_USER`/`DB_READONLY_PASSWORD`.
+    fn instance_env(
+        &self,
+        row: &DatabaseRow,
+        secrets: &BTreeMap<String, Secret>,
+    ) -> ApiResult<BTreeMap<String, String>> {
+        let (host, port) = self.host_port(row);
+        let slot = if row.app_slot == "b" { APP_B } else { APP_A };
+        let user = user_name(&row.db_name, slot);
+        let password = Self::secret(secrets, slot)?.expose().to_string();
+        let ca = self
+            .ca_path(row)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let mut env = BTreeMap::new();
+        // Generated passwords use only URL-safe characters, so the URL needs no escaping.
+        let mut url = format!(
+            "mysql://{user}:{password}@{host}:{port}/{}?ssl-mode=VERIFY_CA",
+            row.db_name
+        );
+        if !ca.is_empty() {
+            url.push_str(&format!("&ssl-ca={ca}"));
+        }
+        env.insert("DATABASE_URL".into(), url);
+        env.insert("DB_HOST".into(), host);
+        env.insert("DB_PORT".into(), port.to_string());
+        env.insert("DB_NAME".into(), row.db_name.clone());
+        env.insert("DB_USER".into(), user);
+        env.insert("DB_PASSWORD".into(), password);
+        env.insert("DB_SSL_CA".into(), ca);
+        env.insert(
+            "DB_READONLY_USER".into(),
+            user_name(&row.db_name, READ_ONLY),
+        );
+        env.insert(
+            "DB_READONLY_PASSWORD".into(),
+            Self::secret(secrets, READ_ONLY)?.expose().to_string(),
+        );
+        Ok(env)
+    }
+
+    async fn record_drift(
+        &self,
+        state: &State,
+        row: &DatabaseRow,
+        found: &[accounts::Drift],
+        actor: &str,
+    ) -> ApiResult<()> {
+        let key = (row.service.clone(), row.stage.clone());
+        let at = now_ns();
+        let entries: Vec<wire::Drift> = found
+            .iter()
+            .map(|d| wire::Drift {
+                object: d.object.clone(),
+                problem: d.problem.clone(),
+                repaired: d.repaired,
+                at_ns: at,
+            })
+            .collect();
+        if !entries.is_empty() {
+            let repaired: Vec<String> = found
+                .iter()
+                .filter(|d| d.repaired)
+                .map(|d| d.to_string())
+                .collect();
+            if !repaired.is_empty() {
+                state
+                    .audit(NewAudit {
+                        actor: actor.to_string(),
+                        team: Some(row.service.team.to_string()),
+                        action: "database.drift_repaired".to_string(),
+                        target: format!("{} {}", row.service, row.stage),
+                        detail: repaired.join("; "),
+                    })
+                    .await?;
+            }
+            tracing::warn!(service = %row.service, stage = %row.stage, drift = ?repaired, "database drift repaired");
+            self.findings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, entries);
+        }
+        Ok(())
+    }
+
+    /// One reconcile pass over every database: the server baseline and the accounts, grants
+    /// and foreign access compared with what peng declared, and repaired.
+    pub async fn reconcile(&self, state: &State) -> ApiResult<()> {
+        for row in state.databases(None).await? {
+            if row.status != "ready" {
+                continue;
+            }
+            let key = (row.service.clone(), row.stage.clone());
+            let lock = self.op_lock(&key);
+            let _guard = lock.lock().await;
+            if let Err(e) = self.reconcile_one(state, &row).await {
+                tracing::warn!(service = %row.service, stage = %row.stage, error = %e.message, "database reconcile failed");
+                self.failures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, e.message);
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_one(&self, state: &State, row: &DatabaseRow) -> ApiResult<()> {
+        let secrets = self.secrets(state, &row.service, &row.stage).await?;
+        let mut found = Vec::new();
+        let mut pools = Vec::new();
+        if row.mode == "dedicated" {
+            let nodes = self.nodes.lock().await;
+            for node in ["a", "b"] {
+                let key = (row.service.clone(), row.stage.clone(), node.to_string());
+                if let Some(server) = nodes.get(&key) {
+                    found.extend(server.check_baseline(true).await.map_err(db_err)?);
+                    pools.push(server.admin().clone());
+                }
+            }
+        } else {
+            pools.push(self.shared_pool(&row.server).await?);
+        }
+        for pool in pools {
+            let schema = self.schema_with_scratch(&pool, row, &secrets).await?;
+            found.extend(accounts::ensure(&pool, &schema).await.map_err(db_err)?);
+            found.extend(
+                accounts::revoke_foreign_access(&pool, &schema, PENG_ACCOUNTS)
+                    .await
+                    .map_err(db_err)?,
+            );
+        }
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(row.service.clone(), row.stage.clone()));
+        self.record_drift(state, row, &found, "peng").await
+    }
+}
+
+/// The alerts every database has without asking: connections past 90% of the server's
+/// maximum for 2 minutes, and (with a replica) replication stopped for a minute. They notify
+/// the file's first action plan; an alert of the file with the same name replaces them.
+pub fn builtin_alerts(spec: &ServiceSpec) -> Vec<peng_spec::AlertSpec> {
+    use peng_spec::{AlertCondition, AlertSpec, CmpOp, Severity};
+    let Some(db) = &spec.database else {
+        return Vec::new();
+    };
+    let plan = spec.action_plans.keys().next().cloned().unwrap_or_default();
+    let mut alerts = vec![AlertSpec {
+        name: "db-connections".to_string(),
+        sensor: "db.connections".to_string(),
+        when: AlertCondition::Value {
+            op: CmpOp::Gt,
+            threshold: 90.0,
+            for_: peng_core::Duration::from(Duration::from_secs(120)),
+        },
+        severity: Severity::Warning,
+        plan: plan.clone(),
+    }];
+    if db.replica {
+        alerts.push(AlertSpec {
+            name: "db-replica-stopped".to_string(),
+            sensor: "db.replica".to_string(),
+            when: AlertCondition::Failing {
+                for_: peng_core::Duration::from(Duration::from_secs(60)),
+            },
+            severity: Severity::Critical,
+            plan,
+        });
+    }
+    alerts
+}
+
+/// A free TCP port on 127.0.0.1, for a new dedicated server.
+fn free_port() -> ApiResult<u16> {
+    peng_db::server::free_port()
+        .map_err(|e| ApiError::new(ErrorKind::Unavailable, format!("no free port: {e}")))
+}

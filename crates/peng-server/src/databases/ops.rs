@@ -1,0 +1,1068 @@
+//! What a team asks of its database besides the file: backups and restores, password
+//! rotation, promote, credentials, status; and what peng runs on its own: scheduled backups,
+//! statistics for the `db.*` sensors, removal with its final backup.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use peng_api as wire;
+use peng_core::{now_ns, ErrorKind, ServiceId, StageName};
+use peng_db::accounts::{self, Secret};
+use peng_db::backup::{self, BackupInfo, DumpTarget};
+use peng_db::{replica, stats};
+use peng_spec::ServiceSpec;
+use peng_state::{BackupRow, DatabaseRow, NewAudit, State};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
+use sqlx::{MySqlPool, Row};
+
+use super::{db_err, owner, user_name, Databases, APP_A, APP_B, READ_ONLY, REPLICATION};
+use crate::error::{ApiError, ApiResult};
+
+fn wire_backup(b: &BackupRow) -> wire::Backup {
+    wire::Backup {
+        id: b.id,
+        service: b.service.to_string(),
+        stage: b.stage.to_string(),
+        kind: b.kind.clone(),
+        started_at_ns: b.started_at,
+        bytes: b.bytes,
+        took_ms: b.took_ms,
+        tables: serde_json::from_str(&b.tables_json).unwrap_or_default(),
+        verified: b.verified,
+        restore_ms: b.restore_ms,
+        error: b.error.clone(),
+    }
+}
+
+pub fn backups_wire(rows: &[BackupRow]) -> Vec<wire::Backup> {
+    rows.iter().map(wire_backup).collect()
+}
+
+impl Databases {
+    async fn ready_row(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+    ) -> ApiResult<DatabaseRow> {
+        match state.database(id, stage).await? {
+            Some(row) if row.status == "ready" => Ok(row),
+            Some(_) => Err(ApiError::new(
+                ErrorKind::Conflict,
+                format!("the database of {id} on {stage} is still being created"),
+            )),
+            None => Err(ApiError::not_found(format!(
+                "{id} has no database on stage {stage}"
+            ))),
+        }
+    }
+
+    /// How the MariaDB tools reach the primary of `row`.
+    async fn dump_target(&self, row: &DatabaseRow) -> ApiResult<DumpTarget> {
+        if row.mode == "shared" {
+            let (_, server) = self
+                .platform
+                .shared_server(Some(&row.server))
+                .ok_or_else(|| ApiError::internal("shared server vanished"))?;
+            let file = self.platform_dir.join(&server.admin_password_file);
+            let password = std::fs::read_to_string(&file).map_err(|e| {
+                ApiError::new(
+                    ErrorKind::Unavailable,
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            return Ok(DumpTarget {
+                socket: None,
+                host: server.host.clone(),
+                port: server.port,
+                user: server.admin_user.clone(),
+                password: Some(Secret::new(password.trim_end_matches(['\n', '\r']))),
+                ca: server.ca.as_ref().map(|c| self.platform_dir.join(c)),
+            });
+        }
+        let nodes = self.nodes.lock().await;
+        let key = (
+            row.service.clone(),
+            row.stage.clone(),
+            row.primary_node.clone(),
+        );
+        let server = nodes.get(&key).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "the database server of {} {} is not running",
+                    row.service, row.stage
+                ),
+            )
+        })?;
+        Ok(DumpTarget {
+            socket: Some(server.socket().to_path_buf()),
+            host: "localhost".to_string(),
+            port: server.port(),
+            user: server.admin_user().to_string(),
+            password: None,
+            ca: None,
+        })
+    }
+
+    /// peng's scratch server for verifying backups, started on first use.
+    async fn scratch(&self) -> ApiResult<(MySqlPool, DumpTarget)> {
+        let mut scratch = self.scratch.lock().await;
+        if scratch.is_none() {
+            let cfg = peng_db::server::DedicatedConfig {
+                name: "scratch server for backup verification".to_string(),
+                dir: self.dir.join("_scratch"),
+                port: super::free_port()?,
+                server_id: 99,
+                settings: self.server_settings("small"),
+                read_only: false,
+            };
+            let server = peng_db::server::DedicatedServer::start(self.tools()?, self.ca()?, cfg)
+                .await
+                .map_err(db_err)?;
+            *scratch = Some(server);
+        }
+        let server = scratch
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("scratch server vanished"))?;
+        Ok((
+            server.admin().clone(),
+            DumpTarget {
+                socket: Some(server.socket().to_path_buf()),
+                host: "localhost".to_string(),
+                port: server.port(),
+                user: server.admin_user().to_string(),
+                password: None,
+                ca: None,
+            },
+        ))
+    }
+
+    fn backup_dir_of(&self, id: &ServiceId, stage: &StageName) -> PathBuf {
+        self.backup_dir
+            .join(id.team.as_str())
+            .join(id.service.as_str())
+            .join(stage.as_str())
+    }
+
+    /// Takes a backup, verifies it by restoring it on the scratch server and comparing row
+    /// counts, records both, and prunes backups beyond `retention`.
+    pub async fn backup(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+        kind: &str,
+        retention: Option<Duration>,
+        actor: &str,
+    ) -> ApiResult<wire::Backup> {
+        let key = (id.clone(), stage.clone());
+        let lock = self.op_lock(&key);
+        let _guard = lock.lock().await;
+        self.backup_locked(state, id, stage, kind, retention, actor)
+            .await
+    }
+
+    async fn backup_locked(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+        kind: &str,
+        retention: Option<Duration>,
+        actor: &str,
+    ) -> ApiResult<wire::Backup> {
+        let row = self.ready_row(state, id, stage).await?;
+        let tools = self.tools()?.clone();
+        let dir = self.backup_dir_of(id, stage);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        let backup_id = state.start_backup(id, stage, kind, "").await?;
+        let name =
+            backup::backup_file_name(SystemTime::now(), &backup_id.to_string()).map_err(db_err)?;
+        let path = dir.join(name);
+        let mut record = state
+            .backup(backup_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("backup row vanished"))?;
+        record.file = path.display().to_string();
+        let target = self.dump_target(&row).await?;
+        let info = match backup::dump(&tools.dump, &target, &row.db_name, &path).await {
+            Ok(info) => info,
+            Err(e) => {
+                record.error = Some(e.to_string());
+                record.verified = Some(false);
+                state.finish_backup(&record).await?;
+                return Err(db_err(e));
+            }
+        };
+        record.bytes = info.bytes as i64;
+        record.took_ms = info.took.as_millis() as i64;
+        record.tables_json = serde_json::to_string(&info.tables).unwrap_or_else(|_| "{}".into());
+        state.finish_backup(&record).await?;
+        match self.verify(&info, backup_id).await {
+            Ok(v) => {
+                record.verified = Some(v.ok);
+                record.restore_ms = Some(v.restore_took.as_millis() as i64);
+                if !v.ok {
+                    let bad: Vec<String> = v
+                        .tables
+                        .iter()
+                        .filter(|t| !t.ok())
+                        .map(|t| {
+                            format!(
+                                "{}: {:?} in backup, {:?} restored",
+                                t.name, t.expected, t.actual
+                            )
+                        })
+                        .collect();
+                    record.error = Some(format!("row counts differ: {}", bad.join("; ")));
+                }
+            }
+            Err(e) => {
+                record.verified = Some(false);
+                record.error = Some(format!("verification failed: {}", e.message));
+            }
+        }
+        state.finish_backup(&record).await?;
+        state
+            .audit(NewAudit {
+                actor: actor.to_string(),
+                team: Some(id.team.to_string()),
+                action: "database.backup".to_string(),
+                target: format!("{id} {stage}"),
+                detail: format!(
+                    "backup {backup_id} ({kind}): {} bytes, {} tables, verified: {}",
+                    record.bytes,
+                    info.tables.len(),
+                    match record.verified {
+                        Some(true) => "yes",
+                        _ => "no",
+                    }
+                ),
+            })
+            .await?;
+        if let Some(retention) = retention {
+            self.prune(state, id, stage, retention).await?;
+        }
+        Ok(wire_backup(&record))
+    }
+
+    async fn verify(
+        &self,
+        info: &BackupInfo,
+        backup_id: i64,
+    ) -> ApiResult<peng_db::backup::Verification> {
+        let tools = self.tools()?.clone();
+        let (pool, target) = self.scratch().await?;
+        backup::verify(
+            &tools.client,
+            &pool,
+            &target,
+            info,
+            &format!("verify_{backup_id}"),
+        )
+        .await
+        .map_err(db_err)
+    }
+
+    /// Deletes backup files beyond retention (always keeping the newest verified one) and marks
+    /// their rows deleted.
+    async fn prune(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+        retention: Duration,
+    ) -> ApiResult<()> {
+        let rows = state.backups(Some(id), Some(stage), false).await?;
+        let verified: Vec<PathBuf> = rows
+            .iter()
+            .filter(|b| b.verified == Some(true))
+            .map(|b| PathBuf::from(&b.file))
+            .collect();
+        let removed = backup::prune(
+            &self.backup_dir_of(id, stage),
+            retention,
+            SystemTime::now(),
+            &|p| verified.iter().any(|v| v == p),
+        )
+        .map_err(db_err)?;
+        for file in removed {
+            if let Some(mut b) = rows
+                .iter()
+                .find(|b| std::path::Path::new(&b.file) == file)
+                .cloned()
+            {
+                b.deleted_at = Some(now_ns());
+                state.finish_backup(&b).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Backups due now: every ready database whose newest backup is older than its `every`.
+    pub async fn scheduled_backups(&self, state: &State, specs: &[ServiceSpec]) {
+        for spec in specs {
+            let Some(db) = &spec.database else { continue };
+            let id = spec.id();
+            for stage in spec.stages.keys() {
+                let Ok(Some(row)) = state.database(&id, stage).await else {
+                    continue;
+                };
+                if row.status != "ready" {
+                    continue;
+                }
+                let last = state
+                    .backups(Some(&id), Some(stage), false)
+                    .await
+                    .ok()
+                    .and_then(|b| b.first().map(|b| b.started_at));
+                let due = match last {
+                    Some(at) => now_ns() - at >= db.backup.every.as_nanos_i64(),
+                    None => true,
+                };
+                if !due {
+                    continue;
+                }
+                if let Err(e) = self
+                    .backup(
+                        state,
+                        &id,
+                        stage,
+                        "scheduled",
+                        Some(db.backup.retention.as_std()),
+                        "peng",
+                    )
+                    .await
+                {
+                    tracing::error!(service = %id, %stage, error = %e.message, "scheduled backup failed");
+                }
+            }
+        }
+    }
+
+    /// Restores a backup into the service's database (`into = service`) or into a new
+    /// database next to it that the service's accounts may use (`into = scratch`).
+    pub async fn restore(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+        backup_id: Option<i64>,
+        into: &str,
+        actor: &str,
+    ) -> ApiResult<Vec<String>> {
+        let key = (id.clone(), stage.clone());
+        let lock = self.op_lock(&key);
+        let _guard = lock.lock().await;
+        let row = self.ready_row(state, id, stage).await?;
+        let backups = state.backups(Some(id), Some(stage), false).await?;
+        let chosen = match backup_id {
+            Some(bid) => backups.iter().find(|b| b.id == bid).ok_or_else(|| {
+                ApiError::not_found(format!("backup {bid} of {id} on {stage} not found"))
+            })?,
+            None => backups
+                .iter()
+                .find(|b| b.verified == Some(true))
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("{id} has no verified backup on {stage}"))
+                })?,
+        };
+        let target_db = match into {
+            "service" => row.db_name.clone(),
+            "scratch" => {
+                let base: String = row.db_name.chars().take(50).collect();
+                format!("{base}_r{}", chosen.id)
+            }
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "restore into '{other}': expected 'service' or 'scratch'"
+                )))
+            }
+        };
+        let tools = self.tools()?.clone();
+        let target = self.dump_target(&row).await?;
+        let mut events = Vec::new();
+        let primary = self.primary(&row, &mut events).await?;
+        if into == "scratch" {
+            // Made with the binary log on, so a replica gets it, as it gets the restored rows.
+            sqlx::raw_sql(&format!(
+                "SET SESSION sql_log_bin = 1; \
+                 CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci; \
+                 SET SESSION sql_log_bin = 0",
+                accounts::ident(&target_db)
+            ))
+            .execute(&primary)
+            .await
+            .map_err(|e| {
+                ApiError::new(ErrorKind::Unavailable, format!("create {target_db}: {e}"))
+            })?;
+        }
+        let took = backup::restore(
+            &tools.client,
+            &target,
+            &target_db,
+            &PathBuf::from(&chosen.file),
+        )
+        .await
+        .map_err(db_err)?;
+        if into == "scratch" {
+            let secrets = self.secrets(state, id, stage).await?;
+            for pool in self.pools(&row).await? {
+                let schema = self.schema_with_scratch(&pool, &row, &secrets).await?;
+                accounts::ensure(&pool, &schema).await.map_err(db_err)?;
+            }
+        }
+        events.push(format!(
+            "restored backup {} into database {target_db} in {:.1}s",
+            chosen.id,
+            took.as_secs_f64()
+        ));
+        state
+            .audit(NewAudit {
+                actor: actor.to_string(),
+                team: Some(id.team.to_string()),
+                action: "database.restore".to_string(),
+                target: format!("{id} {stage}"),
+                detail: format!("backup {} into {target_db}", chosen.id),
+            })
+            .await?;
+        Ok(events)
+    }
+
+    /// The declared schema plus the scratch restores (`<schema>_rN`) that exist on the server.
+    pub(super) async fn schema_with_scratch(
+        &self,
+        pool: &MySqlPool,
+        row: &DatabaseRow,
+        secrets: &BTreeMap<String, Secret>,
+    ) -> ApiResult<accounts::SchemaSpec> {
+        let mut schema = self.schema_spec(row, secrets)?;
+        let base: String = row.db_name.chars().take(50).collect();
+        let pattern = format!("{}\\_r%", base.replace('_', "\\_"));
+        let rows = sqlx::query(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE ?",
+        )
+        .bind(pattern)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                ErrorKind::Unavailable,
+                format!("list scratch databases: {e}"),
+            )
+        })?;
+        for r in rows {
+            let name: String = r.try_get(0).unwrap_or_default();
+            if !name.is_empty() && name != row.db_name {
+                schema.extra_databases.push(name);
+            }
+        }
+        Ok(schema)
+    }
+
+    /// Step one of a rotation: a new password for the account not in use, both accounts
+    /// usable. Returns the slot instances are to switch to.
+    pub async fn rotate_begin(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+    ) -> ApiResult<()> {
+        let key = (id.clone(), stage.clone());
+        let lock = self.op_lock(&key);
+        let _guard = lock.lock().await;
+        let mut row = self.ready_row(state, id, stage).await?;
+        let (new_slot, new_name) = if row.app_slot == "a" {
+            ("b", APP_B)
+        } else {
+            ("a", APP_A)
+        };
+        let password = accounts::generate_password();
+        let sealed = self
+            .sealer
+            .seal(&owner(id, stage, new_name), password.expose());
+        state
+            .put_database(&row, &[(new_name.to_string(), sealed)], None)
+            .await?;
+        let secrets = self.secrets(state, id, stage).await?;
+        // Both accounts open while instances move over.
+        for pool in self.pools(&row).await? {
+            let mut open = self.schema_with_scratch(&pool, &row, &secrets).await?;
+            for user in &mut open.users {
+                user.locked = false;
+            }
+            accounts::ensure(&pool, &open).await.map_err(db_err)?;
+        }
+        row.app_slot = new_slot.to_string();
+        state.put_database(&row, &[], None).await?;
+        Ok(())
+    }
+
+    /// Step two, once the instances run with the new account: the old one is locked (its
+    /// open sessions end with their instances; no new ones are accepted).
+    pub async fn rotate_finish(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+        actor: &str,
+    ) -> ApiResult<Vec<String>> {
+        let key = (id.clone(), stage.clone());
+        let lock = self.op_lock(&key);
+        let _guard = lock.lock().await;
+        let row = self.ready_row(state, id, stage).await?;
+        let secrets = self.secrets(state, id, stage).await?;
+        for pool in self.pools(&row).await? {
+            let schema = self.schema_with_scratch(&pool, &row, &secrets).await?;
+            accounts::ensure(&pool, &schema).await.map_err(db_err)?;
+        }
+        let slot = if row.app_slot == "b" { APP_B } else { APP_A };
+        let old = if row.app_slot == "b" { APP_A } else { APP_B };
+        state
+            .audit(NewAudit {
+                actor: actor.to_string(),
+                team: Some(id.team.to_string()),
+                action: "database.rotate".to_string(),
+                target: format!("{id} {stage}"),
+                detail: format!(
+                    "instances use {} now; {} locked",
+                    user_name(&row.db_name, slot),
+                    user_name(&row.db_name, old)
+                ),
+            })
+            .await?;
+        self.read_only_pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        Ok(vec![format!(
+            "database {stage}: new password for {}; {} is locked",
+            user_name(&row.db_name, slot),
+            user_name(&row.db_name, old)
+        )])
+    }
+
+    /// Admin pools of every server holding the database's accounts.
+    async fn pools(&self, row: &DatabaseRow) -> ApiResult<Vec<MySqlPool>> {
+        if row.mode == "shared" {
+            return Ok(vec![self.shared_pool(&row.server).await?]);
+        }
+        let nodes = self.nodes.lock().await;
+        Ok(["a", "b"]
+            .iter()
+            .filter_map(|n| {
+                nodes
+                    .get(&(row.service.clone(), row.stage.clone(), n.to_string()))
+                    .map(|s| s.admin().clone())
+            })
+            .collect())
+    }
+
+    /// Turns the replica into the primary (switch-over when the primary answers, fail-over
+    /// when it does not). The caller converges the instances onto the new address.
+    pub async fn promote(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+        actor: &str,
+    ) -> ApiResult<Vec<String>> {
+        let key = (id.clone(), stage.clone());
+        let lock = self.op_lock(&key);
+        let _guard = lock.lock().await;
+        let mut row = self.ready_row(state, id, stage).await?;
+        if row.mode != "dedicated" || !row.replica {
+            return Err(ApiError::invalid(format!(
+                "the database of {id} on {stage} has no replica to promote (replica: true in the file)"
+            )));
+        }
+        let secrets = self.secrets(state, id, stage).await?;
+        let repl = Self::secret(&secrets, REPLICATION)?.expose().to_string();
+        let old = row.primary_node.clone();
+        let new = Self::replica_node(&row).to_string();
+        let started = Instant::now();
+        let promotion = {
+            let nodes = self.nodes.lock().await;
+            let primary = nodes.get(&(id.clone(), stage.clone(), old.clone()));
+            let replica = nodes
+                .get(&(id.clone(), stage.clone(), new.clone()))
+                .ok_or_else(|| {
+                    ApiError::new(ErrorKind::Unavailable, "the replica is not running")
+                })?;
+            replica::promote(primary, replica, &repl, Duration::from_secs(30))
+                .await
+                .map_err(db_err)?
+        };
+        row.primary_node = new.clone();
+        state
+            .put_database(
+                &row,
+                &[],
+                Some(NewAudit {
+                    actor: actor.to_string(),
+                    team: Some(id.team.to_string()),
+                    action: "database.promote".to_string(),
+                    target: format!("{id} {stage}"),
+                    detail: format!(
+                        "node {new} is primary now ({})",
+                        if promotion.switched_over {
+                            "switch-over"
+                        } else {
+                            "fail-over"
+                        }
+                    ),
+                }),
+            )
+            .await?;
+        let mut events = vec![format!(
+            "database {stage}: node {new} is the primary ({} in {:.1}s)",
+            if promotion.switched_over {
+                "switch-over; the old primary follows it"
+            } else {
+                "fail-over"
+            },
+            started.elapsed().as_secs_f64()
+        )];
+        if promotion.old_primary_rebuild_needed {
+            let server = self
+                .nodes
+                .lock()
+                .await
+                .remove(&(id.clone(), stage.clone(), old.clone()));
+            if let Some(server) = server {
+                server.destroy().await.map_err(db_err)?;
+            } else {
+                let _ = std::fs::remove_dir_all(self.node_dir(id, stage, &old));
+            }
+            events.push(format!(
+                "database {stage}: node {old} did not answer; it is rebuilt as the new replica"
+            ));
+        }
+        self.read_only_pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        Ok(events)
+    }
+
+    /// The credentials of a database, as its instances get them.
+    pub async fn credentials(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+    ) -> ApiResult<wire::DbCredentials> {
+        let row = self.ready_row(state, id, stage).await?;
+        let secrets = self.secrets(state, id, stage).await?;
+        let env = self.instance_env(&row, &secrets)?;
+        let get = |k: &str| env.get(k).cloned().unwrap_or_default();
+        let ca_pem = match self.ca_path(&row) {
+            Some(p) => std::fs::read_to_string(&p).unwrap_or_default(),
+            None => String::new(),
+        };
+        Ok(wire::DbCredentials {
+            service: id.to_string(),
+            stage: stage.to_string(),
+            host: get("DB_HOST"),
+            port: get("DB_PORT").parse().unwrap_or(0),
+            database: get("DB_NAME"),
+            user: get("DB_USER"),
+            password: get("DB_PASSWORD"),
+            read_only_user: get("DB_READONLY_USER"),
+            read_only_password: get("DB_READONLY_PASSWORD"),
+            ca_pem,
+            env,
+        })
+    }
+
+    /// Removes the database of a stage: with `take_final`, a final backup first (best effort:
+    /// a protected database's final backup is taken, and must succeed, before its removal is
+    /// decided), then the servers or the schema and accounts, then the row.
+    pub async fn remove(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+        take_final: bool,
+        actor: &str,
+    ) -> ApiResult<Vec<String>> {
+        let Some(row) = state.database(id, stage).await? else {
+            return Ok(Vec::new());
+        };
+        let mut events = Vec::new();
+        if take_final && row.status == "ready" {
+            match self.backup(state, id, stage, "final", None, actor).await {
+                Ok(b) => events.push(format!(
+                    "database {stage}: final backup {} ({} bytes, verified: {})",
+                    b.id,
+                    b.bytes,
+                    b.verified == Some(true)
+                )),
+                Err(e) => events.push(format!("database {stage}: no final backup: {}", e.message)),
+            }
+        }
+        let key = (id.clone(), stage.clone());
+        let lock = self.op_lock(&key);
+        let _guard = lock.lock().await;
+        if row.mode == "dedicated" {
+            for node in ["a", "b"] {
+                let server =
+                    self.nodes
+                        .lock()
+                        .await
+                        .remove(&(id.clone(), stage.clone(), node.to_string()));
+                match server {
+                    Some(server) => server.destroy().await.map_err(db_err)?,
+                    None => {
+                        let dir = self.node_dir(id, stage, node);
+                        if dir.exists() {
+                            std::fs::remove_dir_all(&dir).map_err(|e| {
+                                ApiError::internal(format!("cannot remove {}: {e}", dir.display()))
+                            })?;
+                        }
+                    }
+                }
+            }
+        } else {
+            let secrets = self.secrets(state, id, stage).await?;
+            let pool = self.shared_pool(&row.server).await?;
+            let schema = self.schema_with_scratch(&pool, &row, &secrets).await?;
+            accounts::drop(&pool, &schema, true).await.map_err(db_err)?;
+        }
+        state
+            .delete_database(
+                id,
+                stage,
+                NewAudit {
+                    actor: actor.to_string(),
+                    team: Some(id.team.to_string()),
+                    action: "database.destroy".to_string(),
+                    target: format!("{id} {stage}"),
+                    detail: format!("{} {}", row.mode, row.db_name),
+                },
+            )
+            .await?;
+        self.findings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        self.read_only_pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        events.push(format!("database {stage}: {} destroyed", row.db_name));
+        Ok(events)
+    }
+
+    /// Status of every database of a service, for `peng status` and the UI.
+    pub async fn status(
+        &self,
+        state: &State,
+        spec: &ServiceSpec,
+    ) -> ApiResult<Vec<wire::DatabaseStatus>> {
+        let id = spec.id();
+        let mut out = Vec::new();
+        for row in state.databases(Some(&id)).await? {
+            let key = (id.clone(), row.stage.clone());
+            let (host, port) = self.host_port(&row);
+            let failure = self
+                .failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned();
+            let mut replica_state = None;
+            if row.mode == "dedicated" && row.replica {
+                let node = Self::replica_node(&row);
+                let port = if node == "a" { row.port_a } else { row.port_b };
+                let nodes = self.nodes.lock().await;
+                let status = match nodes.get(&(id.clone(), row.stage.clone(), node.to_string())) {
+                    Some(server) => replica::status(server).await.ok(),
+                    None => None,
+                };
+                replica_state = Some(wire::ReplicaState {
+                    host: "127.0.0.1".to_string(),
+                    port: port.unwrap_or(0),
+                    io_running: status.as_ref().is_some_and(|s| s.io_running),
+                    sql_running: status.as_ref().is_some_and(|s| s.sql_running),
+                    lag_seconds: status.as_ref().and_then(|s| s.seconds_behind),
+                    last_error: status.and_then(|s| s.last_error),
+                });
+            }
+            let last_backup = state
+                .backups(Some(&id), Some(&row.stage), false)
+                .await?
+                .first()
+                .map(wire_backup);
+            out.push(wire::DatabaseStatus {
+                stage: row.stage.to_string(),
+                mode: row.mode.clone(),
+                server: row.server.clone(),
+                version: row.version.clone(),
+                plan: row.plan.clone(),
+                database: row.db_name.clone(),
+                state: match failure {
+                    Some(why) => format!("failing: {why}"),
+                    None => row.status.clone(),
+                },
+                host,
+                port,
+                replica: replica_state,
+                protected: spec
+                    .database
+                    .as_ref()
+                    .is_some_and(|d| d.protected(&row.stage)),
+                last_backup,
+                drift: self
+                    .findings
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Samples every database's statistics and hands them to the monitor as the `db.*`
+    /// sensors.
+    pub async fn sample(&self, state: &State, monitor: &peng_monitor::Monitor) {
+        let Ok(rows) = state.databases(None).await else {
+            return;
+        };
+        for row in rows.into_iter().filter(|r| r.status == "ready") {
+            let key = (row.service.clone(), row.stage.clone());
+            let primary = if row.mode == "shared" {
+                self.shared_pool(&row.server).await.ok()
+            } else {
+                self.nodes
+                    .lock()
+                    .await
+                    .get(&(
+                        row.service.clone(),
+                        row.stage.clone(),
+                        row.primary_node.clone(),
+                    ))
+                    .map(|s| s.admin().clone())
+            };
+            let sample = match primary {
+                Some(pool) => stats::sample(&pool).await.map_err(|e| e.to_string()),
+                None => Err("the server is not running".to_string()),
+            };
+            let (svc, stage) = (&row.service, &row.stage);
+            match sample {
+                Err(why) => {
+                    monitor.record_external(
+                        svc,
+                        stage,
+                        "db.up",
+                        false,
+                        &[("value", 0.0)],
+                        Some(why),
+                    );
+                }
+                Ok(s) => {
+                    monitor.record_external(svc, stage, "db.up", true, &[("value", 1.0)], None);
+                    let pct = s.used_percent();
+                    monitor.record_external(
+                        svc,
+                        stage,
+                        "db.connections",
+                        pct < 90.0,
+                        &[
+                            ("value", pct),
+                            ("used", s.threads_connected as f64),
+                            ("max", s.max_connections as f64),
+                        ],
+                        None,
+                    );
+                    if row.mode == "dedicated" {
+                        // Server-wide counters mean something only on a server of its own.
+                        let prev = self
+                            .last_stats
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(
+                                (key.clone(), "primary".to_string()),
+                                (s.clone(), Instant::now()),
+                            );
+                        if let Some((p, at)) = prev {
+                            let secs = at.elapsed().as_secs_f64().max(0.001);
+                            let qps = s.questions.saturating_sub(p.questions) as f64 / secs;
+                            let slow = s.slow_queries.saturating_sub(p.slow_queries) as f64 / secs;
+                            monitor.record_external(
+                                svc,
+                                stage,
+                                "db.queries",
+                                true,
+                                &[("value", qps)],
+                                None,
+                            );
+                            monitor.record_external(
+                                svc,
+                                stage,
+                                "db.slow_queries",
+                                true,
+                                &[("value", slow)],
+                                None,
+                            );
+                        }
+                    }
+                    let size = self.schema_size(&row).await.unwrap_or(0);
+                    monitor.record_external(
+                        svc,
+                        stage,
+                        "db.size",
+                        true,
+                        &[("value", size as f64)],
+                        None,
+                    );
+                }
+            }
+            if row.mode == "dedicated" && row.replica {
+                let node = Self::replica_node(&row).to_string();
+                let status = {
+                    let nodes = self.nodes.lock().await;
+                    match nodes.get(&(row.service.clone(), row.stage.clone(), node)) {
+                        Some(server) => replica::status(server).await.map_err(|e| e.to_string()),
+                        None => Err("the replica is not running".to_string()),
+                    }
+                };
+                match status {
+                    Ok(st) => {
+                        let ok = st.io_running && st.sql_running;
+                        let lag = st.seconds_behind.map(|l| l as f64).unwrap_or(-1.0);
+                        let message = if ok {
+                            None
+                        } else {
+                            Some(
+                                st.last_error
+                                    .unwrap_or_else(|| "replication stopped".into()),
+                            )
+                        };
+                        monitor.record_external(
+                            svc,
+                            stage,
+                            "db.replica",
+                            ok,
+                            &[("value", lag)],
+                            message,
+                        );
+                    }
+                    Err(why) => {
+                        monitor.record_external(
+                            svc,
+                            stage,
+                            "db.replica",
+                            false,
+                            &[("value", -1.0)],
+                            Some(why),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    async fn schema_size(&self, row: &DatabaseRow) -> Option<u64> {
+        let mut events = Vec::new();
+        let pool = self.primary(row, &mut events).await.ok()?;
+        let r = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(data_length + index_length), 0) AS UNSIGNED) FROM information_schema.TABLES WHERE table_schema = ?",
+        )
+        .bind(&row.db_name)
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        r.try_get::<u64, _>(0).ok()
+    }
+
+    /// Runs an `sql` sensor's query as the read-only account of the database of `stage`.
+    pub async fn query_value(
+        &self,
+        state: &State,
+        id: &ServiceId,
+        stage: &StageName,
+        query: &str,
+    ) -> Result<f64, String> {
+        let key = (id.clone(), stage.clone());
+        let cached = self
+            .read_only_pools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let pool = match cached {
+            Some(pool) => pool,
+            None => {
+                let row = self
+                    .ready_row(state, id, stage)
+                    .await
+                    .map_err(|e| e.message)?;
+                let secrets = self
+                    .secrets(state, id, stage)
+                    .await
+                    .map_err(|e| e.message)?;
+                let (host, port) = self.host_port(&row);
+                let password = Self::secret(&secrets, READ_ONLY).map_err(|e| e.message)?;
+                let mut opts = MySqlConnectOptions::new()
+                    .host(&host)
+                    .port(port)
+                    .username(&user_name(&row.db_name, READ_ONLY))
+                    .password(password.expose())
+                    .database(&row.db_name);
+                opts = match self.ca_path(&row) {
+                    Some(ca) => opts.ssl_mode(MySqlSslMode::VerifyCa).ssl_ca(ca),
+                    None => opts.ssl_mode(MySqlSslMode::Required),
+                };
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_lazy_with(opts);
+                self.read_only_pools
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, pool.clone());
+                pool
+            }
+        };
+        let row = sqlx::query(query)
+            .fetch_optional(&pool)
+            .await
+            .map_err(|e| format!("query failed: {e}"))?
+            .ok_or_else(|| "the query returned no row".to_string())?;
+        if let Ok(v) = row.try_get::<i64, _>(0) {
+            return Ok(v as f64);
+        }
+        if let Ok(v) = row.try_get::<u64, _>(0) {
+            return Ok(v as f64);
+        }
+        if let Ok(v) = row.try_get::<f64, _>(0) {
+            return Ok(v);
+        }
+        if let Ok(v) = row.try_get::<String, _>(0) {
+            return v
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| format!("the first column is '{v}', not a number"));
+        }
+        Err("the first column of the first row is not a number".to_string())
+    }
+
+    /// Stops every dedicated server cleanly, at shutdown.
+    pub async fn shutdown(&self) {
+        let nodes: Vec<_> = self.nodes.lock().await.drain().collect();
+        for (key, server) in nodes {
+            if let Err(e) = server.stop().await {
+                tracing::warn!(service = %key.0, stage = %key.1, error = %e, "database server did not stop cleanly");
+            }
+        }
+        if let Some(server) = self.scratch.lock().await.take() {
+            let _ = server.stop().await;
+        }
+    }
+}
