@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with the Rust toolchain:
-# installs what the tests need (the Python GELF client graypy; headless Chromium, its driver
-# and Python selenium for the web UI test), checks formatting and lints, then runs every test
-# of the workspace, the end-to-end tests of the real binary included.
+# installs what the tests need (the MariaDB server and client the database tests start private
+# servers from; the Python GELF client graypy; PyMySQL for the example service; headless
+# Chromium, its driver and Python selenium for the web UI test), checks formatting and lints,
+# then runs every test of the workspace, the end-to-end tests of the real binary included.
+# Every server a test starts (peng, mariadbd) binds 127.0.0.1 on a free port in a temporary
+# directory and is stopped by the test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,17 +13,37 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/peng/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+if [ ! -x /usr/sbin/mariadbd ] || ! command -v mariadb-install-db >/dev/null \
+  || ! command -v mariadb-dump >/dev/null || ! command -v mariadb >/dev/null; then
+  # Tests never use the package's own server, only private ones on temporary directories.
+  echo "installing mariadb-server and mariadb-client (the database tests start private servers)"
+  apt_install mariadb-server mariadb-client
+fi
+
 if ! python3 -c 'import graypy' 2>/dev/null; then
   echo "installing graypy (the GELF client the end-to-end test sends with)"
   python3 -m pip install --quiet --disable-pip-version-check graypy
 fi
 
+if ! python3 -c 'import pymysql' 2>/dev/null; then
+  echo "installing PyMySQL (the MariaDB client of the example service)"
+  python3 -m pip install --quiet --disable-pip-version-check pymysql
+fi
+
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   echo "installing chromium and chromium-driver (the browser the web UI test drives)"
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  apt_install chromium chromium-driver
 fi
 
 if ! python3 -c 'import selenium' 2>/dev/null; then
