@@ -567,6 +567,53 @@ async fn databases_from_the_file_to_promote_restore_drift_and_destroy() {
         "5"
     );
 
+    // Rotation: the other application account gets a new password, the instances move to it,
+    // the old account is locked; the service keeps answering from its database.
+    let rotated = peng(
+        &url,
+        &token,
+        &["db", "rotate", "books/bookshelf", "--stage", "integration"],
+    )
+    .await;
+    assert_eq!(rotated.code, 0, "{rotated:?}\n{}", server.server_log());
+    assert!(rotated.stdout.contains("locked"), "{}", rotated.stdout);
+    let int2 = credentials(&url, &token, "books/bookshelf", "integration").await;
+    assert_ne!(int2["user"], int["user"]);
+    assert_ne!(int2["password"], int["password"]);
+    assert_eq!(app_sql(&int2, "SELECT COUNT(*) FROM books").await, "5");
+    let (code, _, err) = mariadb(
+        &int,
+        iport,
+        int["user"].as_str().expect("u"),
+        int["password"].as_str().expect("p"),
+        "SELECT 1",
+        true,
+    )
+    .await;
+    assert_ne!(code, 0, "the old account still connects");
+    assert!(err.contains("locked") || err.contains("denied"), "{err}");
+    eventually(
+        "the replaced instance serves books from its database",
+        LONG,
+        || async {
+            let s = status(&url, &token, "books/bookshelf").await;
+            let port = instances(&s)
+                .iter()
+                .find(|i| i["stage"] == "integration" && i["state"] == "running")
+                .and_then(|i| i["port"].as_u64())?;
+            let body = client
+                .get(format!("http://127.0.0.1:{port}/books"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            body.contains("Neuromancer").then_some(())
+        },
+    )
+    .await;
+
     // Shared mode: two services' databases on the registered server, each out of the other's reach.
     let ledger = service_file(
         tmp.path(),
