@@ -48,12 +48,17 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         let data = root.join("data");
+        // Temporary tables in a directory of this server's own: bootstraps running at the same
+        // time clash in a shared /tmp.
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("tmp dir");
         run(Command::new(&programs.install_db)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg("--user=root")
             .arg("--auth-root-authentication-method=socket")
-            .arg("--skip-test-db"));
+            .arg("--skip-test-db")
+            .arg(format!("--tmpdir={}", tmp.display())));
         make_certificates(root);
 
         let port = free_port();
@@ -63,7 +68,8 @@ impl TestServer {
              ssl-ca={root}/ca.pem\nssl-cert={root}/server.pem\nssl-key={root}/server-key.pem\n\
              require_secure_transport=ON\nplugin-load-add=simple_password_check\n\
              simple_password_check_minimal_length=14\nserver_id=1\n\
-             innodb_buffer_pool_size=64M\npid-file={root}/mariadbd.pid\nlog-error={root}/error.log\n",
+             innodb_buffer_pool_size=64M\npid-file={root}/mariadbd.pid\nlog-error={root}/error.log\n\
+             tmpdir={root}/tmp\n",
             data = data.display(),
             root = root.display(),
         );
