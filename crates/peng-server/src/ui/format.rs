@@ -56,6 +56,30 @@ pub fn ms(v: f64) -> String {
     }
 }
 
+/// A size: `512 B`, `3.4 KiB`, `12.0 MiB`, `1.50 GiB`.
+pub fn bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let v = n as f64;
+    if v >= KIB * KIB * KIB {
+        format!("{:.2} GiB", v / (KIB * KIB * KIB))
+    } else if v >= KIB * KIB {
+        format!("{:.1} MiB", v / (KIB * KIB))
+    } else if v >= KIB {
+        format!("{:.1} KiB", v / KIB)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// An amount of money, to the cent: `1234.50`.
+pub fn money(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}")
+    } else {
+        "-".into()
+    }
+}
+
 /// Syslog severity names, as GELF uses them.
 pub fn level_name(level: u8) -> &'static str {
     match level {
@@ -113,6 +137,16 @@ mod tests {
         assert_eq!(level_name(3), "error");
         assert_eq!(level_name(6), "info");
         assert_eq!(level_name(200), "debug");
+    }
+
+    #[test]
+    fn sizes_and_money_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 << 10), "3.0 KiB");
+        assert_eq!(bytes(12 << 20), "12.0 MiB");
+        assert_eq!(bytes(3 << 29), "1.50 GiB");
+        assert_eq!(money(1234.5), "1234.50");
+        assert_eq!(money(f64::NAN), "-");
     }
 
     #[test]

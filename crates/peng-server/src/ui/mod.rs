@@ -1,11 +1,13 @@
 //! The web UI: server-rendered HTML (maud), no JavaScript and no front-end build step.
 //!
-//! Pages: the service list, a service page (instances, sensors with charts of recent runs,
-//! alerts, recent log lines), and log search. Login takes an API token and keeps it in an
-//! HttpOnly, SameSite=Strict cookie; every page is rendered with the same team checks as the
-//! API, by calling the same functions.
+//! Pages: the service list, a service page (instances, databases, sensors with charts of recent
+//! runs, alerts, recent log lines), log search, and costs. Login takes an API token and keeps it
+//! in an HttpOnly, SameSite=Strict cookie; every page is rendered with the same team checks as
+//! the API, by calling the same functions.
 
 mod chart;
+mod costs;
+mod databases;
 mod format;
 
 use axum::extract::{Form, Path, Query, State};
@@ -31,6 +33,7 @@ pub fn router() -> Router<App> {
         .route("/logout", get(logout))
         .route("/services/{team}/{service}", get(service_page))
         .route("/logs", get(logs_page))
+        .route("/costs", get(costs_page))
         .route("/platform", get(platform_page))
 }
 
@@ -92,6 +95,17 @@ form.search .q{flex:1 1 22rem}form.search .q input{width:100%}
 .charts figcaption{font-size:.9rem}.charts figcaption .muted{font-size:.8rem}
 svg.chart{display:block;width:100%;height:auto;margin-top:.3rem}
 svg.chart .axis{font-size:10px;fill:#6b7280;font-family:system-ui,sans-serif}
+h3{font-size:1rem;margin:0 0 .5rem}
+.dbs{display:grid;grid-template-columns:repeat(auto-fill,minmax(30rem,1fr));gap:1rem;align-items:start;margin-bottom:.6rem}
+.dbs section{background:#fff;border:1px solid #e3e6eb;border-radius:.4rem;padding:.8rem 1rem}
+.dbs section.drifted{border-color:#f5c77e;box-shadow:inset 4px 0 0 #d97706}
+table.kv{border:0}table.kv th{background:none;width:7.5rem;color:#4b5563;font-weight:500}
+table.kv td .log{min-width:0;margin-top:.2rem}
+.drift{background:#fff7e6;border:1px solid #f5c77e;border-radius:.3rem;padding:.5rem .7rem;margin-top:.7rem}
+.drift p{margin:0 0 .4rem}.drift table th{background:#fdebc8}
+tr.platform td{background:#f6f7f9;font-style:italic}
+tr.total td{font-weight:700;border-top:2px solid #c3c8d1}
+meter{width:8rem;vertical-align:middle}
 "#;
 
 /// Where a page sits in the header's navigation.
@@ -99,6 +113,7 @@ svg.chart .axis{font-size:10px;fill:#6b7280;font-family:system-ui,sans-serif}
 enum Nav {
     Services,
     Logs,
+    Costs,
     Platform,
     None,
 }
@@ -120,6 +135,7 @@ fn page(title: &str, viewer: Option<&Auth>, nav: Nav, body: Markup) -> Markup {
                     @if let Some(v) = viewer {
                         a class=(here(Nav::Services)) href="/" { "Services" }
                         a class=(here(Nav::Logs)) href="/logs" { "Logs" }
+                        a class=(here(Nav::Costs)) href="/costs" { "Costs" }
                         @if matches!(v.0, peng_state::Principal::Admin) {
                             a class=(here(Nav::Platform)) href="/platform" { "Platform" }
                         }
@@ -315,6 +331,8 @@ async fn service_page(
                     }
                 } }))
             }
+            h2 { "Databases" }
+            (databases::section(&st.id, &st.databases, now))
             h2 { "Alerts" }
             @if st.alerts.is_empty() { p class="empty muted" { "No alert rule has been evaluated yet." } }
             @else {
@@ -412,6 +430,29 @@ fn log_table(auth: &Auth, hits: &[peng_api::LogHit], empty: &str) -> Markup {
             } }))
         }
     }
+}
+
+/// What the viewer's team costs (for the admin: every team, and the capacity no team reserves).
+async fn costs_page(State(app): State<App>, Viewer(auth): Viewer) -> Result<Markup, Response> {
+    let report = crate::services::costs(&app, auth.team_scope().as_ref())
+        .await
+        .map_err(|e| error_page(Some(&auth), e))?;
+    Ok(page(
+        "Costs",
+        Some(&auth),
+        Nav::Costs,
+        html! {
+            h1 { "Costs" }
+            p class="muted" {
+                @match auth.team_scope() {
+                    Some(team) => { "What team " strong { (team.as_str()) } " reserves and keeps, " }
+                    None => { "What every team reserves and keeps, and the capacity no team reserves, " }
+                }
+                "at the platform file's prices in " (report.currency) "; a month is 730 hours."
+            }
+            (costs::report(&report))
+        },
+    ))
 }
 
 /// Admins only: every component's counters (what `/metrics` serves) and the GELF messages

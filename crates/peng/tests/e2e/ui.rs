@@ -83,7 +83,7 @@ async fn the_web_ui_in_a_real_browser() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/ui_browser.py");
     let child = Command::new("python3")
         .arg(script)
-        .args([url.as_str(), token, other])
+        .args([url.as_str(), token, other, admin.as_str()])
         .arg(&shots)
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
@@ -117,7 +117,7 @@ async fn the_web_ui_in_a_real_browser() {
     );
     if let Some(keep) = std::env::var_os("PENG_UI_SCREENSHOTS") {
         std::fs::create_dir_all(&keep).expect("mkdir PENG_UI_SCREENSHOTS");
-        for name in ["login", "services", "service", "logs"] {
+        for name in ["login", "services", "service", "logs", "costs"] {
             let f = format!("{name}.png");
             std::fs::copy(shots.join(&f), Path::new(&keep).join(&f)).expect("keep screenshot");
         }

@@ -1,8 +1,8 @@
 """Drives the web UI in headless Chromium with selenium, as a user would.
 
-Run by ui.rs: python3 ui_browser.py URL TEAM_TOKEN OTHER_TOKEN OUT_DIR
+Run by ui.rs: python3 ui_browser.py URL TEAM_TOKEN OTHER_TOKEN ADMIN_TOKEN OUT_DIR
 Prints each step; the first failed expectation raises, and the browser is always quit.
-Screenshots of the login page, service list, service page and log search go to OUT_DIR.
+Screenshots of the login page, service list, service page, log search and costs go to OUT_DIR.
 """
 
 import os
@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-URL, TOKEN, OTHER, OUT = sys.argv[1:5]
+URL, TOKEN, OTHER, ADMIN, OUT = sys.argv[1:6]
 
 
 def step(what):
@@ -60,6 +60,13 @@ def follow(driver, element):
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
     WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+
+
+def rows_of(driver, table_id):
+    """The body rows of the table with id `table_id`, as lists of cell texts."""
+    table = driver.find_element(By.ID, table_id)
+    return [[c.text for c in r.find_elements(By.TAG_NAME, "td")]
+            for r in table.find_elements(By.TAG_NAME, "tr") if r.find_elements(By.TAG_NAME, "td")]
 
 
 def table_rows(driver, heading):
@@ -127,6 +134,8 @@ def walk(driver):
     expect(len(charts) >= 2, "a chart per sensor and stage, got %d" % len(charts), driver)
     expect(charts[0].find_elements(By.CSS_SELECTOR, "polyline"), "a line in the chart", driver)
     expect("bookshelf listening" in text(driver), "a recent log line", driver)
+    databases = driver.find_element(By.XPATH, "//h2[normalize-space()='Databases']/following-sibling::*[1]")
+    expect("No database" in databases.text, "no database for this service: %r" % databases.text, driver)
     shot(driver, "service")
 
     step("log search finds a message by a word")
@@ -145,6 +154,21 @@ def walk(driver):
     driver.get(URL + "/logs?q=nosuchwordanywhere&since=1h")
     expect("bookshelf listening" not in text(driver), "a word nowhere finds nothing", driver)
 
+    step("the costs page shows the team's instances and nothing of the platform")
+    follow(driver, driver.find_element(By.LINK_TEXT, "Costs"))
+    expect(path(driver) == "/costs", "on the costs page", driver)
+    lines = rows_of(driver, "costs")
+    instances = [l for l in lines if l[:2] == ["books", "instances"]]
+    expect(len(instances) == 1, "one instances line of books in %r" % lines, driver)
+    expect(instances[0][2].startswith("3 instances"), "3 instances counted: %r" % instances[0], driver)
+    expect(float(instances[0][4]) > 0, "instances cost something a month: %r" % instances[0], driver)
+    expect(all(l[0] == "books" for l in lines[:-1]), "only books lines: %r" % lines, driver)
+    expect(lines[-1][0] == "Total", "a total row: %r" % lines[-1], driver)
+    expect("unused capacity" not in text(driver), "no platform line for a team", driver)
+    capacity = [r[0] for r in rows_of(driver, "capacity")]
+    expect(capacity == ["cpu", "memory", "disk"], "capacity of cpu, memory, disk: %r" % capacity, driver)
+    shot(driver, "costs")
+
     step("log out returns to the login page, and the cookie is gone")
     follow(driver, driver.find_element(By.LINK_TEXT, "log out"))
     expect(path(driver) == "/login", "on the login page", driver)
@@ -162,6 +186,20 @@ def walk(driver):
     expect("bookshelf listening" not in body and "running" not in body, "nothing of the service", driver)
     driver.get(URL + "/logs?q=listening&since=1h")
     expect("bookshelf listening" not in text(driver), "none of the other team's logs", driver)
+    driver.get(URL + "/costs")
+    expect("books" not in text(driver), "none of the other team's costs", driver)
+    expect("unused capacity" not in text(driver), "no platform line for the other team", driver)
+
+    step("the admin sees every team's costs and the platform's unused capacity")
+    follow(driver, driver.find_element(By.LINK_TEXT, "log out"))
+    log_in(driver, ADMIN)
+    expect(path(driver) == "/", "on the service list", driver)
+    follow(driver, driver.find_element(By.LINK_TEXT, "Costs"))
+    expect(path(driver) == "/costs", "on the costs page", driver)
+    lines = rows_of(driver, "costs")
+    expect(any(l[:2] == ["books", "instances"] for l in lines), "books' instances in %r" % lines, driver)
+    expect(any(l[:2] == ["platform", "unused capacity"] for l in lines), "unused capacity in %r" % lines, driver)
+    expect(driver.find_elements(By.LINK_TEXT, "Platform"), "the admin's Platform link", driver)
     step("done")
 
 
