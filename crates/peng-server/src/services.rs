@@ -118,6 +118,64 @@ fn check_protection(
     ))
 }
 
+/// What a shared server registered with a capacity cannot take: its number of databases and
+/// the disk their plans reserve, counting every other service's databases on it.
+async fn shared_capacity_problems(
+    app: &App,
+    id: &ServiceId,
+    desired: &ServiceSpec,
+) -> ApiResult<Vec<String>> {
+    let platform = app.databases.platform();
+    let Some(db) = &desired.database else {
+        return Ok(Vec::new());
+    };
+    if db.mode != peng_spec::DbMode::Shared {
+        return Ok(Vec::new());
+    }
+    let Some((name, server)) = platform.shared_server(db.server.as_deref()) else {
+        return Ok(Vec::new());
+    };
+    let plan_disk = |plan: &str| {
+        platform
+            .databases
+            .plans
+            .get(plan)
+            .map(|p| p.disk.bytes())
+            .unwrap_or(0)
+    };
+    let others: Vec<_> = app
+        .state
+        .databases(None)
+        .await?
+        .into_iter()
+        .filter(|r| r.mode == "shared" && r.server == name && &r.service != id)
+        .collect();
+    let wanted = desired.stages.len() as u64;
+    let mut problems = Vec::new();
+    if let Some(max) = server.capacity.databases {
+        if others.len() as u64 + wanted > u64::from(max) {
+            problems.push(format!(
+                "shared server {name}: this file asks for {wanted} databases, {} of {max} are free",
+                u64::from(max).saturating_sub(others.len() as u64)
+            ));
+        }
+    }
+    if let Some(disk) = server.capacity.disk {
+        let used: u64 = others.iter().map(|r| plan_disk(&r.plan)).sum();
+        let asked = plan_disk(&db.plan) * wanted;
+        if used + asked > disk.bytes() {
+            let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
+            problems.push(format!(
+                "shared server {name}: disk: this file reserves {:.2} GiB, {:.2} GiB of {:.2} GiB are free",
+                gib(asked),
+                gib(disk.bytes().saturating_sub(used)),
+                gib(disk.bytes())
+            ));
+        }
+    }
+    Ok(problems)
+}
+
 /// Refuses a file that would take the platform past its capacity.
 async fn check_capacity(
     app: &App,
@@ -140,14 +198,19 @@ async fn check_capacity(
         .map(|c| crate::costs::reservation(c, platform).total())
         .unwrap_or_default();
     let want = crate::costs::reservation(desired, platform).total();
-    crate::costs::check_capacity(platform, others, cur, want).map_err(|problems| {
-        let mut e = ApiError::new(
-            ErrorKind::Conflict,
-            format!("{file}: over the platform's capacity; nothing was changed"),
-        );
-        e.details = problems;
-        e
-    })
+    let mut problems = crate::costs::check_capacity(platform, others, cur, want)
+        .err()
+        .unwrap_or_default();
+    problems.extend(shared_capacity_problems(app, id, desired).await?);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut e = ApiError::new(
+        ErrorKind::Conflict,
+        format!("{file}: over the platform's capacity; nothing was changed"),
+    );
+    e.details = problems;
+    Err(e)
 }
 
 async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiResult<Planned> {

@@ -97,6 +97,7 @@ databases:
       admin_password_file: {pw}
       ca: {ca}
       version: "10.11"
+      capacity: {{ databases: 2 }}
 prices: {{ currency: EUR, cpu_hour: 0.0316, memory_gib_hour: 0.0042, disk_gib_month: 0.04, backup_gib_month: 0.02, log_gib_month: 0.10 }}
 "#,
         port = shared.port(),
@@ -629,6 +630,24 @@ async fn databases_from_the_file_to_promote_restore_drift_and_destroy() {
         let out = peng(&url, &token, &["apply", "-f", f.to_str().expect("utf8")]).await;
         assert_eq!(out.code, 0, "{out:?}\n{}", server.server_log());
     }
+    let third = service_file(
+        tmp.path(),
+        "giftcards",
+        "database: { engine: mariadb, version: \"10.11\", mode: shared }\n",
+    );
+    let out = peng(
+        &url,
+        &token,
+        &["apply", "-f", third.to_str().expect("utf8")],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("shared server shared-1: this file asks for 1 databases, 0 of 2 are free"),
+        "{}",
+        out.stderr
+    );
     let led = credentials(&url, &token, "books/ledger", "integration").await;
     let wish = credentials(&url, &token, "books/wishlist", "integration").await;
     assert_eq!(led["port"].as_u64(), Some(u64::from(shared.port())));
