@@ -285,6 +285,27 @@ async fn databases_from_the_file_to_promote_restore_drift_and_destroy() {
     // The application's own account, over TLS verified against peng's CA: the app made and
     // seeded its table.
     let int = credentials(&url, &token, "books/bookshelf", "integration").await;
+    // Another team sees neither the credentials nor that the database exists.
+    let other = peng(&url, &admin, &["team", "create", "search", "--json"]).await;
+    let other: Value = serde_json::from_str(&other.stdout).expect("team json");
+    let other_token = other["token"].as_str().expect("token").to_string();
+    for args in [
+        &[
+            "db",
+            "credentials",
+            "books/bookshelf",
+            "--stage",
+            "integration",
+        ][..],
+        &["db", "backup", "books/bookshelf", "--stage", "integration"][..],
+        &["db", "promote", "books/bookshelf", "--stage", "production"][..],
+    ] {
+        let out = peng(&url, &other_token, args).await;
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert!(out.stderr.contains("not found"), "{args:?}: {}", out.stderr);
+    }
+    let theirs = peng(&url, &other_token, &["costs", "--json"]).await;
+    assert!(!theirs.stdout.contains("\"books\""), "{}", theirs.stdout);
     assert!(int["password"].as_str().expect("pw").len() >= 24);
     for key in [
         "DATABASE_URL",
