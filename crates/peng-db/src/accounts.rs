@@ -441,7 +441,7 @@ async fn apply(admin: &MySqlPool, changes: Vec<Change>) -> Result<Vec<Drift>, Db
             })
             .await?;
         }
-        tracing::info!(object = %change.object, problem = %change.problem, action = change.action, "database drift repaired");
+        tracing::info!(object = %change.object, problem = %change.problem, action = change.action, "database account or grant changed");
         done.push(Drift {
             object: change.object,
             problem: format!("{}; {}", change.problem, change.action),
