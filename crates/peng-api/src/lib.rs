@@ -280,7 +280,8 @@ pub struct DatabaseStatus {
     pub protected: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<Backup>,
-    /// What the last reconcile found different from what peng declared (and repaired).
+    /// What recent reconciles found different from what peng declared (and repaired), newest
+    /// last, at most 20.
     #[serde(default)]
     pub drift: Vec<Drift>,
 }

@@ -25,7 +25,7 @@ pub use ops::backups_wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use peng_api as wire;
@@ -52,6 +52,9 @@ pub const APP_B: &str = "app_b";
 pub const READ_ONLY: &str = "ro";
 pub const REPLICATION: &str = "repl";
 
+/// Drift findings kept per database for status and the UI (the audit log keeps them all).
+const MAX_FINDINGS: usize = 20;
+
 /// Accounts peng's own processes use; never reported as foreign access.
 const PENG_ACCOUNTS: &[&str] = &["peng_admin", "peng_repl"];
 
@@ -71,7 +74,7 @@ pub struct Databases {
     nodes: tokio::sync::Mutex<HashMap<(ServiceId, StageName, String), DedicatedServer>>,
     shared: tokio::sync::Mutex<HashMap<String, MySqlPool>>,
     scratch: tokio::sync::Mutex<Option<DedicatedServer>>,
-    /// What the last reconcile of each database found.
+    /// What the latest reconciles of each database found, newest last.
     findings: Mutex<HashMap<DbKey, Vec<wire::Drift>>>,
     /// Why a database is not ready, when it is not.
     failures: Mutex<HashMap<DbKey, String>>,
@@ -170,9 +173,13 @@ impl Databases {
         })
     }
 
-    fn op_lock(&self, key: &DbKey) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.op_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(key.clone()).or_default().clone()
+    /// Waits for the database's turn: one operation at a time per database.
+    async fn op_lock(&self, key: &DbKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.op_locks.lock().unwrap_or_else(PoisonError::into_inner);
+            locks.entry(key.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// Checks a file's `database:` against the platform before anything is planned: the
@@ -252,13 +259,12 @@ impl Databases {
         let id = spec.id();
         for stage in spec.stages.keys() {
             let key = (id.clone(), stage.clone());
-            let lock = self.op_lock(&key);
-            let _guard = lock.lock().await;
+            let _guard = self.op_lock(&key).await;
             match self.ensure(state, &id, stage, db, actor).await {
                 Ok((stage_env, mut made)) => {
                     self.failures
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(PoisonError::into_inner)
                         .remove(&key);
                     env.insert(stage.clone(), stage_env);
                     events.append(&mut made);
@@ -266,7 +272,7 @@ impl Databases {
                 Err(e) => {
                     self.failures
                         .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or_else(PoisonError::into_inner)
                         .insert(key, e.message.clone());
                     return Err(e);
                 }
@@ -752,10 +758,13 @@ impl Databases {
                     .await?;
             }
             tracing::warn!(service = %row.service, stage = %row.stage, drift = ?repaired, "database drift repaired");
-            self.findings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, entries);
+            // The most recent findings, newest last: drift made between two passes is not
+            // hidden by the second one.
+            let mut findings = self.findings.lock().unwrap_or_else(PoisonError::into_inner);
+            let kept = findings.entry(key).or_default();
+            kept.extend(entries);
+            let excess = kept.len().saturating_sub(MAX_FINDINGS);
+            kept.drain(..excess);
         }
         Ok(())
     }
@@ -768,13 +777,12 @@ impl Databases {
                 continue;
             }
             let key = (row.service.clone(), row.stage.clone());
-            let lock = self.op_lock(&key);
-            let _guard = lock.lock().await;
+            let _guard = self.op_lock(&key).await;
             if let Err(e) = self.reconcile_one(state, &row).await {
                 tracing::warn!(service = %row.service, stage = %row.stage, error = %e.message, "database reconcile failed");
                 self.failures
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .unwrap_or_else(PoisonError::into_inner)
                     .insert(key, e.message);
             }
         }
@@ -808,7 +816,7 @@ impl Databases {
         }
         self.failures
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&(row.service.clone(), row.stage.clone()));
         self.record_drift(state, row, &found, "peng").await
     }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime};
 
 use peng_api as wire;
@@ -158,8 +159,7 @@ impl Databases {
         actor: &str,
     ) -> ApiResult<wire::Backup> {
         let key = (id.clone(), stage.clone());
-        let lock = self.op_lock(&key);
-        let _guard = lock.lock().await;
+        let _guard = self.op_lock(&key).await;
         self.backup_locked(state, id, stage, kind, retention, actor)
             .await
     }
@@ -355,8 +355,7 @@ impl Databases {
         actor: &str,
     ) -> ApiResult<Vec<String>> {
         let key = (id.clone(), stage.clone());
-        let lock = self.op_lock(&key);
-        let _guard = lock.lock().await;
+        let _guard = self.op_lock(&key).await;
         let row = self.ready_row(state, id, stage).await?;
         let backups = state.backups(Some(id), Some(stage), false).await?;
         let chosen = match backup_id {
@@ -472,8 +471,7 @@ impl Databases {
         stage: &StageName,
     ) -> ApiResult<()> {
         let key = (id.clone(), stage.clone());
-        let lock = self.op_lock(&key);
-        let _guard = lock.lock().await;
+        let _guard = self.op_lock(&key).await;
         let mut row = self.ready_row(state, id, stage).await?;
         let (new_slot, new_name) = if row.app_slot == "a" {
             ("b", APP_B)
@@ -511,8 +509,7 @@ impl Databases {
         actor: &str,
     ) -> ApiResult<Vec<String>> {
         let key = (id.clone(), stage.clone());
-        let lock = self.op_lock(&key);
-        let _guard = lock.lock().await;
+        let _guard = self.op_lock(&key).await;
         let row = self.ready_row(state, id, stage).await?;
         let secrets = self.secrets(state, id, stage).await?;
         for pool in self.pools(&row).await? {
@@ -536,7 +533,7 @@ impl Databases {
             .await?;
         self.read_only_pools
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
         Ok(vec![format!(
             "database {stage}: new password for {}; {} is locked",
@@ -571,8 +568,7 @@ impl Databases {
         actor: &str,
     ) -> ApiResult<Vec<String>> {
         let key = (id.clone(), stage.clone());
-        let lock = self.op_lock(&key);
-        let _guard = lock.lock().await;
+        let _guard = self.op_lock(&key).await;
         let mut row = self.ready_row(state, id, stage).await?;
         if row.mode != "dedicated" || !row.replica {
             return Err(ApiError::invalid(format!(
@@ -643,7 +639,7 @@ impl Databases {
         }
         self.read_only_pools
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
         Ok(events)
     }
@@ -705,8 +701,7 @@ impl Databases {
             }
         }
         let key = (id.clone(), stage.clone());
-        let lock = self.op_lock(&key);
-        let _guard = lock.lock().await;
+        let _guard = self.op_lock(&key).await;
         if row.mode == "dedicated" {
             for node in ["a", "b"] {
                 let server =
@@ -747,11 +742,11 @@ impl Databases {
             .await?;
         self.findings
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
         self.read_only_pools
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
         events.push(format!("database {stage}: {} destroyed", row.db_name));
         Ok(events)
@@ -771,7 +766,7 @@ impl Databases {
             let failure = self
                 .failures
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .get(&key)
                 .cloned();
             let mut replica_state = None;
@@ -819,7 +814,7 @@ impl Databases {
                 drift: self
                     .findings
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .unwrap_or_else(PoisonError::into_inner)
                     .get(&key)
                     .cloned()
                     .unwrap_or_default(),
@@ -885,7 +880,7 @@ impl Databases {
                         let prev = self
                             .last_stats
                             .lock()
-                            .unwrap_or_else(|p| p.into_inner())
+                            .unwrap_or_else(PoisonError::into_inner)
                             .insert(
                                 (key.clone(), "primary".to_string()),
                                 (s.clone(), Instant::now()),
@@ -993,7 +988,7 @@ impl Databases {
         let cached = self
             .read_only_pools
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
             .cloned();
         let pool = match cached {
@@ -1025,7 +1020,7 @@ impl Databases {
                     .connect_lazy_with(opts);
                 self.read_only_pools
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .unwrap_or_else(PoisonError::into_inner)
                     .insert(key, pool.clone());
                 pool
             }
