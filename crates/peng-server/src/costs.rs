@@ -33,10 +33,11 @@ pub struct Reservation {
 impl std::ops::Add for Reservation {
     type Output = Reservation;
     fn add(self, o: Reservation) -> Reservation {
+        // Sizes come from files: saturate rather than wrap, so a huge ask stays huge.
         Reservation {
             cpu: self.cpu + o.cpu,
-            memory: self.memory + o.memory,
-            disk: self.disk + o.disk,
+            memory: self.memory.saturating_add(o.memory),
+            disk: self.disk.saturating_add(o.disk),
         }
     }
 }
@@ -65,7 +66,11 @@ pub fn reservation(spec: &ServiceSpec, platform: &Platform) -> ServiceReservatio
     for stage in spec.stages.values() {
         r.instance_count += stage.instances;
         r.instances.cpu += res.cpu * f64::from(stage.instances);
-        r.instances.memory += res.memory.bytes() * u64::from(stage.instances);
+        r.instances.memory = r.instances.memory.saturating_add(
+            res.memory
+                .bytes()
+                .saturating_mul(u64::from(stage.instances)),
+        );
     }
     if let Some(db) = &spec.database {
         let plan = platform.databases.plans.get(&db.plan);
@@ -75,8 +80,14 @@ pub fn reservation(spec: &ServiceSpec, platform: &Platform) -> ServiceReservatio
                 r.database_price_month += plan.price_month * f64::from(nodes);
                 if db.mode == DbMode::Dedicated {
                     r.database_servers += nodes;
-                    r.databases.memory += plan.memory.bytes() * u64::from(nodes);
-                    r.databases.disk += plan.disk.bytes() * u64::from(nodes);
+                    r.databases.memory = r
+                        .databases
+                        .memory
+                        .saturating_add(plan.memory.bytes().saturating_mul(u64::from(nodes)));
+                    r.databases.disk = r
+                        .databases
+                        .disk
+                        .saturating_add(plan.disk.bytes().saturating_mul(u64::from(nodes)));
                 }
             }
         }
@@ -107,7 +118,7 @@ pub fn check_capacity(
         ));
     }
     let check = |name: &str, cap: u64, others: u64, cur: u64, want: u64| {
-        if want > cur && others + want > cap {
+        if want > cur && others.saturating_add(want) > cap {
             Some(format!(
                 "{name}: this file reserves {}, {} of {} are free",
                 gib(want),

@@ -94,6 +94,48 @@ fn removed_databases(
         .collect()
 }
 
+/// Takes the final backups of the protected databases an apply or destroy removes, before the
+/// removal is committed. Each must be verified (a restore of it gave the same row counts), or
+/// nothing changes. A database that was never completed has nothing to back up.
+async fn final_backups(
+    app: &App,
+    id: &ServiceId,
+    removed: &[(StageName, bool)],
+    actor: &str,
+) -> ApiResult<(Vec<String>, Vec<StageName>)> {
+    let mut events = Vec::new();
+    let mut done = Vec::new();
+    for (stage, protected) in removed {
+        if !*protected {
+            continue;
+        }
+        match app.state.database(id, stage).await? {
+            Some(row) if row.status != "creating" => {}
+            _ => continue,
+        }
+        let b = app
+            .databases
+            .backup(&app.state, id, stage, "final", None, actor)
+            .await?;
+        if b.verified != Some(true) {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "the final backup {} of the protected database of {id} on {stage} did not verify ({}); nothing was destroyed",
+                    b.id,
+                    b.error.as_deref().unwrap_or("no verification")
+                ),
+            ));
+        }
+        events.push(format!(
+            "database {stage}: final backup {} ({} bytes, verified)",
+            b.id, b.bytes
+        ));
+        done.push(stage.clone());
+    }
+    Ok((events, done))
+}
+
 /// Refuses to remove a protected database without `force`.
 fn check_protection(
     file: &str,
@@ -161,9 +203,11 @@ async fn shared_capacity_problems(
         }
     }
     if let Some(disk) = server.capacity.disk {
-        let used: u64 = others.iter().map(|r| plan_disk(&r.plan)).sum();
-        let asked = plan_disk(&db.plan) * wanted;
-        if used + asked > disk.bytes() {
+        let used = others
+            .iter()
+            .fold(0u64, |sum, r| sum.saturating_add(plan_disk(&r.plan)));
+        let asked = plan_disk(&db.plan).saturating_mul(wanted);
+        if used.saturating_add(asked) > disk.bytes() {
             let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
             problems.push(format!(
                 "shared server {name}: disk: this file reserves {:.2} GiB, {:.2} GiB of {:.2} GiB are free",
@@ -363,21 +407,7 @@ pub async fn apply(
     };
     // A protected database is backed up before the decision to remove it is committed: when
     // the backup fails, nothing changes.
-    let mut events = Vec::new();
-    for (stage, protected) in &removed_databases {
-        if *protected {
-            let b = app
-                .databases
-                .backup(&app.state, &id, stage, "final", None, &auth.0.actor())
-                .await?;
-            events.push(format!(
-                "database {stage}: final backup {} ({} bytes, verified: {})",
-                b.id,
-                b.bytes,
-                b.verified == Some(true)
-            ));
-        }
-    }
+    let (mut events, _) = final_backups(app, &id, &removed_databases, &auth.0.actor()).await?;
     app.state.put_service(&row, audit).await?;
     events.extend(converge(app, &row, &desired).await?);
     Ok(wire::ApplyResponse {
@@ -409,15 +439,12 @@ async fn converge(app: &App, row: &ServiceRow, spec: &ServiceSpec) -> ApiResult<
     // Databases no longer declared go first (a mode change makes a new one), then the declared
     // ones are made, so instances start with the address of the database they are to use.
     for db in app.state.databases(Some(&row.id)).await? {
+        // A file that names no shared server keeps the one its database is on: a new default
+        // in the platform file never moves (or removes) an existing database.
         let declared = spec.database.as_ref().is_some_and(|d| {
             spec.stages.contains_key(&db.stage)
                 && db.mode == mode_name(d.mode)
-                && (d.mode == peng_spec::DbMode::Dedicated
-                    || app
-                        .databases
-                        .platform()
-                        .shared_server(d.server.as_deref())
-                        .is_some_and(|(name, _)| name == db.server))
+                && d.server.as_ref().is_none_or(|s| s == &db.server)
         });
         if !declared {
             let recent_final = app
@@ -487,23 +514,7 @@ pub async fn destroy(
     let plan = peng_provision::plan(Some(&spec), None, None)?;
     let removed = removed_databases(Some(&spec), None);
     check_protection(&row.file_name, id, &removed, force)?;
-    let mut events = Vec::new();
-    let mut backed_up = Vec::new();
-    for (stage, protected) in &removed {
-        if *protected {
-            let b = app
-                .databases
-                .backup(&app.state, id, stage, "final", None, &auth.0.actor())
-                .await?;
-            events.push(format!(
-                "database {stage}: final backup {} ({} bytes, verified: {})",
-                b.id,
-                b.bytes,
-                b.verified == Some(true)
-            ));
-            backed_up.push(stage.clone());
-        }
-    }
+    let (mut events, backed_up) = final_backups(app, id, &removed, &auth.0.actor()).await?;
     // The decision is committed first, as for apply: a crash afterwards is finished at the next
     // start, which brings back only services that are not destroyed.
     let audit = NewAudit {

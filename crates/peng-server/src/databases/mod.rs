@@ -41,7 +41,7 @@ use peng_spec::{DatabaseSpec, DbMode, Platform, ServiceSpec};
 use peng_state::{DatabaseRow, NewAudit, State};
 use sha2::{Digest, Sha256};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
-use sqlx::MySqlPool;
+use sqlx::{ConnectOptions, MySqlPool};
 
 use crate::error::{ApiError, ApiResult};
 use sealing::Sealer;
@@ -52,11 +52,16 @@ pub const APP_B: &str = "app_b";
 pub const READ_ONLY: &str = "ro";
 pub const REPLICATION: &str = "repl";
 
+/// The status of a database while a password rotation moves its instances to the other
+/// application account; both accounts are open until the rotation finishes.
+pub const ROTATING: &str = "rotating";
+
 /// Drift findings kept per database for status and the UI (the audit log keeps them all).
 const MAX_FINDINGS: usize = 20;
 
-/// Accounts peng's own processes use; never reported as foreign access.
-const PENG_ACCOUNTS: &[&str] = &["peng_admin", "peng_repl"];
+/// The replication account; never reported as foreign access (nor is the admin account peng
+/// connects with).
+const REPLICATION_ACCOUNT: &str = "peng_repl";
 
 type DbKey = (ServiceId, StageName);
 
@@ -87,10 +92,14 @@ pub struct Databases {
 /// The environment one stage's instances get for their database.
 pub type StageEnv = BTreeMap<StageName, BTreeMap<String, String>>;
 
-/// `team_service_stage`, lowercase, `[a-z0-9_]`, at most 64 characters.
+/// `team_service_stage` with every other character as `_`, cut to 44 characters, then `_` and 8
+/// hex digits of a hash of `team/service/stage`: names may contain `-`, so the readable part
+/// alone could be the same for two services (`a-b/c` and `a/b-c`); the hash keeps every
+/// service's schema, accounts and scratch restores (`<schema>_rN`) apart. At most 53
+/// characters, so `<schema>_app_a` and `<schema>_rN` stay within MariaDB's limits.
 pub fn schema_name(id: &ServiceId, stage: &StageName) -> String {
-    let raw = format!("{}_{}_{}", id.team, id.service, stage);
-    let clean: String = raw
+    let raw = format!("{}/{}/{}", id.team, id.service, stage);
+    let clean: String = format!("{}_{}_{}", id.team, id.service, stage)
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -99,12 +108,10 @@ pub fn schema_name(id: &ServiceId, stage: &StageName) -> String {
                 '_'
             }
         })
+        .take(44)
         .collect();
-    if clean.len() <= 64 {
-        return clean;
-    }
     let hash = hex::encode(&Sha256::digest(raw.as_bytes())[..4]);
-    format!("{}_{hash}", &clean[..55])
+    format!("{clean}_{hash}")
 }
 
 fn user_name(schema: &str, account: &str) -> String {
@@ -392,6 +399,7 @@ impl Databases {
         secrets: &BTreeMap<String, Secret>,
     ) -> ApiResult<SchemaSpec> {
         let hosts = self.app_hosts(row);
+        let rotating = row.status == ROTATING;
         let max = self
             .platform
             .databases
@@ -413,8 +421,9 @@ impl Databases {
         Ok(SchemaSpec {
             database: row.db_name.clone(),
             users: vec![
-                user(APP_A, Role::App, row.app_slot != "a", max)?,
-                user(APP_B, Role::App, row.app_slot != "b", max)?,
+                // While a rotation moves the instances over, both accounts stay open.
+                user(APP_A, Role::App, !rotating && row.app_slot != "a", max)?,
+                user(APP_B, Role::App, !rotating && row.app_slot != "b", max)?,
                 user(READ_ONLY, Role::ReadOnly, false, (max / 10).max(5))?,
             ],
             extra_databases: Vec::new(),
@@ -520,11 +529,13 @@ impl Databases {
                 ),
             )
         })?;
+        // Statements carry passwords (`IDENTIFIED BY`): never logged.
         let mut opts = MySqlConnectOptions::new()
             .host(&server.host)
             .port(server.port)
             .username(&server.admin_user)
-            .password(password.trim_end_matches(['\n', '\r']));
+            .password(password.trim_end_matches(['\n', '\r']))
+            .disable_statement_logging();
         opts = match &server.ca {
             Some(ca) => opts
                 .ssl_mode(MySqlSslMode::VerifyCa)
@@ -648,7 +659,7 @@ impl Databases {
                 ));
             }
         }
-        if row.status != "ready" {
+        if row.status == "creating" {
             row.status = "ready".to_string();
             state.put_database(&row, &[], None).await?;
         }
@@ -792,26 +803,36 @@ impl Databases {
     async fn reconcile_one(&self, state: &State, row: &DatabaseRow) -> ApiResult<()> {
         let secrets = self.secrets(state, &row.service, &row.stage).await?;
         let mut found = Vec::new();
-        let mut pools = Vec::new();
+        // Each server with the account peng administers it as, which is never foreign.
+        let mut pools: Vec<(MySqlPool, String)> = Vec::new();
         if row.mode == "dedicated" {
             let nodes = self.nodes.lock().await;
             for node in ["a", "b"] {
                 let key = (row.service.clone(), row.stage.clone(), node.to_string());
                 if let Some(server) = nodes.get(&key) {
                     found.extend(server.check_baseline(true).await.map_err(db_err)?);
-                    pools.push(server.admin().clone());
+                    pools.push((server.admin().clone(), server.admin_user().to_string()));
                 }
             }
         } else {
-            pools.push(self.shared_pool(&row.server).await?);
+            let admin = self
+                .platform
+                .shared_server(Some(&row.server))
+                .map(|(_, s)| s.admin_user.clone())
+                .unwrap_or_default();
+            pools.push((self.shared_pool(&row.server).await?, admin));
         }
-        for pool in pools {
+        for (pool, admin) in pools {
             let schema = self.schema_with_scratch(&pool, row, &secrets).await?;
             found.extend(accounts::ensure(&pool, &schema).await.map_err(db_err)?);
             found.extend(
-                accounts::revoke_foreign_access(&pool, &schema, PENG_ACCOUNTS)
-                    .await
-                    .map_err(db_err)?,
+                accounts::revoke_foreign_access(
+                    &pool,
+                    &schema,
+                    &[admin.as_str(), REPLICATION_ACCOUNT],
+                )
+                .await
+                .map_err(db_err)?,
             );
         }
         self.failures
@@ -860,4 +881,32 @@ pub fn builtin_alerts(spec: &ServiceSpec) -> Vec<peng_spec::AlertSpec> {
 fn free_port() -> ApiResult<u16> {
     peng_db::server::free_port()
         .map_err(|e| ApiError::new(ErrorKind::Unavailable, format!("no free port: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_distinct_readable_and_within_limits() {
+        let a = schema_name(
+            &ServiceId::parse("a-b/c").unwrap(),
+            &StageName::parse("prod").unwrap(),
+        );
+        let b = schema_name(
+            &ServiceId::parse("a/b-c").unwrap(),
+            &StageName::parse("prod").unwrap(),
+        );
+        assert_ne!(a, b);
+        assert!(a.starts_with("a_b_c_prod_"), "{a}");
+        let long = schema_name(
+            &ServiceId::parse(&format!("{}/{}", "t".repeat(40), "s".repeat(40))).unwrap(),
+            &StageName::parse("production").unwrap(),
+        );
+        assert!(long.len() <= 53, "{long}");
+        for name in [&a, &b, &long] {
+            accounts::validate_database(&format!("{name}_r123456789")).unwrap();
+            accounts::validate_user(&user_name(name, APP_A)).unwrap();
+        }
+    }
 }

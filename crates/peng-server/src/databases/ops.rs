@@ -15,9 +15,9 @@ use peng_db::{replica, stats};
 use peng_spec::ServiceSpec;
 use peng_state::{BackupRow, DatabaseRow, NewAudit, State};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
-use sqlx::{MySqlPool, Row};
+use sqlx::{ConnectOptions, MySqlPool, Row};
 
-use super::{db_err, owner, user_name, Databases, APP_A, APP_B, READ_ONLY, REPLICATION};
+use super::{db_err, owner, user_name, Databases, APP_A, APP_B, READ_ONLY, REPLICATION, ROTATING};
 use crate::error::{ApiError, ApiResult};
 
 fn wire_backup(b: &BackupRow) -> wire::Backup {
@@ -48,7 +48,7 @@ impl Databases {
         stage: &StageName,
     ) -> ApiResult<DatabaseRow> {
         match state.database(id, stage).await? {
-            Some(row) if row.status == "ready" => Ok(row),
+            Some(row) if row.status == "ready" || row.status == ROTATING => Ok(row),
             Some(_) => Err(ApiError::new(
                 ErrorKind::Conflict,
                 format!("the database of {id} on {stage} is still being created"),
@@ -178,6 +178,8 @@ impl Databases {
         let dir = self.backup_dir_of(id, stage);
         std::fs::create_dir_all(&dir)
             .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        // Reachable first: a backup row is only started for a dump that can run.
+        let target = self.dump_target(&row).await?;
         let backup_id = state.start_backup(id, stage, kind, "").await?;
         let name =
             backup::backup_file_name(SystemTime::now(), &backup_id.to_string()).map_err(db_err)?;
@@ -187,7 +189,6 @@ impl Databases {
             .await?
             .ok_or_else(|| ApiError::internal("backup row vanished"))?;
         record.file = path.display().to_string();
-        let target = self.dump_target(&row).await?;
         let info = match backup::dump(&tools.dump, &target, &row.db_name, &path).await {
             Ok(info) => info,
             Err(e) => {
@@ -371,10 +372,7 @@ impl Databases {
         };
         let target_db = match into {
             "service" => row.db_name.clone(),
-            "scratch" => {
-                let base: String = row.db_name.chars().take(50).collect();
-                format!("{base}_r{}", chosen.id)
-            }
+            "scratch" => format!("{}_r{}", row.db_name, chosen.id),
             other => {
                 return Err(ApiError::invalid(format!(
                     "restore into '{other}': expected 'service' or 'scratch'"
@@ -389,14 +387,20 @@ impl Databases {
             // Made with the binary log on, so a replica gets it, as it gets the restored rows.
             sqlx::raw_sql(&format!(
                 "SET SESSION sql_log_bin = 1; \
-                 CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci; \
+                 CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci; \
                  SET SESSION sql_log_bin = 0",
                 accounts::ident(&target_db)
             ))
             .execute(&primary)
             .await
             .map_err(|e| {
-                ApiError::new(ErrorKind::Unavailable, format!("create {target_db}: {e}"))
+                ApiError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "cannot create {target_db} (backup {} was restored into scratch before; drop that database first): {e}",
+                        chosen.id
+                    ),
+                )
             })?;
         }
         let took = backup::restore(
@@ -432,6 +436,8 @@ impl Databases {
     }
 
     /// The declared schema plus the scratch restores (`<schema>_rN`) that exist on the server.
+    /// The schema name ends in a hash of its service, so no other service's database has this
+    /// form.
     pub(super) async fn schema_with_scratch(
         &self,
         pool: &MySqlPool,
@@ -439,12 +445,12 @@ impl Databases {
         secrets: &BTreeMap<String, Secret>,
     ) -> ApiResult<accounts::SchemaSpec> {
         let mut schema = self.schema_spec(row, secrets)?;
-        let base: String = row.db_name.chars().take(50).collect();
-        let pattern = format!("{}\\_r%", base.replace('_', "\\_"));
+        let prefix = format!("{}_r", row.db_name);
         let rows = sqlx::query(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE ?",
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE LEFT(SCHEMA_NAME, ?) = ?",
         )
-        .bind(pattern)
+        .bind(prefix.len() as u64)
+        .bind(&prefix)
         .fetch_all(pool)
         .await
         .map_err(|e| {
@@ -455,7 +461,10 @@ impl Databases {
         })?;
         for r in rows {
             let name: String = r.try_get(0).unwrap_or_default();
-            if !name.is_empty() && name != row.db_name {
+            let is_scratch = name
+                .strip_prefix(&prefix)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if is_scratch {
                 schema.extra_databases.push(name);
             }
         }
@@ -473,29 +482,30 @@ impl Databases {
         let key = (id.clone(), stage.clone());
         let _guard = self.op_lock(&key).await;
         let mut row = self.ready_row(state, id, stage).await?;
-        let (new_slot, new_name) = if row.app_slot == "a" {
-            ("b", APP_B)
-        } else {
-            ("a", APP_A)
-        };
-        let password = accounts::generate_password();
-        let sealed = self
-            .sealer
-            .seal(&owner(id, stage, new_name), password.expose());
-        state
-            .put_database(&row, &[(new_name.to_string(), sealed)], None)
-            .await?;
+        if row.status != ROTATING {
+            // The new password and the switch are one commit, marked as rotating: until the
+            // rotation finishes both accounts stay open (also for converges and reconciles in
+            // between), and a rotation cut short by a crash is finished by running it again.
+            let (new_slot, new_name) = if row.app_slot == "a" {
+                ("b", APP_B)
+            } else {
+                ("a", APP_A)
+            };
+            let password = accounts::generate_password();
+            let sealed = self
+                .sealer
+                .seal(&owner(id, stage, new_name), password.expose());
+            row.app_slot = new_slot.to_string();
+            row.status = ROTATING.to_string();
+            state
+                .put_database(&row, &[(new_name.to_string(), sealed)], None)
+                .await?;
+        }
         let secrets = self.secrets(state, id, stage).await?;
-        // Both accounts open while instances move over.
         for pool in self.pools(&row).await? {
-            let mut open = self.schema_with_scratch(&pool, &row, &secrets).await?;
-            for user in &mut open.users {
-                user.locked = false;
-            }
+            let open = self.schema_with_scratch(&pool, &row, &secrets).await?;
             accounts::ensure(&pool, &open).await.map_err(db_err)?;
         }
-        row.app_slot = new_slot.to_string();
-        state.put_database(&row, &[], None).await?;
         Ok(())
     }
 
@@ -510,12 +520,14 @@ impl Databases {
     ) -> ApiResult<Vec<String>> {
         let key = (id.clone(), stage.clone());
         let _guard = self.op_lock(&key).await;
-        let row = self.ready_row(state, id, stage).await?;
+        let mut row = self.ready_row(state, id, stage).await?;
+        row.status = "ready".to_string();
         let secrets = self.secrets(state, id, stage).await?;
         for pool in self.pools(&row).await? {
             let schema = self.schema_with_scratch(&pool, &row, &secrets).await?;
             accounts::ensure(&pool, &schema).await.map_err(db_err)?;
         }
+        state.put_database(&row, &[], None).await?;
         let slot = if row.app_slot == "b" { APP_B } else { APP_A };
         let old = if row.app_slot == "b" { APP_A } else { APP_B };
         state
@@ -689,7 +701,7 @@ impl Databases {
             return Ok(Vec::new());
         };
         let mut events = Vec::new();
-        if take_final && row.status == "ready" {
+        if take_final && row.status != "creating" {
             match self.backup(state, id, stage, "final", None, actor).await {
                 Ok(b) => events.push(format!(
                     "database {stage}: final backup {} ({} bytes, verified: {})",
@@ -829,7 +841,7 @@ impl Databases {
         let Ok(rows) = state.databases(None).await else {
             return;
         };
-        for row in rows.into_iter().filter(|r| r.status == "ready") {
+        for row in rows.into_iter().filter(|r| r.status != "creating") {
             let key = (row.service.clone(), row.stage.clone());
             let primary = if row.mode == "shared" {
                 self.shared_pool(&row.server).await.ok()
@@ -1009,7 +1021,8 @@ impl Databases {
                     .port(port)
                     .username(&user_name(&row.db_name, READ_ONLY))
                     .password(password.expose())
-                    .database(&row.db_name);
+                    .database(&row.db_name)
+                    .disable_statement_logging();
                 opts = match self.ca_path(&row) {
                     Some(ca) => opts.ssl_mode(MySqlSslMode::VerifyCa).ssl_ca(ca),
                     None => opts.ssl_mode(MySqlSslMode::Required),
