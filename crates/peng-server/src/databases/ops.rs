@@ -975,9 +975,22 @@ impl Databases {
         }
     }
 
+    /// Never starts a server: sampling only looks at what runs.
     async fn schema_size(&self, row: &DatabaseRow) -> Option<u64> {
-        let mut events = Vec::new();
-        let pool = self.primary(row, &mut events).await.ok()?;
+        let pool = if row.mode == "shared" {
+            self.shared_pool(&row.server).await.ok()?
+        } else {
+            self.nodes
+                .lock()
+                .await
+                .get(&(
+                    row.service.clone(),
+                    row.stage.clone(),
+                    row.primary_node.clone(),
+                ))?
+                .admin()
+                .clone()
+        };
         let r = sqlx::query(
             "SELECT CAST(COALESCE(SUM(data_length + index_length), 0) AS UNSIGNED) FROM information_schema.TABLES WHERE table_schema = ?",
         )
