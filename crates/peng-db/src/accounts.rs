@@ -135,6 +135,9 @@ pub struct SchemaSpec {
     pub users: Vec<UserSpec>,
     /// Further databases the same users get with the same roles (scratch restores, for example).
     pub extra_databases: Vec<String>,
+    /// Whether the users' hosts may be `%` patterns (a shared server whose platform entry says
+    /// `allow_any_host`); refused otherwise.
+    pub host_patterns: HostPatterns,
 }
 
 impl SchemaSpec {
@@ -393,7 +396,7 @@ pub fn validate_spec(spec: &SchemaSpec) -> Result<(), DbError> {
             )));
         }
         for host in &user.hosts {
-            problems.extend(validate_host(host, HostPatterns::Refused).err());
+            problems.extend(validate_host(host, spec.host_patterns).err());
         }
         problems.extend(validate_password(&user.password).err());
     }
@@ -1326,11 +1329,29 @@ mod tests {
             database: "x'y".into(),
             users: vec![u],
             extra_databases: vec![],
+            host_patterns: HostPatterns::Refused,
         };
         let err = validate_spec(&spec).unwrap_err().to_string();
         assert!(err.contains("database name"), "{err}");
         assert!(err.contains("user name"), "{err}");
         assert!(err.contains("host"), "{err}");
+    }
+
+    #[test]
+    fn a_host_pattern_needs_the_spec_to_allow_it() {
+        let mut u = user(Role::App);
+        u.hosts = vec!["%".into(), "10.1.%".into()];
+        let mut spec = SchemaSpec {
+            database: "books".into(),
+            users: vec![u],
+            extra_databases: vec![],
+            host_patterns: HostPatterns::Refused,
+        };
+        assert!(validate_spec(&spec).is_err());
+        spec.host_patterns = HostPatterns::Allowed;
+        validate_spec(&spec).unwrap();
+        spec.users[0].hosts = vec!["10.1.%' OR '".into()];
+        assert!(validate_spec(&spec).is_err(), "a quote is never a host");
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn spec(db: &str) -> SchemaSpec {
             user(&format!("{db}_ro"), Role::ReadOnly),
         ],
         extra_databases: vec![],
+        host_patterns: peng_db::accounts::HostPatterns::Refused,
     }
 }
 

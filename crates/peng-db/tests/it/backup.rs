@@ -249,6 +249,7 @@ async fn an_application_user_dumps_over_tls() {
             require_tls: true,
         }],
         extra_databases: vec![],
+        host_patterns: peng_db::accounts::HostPatterns::Refused,
     };
     accounts::ensure(server.admin(), &spec).await.unwrap();
     exec(

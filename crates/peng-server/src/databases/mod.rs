@@ -427,7 +427,22 @@ impl Databases {
                 user(READ_ONLY, Role::ReadOnly, false, (max / 10).max(5))?,
             ],
             extra_databases: Vec::new(),
+            host_patterns: self.host_patterns(row),
         })
+    }
+
+    /// `%` hosts only where the platform file allows them for a shared server.
+    fn host_patterns(&self, row: &DatabaseRow) -> accounts::HostPatterns {
+        let allowed = row.mode == "shared"
+            && self
+                .platform
+                .shared_server(Some(&row.server))
+                .is_some_and(|(_, s)| s.allow_any_host);
+        if allowed {
+            accounts::HostPatterns::Allowed
+        } else {
+            accounts::HostPatterns::Refused
+        }
     }
 
     fn app_hosts(&self, row: &DatabaseRow) -> Vec<String> {

@@ -98,6 +98,16 @@ databases:
       ca: {ca}
       version: "10.11"
       capacity: {{ databases: 2 }}
+    shared-any:
+      host: 127.0.0.1
+      port: {port}
+      admin_user: {user}
+      admin_password_file: {pw}
+      ca: {ca}
+      version: "10.11"
+      app_hosts: ["%"]
+      allow_any_host: true
+  default_shared_server: shared-1
 prices: {{ currency: EUR, cpu_hour: 0.0316, memory_gib_hour: 0.0042, disk_gib_month: 0.04, backup_gib_month: 0.02, log_gib_month: 0.10 }}
 "#,
         port = shared.port(),
@@ -693,6 +703,29 @@ async fn databases_from_the_file_to_promote_restore_drift_and_destroy() {
     .await;
     assert_ne!(code, 0, "ledger read wishlist's schema");
     assert!(err.contains("denied"), "{err}");
+
+    // A shared server whose platform entry allows any host gets `%` accounts.
+    let anyhost = service_file(
+        tmp.path(),
+        "coupons",
+        "database: { engine: mariadb, version: \"10.11\", mode: shared, server: shared-any }\n",
+    );
+    let out = peng(
+        &url,
+        &token,
+        &["apply", "-f", anyhost.to_str().expect("utf8")],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}\n{}", server.server_log());
+    let coupons = credentials(&url, &token, "books/coupons", "integration").await;
+    let host: String =
+        sqlx::query_scalar("SELECT CONVERT(Host USING utf8mb4) FROM mysql.user WHERE User = ?")
+            .bind(coupons["user"].as_str().expect("user"))
+            .fetch_one(shared.admin())
+            .await
+            .expect("the account");
+    assert_eq!(host, "%");
+    assert_eq!(app_sql(&coupons, "SELECT 1").await, "1");
 
     // Drift by hand on the shared server: an extra grant and a dropped user, found and repaired.
     let led_user = led["user"].as_str().expect("u").to_string();
