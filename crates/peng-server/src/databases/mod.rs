@@ -496,10 +496,12 @@ impl Databases {
         events: &mut Vec<String>,
     ) -> ApiResult<MySqlPool> {
         let key = (row.service.clone(), row.stage.clone(), node.to_string());
-        let mut nodes = self.nodes.lock().await;
-        if let Some(server) = nodes.get(&key) {
+        if let Some(server) = self.nodes.lock().await.get(&key) {
             return Ok(server.admin().clone());
         }
+        // Every caller holds this database's operation lock, so nobody else starts this node
+        // meanwhile; the map of servers is not held while it starts, so other databases'
+        // status, statistics and reconciles do not wait for it.
         let port = if node == "a" { row.port_a } else { row.port_b }.ok_or_else(|| {
             ApiError::internal(format!("node {node} of {} has no port", row.db_name))
         })?;
@@ -522,7 +524,7 @@ impl Databases {
             started.elapsed().as_secs_f64()
         ));
         let pool = server.admin().clone();
-        nodes.insert(key, server);
+        self.nodes.lock().await.insert(key, server);
         Ok(pool)
     }
 
