@@ -33,13 +33,13 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use peng_process::{describe, Spawner};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
 use sqlx::{ConnectOptions, Connection, MySqlPool, Row};
 use tokio::process::{Child, Command};
@@ -145,9 +145,9 @@ impl DedicatedServer {
         };
         write_file(&paths.cnf, &render_cnf(&paths, &inputs), 0o600)?;
 
-        let spawner = Spawner::start(tokio::runtime::Handle::current()).map_err(DbError::io(
-            "starting the thread that starts database servers",
-        ))?;
+        let spawner = Spawner::start("peng-mariadbd", tokio::runtime::Handle::current()).map_err(
+            DbError::io("starting the thread that starts database servers"),
+        )?;
         let started = Instant::now();
         let mut child = spawn(&spawner, tools, &paths).await?;
         let pid = child.id().unwrap_or_default();
@@ -1006,10 +1006,7 @@ impl Supervisor {
 }
 
 fn backoff(failures: u32) -> Duration {
-    let shift = failures.saturating_sub(1).min(16);
-    BACKOFF_INITIAL
-        .saturating_mul(1u32 << shift)
-        .min(BACKOFF_MAX)
+    peng_process::backoff(BACKOFF_INITIAL, BACKOFF_MAX, failures)
 }
 
 async fn spawn(spawner: &Spawner, tools: &Tools, paths: &Paths) -> Result<Child, DbError> {
@@ -1035,61 +1032,13 @@ async fn spawn(spawner: &Spawner, tools: &Tools, paths: &Paths) -> Result<Child,
         .stderr(log_err)
         .process_group(0)
         .kill_on_drop(false);
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe system
-    // calls without allocating.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGTERM as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // peng died between fork and prctl: the signal will never come
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
+    // SIGTERM: a server whose peng is gone shuts down cleanly.
+    peng_process::die_with_parent(&mut cmd, libc::SIGTERM);
     spawner.spawn(cmd).await.map_err(DbError::io(context()))
 }
 
 fn defaults_arg(cnf: &Path) -> String {
     format!("--defaults-file={}", cnf.display())
-}
-
-/// The thread that forks every server of one supervisor (see the module docs).
-struct Spawner {
-    tx: std::sync::mpsc::Sender<(Command, oneshot::Sender<io::Result<Child>>)>,
-}
-
-impl Spawner {
-    fn start(runtime: tokio::runtime::Handle) -> io::Result<Spawner> {
-        let (tx, rx) = std::sync::mpsc::channel::<(Command, oneshot::Sender<io::Result<Child>>)>();
-        std::thread::Builder::new()
-            .name("peng-mariadbd".into())
-            .spawn(move || {
-                // tokio's process support registers the child with the runtime's reaper
-                let _guard = runtime.enter();
-                while let Ok((mut command, reply)) = rx.recv() {
-                    let _ = reply.send(command.spawn());
-                }
-            })?;
-        Ok(Spawner { tx })
-    }
-
-    async fn spawn(&self, command: Command) -> io::Result<Child> {
-        let gone = || io::Error::other("the spawner thread is gone");
-        let (reply, answer) = oneshot::channel();
-        self.tx.send((command, reply)).map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
 }
 
 /// SIGTERM (a clean shutdown), up to `STOP_GRACE`, then SIGKILL; reaps the child.
@@ -1180,14 +1129,6 @@ fn alive(pid: u32) -> bool {
             !matches!(state, Some('Z') | Some('X'))
         }
         Err(_) => false,
-    }
-}
-
-fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(signal)) => format!("was killed by signal {signal}"),
-        _ => "ended".to_string(),
     }
 }
 

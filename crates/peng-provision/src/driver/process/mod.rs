@@ -30,7 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::{InstanceSpec, ProvisionError};
-use supervisor::{Ctx, Spawner, Status};
+use peng_process::Spawner;
+use supervisor::{Ctx, Status};
 
 /// How the driver runs. `new` gives the production defaults.
 #[derive(Debug, Clone)]
@@ -212,7 +213,7 @@ impl ProcessDriver {
         if killed > 0 {
             tracing::warn!(killed, "killed instances left over by a previous run");
         }
-        let spawner = Spawner::start(runtime)
+        let spawner = Spawner::start("peng-spawner", runtime)
             .map_err(|e| ProvisionError::io("cannot start spawner for", &cfg.state_dir, e))?;
         let ctx = Ctx {
             cfg,

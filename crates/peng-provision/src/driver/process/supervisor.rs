@@ -14,12 +14,12 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peng_core::metrics::{self, Counter};
+use peng_process::{backoff, describe, Spawner};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
@@ -60,34 +60,6 @@ pub(crate) struct Ctx {
     pub discarded: Counter,
 }
 
-/// The dedicated thread that forks every child (see the module docs).
-pub(crate) struct Spawner {
-    tx: std::sync::mpsc::Sender<(Command, oneshot::Sender<io::Result<Child>>)>,
-}
-
-impl Spawner {
-    pub fn start(runtime: tokio::runtime::Handle) -> io::Result<Spawner> {
-        let (tx, rx) = std::sync::mpsc::channel::<(Command, oneshot::Sender<io::Result<Child>>)>();
-        std::thread::Builder::new()
-            .name("peng-spawner".into())
-            .spawn(move || {
-                // tokio's process support registers the child with the runtime's reaper.
-                let _guard = runtime.enter();
-                while let Ok((mut command, reply)) = rx.recv() {
-                    let _ = reply.send(command.spawn());
-                }
-            })?;
-        Ok(Spawner { tx })
-    }
-
-    async fn spawn(&self, command: Command) -> io::Result<Child> {
-        let gone = || io::Error::other("the spawner thread is gone");
-        let (reply, answer) = oneshot::channel();
-        self.tx.send((command, reply)).map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
-    }
-}
-
 /// Variables of peng's own environment that instances inherit.
 const INHERITED_ENV: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
@@ -117,28 +89,8 @@ fn command(spec: &InstanceSpec, port: u16) -> io::Result<Command> {
         .process_group(0)
         // a safety net if a supervisor is dropped without stopping its child
         .kill_on_drop(true);
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe system
-    // calls without allocating.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // peng died between fork and prctl: the signal will never come, so give up
-            if libc::getppid() as u32 != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
+    // SIGKILL: an instance has nothing to finish once peng is gone.
+    peng_process::die_with_parent(&mut cmd, libc::SIGKILL);
     Ok(cmd)
 }
 
@@ -286,21 +238,6 @@ pub(crate) async fn supervise(
         }
         restarts_total.inc();
         set(&|s| s.restarts = s.restarts.saturating_add(1));
-    }
-}
-
-/// The wait before the `failures`-th consecutive restart.
-pub(crate) fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
-    let shift = failures.saturating_sub(1).min(31);
-    initial.saturating_mul(1u32 << shift).min(max)
-}
-
-/// `exited with status 1`, `killed by signal 9`.
-pub(crate) fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with status {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => "exited".to_string(),
     }
 }
 

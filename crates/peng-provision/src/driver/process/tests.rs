@@ -1,9 +1,7 @@
 //! Unit tests of the pieces that need no process: parsing, backoff, line splitting.
 
-use std::time::Duration;
-
 use super::records::{parse_stat, Record};
-use super::supervisor::{backoff, read_lines, MAX_LINE};
+use super::supervisor::{read_lines, MAX_LINE};
 
 #[test]
 fn stat_fields_are_counted_from_the_last_parenthesis() {
@@ -36,14 +34,6 @@ fn records_round_trip() {
         None
     );
     assert_eq!(Record::parse("garbage"), None);
-}
-
-#[test]
-fn backoff_doubles_up_to_the_maximum() {
-    let (i, m) = (Duration::from_secs(1), Duration::from_secs(30));
-    let waits: Vec<u64> = (1..=7).map(|n| backoff(i, m, n).as_secs()).collect();
-    assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
-    assert_eq!(backoff(i, m, u32::MAX), m);
 }
 
 async fn lines(input: &[u8]) -> Vec<String> {
