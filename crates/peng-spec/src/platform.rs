@@ -639,21 +639,35 @@ fn plans(
     entry: &Entry,
     mandatory: &BTreeSet<&str>,
 ) -> Option<BTreeMap<String, DbPlan>> {
-    let map = named_map(cx, entry, "databases.plans", "plan")?;
+    named_entries(cx, entry, "databases.plans", "plan", |cx, e| {
+        plan(cx, e, mandatory)
+    })
+}
+
+/// A map of named offerings: every name checked, every entry parsed by `parse`; `None` when any
+/// name or entry had an error (all of them reported).
+fn named_entries<T>(
+    cx: &mut Cx,
+    entry: &Entry,
+    path: &str,
+    what: &str,
+    mut parse: impl FnMut(&mut Cx, &Entry) -> Option<T>,
+) -> Option<BTreeMap<String, T>> {
+    let map = named_map(cx, entry, path, what)?;
     let mut out = BTreeMap::new();
     let mut ok = true;
-    for plan_entry in &map {
-        let name = plan_entry.key.as_str();
-        let name_ok = match offering_name_problem("plan name", name) {
+    for item in &map {
+        let name = item.key.as_str();
+        let name_ok = match offering_name_problem(&format!("{what} name"), name) {
             Some(problem) => {
-                cx.err(plan_entry.key_pos, problem);
+                cx.err(item.key_pos, problem);
                 false
             }
             None => true,
         };
-        match plan(cx, plan_entry, mandatory) {
-            Some(plan) if name_ok => {
-                out.insert(name.to_string(), plan);
+        match parse(cx, item) {
+            Some(value) if name_ok => {
+                out.insert(name.to_string(), value);
             }
             _ => ok = false,
         }
@@ -701,26 +715,13 @@ fn shared_servers(
     entry: &Entry,
     versions: Option<&[String]>,
 ) -> Option<BTreeMap<String, SharedServer>> {
-    let map = named_map(cx, entry, "databases.shared_servers", "shared server")?;
-    let mut out = BTreeMap::new();
-    let mut ok = true;
-    for server_entry in &map {
-        let name = server_entry.key.as_str();
-        let name_ok = match offering_name_problem("shared server name", name) {
-            Some(problem) => {
-                cx.err(server_entry.key_pos, problem);
-                false
-            }
-            None => true,
-        };
-        match shared_server(cx, server_entry, versions) {
-            Some(server) if name_ok => {
-                out.insert(name.to_string(), server);
-            }
-            _ => ok = false,
-        }
-    }
-    ok.then_some(out)
+    named_entries(
+        cx,
+        entry,
+        "databases.shared_servers",
+        "shared server",
+        |cx, e| shared_server(cx, e, versions),
+    )
 }
 
 fn shared_server(cx: &mut Cx, entry: &Entry, versions: Option<&[String]>) -> Option<SharedServer> {

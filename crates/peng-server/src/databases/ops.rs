@@ -412,11 +412,7 @@ impl Databases {
         .await
         .map_err(db_err)?;
         if into == "scratch" {
-            let secrets = self.secrets(state, id, stage).await?;
-            for pool in self.pools(&row).await? {
-                let schema = self.schema_with_scratch(&pool, &row, &secrets).await?;
-                accounts::ensure(&pool, &schema).await.map_err(db_err)?;
-            }
+            self.ensure_accounts(state, &row).await?;
         }
         events.push(format!(
             "restored backup {} into database {target_db} in {:.1}s",
@@ -501,12 +497,7 @@ impl Databases {
                 .put_database(&row, &[(new_name.to_string(), sealed)], None)
                 .await?;
         }
-        let secrets = self.secrets(state, id, stage).await?;
-        for pool in self.pools(&row).await? {
-            let open = self.schema_with_scratch(&pool, &row, &secrets).await?;
-            accounts::ensure(&pool, &open).await.map_err(db_err)?;
-        }
-        Ok(())
+        self.ensure_accounts(state, &row).await
     }
 
     /// Step two, once the instances run with the new account: the old one is locked (its
@@ -522,11 +513,7 @@ impl Databases {
         let _guard = self.op_lock(&key).await;
         let mut row = self.ready_row(state, id, stage).await?;
         row.status = "ready".to_string();
-        let secrets = self.secrets(state, id, stage).await?;
-        for pool in self.pools(&row).await? {
-            let schema = self.schema_with_scratch(&pool, &row, &secrets).await?;
-            accounts::ensure(&pool, &schema).await.map_err(db_err)?;
-        }
+        self.ensure_accounts(state, &row).await?;
         state.put_database(&row, &[], None).await?;
         let slot = if row.app_slot == "b" { APP_B } else { APP_A };
         let old = if row.app_slot == "b" { APP_A } else { APP_B };
@@ -552,6 +539,17 @@ impl Databases {
             user_name(&row.db_name, slot),
             user_name(&row.db_name, old)
         )])
+    }
+
+    /// Makes the accounts of `row` (as its status and active slot say) on every server that
+    /// holds them, scratch restores included.
+    async fn ensure_accounts(&self, state: &State, row: &DatabaseRow) -> ApiResult<()> {
+        let secrets = self.secrets(state, &row.service, &row.stage).await?;
+        for pool in self.pools(row).await? {
+            let schema = self.schema_with_scratch(&pool, row, &secrets).await?;
+            accounts::ensure(&pool, &schema).await.map_err(db_err)?;
+        }
+        Ok(())
     }
 
     /// Admin pools of every server holding the database's accounts.
