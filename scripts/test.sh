@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with the Rust toolchain:
 # installs what the tests need (the MariaDB server and client the database tests start private
-# servers from; the Python GELF client graypy; PyMySQL for the example service; headless
+# servers from; bubblewrap, which sandboxes instances when the tests run as root; the Python GELF client graypy; PyMySQL for the example service; headless
 # Chromium, its driver and Python selenium for the web UI test), checks formatting and lints,
 # then runs every test of the workspace, the end-to-end tests of the real binary included.
 # Every server a test starts (peng, mariadbd) binds 127.0.0.1 on a free port in a temporary
@@ -29,6 +29,17 @@ if [ ! -x /usr/sbin/mariadbd ] || ! command -v mariadb-install-db >/dev/null \
   # Tests never use the package's own server, only private ones on temporary directories.
   echo "installing mariadb-server and mariadb-client (the database tests start private servers)"
   apt_install mariadb-server mariadb-client
+fi
+
+if [ ! -x /usr/bin/bwrap ]; then
+  echo "installing bubblewrap (instances run sandboxed when peng runs as root)"
+  apt_install bubblewrap
+fi
+
+if ! /usr/bin/python3 -c 'import pymysql' 2>/dev/null; then
+  # Sandboxed instances see the system's /usr only: the example service needs Debian's PyMySQL.
+  echo "installing python3-pymysql (the example service's MariaDB client, inside the sandbox)"
+  apt_install python3-pymysql
 fi
 
 if ! python3 -c 'import graypy' 2>/dev/null; then
