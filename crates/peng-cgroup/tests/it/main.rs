@@ -1,0 +1,5 @@
+//! The files written into plain directory trees laid out like cgroupfs (`tree_v1`, `tree_v2`).
+
+mod common;
+mod tree_v1;
+mod tree_v2;
