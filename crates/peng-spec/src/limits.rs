@@ -10,6 +10,8 @@
 //! | YAML anchors, aliases, tags, several documents | refused |
 //! | stages | 20 ([`MAX_STAGES`]), each with 0 to 100 instances ([`MAX_INSTANCES`]) |
 //! | environment variables | 200 ([`MAX_ENV`]) |
+//! | writable directories of an instance | 16 ([`MAX_WRITABLE`]) |
+//! | processes and threads of an instance | 65536 ([`MAX_PIDS`]) |
 //! | sensors | 200 ([`MAX_SENSORS`]), each with at most 20 conditions ([`MAX_CONDITIONS`]) |
 //! | alerts | 200 ([`MAX_ALERTS`]) |
 //! | action plans | 50 ([`MAX_ACTION_PLANS`]), each notifying at most 20 targets ([`MAX_NOTIFY`]) |
@@ -27,6 +29,8 @@ pub const MAX_DEPTH: usize = 16;
 pub const MAX_STAGES: usize = 20;
 pub const MAX_INSTANCES: u32 = 100;
 pub const MAX_ENV: usize = 200;
+pub const MAX_WRITABLE: usize = 16;
+pub const MAX_PIDS: u32 = 65_536;
 pub const MAX_SENSORS: usize = 200;
 pub const MAX_CONDITIONS: usize = 20;
 pub const MAX_ALERTS: usize = 200;

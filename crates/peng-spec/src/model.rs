@@ -45,9 +45,18 @@ pub struct RunSpec {
     /// argv; `${PORT}` and other `${VAR}` of the instance environment are expanded by the driver.
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
-    /// Working directory, relative paths resolved against the directory of the service file.
-    /// `None` means the directory of the service file.
+    /// Working directory inside the service file's directory, relative to it and normalized
+    /// without looking at the disk (`./a/../b` is `b`); never absolute, never leaving the
+    /// directory with `..`. `None` means the directory of the service file itself (also when
+    /// the file says `.`).
     pub workdir: Option<String>,
+    /// Directories an instance may write to, relative to the service file's directory and
+    /// normalized like `workdir` (`.` is the whole directory); the rest of that directory is
+    /// read-only to the instance. Duplicates removed, in file order, at most
+    /// [`MAX_WRITABLE`](crate::limits::MAX_WRITABLE). Empty (the default): none of it.
+    /// Normalization is lexical: whoever opens these paths must not follow a symbolic link out
+    /// of the service's directory.
+    pub writable: Vec<String>,
     pub health: HealthCheck,
     pub resources: Resources,
 }
@@ -76,6 +85,10 @@ pub struct Resources {
     pub cpu: f64,
     /// Default 256Mi.
     pub memory: ByteSize,
+    /// The most processes and threads an instance may have at once, 1 to
+    /// [`MAX_PIDS`](crate::limits::MAX_PIDS); `None` means the platform's default
+    /// (`isolation.pids` of the platform file).
+    pub pids: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

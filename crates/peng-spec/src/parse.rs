@@ -93,9 +93,16 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "action_plans",
 ];
 pub(crate) const STAGE_KEYS: &[&str] = &["instances"];
-pub(crate) const RUN_KEYS: &[&str] = &["command", "env", "workdir", "health", "resources"];
+pub(crate) const RUN_KEYS: &[&str] = &[
+    "command",
+    "env",
+    "workdir",
+    "writable",
+    "health",
+    "resources",
+];
 pub(crate) const HEALTH_KEYS: &[&str] = &["http", "tcp", "every", "timeout"];
-pub(crate) const RESOURCES_KEYS: &[&str] = &["cpu", "memory"];
+pub(crate) const RESOURCES_KEYS: &[&str] = &["cpu", "memory", "pids"];
 pub(crate) const LOGGING_KEYS: &[&str] = &["retention"];
 pub(crate) const DATABASE_KEYS: &[&str] = &[
     "engine", "version", "plan", "mode", "server", "replica", "backup", "protect",
@@ -228,12 +235,25 @@ pub(crate) fn fields<'a>(
 }
 
 pub(crate) fn unknown_key(key: &str, what: &str, allowed: &[&str]) -> String {
-    let mut message = format!("unknown key '{key}' in {what}");
+    let mut message = format!("unknown key '{}' in {what}", shown(key));
     match suggest(key, allowed.iter().copied()) {
         Some(close) => message.push_str(&format!("; did you mean '{close}'?")),
         None => message.push_str(&format!("; expected one of {}", allowed.join(", "))),
     }
     message
+}
+
+/// `value` for a message: control characters (a NUL byte above all) escaped, so that a
+/// diagnostic is one line of text whatever the file held.
+pub(crate) fn shown(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '\0' => "\\0".to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// The known word closest to `word`, if it is close enough to be what was meant.
@@ -566,8 +586,13 @@ fn run(cx: &mut Cx, entry: &Entry) -> Option<RunSpec> {
     };
     let workdir = match f.get("workdir") {
         Some(node) => non_empty_string(cx, node, &f.label("workdir"), "a directory")
-            .map(|s| Some(s.value.clone())),
+            .and_then(|s| inside_service_dir(cx, s, "run.workdir"))
+            .map(|dir| Some(dir).filter(|dir| dir != SERVICE_DIR)),
         None => Some(None),
+    };
+    let writable = match f.get_some("writable") {
+        Some(node) => writable(cx, node, &f.label("writable")),
+        None => Some(Vec::new()),
     };
     let health = match f.entry("health").filter(|e| !e.value.is_null()) {
         Some(e) => health(cx, e),
@@ -582,12 +607,14 @@ fn run(cx: &mut Cx, entry: &Entry) -> Option<RunSpec> {
         None => Some(Resources {
             cpu: DEFAULT_CPU,
             memory: DEFAULT_MEMORY,
+            pids: None,
         }),
     };
     Some(RunSpec {
         command: command?,
         env: env?,
         workdir: workdir?,
+        writable: writable?,
         health: health?,
         resources: resources?,
     })
@@ -597,13 +624,18 @@ fn run(cx: &mut Cx, entry: &Entry) -> Option<RunSpec> {
 fn command(cx: &mut Cx, node: &Node) -> Option<Vec<String>> {
     const EXPECTED: &str =
         "a list of strings like [\"./bin/app\", \"--port\", \"${PORT}\"], or one string";
-    let argv: Vec<String> = match node {
-        Node::Scalar(s) if !s.is_null() => s.value.split_whitespace().map(str::to_string).collect(),
+    // Each argument with where it was written.
+    let argv: Vec<(String, Pos)> = match node {
+        Node::Scalar(s) if !s.is_null() => s
+            .value
+            .split_whitespace()
+            .map(|arg| (arg.to_string(), s.pos))
+            .collect(),
         Node::Seq(seq) => {
             let mut argv = Vec::with_capacity(seq.items.len());
             for item in &seq.items {
                 match item {
-                    Node::Scalar(s) if !s.is_null() => argv.push(s.value.clone()),
+                    Node::Scalar(s) if !s.is_null() => argv.push((s.value.clone(), s.pos)),
                     other => {
                         cx.err(
                             other.pos(),
@@ -629,14 +661,123 @@ fn command(cx: &mut Cx, node: &Node) -> Option<Vec<String>> {
             return None;
         }
     };
-    if argv.first().is_none_or(|program| program.trim().is_empty()) {
+    match argv.first() {
+        None => {
+            cx.err(
+                node.pos(),
+                "'command' in run: the program to start is empty",
+            );
+            return None;
+        }
+        Some((program, pos)) if program.trim().is_empty() => {
+            cx.err(*pos, "'command' in run: the program to start is empty");
+            return None;
+        }
+        Some(_) => {}
+    }
+    let mut ok = true;
+    for (index, (arg, pos)) in argv.iter().enumerate() {
+        if arg.contains('\0') {
+            let which = match index {
+                0 => "the program".to_string(),
+                n => format!("argument {n}"),
+            };
+            cx.err(
+                *pos,
+                format!(
+                    "'command' in run: {which} '{}' contains a NUL byte, which cannot be passed to a process",
+                    shown(arg)
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| argv.into_iter().map(|(arg, _)| arg).collect())
+}
+
+/// How the directory of the service file itself is written in the model.
+const SERVICE_DIR: &str = ".";
+
+/// A directory inside the service file's directory, normalized without looking at the disk:
+/// `./a/../b` is `b`, `a/` is `a`, and the directory itself is `.`. An absolute path, one
+/// that leaves the directory with `..`, and a NUL byte are refused at the value.
+fn inside_service_dir(cx: &mut Cx, s: &Scalar, what: &str) -> Option<String> {
+    let value = s.value.as_str();
+    if value.contains('\0') {
         cx.err(
-            node.pos(),
-            "'command' in run: the program to start is empty",
+            s.pos,
+            format!(
+                "{what} '{}' contains a NUL byte, which no path can hold",
+                shown(value)
+            ),
         );
         return None;
     }
-    Some(argv)
+    if value.starts_with('/') {
+        cx.err(
+            s.pos,
+            format!("{what} '{value}' must be relative to the service file's directory"),
+        );
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in value.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    cx.err(
+                        s.pos,
+                        format!(
+                            "{what} '{value}' leaves the service's directory; give a path inside it"
+                        ),
+                    );
+                    return None;
+                }
+            }
+            name => parts.push(name),
+        }
+    }
+    if parts.is_empty() {
+        return Some(SERVICE_DIR.to_string());
+    }
+    Some(parts.join("/"))
+}
+
+/// `writable: [data, tmp]`: directories inside the service's, normalized, duplicates dropped.
+fn writable(cx: &mut Cx, node: &Node, label: &str) -> Option<Vec<String>> {
+    let Node::Seq(seq) = node else {
+        cx.err(
+            node.pos(),
+            format!(
+                "{label}: expected a list of directories like [data, tmp], found {}",
+                node.describe()
+            ),
+        );
+        return None;
+    };
+    if seq.items.len() > MAX_WRITABLE {
+        cx.err(
+            seq.pos,
+            format!(
+                "{label}: {} directories; at most {MAX_WRITABLE} are allowed",
+                seq.items.len()
+            ),
+        );
+        return None;
+    }
+    let mut out: Vec<String> = Vec::with_capacity(seq.items.len());
+    let mut ok = true;
+    for item in &seq.items {
+        let dir = non_empty_string(cx, item, label, "a directory")
+            .and_then(|s| inside_service_dir(cx, s, "run.writable"));
+        match dir {
+            Some(dir) if out.contains(&dir) => {}
+            Some(dir) => out.push(dir),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 fn env(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, String>> {
@@ -673,7 +814,8 @@ fn env(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, String>> {
             cx.err(
                 var.key_pos,
                 format!(
-                    "environment variable name '{key}' must start with a letter or '_' and contain only letters, digits and '_'"
+                    "environment variable name '{}' must start with a letter or '_' and contain only letters, digits and '_'",
+                    shown(key)
                 ),
             );
             ok = false;
@@ -687,9 +829,19 @@ fn env(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, String>> {
         match string(
             cx,
             &var.value,
-            &format!("environment variable '{key}'"),
+            &format!("environment variable '{}'", shown(key)),
             "a string",
         ) {
+            Some(s) if s.value.contains('\0') => {
+                cx.err(
+                    s.pos,
+                    format!(
+                        "environment variable '{}': the value contains a NUL byte, which cannot be passed to a process",
+                        shown(key)
+                    ),
+                );
+                ok = false;
+            }
             Some(s) => {
                 out.insert(key.to_string(), s.value.clone());
             }
@@ -863,9 +1015,15 @@ fn resources(cx: &mut Cx, entry: &Entry) -> Option<Resources> {
         }),
         None => Some(DEFAULT_MEMORY),
     };
+    let pids = match f.get("pids") {
+        Some(node) => integer(cx, node, &f.label("pids"), 1, u64::from(MAX_PIDS))
+            .map(|pids| Some(u32::try_from(pids).unwrap_or(MAX_PIDS))),
+        None => Some(None),
+    };
     Some(Resources {
         cpu: cpu?,
         memory: memory?,
+        pids: pids?,
     })
 }
 
@@ -1977,6 +2135,97 @@ mod tests {
         for bad in ["10", "10.", ".11", "10.11.2", "v10.11", "10.1a", ""] {
             assert!(!is_db_version(bad), "{bad}");
         }
+    }
+
+    fn run_with(lines: &str) -> String {
+        MINIMAL.replace("run: { command: ./shop }\n", &format!("run:\n{lines}"))
+    }
+
+    #[test]
+    fn directories_are_normalized_inside_the_service_directory() {
+        for (written, workdir) in [
+            (".", None),
+            ("./", None),
+            ("a/..", None),
+            ("./a/../b", Some("b")),
+            ("a/./b//c/", Some("a/b/c")),
+            ("~/x", Some("~/x")),
+        ] {
+            let text = run_with(&format!("  command: ./shop\n  workdir: '{written}'\n"));
+            let spec = parse_service("peng.yaml", &text).expect(written);
+            assert_eq!(spec.run.workdir.as_deref(), workdir, "{written}");
+        }
+        let text = run_with("  command: ./shop\n  writable: [., data, ./data/, a/../data, logs]\n");
+        let spec = parse_service("peng.yaml", &text).unwrap();
+        assert_eq!(spec.run.writable, [".", "data", "logs"]);
+        let text = run_with("  command: ./shop\n  writable:\n");
+        assert!(parse_service("peng.yaml", &text)
+            .unwrap()
+            .run
+            .writable
+            .is_empty());
+    }
+
+    #[test]
+    fn an_absolute_workdir_is_refused_at_its_value() {
+        let text = run_with("  command: ./shop\n  workdir: /var/lib/peng\n");
+        assert_eq!(
+            messages(&text),
+            vec!["peng.yaml:7:12: run.workdir '/var/lib/peng' must be relative to the service file's directory"]
+        );
+    }
+
+    #[test]
+    fn an_empty_program_is_refused_where_it_is_written() {
+        let text = run_with("  command: [\"\", --port, '${PORT}']\n");
+        assert_eq!(
+            messages(&text),
+            vec!["peng.yaml:6:13: 'command' in run: the program to start is empty"]
+        );
+        // Later arguments may be empty.
+        let text = run_with("  command: [./shop, \"\"]\n");
+        assert_eq!(
+            parse_service("peng.yaml", &text).unwrap().run.command,
+            ["./shop", ""]
+        );
+    }
+
+    #[test]
+    fn nul_bytes_are_refused_however_they_are_written() {
+        for escape in ["\\0", "\\x00", "\\u0000", "\\U00000000"] {
+            let text = run_with(&format!("  command: \"./shop {escape}x\"\n"));
+            let all = messages(&text);
+            assert_eq!(all.len(), 1, "{escape}: {all:?}");
+            assert!(
+                all[0].starts_with(
+                    "peng.yaml:6:12: 'command' in run: argument 1 '\\0x' contains a NUL byte"
+                ),
+                "{all:?}"
+            );
+        }
+        // Written as such, the byte would end the text for the YAML reader: the whole file is
+        // refused, at the byte.
+        let text = run_with("  command: ./shop\n  env: { A: \"x\0\" }\n");
+        assert_eq!(
+            messages(&text),
+            vec![
+                "peng.yaml:7:15: the file holds a NUL byte; a peng file is text without NUL bytes"
+            ]
+        );
+    }
+
+    #[test]
+    fn pids_are_optional() {
+        let spec = parse_service("peng.yaml", MINIMAL).unwrap();
+        assert_eq!(spec.run.resources.pids, None);
+        let text = run_with("  command: ./shop\n  resources: { pids: 65536 }\n");
+        let spec = parse_service("peng.yaml", &text).unwrap();
+        assert_eq!(spec.run.resources.pids, Some(65536));
+        let text = run_with("  command: ./shop\n  resources: { pids: '12' }\n");
+        assert_eq!(
+            messages(&text),
+            vec!["peng.yaml:7:22: 'pids' in run.resources: expected a whole number from 1 to 65536, found '12'"]
+        );
     }
 
     #[test]

@@ -15,6 +15,11 @@ const SIZE_PATTERN: &str = "^[0-9]+(B|Ki|Mi|Gi|Ti|KiB|MiB|GiB|TiB|k|K|KB|M|MB|G|
 const OFFERING_PATTERN: &str = "^[a-z0-9-]{1,32}$";
 const VERSION_PATTERN: &str = "^[0-9]{1,4}\\.[0-9]{1,4}$";
 const NAME_PATTERN: &str = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$";
+/// A string without NUL bytes (which no argument, variable or path can hold).
+const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+/// Relative (not starting with '/') and without NUL bytes; whether `..` leaves the service's
+/// directory is the parser's to say.
+const RELATIVE_DIR_PATTERN: &str = "^[^/\\u0000][^\\u0000]*$";
 const CONDITION_PATTERN: &str = "^\\s*(value\\s*(==|!=|<=|>=|<|>)\\s*[-+]?[0-9.eE+-]+|status\\s*(==|!=|<=|>=|<|>)\\s*[1-5][0-9][0-9]|latency\\s*(==|!=|<=|>=|<|>)\\s*([0-9]+(ns|us|ms|s|m|h|d|w))+|body\\s+(not\\s+)?contains\\s+('.+'|\".+\"))\\s*$";
 const WHEN_PATTERN: &str = "^\\s*(failing|value\\s*(==|!=|<=|>=|<|>)\\s*[-+]?[0-9.eE+-]+)(\\s+for\\s+([0-9]+(ns|us|ms|s|m|h|d|w))+)?\\s*$";
 
@@ -110,6 +115,12 @@ pub fn service_schema() -> Value {
                 "type": ["string", "integer"],
                 "pattern": SIZE_PATTERN
             },
+            "relative_dir": {
+                "description": "A directory inside the one holding this file, relative to it: not absolute, and never leaving it with '..'; '.' is that directory itself.",
+                "type": "string",
+                "minLength": 1,
+                "pattern": RELATIVE_DIR_PATTERN
+            },
             "url": {
                 "description": "An absolute http:// or https:// URL.",
                 "type": "string",
@@ -179,8 +190,13 @@ pub fn service_schema() -> Value {
                     "command": {
                         "description": "argv of an instance; ${PORT} and other ${VAR} of its environment are expanded. One string is split on whitespace.",
                         "oneOf": [
-                            { "type": "array", "minItems": 1, "items": { "type": "string" } },
-                            { "type": "string", "minLength": 1 }
+                            {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": { "type": "string", "pattern": NO_NUL_PATTERN },
+                                "prefixItems": [ { "type": "string", "pattern": "\\S" } ]
+                            },
+                            { "type": "string", "pattern": "\\S" }
                         ]
                     },
                     "env": {
@@ -191,12 +207,20 @@ pub fn service_schema() -> Value {
                             "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
                             "not": { "anyOf": [ { "const": "PORT" }, { "pattern": "^PENG_" } ] }
                         },
-                        "additionalProperties": { "type": ["string", "number", "boolean"] }
+                        "additionalProperties": {
+                            "type": ["string", "number", "boolean"],
+                            "pattern": NO_NUL_PATTERN
+                        }
                     },
                     "workdir": {
-                        "description": "Working directory; relative to the directory of this file, which is the default.",
-                        "type": "string",
-                        "minLength": 1
+                        "description": "Working directory, inside the directory of this file and relative to it; default that directory itself.",
+                        "$ref": "#/$defs/relative_dir"
+                    },
+                    "writable": {
+                        "description": "Directories an instance may write to, inside the directory of this file and relative to it ('.' for all of it); the rest of that directory is read-only to the instance. Default none.",
+                        "type": "array",
+                        "maxItems": MAX_WRITABLE,
+                        "items": { "$ref": "#/$defs/relative_dir" }
                     },
                     "health": {
                         "description": "The automatic health check of each instance, called 'health' in alerts. Default: tcp every 10s with a 2s timeout.",
@@ -236,6 +260,12 @@ pub fn service_schema() -> Value {
                             "memory": {
                                 "description": "Memory, like 512Mi. Default 256Mi.",
                                 "$ref": "#/$defs/size"
+                            },
+                            "pids": {
+                                "description": "The most processes and threads an instance may have at once. Default the platform's (isolation.pids).",
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_PIDS
                             }
                         }
                     }
@@ -470,6 +500,9 @@ mod tests {
         let database = include_str!("../tests/cases/database-full.yaml");
         assert!(crate::parse_service("peng.yaml", database).is_ok());
         assert_described(database);
+        let sandbox = include_str!("../tests/cases/run-sandbox.yaml");
+        assert!(crate::parse_service("peng.yaml", sandbox).is_ok());
+        assert_described(sandbox);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! refuses, as problems with a position, what a peng file never needs and what would make
 //! a small file expensive: anchors and aliases (no "billion laughs"), tags, several documents,
 //! nesting deeper than [`MAX_DEPTH`](crate::limits::MAX_DEPTH), strings longer than
-//! [`MAX_STRING_BYTES`](crate::limits::MAX_STRING_BYTES), and duplicate keys.
+//! [`MAX_STRING_BYTES`](crate::limits::MAX_STRING_BYTES), duplicate keys, and NUL bytes
+//! written as such (the reader would take one for the end of the text; `"\0"` written as an
+//! escape is a character of a string like any other, refused where a value cannot hold it).
 
 use std::collections::HashMap;
 
@@ -125,6 +127,11 @@ impl Map {
 /// Reads one YAML document. Returns the root (`None` for an empty file or when the YAML could
 /// not be read at all) and every problem found on the way.
 pub(crate) fn load(text: &str) -> (Option<Node>, Vec<Problem>) {
+    // The YAML reader takes a NUL byte for the end of the text and would quietly read only
+    // what comes before it; a file holding one is refused as a whole, at the first one.
+    if let Some(problem) = nul_byte(text) {
+        return (None, vec![problem]);
+    }
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     loop {
@@ -145,6 +152,24 @@ pub(crate) fn load(text: &str) -> (Option<Node>, Vec<Problem>) {
             Flow::Abort => return (None, builder.problems),
         }
     }
+}
+
+/// Where the first NUL byte of `text` is, if it holds one.
+fn nul_byte(text: &str) -> Option<Problem> {
+    let at = text.find('\0')?;
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let pos = Pos {
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+    };
+    let more = text[at + 1..].matches('\0').count();
+    let mut message = "the file holds a NUL byte".to_string();
+    if more > 0 {
+        message.push_str(&format!(" (and {more} more)"));
+    }
+    message.push_str("; a peng file is text without NUL bytes");
+    Some(Problem { pos, message })
 }
 
 enum Flow {
@@ -393,6 +418,23 @@ mod tests {
         assert!(root.is_none());
         assert_eq!(problems[0].pos.line, 1);
         assert!(problems[0].message.starts_with("invalid YAML: "));
+    }
+
+    #[test]
+    fn nul_bytes_are_refused_where_they_are() {
+        for (text, pos) in [
+            ("a: x\0y\nb: 1\n", Pos { line: 1, column: 5 }),
+            ("a: 1\nbé: 'x\0'\0\n", Pos { line: 2, column: 7 }),
+            ("\0", Pos::START),
+        ] {
+            let (root, problems) = load(text);
+            assert!(root.is_none(), "{text:?}");
+            assert_eq!(problems.len(), 1, "{text:?}");
+            assert_eq!(problems[0].pos, pos, "{text:?}");
+            assert!(problems[0].message.contains("NUL byte"), "{problems:?}");
+        }
+        let (_, problems) = load("a: 1\nb: 'x\0'\0\n");
+        assert!(problems[0].message.contains("(and 1 more)"), "{problems:?}");
     }
 
     #[test]

@@ -149,3 +149,32 @@ fn large_files_are_refused_in_linear_time() {
     assert!(parse_service("peng.yaml", &flow).is_err());
     eprintln!("large files refused in {:?}", started.elapsed());
 }
+
+#[test]
+fn writable_directories() {
+    let dirs: Vec<String> = (0..=MAX_WRITABLE).map(|i| format!("d{i}")).collect();
+    let text = HEAD.replace(
+        "run: { command: ./shop }",
+        &format!("run:\n  command: ./shop\n  writable: [{}]", dirs.join(", ")),
+    );
+    assert_eq!(
+        only_error(&text),
+        "peng.yaml:7:13: 'writable' in run: 17 directories; at most 16 are allowed"
+    );
+}
+
+#[test]
+fn processes_of_an_instance() {
+    for (pids, ok) in [
+        (0, false),
+        (1, true),
+        (MAX_PIDS, true),
+        (MAX_PIDS + 1, false),
+    ] {
+        let text = HEAD.replace(
+            "run: { command: ./shop }",
+            &format!("run: {{ command: ./shop, resources: {{ pids: {pids} }} }}"),
+        );
+        assert_eq!(parse_service("peng.yaml", &text).is_ok(), ok, "{pids}");
+    }
+}

@@ -11,6 +11,34 @@ const ALPHABET: &[char] = &[
     '%', '@', '`', '?', '=', '<', '0', '9', 'a', 'z', 'é', '€', '\u{feff}', '\\', '.',
 ];
 
+/// The same, with what matters to paths, escapes and process arguments.
+const RUN_ALPHABET: &[char] = &[
+    ' ', '\n', ':', '-', '[', ']', '{', '}', ',', '\'', '"', '\\', '.', '/', '~', '\0', '0', 'x',
+    'u', 'U', '$', '=', '_', 'A', 'a', 'é',
+];
+
+/// A `run` section with every key, escapes included, as the seed of its mutations.
+const RUN_SEED: &str = r#"apiVersion: peng/v1
+service: shop
+team: books
+stages: { production: { instances: 1 } }
+run:
+  command: ["./bin/shop", "--port", "${PORT}", "--name=a\x41"]
+  env: { A_1: "x", B: 'y\0', C: "\u00e9" }
+  workdir: ./app/../app/.
+  writable: [data, ./tmp/, data/../cache, .]
+  health: { http: /health, every: 2s }
+  resources: { cpu: 0.5, memory: 512Mi, pids: 128 }
+"#;
+
+#[test]
+fn the_run_seed_is_valid() {
+    let spec = parse_service("peng.yaml", RUN_SEED).expect("the seed is valid");
+    assert_eq!(spec.run.workdir.as_deref(), Some("app"));
+    assert_eq!(spec.run.writable, ["data", "tmp", "cache", "."]);
+    assert_eq!(spec.run.env["B"], "y\\0");
+}
+
 #[derive(Debug, Clone)]
 enum Edit {
     Insert(usize, char),
@@ -21,7 +49,11 @@ enum Edit {
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
-    let ch = prop::sample::select(ALPHABET);
+    edit_with(ALPHABET)
+}
+
+fn edit_with(alphabet: &'static [char]) -> impl Strategy<Value = Edit> {
+    let ch = prop::sample::select(alphabet);
     prop_oneof![
         (any::<usize>(), ch.clone()).prop_map(|(i, c)| Edit::Insert(i, c)),
         any::<usize>().prop_map(Edit::Delete),
@@ -99,6 +131,34 @@ proptest! {
         }
         if let Err(diagnostics) = parse_service("peng.yaml", &text) {
             prop_assert!(!diagnostics.is_empty());
+        }
+    }
+
+    #[test]
+    fn mutated_run_section_never_panics(edits in prop::collection::vec(edit_with(RUN_ALPHABET), 1..8)) {
+        let mut text = RUN_SEED.to_string();
+        for e in &edits {
+            text = apply(&text, e);
+        }
+        match parse_service("peng.yaml", &text) {
+            Ok(spec) => {
+                // Whatever got through can start a process, inside the service's directory.
+                let run = &spec.run;
+                let nul = |s: &String| s.contains('\0');
+                prop_assert!(!run.command.iter().any(nul));
+                prop_assert!(!run.command[0].trim().is_empty());
+                prop_assert!(!run.env.iter().any(|(k, v)| nul(k) || nul(v)));
+                for dir in run.workdir.iter().chain(&run.writable) {
+                    prop_assert!(!nul(dir) && !dir.starts_with('/'), "{}", dir);
+                    prop_assert!(dir.split('/').all(|part| !part.is_empty() && part != ".."), "{}", dir);
+                }
+            }
+            Err(diagnostics) => {
+                prop_assert!(!diagnostics.is_empty());
+                for d in &diagnostics {
+                    prop_assert!(d.line >= 1 && d.column >= 1, "{}", d);
+                }
+            }
         }
     }
 
