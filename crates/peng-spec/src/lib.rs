@@ -20,7 +20,8 @@ pub use error::{Diagnostic, Diagnostics};
 pub use model::*;
 pub use parse::parse_service;
 pub use platform::{
-    parse_platform, Capacity, DbOfferings, DbPlan, Platform, Prices, SharedCapacity, SharedServer,
-    BUILTIN_PLATFORM_YAML, PLATFORM_KIND, RESERVED_SETTINGS,
+    parse_platform, Capacity, DbOfferings, DbPlan, Isolation, IsolationMode, Platform, Prices,
+    SharedCapacity, SharedServer, ANY_TEAM, BUILTIN_PLATFORM_YAML, PLATFORM_KIND,
+    RESERVED_SETTINGS, TEAM_PLACEHOLDER,
 };
 pub use schema::service_schema;

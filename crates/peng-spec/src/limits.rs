@@ -19,7 +19,7 @@
 //! | an sql sensor's query | 4096 bytes, one statement ([`MAX_SQL_QUERY_BYTES`]) |
 //! | database backups | every 1m or more ([`MIN_BACKUP_EVERY`]), kept at most 3650 days ([`MAX_BACKUP_RETENTION`]) |
 //! | names of database plans and shared servers | 32 characters ([`MAX_OFFERING_NAME`]) |
-//! | platform file: plans, shared servers, versions, settings per list | 100 each ([`MAX_OFFERINGS`]) |
+//! | platform file: plans, shared servers, versions, settings per list; isolation's directories per list and teams | 100 each ([`MAX_OFFERINGS`]) |
 
 use peng_core::Duration;
 

@@ -9,21 +9,25 @@
 //! The rules that need only this file are checked here: a plan may not set a mandatory
 //! setting, nor one peng sets for each server itself; `default_shared_server` names a shared
 //! server; a shared server runs an offered version; `%` (any host) is refused in `app_hosts`
-//! unless the server says `allow_any_host: true`. Paths are kept as written; the server
-//! resolves relative ones against the directory of the file. Whether a version is installed
-//! is the server's to check when it starts.
+//! unless the server says `allow_any_host: true`; the isolation's ids stay clear of the
+//! system's, and its directories are absolute, without `..`, with `{team}` as their only
+//! placeholder. Paths are kept as written; the server resolves relative ones against the
+//! directory of the file. Whether a version is installed, and whether peng can sandbox its
+//! instances here, are the server's to check when it starts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
 
-use peng_core::ByteSize;
+use peng_core::{ByteSize, TeamName};
 
 use crate::error::Diagnostics;
-use crate::limits::{MAX_OFFERINGS, MAX_STRING_BYTES};
+use crate::limits::{MAX_OFFERINGS, MAX_PIDS, MAX_STRING_BYTES};
 use crate::model::API_VERSION;
 use crate::parse::{
     boolean, db_version, fields, integer, non_empty_string, offering_name_problem, parse_file,
-    string, Cx, Fields,
+    shown, string, suggest, Cx, Fields,
 };
 use crate::tree::{Entry, Node, Pos};
 
@@ -31,7 +35,8 @@ use crate::tree::{Entry, Node, Pos};
 pub const PLATFORM_KIND: &str = "platform";
 
 /// The platform peng uses without a platform file, and the defaults of every key of one.
-pub const BUILTIN_PLATFORM_YAML: &str = r#"# The built-in platform: one machine, two database plans, no shared servers.
+pub const BUILTIN_PLATFORM_YAML: &str = r#"# The built-in platform: one machine, two database plans, no shared servers, instances
+# sandboxed when peng can.
 apiVersion: peng/v1
 kind: platform
 capacity: { cpu: 4, memory: 8Gi, disk: 50Gi }
@@ -57,6 +62,13 @@ prices:
   disk_gib_month: 0.04
   backup_gib_month: 0.02
   log_gib_month: 0.10
+isolation:
+  mode: auto
+  uids: 70000-79999
+  pids: 512
+  system_dirs: [/usr, /bin, /sbin, /lib, /lib32, /lib64, /libx32, /etc, /opt]
+  service_dirs:
+    "*": ["/"]
 "#;
 
 /// Server settings peng writes for each server itself (addresses, files, certificates, the
@@ -84,6 +96,71 @@ pub struct Platform {
     pub capacity: Capacity,
     pub databases: DbOfferings,
     pub prices: Prices,
+    pub isolation: Isolation,
+}
+
+/// How instances are kept apart: from each other, from other teams and from peng.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Isolation {
+    /// Default [`IsolationMode::Auto`].
+    pub mode: IsolationMode,
+    /// The uids, and the gids with the same numbers, of the Unix users peng creates, one per
+    /// team. Default 70000-79999; never below 1000 (the system's ids) nor above 4294967294.
+    pub uids: RangeInclusive<u32>,
+    /// The most processes and threads an instance may have when its service file sets no
+    /// `resources.pids`. Default 512, 1 to [`MAX_PIDS`].
+    pub pids: u32,
+    /// Directories every sandbox sees read-only, those of them that exist. Absolute, without
+    /// `..`. Default `/usr`, `/bin`, `/sbin`, `/lib`, `/lib32`, `/lib64`, `/libx32`, `/etc`,
+    /// `/opt`.
+    pub system_dirs: Vec<PathBuf>,
+    /// Team name, or [`ANY_TEAM`] for the teams not listed → the directories the team's service
+    /// files may be in, absolute, without `..`, with [`TEAM_PLACEHOLDER`] for the team's name.
+    /// Default `"*": ["/"]`: anywhere. Read it through [`Isolation::service_dirs_for`].
+    pub service_dirs: BTreeMap<String, Vec<String>>,
+}
+
+/// The key of [`Isolation::service_dirs`] for every team without an entry of its own.
+pub const ANY_TEAM: &str = "*";
+
+/// Written in [`Isolation::service_dirs`], it stands for the team's name.
+pub const TEAM_PLACEHOLDER: &str = "{team}";
+
+/// Whether peng sandboxes instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IsolationMode {
+    /// Sandbox instances when peng can (it runs as root and bubblewrap is installed); run them
+    /// as peng's own processes otherwise.
+    Auto,
+    /// Refuse to start unless instances can be sandboxed.
+    Required,
+    /// Never sandbox.
+    Off,
+}
+
+impl IsolationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IsolationMode::Auto => "auto",
+            IsolationMode::Required => "required",
+            IsolationMode::Off => "off",
+        }
+    }
+}
+
+impl Isolation {
+    /// The directories `team`'s service files may be in: its own entry, else the entry for
+    /// every other team, else none; with `{team}` replaced by its name.
+    pub fn service_dirs_for(&self, team: &TeamName) -> Vec<PathBuf> {
+        let dirs = self
+            .service_dirs
+            .get(team.as_str())
+            .or_else(|| self.service_dirs.get(ANY_TEAM));
+        dirs.into_iter()
+            .flatten()
+            .map(|dir| PathBuf::from(dir.replace(TEAM_PLACEHOLDER, team.as_str())))
+            .collect()
+    }
 }
 
 /// What peng may reserve in total: instances' resources plus databases' plans.
@@ -207,7 +284,14 @@ pub fn parse_platform(file_name: &str, text: &str) -> Result<Platform, Diagnosti
 }
 
 // The keys of each section.
-pub(crate) const TOP_KEYS: &[&str] = &["apiVersion", "kind", "capacity", "databases", "prices"];
+pub(crate) const TOP_KEYS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "capacity",
+    "databases",
+    "prices",
+    "isolation",
+];
 pub(crate) const CAPACITY_KEYS: &[&str] = &["cpu", "memory", "disk"];
 pub(crate) const DATABASES_KEYS: &[&str] = &[
     "versions",
@@ -243,11 +327,16 @@ pub(crate) const PRICES_KEYS: &[&str] = &[
     "backup_gib_month",
     "log_gib_month",
 ];
+pub(crate) const ISOLATION_KEYS: &[&str] = &["mode", "uids", "pids", "system_dirs", "service_dirs"];
 
 const DEFAULT_APP_HOST: &str = "127.0.0.1";
 const DEFAULT_PORT: u16 = 3306;
 const MAX_CONNECTIONS: u64 = 100_000;
 const ANY_HOST: &str = "%";
+/// Ids below this are the system's own users and groups.
+const FIRST_UID: u32 = 1000;
+/// `(uid_t) -1` means "no change" to the calls that take ids; the largest id is one less.
+const LAST_UID: u32 = u32::MAX - 1;
 
 /// The defaults of every key: the values of [`BUILTIN_PLATFORM_YAML`], which a test keeps
 /// equal to this.
@@ -309,6 +398,18 @@ fn defaults() -> Platform {
             backup_gib_month: 0.02,
             log_gib_month: 0.10,
         },
+        isolation: Isolation {
+            mode: IsolationMode::Auto,
+            uids: 70_000..=79_999,
+            pids: 512,
+            system_dirs: [
+                "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt",
+            ]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+            service_dirs: BTreeMap::from([(ANY_TEAM.to_string(), vec!["/".to_string()])]),
+        },
     }
 }
 
@@ -355,11 +456,234 @@ fn platform(cx: &mut Cx, root: &Node) -> Option<Platform> {
         Some(e) => prices(cx, e, defaults.prices),
         None => Some(defaults.prices),
     };
+    let isolation = match top.entry("isolation").filter(|e| !e.value.is_null()) {
+        Some(e) => isolation(cx, e, defaults.isolation),
+        None => Some(defaults.isolation),
+    };
     Some(Platform {
         capacity: capacity?,
         databases: databases?,
         prices: prices?,
+        isolation: isolation?,
     })
+}
+
+fn isolation(cx: &mut Cx, entry: &Entry, defaults: Isolation) -> Option<Isolation> {
+    let f = fields(
+        cx,
+        &entry.value,
+        entry.key_pos,
+        "isolation",
+        ISOLATION_KEYS,
+        &[],
+    )?;
+    let mode = match f.get("mode") {
+        Some(node) => isolation_mode(cx, node, &f.label("mode")),
+        None => Some(defaults.mode),
+    };
+    let uids = match f.get("uids") {
+        Some(node) => uid_range(cx, node, &f.label("uids")),
+        None => Some(defaults.uids),
+    };
+    let pids = match f.get("pids") {
+        Some(node) => integer(cx, node, &f.label("pids"), 1, u64::from(MAX_PIDS))
+            .map(|pids| u32::try_from(pids).unwrap_or(MAX_PIDS)),
+        None => Some(defaults.pids),
+    };
+    let system_dirs = match f.get("system_dirs") {
+        Some(node) => absolute_dirs(cx, node, &f.label("system_dirs"), false)
+            .map(|dirs| dirs.into_iter().map(PathBuf::from).collect()),
+        None => Some(defaults.system_dirs),
+    };
+    let service_dirs = match f.entry("service_dirs") {
+        Some(e) => service_dirs(cx, e),
+        None => Some(defaults.service_dirs),
+    };
+    Some(Isolation {
+        mode: mode?,
+        uids: uids?,
+        pids: pids?,
+        system_dirs: system_dirs?,
+        service_dirs: service_dirs?,
+    })
+}
+
+fn isolation_mode(cx: &mut Cx, node: &Node, label: &str) -> Option<IsolationMode> {
+    const MODES: [IsolationMode; 3] = [
+        IsolationMode::Auto,
+        IsolationMode::Required,
+        IsolationMode::Off,
+    ];
+    let s = string(cx, node, label, "auto, required or off")?;
+    if let Some(mode) = MODES.into_iter().find(|m| m.as_str() == s.value) {
+        return Some(mode);
+    }
+    let mut message = format!("{label}: unknown mode '{}'", shown(&s.value));
+    match suggest(&s.value, MODES.iter().map(|m| m.as_str())) {
+        Some(close) => message.push_str(&format!("; did you mean '{close}'?")),
+        None => message.push_str("; use auto, required or off"),
+    }
+    cx.err(s.pos, message);
+    None
+}
+
+/// `FIRST-LAST`, both ids of users peng may create.
+fn uid_range(cx: &mut Cx, node: &Node, label: &str) -> Option<RangeInclusive<u32>> {
+    let s = string(cx, node, label, "a range of ids like 70000-79999")?;
+    // `None`: not a number; `Some(None)`: a number too large for an id.
+    let id = |text: &str| -> Option<Option<u32>> {
+        let text = text.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(text.parse::<u32>().ok().filter(|id| *id <= LAST_UID))
+    };
+    let Some((Some(first), Some(last))) = s
+        .value
+        .split_once('-')
+        .and_then(|(first, last)| Some((id(first)?, id(last)?)))
+    else {
+        let message = match s.value.split_once('-').map(|(a, b)| (id(a), id(b))) {
+            Some((Some(_), Some(_))) => format!(
+                "{label}: '{}' goes past the largest id, {LAST_UID}",
+                s.value
+            ),
+            _ => format!(
+                "{label}: expected FIRST-LAST like 70000-79999, found '{}'",
+                shown(&s.value)
+            ),
+        };
+        cx.err(s.pos, message);
+        return None;
+    };
+    if first < FIRST_UID {
+        cx.err(
+            s.pos,
+            format!(
+                "{label}: {first} is among the system's ids (below {FIRST_UID}); start at {FIRST_UID} or above"
+            ),
+        );
+        return None;
+    }
+    if first > last {
+        cx.err(
+            s.pos,
+            format!("{label}: {first} comes after {last}; write the first id, '-', then the last"),
+        );
+        return None;
+    }
+    Some(first..=last)
+}
+
+/// A list of absolute directories without `..` or NUL bytes, as written. With `templates`,
+/// `{team}` may appear in them and no other `{` or `}`.
+fn absolute_dirs(cx: &mut Cx, node: &Node, label: &str, templates: bool) -> Option<Vec<String>> {
+    let Node::Seq(seq) = node else {
+        cx.err(
+            node.pos(),
+            format!(
+                "{label}: expected a list of directories like [/usr, /opt], found {}",
+                node.describe()
+            ),
+        );
+        return None;
+    };
+    if seq.items.len() > MAX_OFFERINGS {
+        cx.err(
+            seq.pos,
+            format!(
+                "{label}: {} directories; at most {MAX_OFFERINGS} are allowed",
+                seq.items.len()
+            ),
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(seq.items.len());
+    let mut ok = true;
+    for item in &seq.items {
+        let Some(s) = non_empty_string(cx, item, label, "an absolute directory") else {
+            ok = false;
+            continue;
+        };
+        let value = s.value.as_str();
+        let problem = if value.contains('\0') {
+            Some(format!(
+                "'{}' contains a NUL byte, which no path can hold",
+                shown(value)
+            ))
+        } else if !value.starts_with('/') {
+            Some(format!(
+                "'{value}' must be an absolute path, starting with '/'"
+            ))
+        } else if value.split('/').any(|part| part == "..") {
+            Some(format!(
+                "'{value}' must not contain '..'; write the directory it leads to"
+            ))
+        } else if templates && value.replace(TEAM_PLACEHOLDER, "").contains(['{', '}']) {
+            Some(format!(
+                "'{value}' has a '{{' or '}}' that is not part of {TEAM_PLACEHOLDER}, the only placeholder"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => {
+                cx.err(s.pos, format!("{label}: {problem}"));
+                ok = false;
+            }
+            None => out.push(value.to_string()),
+        }
+    }
+    ok.then_some(out)
+}
+
+/// Team name or `*` → directories, `{team}` allowed in them.
+fn service_dirs(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, Vec<String>>> {
+    let what = "isolation.service_dirs";
+    let Node::Map(map) = &entry.value else {
+        cx.err(
+            entry.value.pos(),
+            format!(
+                "'{what}': expected a mapping of team name (or \"*\" for every other team) to directories, found {}",
+                entry.value.describe()
+            ),
+        );
+        return None;
+    };
+    if map.entries.len() > MAX_OFFERINGS {
+        cx.err(
+            entry.key_pos,
+            format!(
+                "{} teams in {what}; at most {MAX_OFFERINGS} are allowed",
+                map.entries.len()
+            ),
+        );
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for team in &map.entries {
+        let key = team.key.as_str();
+        let key_ok = key == ANY_TEAM || TeamName::parse(key).is_ok();
+        if !key_ok {
+            let why = match TeamName::parse(key) {
+                Err(e) => shown(&e.to_string()),
+                Ok(_) => String::new(),
+            };
+            cx.err(
+                team.key_pos,
+                format!("{what}: {why}; or write \"*\" for every team not listed"),
+            );
+        }
+        let label = format!("'{}' in {what}", shown(key));
+        match absolute_dirs(cx, &team.value, &label, true) {
+            Some(dirs) if key_ok => {
+                out.insert(key.to_string(), dirs);
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 fn capacity(cx: &mut Cx, entry: &Entry, defaults: &Capacity) -> Option<Capacity> {
@@ -1121,6 +1445,66 @@ mod tests {
         assert_eq!(p.capacity.memory, ByteSize(8 << 30));
         assert_eq!(p.prices.currency, "EUR");
         assert_eq!(p.prices.cpu_hour, 0.0316);
+    }
+
+    #[test]
+    fn service_dirs_are_the_teams_own_or_the_default() {
+        let text = format!(
+            "{HEAD}isolation:\n  service_dirs:\n    \"*\": [\"/srv/peng/{{team}}\", /srv/all]\n    books: [\"/home/{{team}}/{{team}}-svc\"]\n    quiet: []\n"
+        );
+        let isolation = parse_platform("platform.yaml", &text).unwrap().isolation;
+        let team = |name: &str| TeamName::parse(name).unwrap();
+        assert_eq!(
+            isolation.service_dirs_for(&team("books")),
+            [PathBuf::from("/home/books/books-svc")]
+        );
+        assert_eq!(
+            isolation.service_dirs_for(&team("web")),
+            [PathBuf::from("/srv/peng/web"), PathBuf::from("/srv/all")]
+        );
+        assert!(isolation.service_dirs_for(&team("quiet")).is_empty());
+        let text = format!("{HEAD}isolation: {{ service_dirs: {{ books: [/srv/books] }} }}\n");
+        let isolation = parse_platform("platform.yaml", &text).unwrap().isolation;
+        assert!(isolation.service_dirs_for(&team("web")).is_empty());
+        assert_eq!(
+            Platform::builtin().isolation.service_dirs_for(&team("web")),
+            [PathBuf::from("/")]
+        );
+    }
+
+    #[test]
+    fn uids_stay_between_the_system_and_the_largest_id() {
+        let uids = |range: &str| {
+            let text = format!("{HEAD}isolation: {{ uids: '{range}' }}\n");
+            parse_platform("platform.yaml", &text).map(|p| p.isolation.uids)
+        };
+        assert_eq!(uids("1000-4294967294"), Ok(1000..=4_294_967_294));
+        assert_eq!(uids("5000-5000"), Ok(5000..=5000));
+        assert_eq!(uids(" 70000 - 70009 "), Ok(70_000..=70_009));
+        for bad in [
+            "999-2000",
+            "2000-4294967295",
+            "70000",
+            "-",
+            "a-b",
+            "+1000-2000",
+            "1000-99999999999999999999",
+        ] {
+            assert!(uids(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mode_and_pids() {
+        for mode in [
+            IsolationMode::Auto,
+            IsolationMode::Required,
+            IsolationMode::Off,
+        ] {
+            let text = format!("{HEAD}isolation: {{ mode: {}, pids: 1 }}\n", mode.as_str());
+            let isolation = parse_platform("platform.yaml", &text).unwrap().isolation;
+            assert_eq!((isolation.mode, isolation.pids), (mode, 1));
+        }
     }
 
     #[test]

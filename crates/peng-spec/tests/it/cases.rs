@@ -91,4 +91,10 @@ fn the_platform_example_parses() {
     assert_eq!(platform.prices.currency, "EUR");
     assert!(platform.databases.plans.contains_key("large"));
     assert!(platform.shared_server(None).is_none());
+    assert_eq!(platform.isolation.mode, peng_spec::IsolationMode::Required);
+    let books = peng_core::TeamName::parse("books").expect("a team name");
+    assert_eq!(
+        platform.isolation.service_dirs_for(&books),
+        [std::path::PathBuf::from("/srv/peng/books")]
+    );
 }
