@@ -228,10 +228,15 @@ enum LogsCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    // `serve` owns sockets that peers may close at any time: there SIGPIPE stays ignored (as
+    // the Rust runtime leaves it) and a closed socket is an error on that socket only.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        end_quietly_when_stdout_closes();
+        runtime.on_thread_start(block_sigpipe_in_this_thread);
+    }
+    let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("peng: cannot start the runtime: {e}");
@@ -244,6 +249,31 @@ fn main() -> ExitCode {
             eprintln!("peng: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `peng status | head -3`: once the reader is gone, a client command ends as git and ripgrep
+/// do, killed by SIGPIPE without a word, instead of failing on its next line of output. Only
+/// the main thread, which runs the command and prints, can receive the signal: the runtime's
+/// threads, which drive the HTTP connections, block it (see [`block_sigpipe_in_this_thread`]).
+fn end_quietly_when_stdout_closes() {
+    // SAFETY: no other thread exists yet, and SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// A write to a connection the server has closed must be an error of that request, never the
+/// end of the process; not every socket write asks the kernel to spare the signal (writev does
+/// not), so the threads that drive connections keep SIGPIPE blocked.
+fn block_sigpipe_in_this_thread() {
+    // SAFETY: the set is initialised by sigemptyset before use; pthread_sigmask changes only
+    // the calling thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 
