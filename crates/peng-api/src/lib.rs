@@ -35,6 +35,10 @@ pub struct CreateTeamResponse {
     pub token: String,
     /// The token the team's log senders put into GELF messages (`_ingest_token`).
     pub ingest_token: String,
+    /// The Unix user its instances run as, `peng-books (uid 70001)`; `None` when instances
+    /// are not sandboxed.
+    #[serde(default)]
+    pub unix_user: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -105,7 +109,15 @@ pub struct Instance {
     pub state: String,
     pub restarts: u32,
     pub since_ns: i64,
+    /// `exited with status 1`, `killed by signal 9`, `killed: out of memory (limit 512Mi)`,
+    /// `failed to start: ...`.
     pub last_exit: Option<String>,
+    /// CPU time used by its processes (since its cgroup was made), while it runs.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// Memory in use, while it runs.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -176,6 +188,13 @@ pub struct ServiceStatus {
     /// One per stage with a `database:`.
     #[serde(default)]
     pub databases: Vec<DatabaseStatus>,
+    /// Whether the instances run sandboxed as the team's user: `on (...; runs as peng-books
+    /// (uid 70001))` or `off (why)`.
+    #[serde(default)]
+    pub isolation: String,
+    /// Whether the kernel holds them to `resources`: `cgroup v1 (...)` or `off (why)`.
+    #[serde(default)]
+    pub limits: String,
 }
 
 /// One line of `GET /api/v1/services`.

@@ -8,11 +8,17 @@
 //! `${VAR}` in command arguments and env values is expanded from that instance environment
 //! (one pass, no recursion). An unknown `${X}` is left as written, so a `sh -c` command can
 //! still refer to the shell's own variables.
+//!
+//! Files handed to an instance (`files`: the database CA, …) are named by the variable that
+//! carries their path: without a sandbox it is the host path (absolute, because the data
+//! directory is made absolute at start); in a sandbox the file is copied in and the variable
+//! names `/run/peng/VAR`. Other values may refer to it as `${VAR}`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use peng_core::{ServiceId, StageName};
+use peng_sandbox::TeamUser;
 use peng_spec::{Resources, ServiceSpec};
 
 /// One instance as a driver runs it.
@@ -26,23 +32,48 @@ pub struct InstanceSpec {
     pub command: Vec<String>,
     /// `run.env` merged with the platform's extra variables, not yet expanded.
     pub env: BTreeMap<String, String>,
+    /// The service file's directory (absolute): what a sandbox shows of the team's files.
+    pub service_dir: PathBuf,
+    /// Inside `service_dir`.
     pub workdir: PathBuf,
-    /// Part of the identity so a resource change replaces the instance. The process driver
-    /// does not enforce limits yet; capacity and cost use them.
+    /// Directories inside `service_dir` the instance may write to (absolute).
+    pub writable: Vec<PathBuf>,
+    /// Variable → host file handed to the instance (see the module docs).
+    pub files: BTreeMap<String, PathBuf>,
+    /// Limits when the driver can enforce them; capacity and cost use them in any case.
     pub resources: Resources,
+    /// The process limit: `resources.pids` or the platform's default.
+    pub pids: u32,
+    /// The team's user, when instances run sandboxed.
+    pub user: Option<TeamUser>,
 }
 
 /// Every instance of every stage of `spec`, stages in name order, indices ascending.
-/// `base_dir` is the directory of the service file: `run.workdir` is resolved against it.
+/// `base_dir` is the directory of the service file: `run.workdir` and `run.writable` are
+/// resolved against it (`peng-spec` has made sure they stay inside). `default_pids` applies
+/// when the file sets no `resources.pids`. Files and the user are the caller's to add.
 pub fn instance_specs(
     spec: &ServiceSpec,
     base_dir: &Path,
     extra_env: &BTreeMap<String, String>,
+    default_pids: u32,
 ) -> Vec<InstanceSpec> {
     let workdir = match &spec.run.workdir {
         Some(dir) => base_dir.join(dir),
         None => base_dir.to_path_buf(),
     };
+    let writable: Vec<PathBuf> = spec
+        .run
+        .writable
+        .iter()
+        .map(|w| {
+            if w == "." {
+                base_dir.to_path_buf()
+            } else {
+                base_dir.join(w)
+            }
+        })
+        .collect();
     let mut env = spec.run.env.clone();
     env.extend(extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let service = spec.id();
@@ -55,17 +86,31 @@ pub fn instance_specs(
             index,
             command: spec.run.command.clone(),
             env: env.clone(),
+            service_dir: base_dir.to_path_buf(),
             workdir: workdir.clone(),
+            writable: writable.clone(),
+            files: BTreeMap::new(),
             resources: spec.run.resources.clone(),
+            pids: spec.run.resources.pids.unwrap_or(default_pids),
+            user: None,
         })
         .collect()
 }
 
 impl InstanceSpec {
     /// The full environment the process gets on top of peng's own (see the module docs),
-    /// expanded.
-    pub fn process_env(&self, port: u16) -> BTreeMap<String, String> {
+    /// expanded. `sandboxed`: whether handed files are at `/run/peng/VAR` rather than where
+    /// they are on the host.
+    pub fn process_env(&self, port: u16, sandboxed: bool) -> BTreeMap<String, String> {
         let mut env = self.env.clone();
+        for (var, host) in &self.files {
+            let path = if sandboxed {
+                format!("{}/{var}", peng_sandbox::FILES_DIR)
+            } else {
+                host.display().to_string()
+            };
+            env.insert(var.clone(), path);
+        }
         env.insert("PORT".into(), port.to_string());
         env.insert("PENG_TEAM".into(), self.service.team.to_string());
         env.insert("PENG_SERVICE".into(), self.service.to_string());
@@ -146,13 +191,24 @@ mod tests {
                 ("URL".into(), "http://127.0.0.1:${PORT}/".into()),
                 ("PORT".into(), "overridden".into()),
             ]),
+            service_dir: PathBuf::from("/tmp"),
             workdir: PathBuf::from("/tmp"),
+            writable: Vec::new(),
+            files: BTreeMap::from([("DB_SSL_CA".into(), PathBuf::from("/data/ca.pem"))]),
             resources: Resources {
                 cpu: 0.25,
                 memory: peng_core::ByteSize(1 << 28),
+                pids: None,
             },
+            pids: 512,
+            user: None,
         };
-        let env = spec.process_env(4321);
+        let env = spec.process_env(4321, false);
+        assert_eq!(env["DB_SSL_CA"], "/data/ca.pem");
+        assert_eq!(
+            spec.process_env(4321, true)["DB_SSL_CA"],
+            "/run/peng/DB_SSL_CA"
+        );
         assert_eq!(env["PORT"], "4321");
         assert_eq!(env["URL"], "http://127.0.0.1:4321/");
         assert_eq!(env["PENG_SERVICE"], "books/shelf");

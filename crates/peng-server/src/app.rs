@@ -100,6 +100,11 @@ pub struct Inner {
     pub databases: Arc<crate::databases::Databases>,
     pub secret: Vec<u8>,
     pub addrs: Addrs,
+    /// Absolute, symbolic links resolved: every path derived from it and handed to an
+    /// instance is absolute too.
+    pub data_dir: PathBuf,
+    /// Whether instances are held to their resources: `cgroup v1 (...)` or `off (why)`.
+    pub limits: String,
     /// Applies and destroys run one at a time, so that a plan is applied to the state it was
     /// computed from.
     pub apply_lock: tokio::sync::Mutex<()>,
@@ -128,10 +133,14 @@ impl Server {
     /// Opens the data directory, binds every listener, brings back the declared services and
     /// starts serving.
     pub async fn start(cfg: ServerConfig) -> anyhow::Result<Server> {
-        let dir = &cfg.data_dir;
         let (platform, platform_dir) = load_platform(cfg.platform.as_deref())?;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+        // Made absolute once: instances run elsewhere, and every path handed to them (the
+        // database CA, ...) derives from this one.
+        let data_dir = std::fs::canonicalize(&cfg.data_dir)
+            .with_context(|| format!("cannot resolve data dir {}", cfg.data_dir.display()))?;
+        let dir = &data_dir;
         // Tokens, the server secret and every team's logs live here: only peng's user may look.
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .with_context(|| format!("cannot restrict data dir {}", dir.display()))?;
@@ -181,11 +190,16 @@ impl Server {
             gelf_tcp: tcp.local_addr()?,
         };
 
+        let setup = crate::isolation::setup(&platform, dir).await?;
         let (output_tx, output_rx) = tokio::sync::mpsc::channel(8192);
-        let driver =
-            ProcessDriver::start(ProcessDriverConfig::new(dir.join("instances"), output_tx))
-                .await
-                .context("cannot start the process driver")?;
+        let (notice_tx, notice_rx) = tokio::sync::mpsc::channel(256);
+        let mut driver_cfg = ProcessDriverConfig::new(dir.join("instances"), output_tx);
+        driver_cfg.isolation = setup.isolation;
+        driver_cfg.cgroups = setup.cgroups;
+        driver_cfg.notices = Some(notice_tx);
+        let driver = ProcessDriver::start(driver_cfg)
+            .await
+            .context("cannot start the process driver")?;
 
         let databases = Arc::new(
             crate::databases::Databases::open(dir, Arc::new(platform), platform_dir)
@@ -217,6 +231,8 @@ impl Server {
             databases,
             secret,
             addrs,
+            data_dir: data_dir.clone(),
+            limits: setup.limits,
             apply_lock: tokio::sync::Mutex::new(()),
         }));
         let cancel = CancellationToken::new();
@@ -232,6 +248,7 @@ impl Server {
                 cancel.clone(),
             )),
             tokio::spawn(crate::workers::retention_loop(app.clone(), cancel.clone())),
+            tokio::spawn(crate::workers::usage_loop(app.clone(), cancel.clone())),
             tokio::spawn(crate::workers::database_loop(
                 app.clone(),
                 cfg.db_reconcile_every,
@@ -250,6 +267,11 @@ impl Server {
             tokio::spawn(crate::workers::persist_alert_events(
                 app.clone(),
                 alert_rx,
+                drain.clone(),
+            )),
+            tokio::spawn(crate::workers::instance_notices(
+                app.clone(),
+                notice_rx,
                 drain.clone(),
             )),
         ];

@@ -15,6 +15,7 @@ mod databases;
 mod error;
 mod http;
 mod ingest;
+mod isolation;
 mod services;
 mod ui;
 mod workers;

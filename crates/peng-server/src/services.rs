@@ -6,7 +6,7 @@
 //! commit is finished by `restore_all` at the next start; a crash before it leaves nothing.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use peng_api as wire;
 use peng_core::{now_ns, ErrorKind, ServiceId, StageName};
@@ -63,6 +63,8 @@ struct Planned {
     plan: peng_provision::Plan,
     /// Stages whose database this apply removes, and whether each is protected.
     removed_databases: Vec<(StageName, bool)>,
+    /// The service's directory as checked (symbolic links resolved).
+    base_dir: PathBuf,
 }
 
 /// Stages whose database `current` has and `desired` does not (gone, or moved to another
@@ -260,12 +262,6 @@ async fn check_capacity(
 async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiResult<Planned> {
     let mut desired = peng_spec::parse_service(&req.file_name, &req.spec_yaml)?;
     app.databases.check_spec(&req.file_name, &desired)?;
-    if !Path::new(&req.base_dir).is_absolute() {
-        return Err(ApiError::invalid(format!(
-            "base_dir '{}' must be an absolute path",
-            req.base_dir
-        )));
-    }
     let id = desired.id();
     if !auth.0.may_access(&id.team) {
         return Err(ApiError::forbidden(format!(
@@ -279,6 +275,8 @@ async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiRes
             id.team, id.team
         )));
     }
+    let base_dir =
+        crate::isolation::check_service_dir(app, &req.file_name, &desired, &req.base_dir).await?;
     let current = current(app, &id).await?;
     let stage = match &req.stage {
         Some(s) => Some(StageName::parse(s).map_err(|e| ApiError::invalid(e.to_string()))?),
@@ -322,6 +320,7 @@ async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiRes
         current,
         plan,
         removed_databases,
+        base_dir,
     })
 }
 
@@ -369,9 +368,14 @@ pub async fn apply(
         current,
         plan,
         removed_databases,
+        base_dir,
     } = plan_request(app, auth, &req).await?;
+    let base_dir = base_dir.display().to_string();
     let wire_plan = wire_plan(&plan);
-    if let (Some((row, spec)), true) = (&current, plan.is_empty()) {
+    let same_dir = current
+        .as_ref()
+        .is_none_or(|(row, _)| row.base_dir == base_dir);
+    if let (Some((row, spec)), true) = (&current, plan.is_empty() && same_dir) {
         // Nothing to store. Converging anyway finishes an earlier apply whose drivers failed
         // after its state was committed; for a service that runs as declared it touches nothing.
         let events = converge(app, row, spec).await?;
@@ -387,7 +391,7 @@ pub async fn apply(
         id: id.clone(),
         file_name: req.file_name.clone(),
         spec_yaml: req.spec_yaml.clone(),
-        base_dir: req.base_dir.clone(),
+        base_dir,
         stages_json: stages_json(&desired),
         retention_ns: desired.logging.retention.as_nanos_i64(),
         generation,
@@ -472,10 +476,18 @@ async fn converge(app: &App, row: &ServiceRow, spec: &ServiceSpec) -> ApiResult<
         .await?;
     events.extend(db_events);
     let base = PathBuf::from(&row.base_dir);
-    let mut instances = peng_provision::instance_specs(spec, &base, &env);
+    let platform = app.databases.platform();
+    let user = crate::isolation::team_user(app, &row.id.team).await?;
+    let mut instances = peng_provision::instance_specs(spec, &base, &env, platform.isolation.pids);
     for instance in &mut instances {
+        instance.user = user.clone();
         if let Some(extra) = db_env.get(&instance.stage) {
-            instance.env.extend(extra.clone());
+            let mut extra = extra.clone();
+            // The CA goes to the instance as a file: a path in the sandbox, not peng's own.
+            if let Some(ca) = extra.remove("DB_SSL_CA").filter(|ca| !ca.is_empty()) {
+                instance.files.insert("DB_SSL_CA".into(), PathBuf::from(ca));
+            }
+            instance.env.extend(extra);
         }
     }
     let driver_events = app.driver.reconcile(&row.id, instances).await?;
@@ -603,6 +615,11 @@ pub async fn status(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::S
         ));
     };
     let instances = app.driver.instances(Some(id));
+    let driver = app.driver.clone();
+    let owned = id.clone();
+    let usage = tokio::task::spawn_blocking(move || driver.usage(Some(&owned)))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let stages = spec
         .stages
         .iter()
@@ -612,7 +629,17 @@ pub async fn status(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::S
             instances: instances
                 .iter()
                 .filter(|i| &i.stage == name)
-                .map(wire_instance)
+                .map(|i| {
+                    let mut w = wire_instance(i);
+                    if let Some(u) = usage
+                        .iter()
+                        .find(|u| u.stage == i.stage && u.index == i.index)
+                    {
+                        w.cpu_seconds = Some(u.cpu_seconds);
+                        w.memory_bytes = Some(u.memory_bytes);
+                    }
+                    w
+                })
                 .collect(),
         })
         .collect();
@@ -638,6 +665,8 @@ pub async fn status(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::S
             .map(|a| wire_alert(&a))
             .collect(),
         databases: app.databases.status(&app.state, &spec).await?,
+        isolation: crate::isolation::describe_for(app, id).await?,
+        limits: app.limits.clone(),
     })
 }
 
@@ -683,6 +712,8 @@ pub fn wire_instance(i: &peng_provision::driver::process::InstanceStatus) -> wir
         restarts: i.restarts,
         since_ns: i.since_ns,
         last_exit: i.last_exit.clone(),
+        cpu_seconds: None,
+        memory_bytes: None,
     }
 }
 

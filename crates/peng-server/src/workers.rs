@@ -279,3 +279,179 @@ impl peng_monitor::SqlRunner for SqlSensors {
         })
     }
 }
+
+/// What instances' supervisors report: an instance killed for memory is audited and fails its
+/// stage's `instance.oom` sensor at once.
+pub async fn instance_notices(
+    app: App,
+    mut rx: mpsc::Receiver<peng_provision::driver::process::Notice>,
+    drain: CancellationToken,
+) {
+    use peng_provision::driver::process::Notice;
+    loop {
+        let notice = tokio::select! {
+            n = rx.recv() => n,
+            _ = drain.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(notice) = notice else { return };
+        match notice {
+            Notice::OutOfMemory {
+                service,
+                stage,
+                index,
+                limit,
+                ..
+            } => {
+                let text = format!(
+                    "{stage}/{index} killed: out of memory (limit {limit}); restarted with backoff"
+                );
+                tracing::warn!(%service, %stage, index, %limit, "instance killed: out of memory");
+                let audit = NewAudit {
+                    actor: "peng".to_string(),
+                    team: Some(service.team.to_string()),
+                    action: "instance.oom".to_string(),
+                    target: service.to_string(),
+                    detail: text.clone(),
+                };
+                if let Err(error) = app.state.audit(audit).await {
+                    tracing::error!(%error, "cannot write audit entry");
+                }
+                app.monitor.record_external(
+                    &service,
+                    &stage,
+                    OOM_SENSOR,
+                    false,
+                    &[("value", 1.0)],
+                    Some(text),
+                );
+            }
+        }
+    }
+}
+
+/// The built-in sensor that says whether a stage's instances were killed for memory.
+pub const OOM_SENSOR: &str = "instance.oom";
+
+/// How long an OOM kill keeps `instance.oom` failing.
+const OOM_WINDOW: Duration = Duration::from_secs(600);
+
+/// How often instances' usage is recorded.
+pub const USAGE_EVERY: Duration = Duration::from_secs(10);
+
+/// The tsdb measurement of instances' usage: tags `team, service, stage, instance`, fields
+/// `cpu_seconds` (cumulative), `memory_bytes`, `oom_kills` (cumulative).
+pub const USAGE_MEASUREMENT: &str = "instance_usage";
+
+/// Every `USAGE_EVERY`: each running instance's CPU seconds and memory go to the metrics store,
+/// and with limits on, every stage's `instance.oom` sensor runs: failing while a process of the
+/// stage was killed for memory within the last 10 minutes, its value how many were.
+pub async fn usage_loop(app: App, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(USAGE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen: std::collections::HashMap<(ServiceId, StageName, u32), u64> =
+        std::collections::HashMap::new();
+    let mut kills: std::collections::HashMap<(ServiceId, StageName), Vec<i64>> =
+        std::collections::HashMap::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let driver = app.driver.clone();
+        let Ok(usage) = tokio::task::spawn_blocking(move || driver.usage(None)).await else {
+            continue;
+        };
+        let now = now_ns();
+        let points: Vec<peng_tsdb::Point> = usage.iter().map(|u| usage_point(u, now)).collect();
+        if !points.is_empty() {
+            let tsdb = app.tsdb.clone();
+            match tokio::task::spawn_blocking(move || tsdb.write(&points)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "cannot store instance usage"),
+                Err(error) => tracing::warn!(%error, "cannot store instance usage"),
+            }
+        }
+        if app.driver.cgroups().is_none() {
+            continue;
+        }
+        for u in &usage {
+            let key = (u.service.clone(), u.stage.clone(), u.index);
+            let before = seen.insert(key, u.oom_kills);
+            let new = match before {
+                Some(b) if u.oom_kills >= b => u.oom_kills - b,
+                // a new cgroup (the instance was replaced): its count starts again
+                Some(_) => u.oom_kills,
+                // the first look at this instance since peng started: counted from here on
+                None => 0,
+            };
+            if new > 0 {
+                let at = kills
+                    .entry((u.service.clone(), u.stage.clone()))
+                    .or_default();
+                at.extend(std::iter::repeat_n(now, new as usize));
+            }
+        }
+        let Ok(specs) = crate::services::live_specs(&app).await else {
+            continue;
+        };
+        let cutoff = now - OOM_WINDOW.as_nanos() as i64;
+        for spec in specs {
+            let id = spec.id();
+            for stage in spec.stages.keys() {
+                let at = kills.entry((id.clone(), stage.clone())).or_default();
+                at.retain(|t| *t > cutoff);
+                let n = at.len();
+                let message = if n == 0 {
+                    "no process killed for memory in the last 10m".to_string()
+                } else {
+                    format!(
+                        "{n} process(es) killed for memory in the last 10m (limit {})",
+                        spec.run.resources.memory
+                    )
+                };
+                app.monitor.record_external(
+                    &id,
+                    stage,
+                    OOM_SENSOR,
+                    n == 0,
+                    &[("value", n as f64)],
+                    Some(message),
+                );
+            }
+        }
+        kills.retain(|_, at| !at.is_empty());
+        // Instances waiting to restart keep their count: their cgroup and its OOM count stay.
+        let known: std::collections::HashSet<_> = app
+            .driver
+            .instances(None)
+            .into_iter()
+            .map(|i| (i.service, i.stage, i.index))
+            .collect();
+        seen.retain(|k, _| known.contains(k));
+    }
+}
+
+fn usage_point(u: &peng_provision::driver::process::InstanceUsage, at_ns: i64) -> peng_tsdb::Point {
+    use peng_tsdb::FieldValue;
+    peng_tsdb::Point {
+        measurement: USAGE_MEASUREMENT.to_string(),
+        tags: std::collections::BTreeMap::from([
+            ("team".to_string(), u.service.team.to_string()),
+            ("service".to_string(), u.service.service.to_string()),
+            ("stage".to_string(), u.stage.to_string()),
+            ("instance".to_string(), u.index.to_string()),
+        ]),
+        fields: std::collections::BTreeMap::from([
+            ("cpu_seconds".to_string(), FieldValue::Float(u.cpu_seconds)),
+            (
+                "memory_bytes".to_string(),
+                FieldValue::Float(u.memory_bytes as f64),
+            ),
+            (
+                "oom_kills".to_string(),
+                FieldValue::Float(u.oom_kills as f64),
+            ),
+        ]),
+        timestamp_ns: at_ns,
+    }
+}

@@ -10,7 +10,9 @@
 mod databases;
 mod error;
 mod store;
+mod team_users;
 
 pub use databases::{BackupRow, DatabaseRow, SealedSecret};
 pub use error::StateError;
 pub use store::*;
+pub use team_users::TeamUserRow;

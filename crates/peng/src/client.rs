@@ -253,20 +253,27 @@ pub async fn sensors(conn: &Conn, id: &str, since: &str) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn team_create(conn: &Conn, name: &str) -> anyhow::Result<ExitCode> {
+/// `quiet`: print only the API token (for `export PENG_TOKEN=$(peng team create NAME --quiet)`).
+pub async fn team_create(conn: &Conn, name: &str, quiet: bool) -> anyhow::Result<ExitCode> {
     let api = Api::new(conn)?;
     let req = wire::CreateTeamRequest {
         name: name.to_string(),
     };
     let (resp, raw): (wire::CreateTeamResponse, _) =
         api.call(Method::POST, "/api/v1/teams", Some(&req)).await?;
-    if !api.print_json(&raw) {
+    if quiet {
+        println!("{}", resp.token);
+    } else if !api.print_json(&raw) {
         println!("created team {}", resp.team);
         println!("api token (shown once, keep it safe): {}", resp.token);
         println!(
             "ingest token (for GELF senders, field _ingest_token): {}",
             resp.ingest_token
         );
+        match &resp.unix_user {
+            Some(user) => println!("instances run as {user}"),
+            None => println!("instances run unsandboxed, as peng's own user"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

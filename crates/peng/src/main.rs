@@ -187,7 +187,12 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Subcommand)]
 enum TeamCmd {
     /// Create a team; prints its API token and ingest token once.
-    Create { name: String },
+    Create {
+        name: String,
+        /// Print only the API token, e.g. `export PENG_TOKEN=$(peng team create books --quiet)`.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
     /// List teams.
     List,
     /// Print a team's GELF ingest token.
@@ -328,7 +333,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Costs { team } => client::costs(&conn, team.as_deref()).await,
         Command::Status { service } => client::status(&conn, service.as_deref()).await,
         Command::Sensors { service, since } => client::sensors(&conn, &service, &since).await,
-        Command::Team(TeamCmd::Create { name }) => client::team_create(&conn, &name).await,
+        Command::Team(TeamCmd::Create { name, quiet }) => {
+            client::team_create(&conn, &name, quiet).await
+        }
         Command::Team(TeamCmd::List) => client::team_list(&conn).await,
         Command::Team(TeamCmd::IngestToken { name }) => client::ingest_token(&conn, &name).await,
         Command::Team(TeamCmd::RotateToken { name }) => client::rotate_token(&conn, &name).await,

@@ -68,23 +68,31 @@ pub fn service_status(s: &wire::ServiceStatus) {
         s.applied_by,
         s.retention
     );
+    println!("isolation: {}", s.isolation);
+    println!("limits: {}", s.limits);
     for stage in &s.stages {
         println!(
             "\nstage {} ({} instance(s) declared)",
             stage.name, stage.desired_instances
         );
         println!(
-            "  {:<4} {:>8} {:>6} {:<11} {:>8}  LAST EXIT",
-            "#", "PID", "PORT", "STATE", "RESTARTS"
+            "  {:<4} {:>8} {:>6} {:<11} {:>8} {:>8} {:>9}  LAST EXIT",
+            "#", "PID", "PORT", "STATE", "RESTARTS", "CPU", "MEMORY"
         );
         for i in &stage.instances {
             println!(
-                "  {:<4} {:>8} {:>6} {:<11} {:>8}  {}",
+                "  {:<4} {:>8} {:>6} {:<11} {:>8} {:>8} {:>9}  {}",
                 i.index,
                 i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 i.port,
                 i.state,
                 i.restarts,
+                i.cpu_seconds
+                    .map(|c| format!("{c:.1}s"))
+                    .unwrap_or_else(|| "-".into()),
+                i.memory_bytes
+                    .map(|m| format!("{:.1}Mi", m as f64 / 1048576.0))
+                    .unwrap_or_else(|| "-".into()),
                 i.last_exit.as_deref().unwrap_or("")
             );
         }

@@ -169,6 +169,7 @@ pub fn spec(hooks: &Hooks, escalate_after: Duration) -> ServiceSpec {
             command: vec!["./orders".into()],
             env: BTreeMap::new(),
             workdir: None,
+            writable: Vec::new(),
             health: HealthCheck {
                 probe: HealthProbe::Http {
                     path: "/health".into(),
@@ -179,6 +180,7 @@ pub fn spec(hooks: &Hooks, escalate_after: Duration) -> ServiceSpec {
             resources: Resources {
                 cpu: 0.25,
                 memory: peng_core::ByteSize(256 << 20),
+                pids: None,
             },
         },
         logging: LoggingSpec {

@@ -23,6 +23,7 @@ fn spec() -> ServiceSpec {
             command: vec!["./bookshelf".into(), "--port".into(), "${PORT}".into()],
             env: BTreeMap::from([("JAVA_OPTS".into(), "-Xmx256m".into())]),
             workdir: None,
+            writable: Vec::new(),
             health: HealthCheck {
                 probe: HealthProbe::Http {
                     path: "/health".into(),
@@ -33,6 +34,7 @@ fn spec() -> ServiceSpec {
             resources: Resources {
                 cpu: 0.5,
                 memory: ByteSize(512 << 20),
+                pids: None,
             },
         },
         logging: LoggingSpec {

@@ -3,6 +3,7 @@
 //! outlives a failing test.
 
 mod process;
+mod sandbox;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,11 +32,17 @@ pub fn instance(service_id: &str, stage_name: &str, index: u32, command: &[&str]
         index,
         command: command.iter().map(|s| s.to_string()).collect(),
         env: BTreeMap::new(),
+        service_dir: PathBuf::from("/tmp"),
         workdir: PathBuf::from("/tmp"),
+        writable: Vec::new(),
+        files: BTreeMap::new(),
         resources: Resources {
             cpu: 0.25,
             memory: ByteSize(256 << 20),
+            pids: None,
         },
+        pids: 512,
+        user: None,
     }
 }
 
@@ -45,7 +52,7 @@ pub struct Harness {
     pub driver: ProcessDriver,
     pub output: mpsc::Receiver<InstanceOutput>,
     pub dir: tempfile::TempDir,
-    seen: std::sync::Mutex<Vec<u32>>,
+    pub seen: std::sync::Mutex<Vec<u32>>,
 }
 
 impl Harness {

@@ -41,7 +41,12 @@ pub async fn credentials(
     let id = owned(&app, &auth, &team, &service).await?;
     let creds = app
         .databases
-        .credentials(&app.state, &id, &stage(&q.stage)?)
+        .credentials(
+            &app.state,
+            &id,
+            &stage(&q.stage)?,
+            app.driver.isolation().sandbox().is_some(),
+        )
         .await?;
     app.state
         .audit(peng_state::NewAudit {

@@ -28,12 +28,17 @@ pub async fn create(
     let token = app.state.create_team(&name, audit).await?;
     let ingest = ingest::ingest_token(&app.secret, &name, 1);
     app.ingest.set(&ingest, name.clone());
+    // The team's Unix user is made with the team, so its checkouts can be given to it.
+    let unix_user = crate::isolation::team_user(&app, &name)
+        .await?
+        .map(|u| u.to_string());
     Ok((
         StatusCode::CREATED,
         Json(wire::CreateTeamResponse {
             team: name.to_string(),
             token,
             ingest_token: ingest,
+            unix_user,
         }),
     ))
 }

@@ -709,7 +709,9 @@ impl Databases {
     }
 
     /// `DATABASE_URL`, `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`, `DB_SSL_CA`,
-    /// and the read-only account as `DB_READONLY_USER`/`DB_READONLY_PASSWORD`.
+    /// and the read-only account as `DB_READONLY_USER`/`DB_READONLY_PASSWORD`. `DB_SSL_CA` is
+    /// the CA's path on this machine, which the caller hands to instances as a file (see
+    /// `InstanceSpec::files`); `DATABASE_URL` refers to it as `${DB_SSL_CA}`.
     fn instance_env(
         &self,
         row: &DatabaseRow,
@@ -730,7 +732,9 @@ impl Databases {
             row.db_name
         );
         if !ca.is_empty() {
-            url.push_str(&format!("&ssl-ca={ca}"));
+            // The CA is handed to instances as a file; where it lands depends on the sandbox,
+            // so the URL names the variable (the driver expands it).
+            url.push_str("&ssl-ca=${DB_SSL_CA}");
         }
         env.insert("DATABASE_URL".into(), url);
         env.insert("DB_HOST".into(), host);

@@ -655,15 +655,27 @@ impl Databases {
     }
 
     /// The credentials of a database, as its instances get them.
+    /// `sandboxed`: whether instances get the CA inside a sandbox (at `/run/peng/DB_SSL_CA`).
     pub async fn credentials(
         &self,
         state: &State,
         id: &ServiceId,
         stage: &StageName,
+        sandboxed: bool,
     ) -> ApiResult<wire::DbCredentials> {
         let row = self.ready_row(state, id, stage).await?;
         let secrets = self.secrets(state, id, stage).await?;
-        let env = self.instance_env(&row, &secrets)?;
+        let mut env = self.instance_env(&row, &secrets)?;
+        if sandboxed && env.get("DB_SSL_CA").is_some_and(|ca| !ca.is_empty()) {
+            env.insert(
+                "DB_SSL_CA".into(),
+                format!("{}/DB_SSL_CA", peng_sandbox::FILES_DIR),
+            );
+        }
+        let vars = env.clone();
+        for value in env.values_mut() {
+            *value = peng_provision::instance::expand(value, &vars);
+        }
         let get = |k: &str| env.get(k).cloned().unwrap_or_default();
         let ca_pem = match self.ca_path(&row) {
             Some(p) => std::fs::read_to_string(&p).unwrap_or_default(),

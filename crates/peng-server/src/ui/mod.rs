@@ -311,11 +311,15 @@ async fn service_page(
         html! {
             h1 { (st.id) }
             p class="muted" { "generation " (st.generation) ", applied " (when(st.applied_at_ns, now)) " by " (st.applied_by) " · logs kept " (st.retention) }
+            p class="isolation" {
+                "isolation: " span class=(if st.isolation.starts_with("on") { "ok" } else { "fail" }) { (st.isolation) }
+                " · limits: " span class=(if st.limits.starts_with("off") { "fail" } else { "ok" }) { (st.limits) }
+            }
             h2 { "Instances" }
             @if instances == 0 { p class="empty muted" { "No instances: every stage is scaled to 0." } }
             @else {
                 (scroll(html! { table {
-                    tr { th { "Stage" } th class="num" { "#" } th class="num" { "PID" } th class="num" { "Port" } th { "State" } th { "Since" } th class="num" { "Restarts" } th { "Last exit" } }
+                    tr { th { "Stage" } th class="num" { "#" } th class="num" { "PID" } th class="num" { "Port" } th { "State" } th { "Since" } th class="num" { "Restarts" } th class="num" { "CPU" } th class="num" { "Memory" } th { "Last exit" } }
                     @for stage in &st.stages {
                         @for i in &stage.instances {
                             tr {
@@ -325,7 +329,9 @@ async fn service_page(
                                 td class=(match i.state.as_str() { "running" => "ok", "starting" => "warn", _ => "fail" }) { (i.state) }
                                 td class="nowrap" title={ (format::date_time(i.since_ns)) " UTC" } { (ago(i.since_ns, now)) }
                                 td class={ "num" @if i.restarts > 0 { " warn" } } { (i.restarts) }
-                                td class="muted" { (i.last_exit.clone().unwrap_or_default()) }
+                                td class="num nowrap" { (i.cpu_seconds.map(|c| format!("{c:.1} s")).unwrap_or_else(|| "-".into())) }
+                                td class="num nowrap" { (i.memory_bytes.map(|m| format!("{:.1} MiB", m as f64 / 1048576.0)).unwrap_or_else(|| "-".into())) }
+                                td class={ @if i.last_exit.as_deref().is_some_and(|e| e.contains("out of memory")) { "fail" } @else { "muted" } } { (i.last_exit.clone().unwrap_or_default()) }
                             }
                         }
                     }
@@ -463,6 +469,7 @@ async fn platform_page(Viewer(auth): Viewer, State(app): State<App>) -> Response
     }
     let samples = peng_core::metrics::snapshot();
     let rejections = app.ingest_ctx.rejections.list();
+    let isolation = app.driver.isolation().describe();
     let now = peng_core::now_ns();
     page(
         "Platform",
@@ -470,6 +477,12 @@ async fn platform_page(Viewer(auth): Viewer, State(app): State<App>) -> Response
         Nav::Platform,
         html! {
             h1 { "Platform" }
+            h2 { "Isolation" }
+            p {
+                "Instances: " span class=(if isolation.starts_with("on") { "ok" } else { "fail" }) { (isolation) }
+                br;
+                "Limits: " span class=(if app.limits.starts_with("off") { "fail" } else { "ok" }) { (app.limits) }
+            }
             h2 { "Counters" }
             p class="muted" { "The same numbers as " code { "/metrics" } ": what each component received, processed, discarded (with the reason) and failed at." }
             (scroll(html! {

@@ -243,3 +243,46 @@ async fn databases_secrets_and_backups_survive_reopen() {
         "{actions:?}"
     );
 }
+
+#[tokio::test]
+async fn a_teams_user_is_recorded_corrected_and_kept_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let team = TeamName::parse("books").unwrap();
+    {
+        let state = State::open(&path).await.unwrap();
+        assert_eq!(state.team_user(&team).await.unwrap(), None);
+        state
+            .put_team_user(
+                &team,
+                "peng-books",
+                70000,
+                70000,
+                audit("team.user", "books"),
+            )
+            .await
+            .unwrap();
+        state
+            .put_team_user(
+                &team,
+                "peng-books",
+                70004,
+                70005,
+                audit("team.user", "books"),
+            )
+            .await
+            .unwrap();
+        state.close().await;
+    }
+    let state = State::open(&path).await.unwrap();
+    let row = state.team_user(&team).await.unwrap().expect("recorded");
+    assert_eq!(
+        (row.user_name.as_str(), row.uid, row.gid),
+        ("peng-books", 70004, 70005)
+    );
+    let log = state.audit_log(None, 10).await.unwrap();
+    assert_eq!(
+        log.iter().filter(|a| a.entry.action == "team.user").count(),
+        2
+    );
+}

@@ -38,7 +38,7 @@ fn gelf(token: &str, msg: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_listener_refuses_and_counts_bad_input_and_keeps_serving() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::harness::open_tempdir();
     let (http_port, gelf_port) = (free_port(), free_port());
     let server = Peng::start(&tmp.path().join("data"), http_port, gelf_port).await;
     let url = server.url();

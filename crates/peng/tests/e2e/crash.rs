@@ -8,7 +8,7 @@ use crate::{all_running, example_copy, status_json, LONG};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_a_crash_instances_come_back_exactly_once() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::harness::open_tempdir();
     let data = tmp.path().join("data");
     let (http_port, gelf_port) = (free_port(), free_port());
     let server = Peng::start(&data, http_port, gelf_port).await;
@@ -48,7 +48,7 @@ async fn after_a_crash_instances_come_back_exactly_once() {
     })
     .await;
     let exactly_three = || async {
-        let procs = processes_with(&app_dir);
+        let procs = crate::harness::programs_with(&app_dir);
         let cmdlines: Vec<String> = procs
             .iter()
             .map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default())

@@ -137,9 +137,12 @@ async fn mariadb(
         .arg(format!("-p{password}"))
         .arg("-N")
         .arg("-B");
+    // Outside the sandbox a client has the CA from the credentials, not the instances' path.
+    let ca_file = tempfile::NamedTempFile::new().expect("ca file");
     if tls {
-        let ca = creds["env"]["DB_SSL_CA"].as_str().expect("ca path");
-        cmd.arg(format!("--ssl-ca={ca}"))
+        let pem = creds["ca_pem"].as_str().expect("ca pem");
+        std::fs::write(ca_file.path(), pem).expect("write ca");
+        cmd.arg(format!("--ssl-ca={}", ca_file.path().display()))
             .arg("--ssl-verify-server-cert");
     } else {
         cmd.arg("--skip-ssl");
@@ -197,7 +200,11 @@ fn database<'a>(status: &'a Value, stage: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no database on {stage}: {status}"))
 }
 
+/// A service file of team books in `dir/services/` (never next to peng's data directory: a
+/// service's directory must not hold it).
 fn service_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let dir = dir.join("services");
+    std::fs::create_dir_all(&dir).expect("mkdir services");
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(
         &path,
@@ -211,7 +218,7 @@ fn service_file(dir: &Path, name: &str, body: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn databases_from_the_file_to_promote_restore_drift_and_destroy() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::harness::open_tempdir();
     let shared = SharedServer::start(&tmp.path().join("shared")).await;
     let platform = platform_file(tmp.path(), &shared, "6Gi");
     let data = tmp.path().join("data");
@@ -870,7 +877,7 @@ async fn databases_from_the_file_to_promote_restore_drift_and_destroy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crash_in_the_middle_of_an_apply_leaves_nothing_half_made() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::harness::open_tempdir();
     let data = tmp.path().join("data");
     let (http_port, gelf_port) = (free_port(), free_port());
     let server =

@@ -11,6 +11,19 @@ use tokio::process::{Child, Command};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_peng");
 
+/// A temporary directory every user may enter: when peng runs as root, a team's instances run
+/// as the team's own user, which must be able to read its checkout (peng keeps its data
+/// directory inside private, mode 0700, whatever its parent allows).
+pub fn open_tempdir() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    tmp
+}
+
 /// A port that was free a moment ago on 127.0.0.1, for TCP and UDP alike.
 pub fn free_port() -> u16 {
     loop {
@@ -234,6 +247,18 @@ impl Drop for Webhook {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The instances' own programs among `processes_with(needle)`: without the two bubblewrap
+/// processes (its monitor and the namespace's pid 1) each sandboxed instance has.
+pub fn programs_with(needle: &str) -> Vec<u32> {
+    processes_with(needle)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() != "bwrap")
+        })
+        .collect()
 }
 
 /// Pids of live processes whose command line contains `needle` or whose working directory is

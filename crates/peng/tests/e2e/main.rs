@@ -5,6 +5,7 @@ mod bad_input;
 mod crash;
 mod databases;
 mod harness;
+mod hostile;
 mod rotate;
 mod stages;
 mod ui;
@@ -117,7 +118,7 @@ pub(crate) async fn wait_found(url: &str, token: &str, query: &str, needle: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_team_walks_from_yaml_to_alerts_and_back() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::harness::open_tempdir();
     let data = tmp.path().join("data");
     let hook = Webhook::start().await;
     let app_dir = example_copy(tmp.path(), &hook.url);
@@ -379,7 +380,7 @@ log = logging.getLogger("anon"); log.addHandler(graypy.GELFTCPHandler("127.0.0.1
         "exactly 3 instance processes after the restart",
         Duration::from_secs(20),
         || async {
-            let procs = cmdlines(processes_with(app_path));
+            let procs = cmdlines(harness::programs_with(app_path));
             (procs.len() == 3 && procs.iter().all(|c| c.contains("app.py"))).then_some(())
         },
     )

@@ -18,7 +18,7 @@ async fn post_gelf(url: &str, token: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotated_tokens_replace_the_old_ones() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::harness::open_tempdir();
     let server = Peng::start(&tmp.path().join("data"), free_port(), free_port()).await;
     let url = server.url();
     let admin = server.admin_token();

@@ -12,7 +12,7 @@ fn count(status: &serde_json::Value, stage: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn apply_with_stage_changes_only_that_stage() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::harness::open_tempdir();
     let server = Peng::start(&tmp.path().join("data"), free_port(), free_port()).await;
     let url = server.url();
     let admin = server.admin_token();

@@ -51,7 +51,7 @@ impl Drop for GroupGuard {
 async fn the_web_ui_in_a_real_browser() {
     require_browser().await;
     let started = Instant::now();
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::harness::open_tempdir();
     let data = tmp.path().join("data");
     let hook = Webhook::start().await;
     let app_dir = example_copy(tmp.path(), &hook.url);

@@ -7,6 +7,12 @@
 //! on peng), and is restarted with exponential backoff when it exits. Stopping sends SIGTERM to
 //! the group, waits `stop_grace`, sends SIGKILL and reaps.
 //!
+//! With isolation on, each instance runs sandboxed as its team's user (`peng_sandbox`), and
+//! with cgroups available each runs in a cgroup of its own (`peng_cgroup`) named
+//! `TEAM.SERVICE.STAGE.INDEX` under the driver's parent group, limited to its `resources`
+//! (memory hard, cpu as a quota, a pids limit). Groups left by a previous run are emptied and
+//! removed at start.
+//!
 //! `reconcile` is the only way instances change: it starts what is missing, stops what is no
 //! longer wanted and replaces instances whose `InstanceSpec` changed, leaving identical ones
 //! untouched, so a re-apply of an unchanged file touches nothing. A record file per running
@@ -52,6 +58,14 @@ pub struct ProcessDriverConfig {
     pub crash_loop_window: Duration,
     /// Between SIGTERM and SIGKILL when stopping (5 s).
     pub stop_grace: Duration,
+    /// Whether instances run sandboxed (`Off` by default; `InstanceSpec::user` must be set
+    /// exactly when it is on).
+    pub isolation: peng_sandbox::Isolation,
+    /// Where instances get their cgroups; `None`: no limits.
+    pub cgroups: Option<peng_cgroup::Cgroups>,
+    /// What the supervisors have to tell (an instance killed for memory); dropped and counted
+    /// when full.
+    pub notices: Option<mpsc::Sender<Notice>>,
 }
 
 impl ProcessDriverConfig {
@@ -65,8 +79,47 @@ impl ProcessDriverConfig {
             crash_loop_restarts: 5,
             crash_loop_window: Duration::from_secs(300),
             stop_grace: Duration::from_secs(5),
+            isolation: peng_sandbox::Isolation::Off {
+                reason: "not configured".into(),
+            },
+            cgroups: None,
+            notices: None,
         }
     }
+}
+
+/// Something that happened to an instance that its owners should hear of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The kernel killed the instance's process for memory; it is restarted with backoff.
+    OutOfMemory {
+        service: ServiceId,
+        stage: StageName,
+        index: u32,
+        limit: peng_core::ByteSize,
+        at_ns: i64,
+    },
+}
+
+/// What one instance has used, for time series and costs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceUsage {
+    pub service: ServiceId,
+    pub stage: StageName,
+    pub index: u32,
+    /// CPU time of all its processes since its cgroup was made (or, without cgroups, of the
+    /// processes alive now).
+    pub cpu_seconds: f64,
+    pub memory_bytes: u64,
+    /// Processes the kernel killed for memory since its cgroup was made.
+    pub oom_kills: u64,
+    /// Whether these come from a cgroup that also holds the instance to its limits.
+    pub limited: bool,
+}
+
+/// The cgroup name of one instance.
+pub(crate) fn group_name(service: &ServiceId, stage: &StageName, index: u32) -> String {
+    format!("{}.{}.{}.{index}", service.team, service.service, stage)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,12 +266,37 @@ impl ProcessDriver {
         if killed > 0 {
             tracing::warn!(killed, "killed instances left over by a previous run");
         }
+        if let Some(cgroups) = cfg.cgroups.clone() {
+            let removed = tokio::task::spawn_blocking(move || {
+                let mut removed = 0;
+                for name in cgroups.groups() {
+                    if let Some(group) = cgroups.open(&name) {
+                        match group.remove() {
+                            Ok(()) => removed += 1,
+                            Err(error) => {
+                                tracing::warn!(%name, %error, "cannot remove a cgroup left over by a previous run")
+                            }
+                        }
+                    }
+                }
+                removed
+            })
+            .await
+            .unwrap_or(0);
+            if removed > 0 {
+                tracing::warn!(removed, "removed cgroups left over by a previous run");
+            }
+        }
         let spawner = Spawner::start("peng-spawner", runtime)
             .map_err(|e| ProvisionError::io("cannot start spawner for", &cfg.state_dir, e))?;
         let ctx = Ctx {
             cfg,
             spawner,
             discarded: peng_core::metrics::component::discarded("instance_output", "queue_full"),
+            notices_dropped: peng_core::metrics::component::discarded(
+                "instance_notices",
+                "queue_full",
+            ),
         };
         Ok(ProcessDriver {
             inner: Arc::new(Inner {
@@ -375,6 +453,68 @@ impl ProcessDriver {
                 }
             })
             .collect()
+    }
+
+    /// What each running instance of one service (or of all) has used. Blocking reads of
+    /// cgroup files or `/proc`: call it from a blocking thread.
+    pub fn usage(&self, service: Option<&ServiceId>) -> Vec<InstanceUsage> {
+        let running: Vec<(Key, Option<u32>, Option<peng_cgroup::Group>)> = self
+            .lock()
+            .iter()
+            .filter(|(k, _)| service.is_none_or(|s| &k.0 == s))
+            .map(|(k, i)| {
+                let s = i.status.lock().unwrap_or_else(|p| p.into_inner());
+                (k.clone(), s.pid, s.cgroup.clone())
+            })
+            .filter(|(_, pid, _)| pid.is_some())
+            .collect();
+        let unlimited: Vec<u32> = running
+            .iter()
+            .filter(|(_, _, g)| g.is_none())
+            .filter_map(|(_, pid, _)| *pid)
+            .collect();
+        let by_group = records::group_usage(&unlimited);
+        running
+            .into_iter()
+            .map(|((service, stage, index), pid, group)| match group {
+                Some(g) => {
+                    let u = g.usage();
+                    InstanceUsage {
+                        service,
+                        stage,
+                        index,
+                        cpu_seconds: u.cpu_ns as f64 / 1e9,
+                        memory_bytes: u.memory_bytes,
+                        oom_kills: u.oom_kills,
+                        limited: true,
+                    }
+                }
+                None => {
+                    let (cpu_seconds, memory_bytes) = pid
+                        .and_then(|p| by_group.get(&p).copied())
+                        .unwrap_or((0.0, 0));
+                    InstanceUsage {
+                        service,
+                        stage,
+                        index,
+                        cpu_seconds,
+                        memory_bytes,
+                        oom_kills: 0,
+                        limited: false,
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Whether instances run sandboxed, and why not.
+    pub fn isolation(&self) -> &peng_sandbox::Isolation {
+        &self.inner.ctx.cfg.isolation
+    }
+
+    /// The cgroups instances get, when limits are on.
+    pub fn cgroups(&self) -> Option<&peng_cgroup::Cgroups> {
+        self.inner.ctx.cfg.cgroups.as_ref()
     }
 
     /// Where one instance listens (whether or not its process runs right now).

@@ -89,8 +89,13 @@ pub(crate) fn remove(path: &Path) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProcStat {
     pub state: char,
+    pub ppid: i64,
     pub pgrp: i64,
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
     pub start_time: u64,
+    /// Resident pages.
+    pub rss_pages: u64,
 }
 
 impl ProcStat {
@@ -107,8 +112,15 @@ pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     // fields[0] is field 3 of the man page.
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
+        cpu_ticks: fields
+            .get(11)?
+            .parse::<u64>()
+            .ok()?
+            .saturating_add(fields.get(12)?.parse::<u64>().ok()?),
         start_time: fields.get(19)?.parse().ok()?,
+        rss_pages: fields.get(21)?.parse().ok()?,
     })
 }
 
@@ -130,6 +142,52 @@ fn live_group_members(pgid: u32, since: u64) -> Vec<u32> {
                 .is_some_and(|s| s.live() && s.pgrp == i64::from(pgid) && s.start_time >= since)
         })
         .collect()
+}
+
+/// Live members of the process group `pgid`, with their parents.
+pub(crate) fn group_members(pgid: u32) -> Vec<(u32, i64)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            proc_stat(pid)
+                .filter(|s| s.live() && s.pgrp == i64::from(pgid))
+                .map(|s| (pid, s.ppid))
+        })
+        .collect()
+}
+
+/// CPU seconds and resident bytes of the live members of each process group in `pgids`, in
+/// one pass over `/proc`.
+pub(crate) fn group_usage(pgids: &[u32]) -> std::collections::HashMap<u32, (f64, u64)> {
+    let mut out = std::collections::HashMap::new();
+    if pgids.is_empty() {
+        return out;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let (hz, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64,
+            libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64,
+        )
+    };
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        let Some(stat) = proc_stat(pid) else { continue };
+        let Ok(pgrp) = u32::try_from(stat.pgrp) else {
+            continue;
+        };
+        if stat.live() && pgids.contains(&pgrp) {
+            let entry: &mut (f64, u64) = out.entry(pgrp).or_default();
+            entry.0 += stat.cpu_ticks as f64 / hz;
+            entry.1 = entry.1.saturating_add(stat.rss_pages.saturating_mul(page));
+        }
+    }
+    out
 }
 
 /// Whether the recorded group still has processes that are ours to kill.

@@ -7,6 +7,17 @@
 //! kill children when an idle pool thread retires. The spawner thread lives as long as any
 //! driver handle or supervisor task does, so children die with peng, even on SIGKILL.
 //!
+//! Sandboxed (when peng runs as root with bubblewrap), the child joins the instance's cgroup,
+//! drops to the team's user and execs bubblewrap, all before anything of the team's runs (see
+//! `peng_sandbox`). The process peng supervises is then bwrap; the instance's program is the
+//! child of bwrap's own pid 1 inside a PID namespace of its own. Stopping sends SIGTERM to the
+//! program and whatever else of its process group, never to the two bwrap processes (which
+//! would end the namespace, and with it the program, at once), waits the grace period, then
+//! kills bwrap; the kernel kills what is left in the namespace.
+//!
+//! An instance with a cgroup that ends while the cgroup's OOM-kill count went up ended for
+//! memory: its last exit reads `killed: out of memory (limit 512Mi)` and a notice goes out.
+//!
 //! Backoff: the n-th consecutive failure waits `backoff_initial * 2^(n-1)`, at most
 //! `backoff_max`; a process that ran `backoff_reset` resets the count. When
 //! `crash_loop_restarts` restarts fall within `crash_loop_window` the instance shows
@@ -25,7 +36,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
 use super::records::{self, Record};
-use super::{InstanceOutput, InstanceState, OutputStream, ProcessDriverConfig};
+use super::{InstanceOutput, InstanceState, Notice, OutputStream, ProcessDriverConfig};
 use crate::InstanceSpec;
 
 /// Longest line forwarded; longer lines are split into pieces of this size.
@@ -39,6 +50,8 @@ pub(crate) struct Status {
     pub restarts: u32,
     pub since_ns: i64,
     pub last_exit: Option<String>,
+    /// The cgroup of the current process, while one runs.
+    pub cgroup: Option<peng_cgroup::Group>,
 }
 
 impl Status {
@@ -49,6 +62,7 @@ impl Status {
             restarts: 0,
             since_ns: peng_core::now_ns(),
             last_exit: None,
+            cgroup: None,
         }
     }
 }
@@ -58,6 +72,7 @@ pub(crate) struct Ctx {
     pub cfg: ProcessDriverConfig,
     pub spawner: Spawner,
     pub discarded: Counter,
+    pub notices_dropped: Counter,
 }
 
 /// Variables of peng's own environment that instances inherit.
@@ -65,33 +80,145 @@ const INHERITED_ENV: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
 ];
 
-fn command(spec: &InstanceSpec, port: u16) -> io::Result<Command> {
-    let env = spec.process_env(port);
-    let argv = spec.process_command(&env);
-    let Some((program, args)) = argv.split_first() else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
-    };
-    let mut cmd = Command::new(program);
-    // Instances get their own environment, not peng's (which may hold its token): a short
-    // list of what programs expect from any login, then the instance's own variables.
-    cmd.env_clear();
-    for key in INHERITED_ENV {
-        if let Some(value) = std::env::var_os(key) {
-            cmd.env(key, value);
+/// The `PATH` of a sandboxed instance: the system's, not peng's (whose entries may point into
+/// root's home).
+const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Variables of peng's environment a sandboxed instance inherits; `PATH`, `HOME`, `USER`,
+/// `LOGNAME` and `TMPDIR` are its own.
+const SANDBOX_INHERITED_ENV: &[&str] = &["LANG", "LC_ALL", "TZ"];
+
+/// The command of one spawn, and the files it hands over (kept open until the fork).
+fn command(
+    ctx: &Ctx,
+    spec: &InstanceSpec,
+    port: u16,
+    group: Option<&peng_cgroup::Group>,
+) -> io::Result<(Command, Vec<std::fs::File>)> {
+    let sandbox = match (&spec.user, ctx.cfg.isolation.sandbox()) {
+        (Some(user), Some(sandbox)) => Some((user, sandbox)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(io::Error::other(
+                "the instance has a team user but isolation is off",
+            ))
         }
+        (None, Some(_)) => {
+            return Err(io::Error::other(
+                "isolation is on but the instance has no team user",
+            ))
+        }
+    };
+    let env = spec.process_env(port, sandbox.is_some());
+    let argv = spec.process_command(&env);
+    if argv.first().is_none_or(|p| p.is_empty()) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty command"));
     }
-    cmd.args(args)
-        .envs(&env)
-        .current_dir(&spec.workdir)
-        .stdin(Stdio::null())
+    let mut files = Vec::new();
+    let mut cmd = match sandbox {
+        Some((user, sandbox)) => {
+            let mut handed = Vec::new();
+            for (var, host) in &spec.files {
+                let file = std::fs::File::open(host).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot hand {}: {e}", host.display()))
+                })?;
+                handed.push((var.clone(), std::os::fd::AsRawFd::as_raw_fd(&file)));
+                files.push(file);
+            }
+            let tmp_bytes = spec.resources.memory.0;
+            let jail = peng_sandbox::Jail {
+                user,
+                service_dir: &spec.service_dir,
+                writable: &spec.writable,
+                workdir: &spec.workdir,
+                files: &handed,
+                tmp_bytes,
+            };
+            let (program, args) = sandbox.command(&jail, &argv);
+            let mut cmd = Command::new(program);
+            cmd.env_clear();
+            for key in SANDBOX_INHERITED_ENV {
+                if let Some(value) = std::env::var_os(key) {
+                    cmd.env(key, value);
+                }
+            }
+            cmd.env("PATH", SANDBOX_PATH)
+                .env("HOME", "/tmp")
+                .env("TMPDIR", "/tmp")
+                .env("USER", &user.name)
+                .env("LOGNAME", &user.name)
+                .args(args)
+                .envs(&env)
+                // bwrap changes into the workdir inside; it starts where every user may be
+                .current_dir("/");
+            if let Some(group) = group {
+                // SAFETY: the closure only writes to cgroup files it prepared, without allocating.
+                unsafe {
+                    cmd.pre_exec(group.attach_self());
+                }
+            }
+            let inherit = handed.iter().map(|(_, fd)| *fd).collect();
+            // SAFETY: `enter` makes only async-signal-safe system calls, without allocating.
+            unsafe {
+                cmd.pre_exec(peng_sandbox::enter(user, inherit));
+            }
+            cmd
+        }
+        None => {
+            let (program, args) = argv
+                .split_first()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+            let mut cmd = Command::new(program);
+            // Instances get their own environment, not peng's (which may hold its token): a
+            // short list of what programs expect from any login, then the instance's own.
+            cmd.env_clear();
+            for key in INHERITED_ENV {
+                if let Some(value) = std::env::var_os(key) {
+                    cmd.env(key, value);
+                }
+            }
+            cmd.args(args).envs(&env).current_dir(&spec.workdir);
+            if let Some(group) = group {
+                // SAFETY: the closure only writes to cgroup files it prepared, without allocating.
+                unsafe {
+                    cmd.pre_exec(group.attach_self());
+                }
+            }
+            cmd
+        }
+    };
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         // a safety net if a supervisor is dropped without stopping its child
         .kill_on_drop(true);
-    // SIGKILL: an instance has nothing to finish once peng is gone.
+    // SIGKILL: an instance has nothing to finish once peng is gone. Registered last: changing
+    // the user clears the death signal.
     peng_process::die_with_parent(&mut cmd, libc::SIGKILL);
-    Ok(cmd)
+    Ok((cmd, files))
+}
+
+/// The instance's cgroup, made (or emptied and reused) before each spawn. `None` when limits
+/// are off.
+fn cgroup(ctx: &Ctx, spec: &InstanceSpec) -> io::Result<Option<peng_cgroup::Group>> {
+    let Some(cgroups) = &ctx.cfg.cgroups else {
+        return Ok(None);
+    };
+    let limits = peng_cgroup::Limits {
+        memory_bytes: spec.resources.memory.0,
+        cpu: spec.resources.cpu,
+        pids: u64::from(spec.pids),
+    };
+    let name = super::group_name(&spec.service, &spec.stage, spec.index);
+    if let Some(old) = cgroups.open(&name) {
+        // what an earlier run left (a crash of peng, a lost child): never shared with the new one
+        old.kill_all();
+    }
+    cgroups
+        .create(&name, &limits)
+        .map(Some)
+        .map_err(|e| io::Error::other(format!("cannot limit the instance: {e}")))
 }
 
 /// Runs one instance until `stop` fires (or its sender is dropped). `first` gets the pid of
@@ -125,10 +252,24 @@ pub(crate) async fn supervise(
             s.state = InstanceState::Starting;
             s.since_ns = peng_core::now_ns();
         });
-        let spawned = match command(&spec, port) {
-            Ok(cmd) => ctx.spawner.spawn(cmd).await,
-            Err(e) => Err(e),
+        // Limits that cannot be set are a failure to start, never an unlimited instance.
+        let group = cgroup(&ctx, &spec);
+        let oom_before = group
+            .as_ref()
+            .ok()
+            .and_then(|g| g.as_ref().map(|g| g.usage().oom_kills));
+        let spawned = match &group {
+            Ok(group) => match command(&ctx, &spec, port, group.as_ref()) {
+                Ok((cmd, files)) => {
+                    let child = ctx.spawner.spawn(cmd).await;
+                    drop(files);
+                    child
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
         };
+        let group = group.ok().flatten();
         let last_exit = match spawned {
             Err(error) => {
                 tracing::warn!(%service, stage = %spec.stage, index = spec.index, %error, "cannot start instance");
@@ -151,6 +292,7 @@ pub(crate) async fn supervise(
                     s.state = running;
                     s.pid = pid;
                     s.since_ns = peng_core::now_ns();
+                    s.cgroup = group.clone();
                 });
                 // after the status, so that `reconcile`'s caller sees the process
                 if let Some(f) = first.take() {
@@ -176,14 +318,17 @@ pub(crate) async fn supervise(
                         }
                     }
                 };
+                let sandboxed = spec.user.is_some();
                 let Some(exit) = exit else {
-                    let exit = stop_child(&mut child, pid, cfg.stop_grace).await;
+                    let exit = stop_child(&mut child, pid, cfg.stop_grace, sandboxed).await;
+                    remove_cgroup(group.as_ref());
                     records::remove(&record_path);
                     set(&|s| {
                         s.state = InstanceState::Stopped;
                         s.pid = None;
                         s.since_ns = peng_core::now_ns();
                         s.last_exit = exit.clone();
+                        s.cgroup = None;
                     });
                     return;
                 };
@@ -191,10 +336,23 @@ pub(crate) async fn supervise(
                 if let Some(pid) = pid {
                     signal_group(pid, libc::SIGKILL);
                 }
+                let oom = match (&group, oom_before) {
+                    (Some(g), Some(before)) => g.usage().oom_kills > before,
+                    _ => false,
+                };
+                if let Some(g) = &group {
+                    g.kill_all();
+                }
                 records::remove(&record_path);
-                match exit {
-                    Ok(status) => describe(status),
-                    Err(error) => format!("lost track of the process: {error}"),
+                set(&|s| s.cgroup = None);
+                if oom {
+                    notify(&ctx, &spec);
+                    format!("killed: out of memory (limit {})", spec.resources.memory)
+                } else {
+                    match exit {
+                        Ok(status) => describe(status),
+                        Err(error) => format!("lost track of the process: {error}"),
+                    }
                 }
             }
         };
@@ -229,6 +387,7 @@ pub(crate) async fn supervise(
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = &mut stop => {
+                remove_cgroup(group.as_ref());
                 set(&|s| {
                     s.state = InstanceState::Stopped;
                     s.since_ns = peng_core::now_ns();
@@ -267,13 +426,63 @@ fn signal_group(pgid: u32, signal: i32) {
     }
 }
 
-/// SIGTERM to the group, the grace period, SIGKILL, then reap. Returns how it ended.
-async fn stop_child(child: &mut Child, pid: Option<u32>, grace: Duration) -> Option<String> {
+fn remove_cgroup(group: Option<&peng_cgroup::Group>) {
+    if let Some(g) = group {
+        if let Err(error) = g.remove() {
+            tracing::warn!(group = g.name(), %error, "cannot remove the instance's cgroup");
+        }
+    }
+}
+
+fn notify(ctx: &Ctx, spec: &InstanceSpec) {
+    let Some(tx) = &ctx.cfg.notices else {
+        return;
+    };
+    let notice = Notice::OutOfMemory {
+        service: spec.service.clone(),
+        stage: spec.stage.clone(),
+        index: spec.index,
+        limit: spec.resources.memory,
+        at_ns: peng_core::now_ns(),
+    };
+    if tx.try_send(notice).is_err() {
+        ctx.notices_dropped.inc();
+    }
+}
+
+/// SIGTERM to every process of a sandboxed instance's group but bwrap's two (`pgid`, and its
+/// child, pid 1 of the namespace): killing those would end the namespace at once.
+fn signal_tenants(pgid: u32, signal: i32) {
+    for (pid, ppid) in records::group_members(pgid) {
+        if pid != pgid && ppid != i64::from(pgid) {
+            let Ok(pid) = libc::pid_t::try_from(pid) else {
+                continue;
+            };
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+    }
+}
+
+/// SIGTERM to the group (sandboxed: to the program's processes), the grace period, SIGKILL,
+/// then reap. Returns how it ended.
+async fn stop_child(
+    child: &mut Child,
+    pid: Option<u32>,
+    grace: Duration,
+    sandboxed: bool,
+) -> Option<String> {
     let Some(pid) = pid else {
         // already reaped
         return None;
     };
-    signal_group(pid, libc::SIGTERM);
+    if sandboxed {
+        signal_tenants(pid, libc::SIGTERM);
+    } else {
+        signal_group(pid, libc::SIGTERM);
+    }
     let exit = match tokio::time::timeout(grace, child.wait()).await {
         Ok(exit) => exit,
         Err(_) => {

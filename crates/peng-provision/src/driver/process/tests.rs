@@ -8,8 +8,11 @@ fn stat_fields_are_counted_from_the_last_parenthesis() {
     let text = "4242 (sh (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
     let stat = parse_stat(text).expect("stat");
     assert_eq!(stat.state, 'S');
+    assert_eq!(stat.ppid, 1);
     assert_eq!(stat.pgrp, 4242);
+    assert_eq!(stat.cpu_ticks, 3);
     assert_eq!(stat.start_time, 987654);
+    assert_eq!(stat.rss_pages, 200);
     assert_eq!(parse_stat("12 (x) S 1"), None);
 }
 
