@@ -22,7 +22,7 @@ pub struct ServiceSpec {
     /// Sensors in file order; names unique.
     pub sensors: Vec<SensorSpec>,
     /// Alerts in file order; names unique; `sensor` names a sensor of this file, `health`, or
-    /// (with a database) one of [`DATABASE_SENSORS`].
+    /// one of [`INSTANCE_SENSORS`], or (with a database) one of [`DATABASE_SENSORS`].
     pub alerts: Vec<AlertSpec>,
     /// Action plan name → plan; every alert's `plan` and every `escalate.to` names one of these.
     pub action_plans: BTreeMap<String, ActionPlan>,
@@ -130,6 +130,11 @@ impl DatabaseSpec {
 
 /// The stage whose database is protected when the file does not say.
 pub const PROTECTED_STAGE: &str = "production";
+
+/// The sensors peng runs on every service's instances itself; alerts may name them in any
+/// file. `instance.oom` fails while a process of the stage was killed for memory (its limit,
+/// `run.resources.memory`) within the last 10 minutes; its value is how many were.
+pub const INSTANCE_SENSORS: &[&str] = &["instance.oom"];
 
 /// The sensors peng runs on a service's database itself; alerts may name them when the file
 /// has a `database` section.
@@ -268,7 +273,7 @@ impl CmpOp {
 pub struct AlertSpec {
     pub name: String,
     /// A sensor of the file, `health` for the automatic per-instance health sensor, or one of
-    /// [`DATABASE_SENSORS`] when the file has a database.
+    /// one of [`INSTANCE_SENSORS`], or one of [`DATABASE_SENSORS`] when the file has a database.
     pub sensor: String,
     pub when: AlertCondition,
     pub severity: Severity,

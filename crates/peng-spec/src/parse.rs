@@ -1753,7 +1753,11 @@ fn alert(
         let known = sensors?;
         let database_sensors: &[&str] = if has_database { DATABASE_SENSORS } else { &[] };
         let name = s.value.as_str();
-        if name == HEALTH_SENSOR || known.contains(name) || database_sensors.contains(&name) {
+        if name == HEALTH_SENSOR
+            || known.contains(name)
+            || INSTANCE_SENSORS.contains(&name)
+            || database_sensors.contains(&name)
+        {
             return Some(s.value.clone());
         }
         let mut message = format!("unknown sensor '{name}' in {what}");
@@ -1761,15 +1765,16 @@ fn alert(
             .iter()
             .copied()
             .chain([HEALTH_SENSOR])
+            .chain(INSTANCE_SENSORS.iter().copied())
             .chain(database_sensors.iter().copied());
         match suggest(name, candidates) {
             Some(close) => message.push_str(&format!("; did you mean '{close}'?")),
             None if DATABASE_SENSORS.contains(&name) => message
                 .push_str("; the db.* sensors exist only in a file with a 'database' section"),
-            None if has_database => {
-                message.push_str("; name a sensor of this file, 'health' or a db.* sensor")
-            }
-            None => message.push_str("; name a sensor of this file, or 'health'"),
+            None if has_database => message.push_str(
+                "; name a sensor of this file, 'health', 'instance.oom' or a db.* sensor",
+            ),
+            None => message.push_str("; name a sensor of this file, 'health' or 'instance.oom'"),
         }
         cx.err(s.pos, message);
         None

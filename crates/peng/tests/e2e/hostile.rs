@@ -175,6 +175,11 @@ run:
   health: {{ http: /health, every: 2s, timeout: 1s }}
   resources: {{ cpu: 0.5, memory: 96Mi, pids: 24 }}
 database: {{ engine: mariadb, version: "10.11", plan: small }}
+alerts:
+  - {{ name: out-of-memory, sensor: instance.oom, when: "value > 0", severity: warning, plan: tell-team }}
+action_plans:
+  tell-team:
+    notify: [{{ webhook: "http://127.0.0.1:9/hostile" }}]
 "#,
         data = data.display(),
     );
@@ -335,6 +340,16 @@ database: {{ engine: mariadb, version: "10.11", plan: small }}
             .any(|s| s["sensor"] == "instance.oom" && s["ok"] == false),
         "{sensors}"
     );
+    eventually("the out-of-memory alert to fire", LONG, || async {
+        let s = status(&url, &hostile_token, "hostile/hostile").await;
+        s["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["alert"] == "out-of-memory" && a["state"] == "firing")
+            .then_some(())
+    })
+    .await;
     eventually("the instance to come back", LONG, || async {
         let i = first_instance(&status(&url, &hostile_token, "hostile/hostile").await);
         (i["state"] == "running" && i["restarts"].as_u64() > before["restarts"].as_u64())
