@@ -299,7 +299,8 @@ peng_run() {
         read -r ca
         read -r ca_pem
     } < <(jq -r '.host, .port, .database, .user, .password, (.env.DB_SSL_CA // ""), (.ca_pem | @json)' <<<"$creds")
-    if [[ -z $ca ]]; then
+    # the instances' path is inside their sandbox when peng runs as root: use the PEM itself
+    if [[ -z $ca || ! -r $ca ]]; then
         ca="$tmp/$service-ca.pem"
         jq -r . <<<"$ca_pem" >"$ca"
     fi
