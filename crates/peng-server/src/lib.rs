@@ -18,6 +18,7 @@ mod ingest;
 mod isolation;
 mod services;
 mod ui;
+mod usage;
 mod workers;
 
 pub use app::{Server, ServerConfig};

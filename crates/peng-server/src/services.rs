@@ -746,6 +746,38 @@ pub fn wire_alert(a: &peng_monitor::AlertRecord) -> wire::Alert {
     }
 }
 
+/// What a live service's instances used since `since_ns`, as recorded every `USAGE_EVERY`,
+/// with what each instance reserves.
+pub async fn usage(
+    app: &App,
+    auth: &Auth,
+    id: &ServiceId,
+    since_ns: i64,
+) -> ApiResult<crate::usage::ServiceUsage> {
+    auth.check_team(&id.team, "service")?;
+    let Some((_, spec)) = current(app, id).await? else {
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("service {id} not found"),
+        ));
+    };
+    let tsdb = app.tsdb.clone();
+    let tags = BTreeMap::from([
+        ("team".to_string(), id.team.to_string()),
+        ("service".to_string(), id.service.to_string()),
+    ]);
+    let end = now_ns().saturating_add(1);
+    let recorded =
+        tokio::task::spawn_blocking(move || crate::usage::read(&tsdb, tags, since_ns, end))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(crate::usage::ServiceUsage {
+        cpu_reserved: spec.run.resources.cpu,
+        memory_limit: spec.run.resources.memory.bytes(),
+        instances: recorded.into_values().flatten().collect(),
+    })
+}
+
 /// The `database:` section of a live service, if it has one.
 pub async fn database_spec(
     app: &App,

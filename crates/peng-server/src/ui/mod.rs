@@ -1,14 +1,15 @@
 //! The web UI: server-rendered HTML (maud), no JavaScript and no front-end build step.
 //!
-//! Pages: the service list, a service page (instances, databases, sensors with charts of recent
-//! runs, alerts, recent log lines), log search, and costs. Login takes an API token and keeps it
-//! in an HttpOnly, SameSite=Strict cookie; every page is rendered with the same team checks as
-//! the API, by calling the same functions.
+//! Pages: the service list, a service page (instances, charts of their recent usage, databases,
+//! sensors with charts of recent runs, alerts, recent log lines), log search, and costs. Login
+//! takes an API token and keeps it in an HttpOnly, SameSite=Strict cookie; every page is rendered
+//! with the same team checks as the API, by calling the same functions.
 
 mod chart;
 mod costs;
 mod databases;
 mod format;
+mod usage;
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::header::SET_COOKIE;
@@ -268,6 +269,9 @@ async fn index(State(app): State<App>, Viewer(auth): Viewer) -> Result<Markup, R
     ))
 }
 
+/// How far back the service page charts instances' usage.
+const USAGE_SHOWN: std::time::Duration = std::time::Duration::from_secs(3600);
+
 async fn service_page(
     State(app): State<App>,
     Viewer(auth): Viewer,
@@ -290,6 +294,9 @@ async fn service_page(
             charts.push(h);
         }
     }
+    let usage = crate::services::usage(&app, &auth, &id, now_ns() - USAGE_SHOWN.as_nanos() as i64)
+        .await
+        .map_err(fail)?;
     let logs = run_search(
         &app,
         &auth,
@@ -337,6 +344,8 @@ async fn service_page(
                     }
                 } }))
             }
+            h2 { "Usage" }
+            (usage::section(&usage))
             h2 { "Databases" }
             (databases::section(&st.id, &st.databases, now))
             h2 { "Alerts" }

@@ -130,12 +130,33 @@ def walk(driver):
               if r.find_elements(By.TAG_NAME, "td")[0].text == "health"]
     expect(len(health) == 3, "3 health sensor rows, got %d" % len(health), driver)
     expect(all(" ok" in " " + r.text for r in health), "health ok on every instance", driver)
-    charts = driver.find_elements(By.CSS_SELECTOR, "svg")
+    charts = driver.find_elements(By.CSS_SELECTOR, "svg[aria-label^='latency']")
     expect(len(charts) >= 2, "a chart per sensor and stage, got %d" % len(charts), driver)
     expect(charts[0].find_elements(By.CSS_SELECTOR, "polyline"), "a line in the chart", driver)
     expect("bookshelf listening" in text(driver), "a recent log line", driver)
     databases = driver.find_element(By.XPATH, "//h2[normalize-space()='Databases']/following-sibling::*[1]")
     expect("No database" in databases.text, "no database for this service: %r" % databases.text, driver)
+
+    step("the Usage section charts each instance's memory against its limit, and its CPU")
+    usage_xpath = "//h2[normalize-space()='Usage']/following-sibling::*[1]"
+    usage = driver.find_element(By.XPATH, usage_xpath)
+    # Usage is recorded every 10s: the first point may still be coming.
+    deadline = time.time() + 25
+    while "No usage recorded" in usage.text and time.time() < deadline:
+        time.sleep(1)
+        driver.refresh()
+        usage = driver.find_element(By.XPATH, usage_xpath)
+    captions = [f.text for f in usage.find_elements(By.TAG_NAME, "figcaption")]
+    expect(len(captions) == 6, "a CPU and a memory chart per instance: %r" % captions, driver)
+    for name in ["integration/0", "production/0", "production/1"]:
+        expect(any(c.startswith(name + " · CPU") and "reserved 0.25" in c for c in captions),
+               "%s's CPU with the 0.25 cores reserved in %r" % (name, captions), driver)
+        expect(any(c.startswith(name + " · memory") and "limit 256.0 MiB" in c for c in captions),
+               "%s's memory with its 256Mi limit in %r" % (name, captions), driver)
+    memory = usage.find_elements(By.CSS_SELECTOR, "svg[aria-label^='memory of']")
+    expect(len(memory) == 3, "a memory chart per instance, got %d" % len(memory), driver)
+    expect(all(m.find_elements(By.CSS_SELECTOR, "polyline[stroke-dasharray]") for m in memory),
+           "the memory limit as a dashed line in every memory chart", driver)
     shot(driver, "service")
 
     step("log search finds a message by a word")
