@@ -4,7 +4,8 @@
 //!
 //! Environment of an instance, later entries winning: `run.env` of the file, then `extra_env`
 //! (what the platform injects), then the variables the driver sets itself: `PORT`,
-//! `PENG_TEAM`, `PENG_SERVICE` (`team/service`), `PENG_STAGE`, `PENG_INSTANCE` (the index).
+//! `PENG_TEAM`, `PENG_SERVICE` (`team/service`), `PENG_STAGE`, `PENG_INSTANCE` (the index),
+//! `PENG_MEMORY_LIMIT` (bytes) and `PENG_CPU_LIMIT` (cores) from `resources`.
 //! `${VAR}` in command arguments and env values is expanded from that instance environment
 //! (one pass, no recursion). An unknown `${X}` is left as written, so a `sh -c` command can
 //! still refer to the shell's own variables.
@@ -116,6 +117,13 @@ impl InstanceSpec {
         env.insert("PENG_SERVICE".into(), self.service.to_string());
         env.insert("PENG_STAGE".into(), self.stage.to_string());
         env.insert("PENG_INSTANCE".into(), self.index.to_string());
+        // What the instance is held to, for runtimes that size themselves from the machine
+        // otherwise (a JVM's heap: `-XX:MaxRAM=${PENG_MEMORY_LIMIT}`).
+        env.insert(
+            "PENG_MEMORY_LIMIT".into(),
+            self.resources.memory.0.to_string(),
+        );
+        env.insert("PENG_CPU_LIMIT".into(), self.resources.cpu.to_string());
         env.iter()
             .map(|(k, v)| (k.clone(), expand(v, &env)))
             .collect()
@@ -215,6 +223,8 @@ mod tests {
         assert_eq!(env["PENG_TEAM"], "books");
         assert_eq!(env["PENG_STAGE"], "production");
         assert_eq!(env["PENG_INSTANCE"], "1");
+        assert_eq!(env["PENG_MEMORY_LIMIT"], "268435456");
+        assert_eq!(env["PENG_CPU_LIMIT"], "0.25");
         assert_eq!(spec.process_command(&env), ["serve", "--port", "4321"]);
     }
 }
