@@ -403,7 +403,8 @@ pub struct CostLine {
     pub team: String,
     /// `instances`, `databases`, `backups`, `logs` or `unused capacity`.
     pub item: String,
-    /// What is counted, e.g. `3 instances: 0.75 cpu, 768 MiB`.
+    /// What is counted, e.g. `3 instances: 0.75 cpu reserved, 1.10 used; 0.75 GiB reserved,
+    /// 0.31 used` (instances are charged, per service and resource, the larger of the two).
     pub detail: String,
     pub per_day: f64,
     pub per_month: f64,

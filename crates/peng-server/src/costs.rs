@@ -7,15 +7,17 @@
 //! made; an apply that does not grow the reservation is never refused, even on a platform
 //! that is over capacity already (e.g. after the platform file was shrunk).
 //!
-//! Costs follow OpenCost's model: what is reserved times its price per hour or month, per team;
-//! backups and logs by the bytes they hold on disk (a team's share of the log index is its share
-//! of the records); and what is not reserved is the platform's own line, `unused capacity`.
-//! A month is 730 hours.
+//! Costs follow OpenCost's model: what is allocated times its price per hour or month, per team.
+//! A service's instances are charged, per resource, the larger of what they reserve and what
+//! they used on average over the report's window (measured outside and passed in as [`Usage`]);
+//! databases by their plans; backups and logs by the bytes they hold on disk (a team's share of
+//! the log index is its share of the records); and what is neither reserved nor used is the
+//! platform's own line, `unused capacity`. A month is 730 hours.
 
 use std::collections::BTreeMap;
 
 use peng_api as wire;
-use peng_core::TeamName;
+use peng_core::{ServiceId, TeamName};
 use peng_spec::{DbMode, Platform, ServiceSpec};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -150,11 +152,31 @@ pub fn check_capacity(
     }
 }
 
-/// What each team uses besides its reservations: backup and log bytes on disk.
+/// What a service's instances used on average over the report's window.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Used {
+    /// Cores.
+    pub cpu: f64,
+    pub memory: u64,
+}
+
+/// What is used besides reservations: each service's instances (a service without an entry
+/// used nothing), and each team's backup and log bytes on disk.
 #[derive(Debug, Clone, Default)]
 pub struct Usage {
+    pub instances: BTreeMap<ServiceId, Used>,
     pub backup_bytes: BTreeMap<TeamName, u64>,
     pub log_bytes: BTreeMap<TeamName, u64>,
+}
+
+/// One team's instances: what they reserve, what they used, and what is charged (per service
+/// and resource, the larger of the two).
+#[derive(Debug, Clone, Copy, Default)]
+struct Instances {
+    count: u32,
+    reserved: Reservation,
+    used: Used,
+    charged: Reservation,
 }
 
 /// The cost report for `specs` (every live service); with `team`, only that team's lines (and
@@ -166,14 +188,26 @@ pub fn report(
     team: Option<&TeamName>,
 ) -> wire::CostReport {
     let p = &platform.prices;
-    let mut per_team: BTreeMap<TeamName, ServiceReservation> = BTreeMap::new();
+    let mut per_team: BTreeMap<TeamName, (Instances, ServiceReservation)> = BTreeMap::new();
     let mut reserved = Reservation::default();
+    // What no one else may use: reservations, and instances' use beyond them.
+    let mut allocated = Reservation::default();
     for spec in specs {
         let r = reservation(spec, platform);
+        let used = usage.instances.get(&spec.id()).copied().unwrap_or_default();
+        let charged = Reservation {
+            cpu: r.instances.cpu.max(used.cpu),
+            memory: r.instances.memory.max(used.memory),
+            disk: 0,
+        };
         reserved = reserved + r.total();
-        let t = per_team.entry(spec.team.clone()).or_default();
-        t.instances = t.instances + r.instances;
-        t.instance_count += r.instance_count;
+        allocated = allocated + charged + r.databases;
+        let (i, t) = per_team.entry(spec.team.clone()).or_default();
+        i.count += r.instance_count;
+        i.reserved = i.reserved + r.instances;
+        i.used.cpu += used.cpu;
+        i.used.memory = i.used.memory.saturating_add(used.memory);
+        i.charged = i.charged + charged;
         t.databases = t.databases + r.databases;
         t.database_servers += r.database_servers;
         t.database_price_month += r.database_price_month;
@@ -196,19 +230,21 @@ pub fn report(
         });
     };
     for t in teams.iter().filter(|t| team.is_none_or(|want| want == *t)) {
-        let r = per_team.get(t).copied().unwrap_or_default();
-        if r.instance_count > 0 {
-            let month = (r.instances.cpu * p.cpu_hour
-                + r.instances.memory as f64 / GIB * p.memory_gib_hour)
+        let (i, r) = per_team.get(t).copied().unwrap_or_default();
+        if i.count > 0 || i.charged != Reservation::default() {
+            let month = (i.charged.cpu * p.cpu_hour
+                + i.charged.memory as f64 / GIB * p.memory_gib_hour)
                 * HOURS_PER_MONTH;
             line(
                 t.as_str(),
                 "instances",
                 format!(
-                    "{} instances: {:.2} cpu, {}",
-                    r.instance_count,
-                    r.instances.cpu,
-                    gib(r.instances.memory)
+                    "{} instances: {:.2} cpu reserved, {:.2} used; {} reserved, {:.2} used",
+                    i.count,
+                    i.reserved.cpu,
+                    i.used.cpu,
+                    gib(i.reserved.memory),
+                    i.used.memory as f64 / GIB
                 ),
                 month,
             );
@@ -246,9 +282,9 @@ pub fn report(
     }
     let cap = &platform.capacity;
     if team.is_none() {
-        let free_cpu = (cap.cpu - reserved.cpu).max(0.0);
-        let free_mem = cap.memory.bytes().saturating_sub(reserved.memory);
-        let free_disk = cap.disk.bytes().saturating_sub(reserved.disk);
+        let free_cpu = (cap.cpu - allocated.cpu).max(0.0);
+        let free_mem = cap.memory.bytes().saturating_sub(allocated.memory);
+        let free_disk = cap.disk.bytes().saturating_sub(allocated.disk);
         let month = (free_cpu * p.cpu_hour + free_mem as f64 / GIB * p.memory_gib_hour)
             * HOURS_PER_MONTH
             + free_disk as f64 / GIB * p.disk_gib_month;
@@ -256,7 +292,7 @@ pub fn report(
             "platform",
             "unused capacity",
             format!(
-                "{free_cpu:.2} cpu, {} memory, {} disk not reserved",
+                "{free_cpu:.2} cpu, {} memory, {} disk neither reserved nor used",
                 gib(free_mem),
                 gib(free_disk)
             ),
@@ -399,5 +435,85 @@ mod tests {
             Some(&TeamName::parse("books").unwrap()),
         );
         assert!(books.lines.iter().all(|l| l.team == "books"));
+    }
+
+    fn used(specs: &[ServiceSpec], service: &str, cpu: f64, memory_gib: f64) -> (ServiceId, Used) {
+        let id = specs
+            .iter()
+            .map(ServiceSpec::id)
+            .find(|id| id.service.as_str() == service)
+            .expect("service");
+        let memory = (memory_gib * GIB) as u64;
+        (id, Used { cpu, memory })
+    }
+
+    #[test]
+    fn instances_are_charged_their_cpu_used_where_it_exceeds_the_reservation() {
+        let platform = Platform::builtin();
+        let p = &platform.prices;
+        // s2 reserves 1 cpu and 2 GiB, s1 0.5 cpu and 1 GiB.
+        let specs = vec![spec("books", 2, ""), spec("books", 1, "")];
+        let usage = Usage {
+            instances: BTreeMap::from([
+                used(&specs, "s2", 1.5, 0.5),
+                used(&specs, "s1", 0.1, 0.25),
+            ]),
+            ..Default::default()
+        };
+        let r = report(&platform, &specs, &usage, None);
+        let line = &r.lines[0];
+        assert_eq!(line.item, "instances");
+        assert_eq!(
+            line.detail,
+            "3 instances: 1.50 cpu reserved, 1.60 used; 3.00 GiB reserved, 0.75 used"
+        );
+        // Per service: s2's 1.5 cores used and s1's 0.5 reserved; memory as reserved.
+        let expect = (2.0 * p.cpu_hour + 3.0 * p.memory_gib_hour) * HOURS_PER_MONTH;
+        assert!((line.per_month - expect).abs() < 1e-9, "{line:?}");
+        // What is used beyond reservations is no longer unused capacity; the reservations (and
+        // so the capacity guard's view) do not change.
+        let unused = r.lines.last().expect("unused capacity");
+        let cap = &platform.capacity;
+        assert!(
+            unused
+                .detail
+                .starts_with(&format!("{:.2} cpu, ", cap.cpu - 2.0)),
+            "{unused:?}"
+        );
+        assert!((r.reserved.cpu - 1.5).abs() < 1e-9);
+        assert_eq!(r.reserved.memory_bytes, 3 * GIB as u64);
+    }
+
+    #[test]
+    fn instances_are_charged_their_memory_used_where_it_exceeds_the_reservation() {
+        let platform = Platform::builtin();
+        let p = &platform.prices;
+        let specs = vec![spec("books", 2, ""), spec("search", 1, "")];
+        let usage = Usage {
+            instances: BTreeMap::from([used(&specs, "s2", 0.2, 3.5)]),
+            ..Default::default()
+        };
+        let r = report(&platform, &specs, &usage, None);
+        let books = &r.lines[0];
+        assert_eq!(
+            books.detail,
+            "2 instances: 1.00 cpu reserved, 0.20 used; 2.00 GiB reserved, 3.50 used"
+        );
+        let expect = (1.0 * p.cpu_hour + 3.5 * p.memory_gib_hour) * HOURS_PER_MONTH;
+        assert!((books.per_month - expect).abs() < 1e-9, "{books:?}");
+        // A service without usage points is charged its reservation.
+        let search = &r.lines[1];
+        assert_eq!(
+            search.detail,
+            "1 instances: 0.50 cpu reserved, 0.00 used; 1.00 GiB reserved, 0.00 used"
+        );
+        let expect = (0.5 * p.cpu_hour + 1.0 * p.memory_gib_hour) * HOURS_PER_MONTH;
+        assert!((search.per_month - expect).abs() < 1e-9, "{search:?}");
+        let unused = r.lines.last().expect("unused capacity");
+        let free = platform.capacity.memory.bytes() as f64 / GIB - 4.5;
+        assert!(
+            unused.detail.contains(&format!(", {free:.2} GiB memory, ")),
+            "{unused:?}"
+        );
     }
 }

@@ -799,11 +799,38 @@ pub async fn live_specs(app: &App) -> ApiResult<Vec<ServiceSpec>> {
     Ok(out)
 }
 
-/// The cost report: reservations of every live service, backup bytes and each team's share
-/// of the log index.
+/// How far back the cost report looks for what instances used.
+const COST_WINDOW: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// The cost report: reservations of every live service, what its instances used on average
+/// over the last `COST_WINDOW` (or since their first point), backup bytes and each team's
+/// share of the log index.
 pub async fn costs(app: &App, team: Option<&peng_core::TeamName>) -> ApiResult<wire::CostReport> {
     let specs = live_specs(app).await?;
     let mut usage = crate::costs::Usage::default();
+    let tsdb = app.tsdb.clone();
+    let now = now_ns();
+    let start = now - COST_WINDOW.as_nanos() as i64;
+    // A team's report needs only its own services' usage.
+    let tags: BTreeMap<String, String> = team
+        .map(|t| ("team".to_string(), t.to_string()))
+        .into_iter()
+        .collect();
+    let recorded = tokio::task::spawn_blocking(move || {
+        crate::usage::read(&tsdb, tags, start, now.saturating_add(1))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    for spec in &specs {
+        let id = spec.id();
+        let key = (id.team.to_string(), id.service.to_string());
+        if let Some(used) = recorded
+            .get(&key)
+            .and_then(|i| crate::usage::average(i, start, now))
+        {
+            usage.instances.insert(id, used);
+        }
+    }
     for b in app.state.backups(None, None, false).await? {
         *usage
             .backup_bytes

@@ -342,7 +342,11 @@ pub fn costs(r: &wire::CostReport) {
     );
     let gib = |b: u64| b as f64 / (1024.0 * 1024.0 * 1024.0);
     println!(
-        "\ncapacity: {:.2} of {:.2} cpu, {:.2} of {:.2} GiB memory, {:.2} of {:.2} GiB disk reserved",
+        "\ninstances: each service pays, for cpu and for memory, the larger of what it reserves \
+         and what it used on average over the last 24h"
+    );
+    println!(
+        "capacity: {:.2} of {:.2} cpu, {:.2} of {:.2} GiB memory, {:.2} of {:.2} GiB disk reserved",
         r.reserved.cpu,
         r.capacity.cpu,
         gib(r.reserved.memory_bytes),

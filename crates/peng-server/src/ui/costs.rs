@@ -121,7 +121,7 @@ mod tests {
             line(
                 "books",
                 "instances",
-                "3 instances: 0.75 cpu, 0.75 GiB",
+                "3 instances: 0.75 cpu reserved, 1.10 used; 0.75 GiB reserved, 0.31 used",
                 36.5,
             ),
             line(
@@ -142,7 +142,7 @@ mod tests {
             "Per day (EUR)",
             "Per month (EUR)",
             "<td>books</td>",
-            "3 instances: 0.75 cpu, 0.75 GiB",
+            "3 instances: 0.75 cpu reserved, 1.10 used; 0.75 GiB reserved, 0.31 used",
             "36.50",
             "1.20",
             r#"<tr class="platform"><td>platform</td><td class="nowrap">unused capacity</td>"#,

@@ -460,10 +460,11 @@ async fn costs_page(State(app): State<App>, Viewer(auth): Viewer) -> Result<Mark
             h1 { "Costs" }
             p class="muted" {
                 @match auth.team_scope() {
-                    Some(team) => { "What team " strong { (team.as_str()) } " reserves and keeps, " }
-                    None => { "What every team reserves and keeps, and the capacity no team reserves, " }
+                    Some(team) => { "What team " strong { (team.as_str()) } " reserves, uses and keeps, " }
+                    None => { "What every team reserves, uses and keeps, and the capacity no one takes, " }
                 }
-                "at the platform file's prices in " (report.currency) "; a month is 730 hours."
+                "at the platform file's prices in " (report.currency) "; a month is 730 hours. "
+                "Each service's instances are charged, for cpu and for memory, the larger of what they reserve and what they used on average over the last 24 hours."
             }
             (costs::report(&report))
         },

@@ -805,6 +805,16 @@ async fn databases_from_the_file_to_promote_restore_drift_and_destroy() {
             .any(|l| l["team"] == "platform" && l["item"] == "unused capacity"),
         "{costs}"
     );
+    // Instances say what they reserve and what they used (the larger is charged).
+    let instances = lines
+        .iter()
+        .find(|l| l["team"] == "books" && l["item"] == "instances")
+        .and_then(|l| l["detail"].as_str())
+        .unwrap_or_else(|| panic!("no instances line of books: {costs}"));
+    assert!(
+        instances.contains(" cpu reserved, ") && instances.contains(" GiB reserved, "),
+        "{instances}"
+    );
     let text = peng(&url, &token, &["costs"]).await;
     assert!(
         text.stdout.contains("EUR/MONTH") && !text.stdout.contains("unused capacity"),

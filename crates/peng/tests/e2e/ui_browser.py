@@ -181,7 +181,8 @@ def walk(driver):
     lines = rows_of(driver, "costs")
     instances = [l for l in lines if l[:2] == ["books", "instances"]]
     expect(len(instances) == 1, "one instances line of books in %r" % lines, driver)
-    expect(instances[0][2].startswith("3 instances"), "3 instances counted: %r" % instances[0], driver)
+    expect(instances[0][2].startswith("3 instances: 0.75 cpu reserved, "), "3 instances counted: %r" % instances[0], driver)
+    expect("0.75 GiB reserved, " in instances[0][2], "their memory reserved and used: %r" % instances[0], driver)
     expect(float(instances[0][4]) > 0, "instances cost something a month: %r" % instances[0], driver)
     expect(all(l[0] == "books" for l in lines[:-1]), "only books lines: %r" % lines, driver)
     expect(lines[-1][0] == "Total", "a total row: %r" % lines[-1], driver)
