@@ -49,11 +49,13 @@ enum Command {
         #[arg(long, env = "PENG_DATA_DIR", default_value = "./peng-data")]
         data_dir: PathBuf,
         /// HTTP address (API, web UI, GELF over HTTP).
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, env = "PENG_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        #[arg(long, default_value = "127.0.0.1:12201")]
+        /// GELF over UDP.
+        #[arg(long, env = "PENG_GELF_UDP", default_value = "127.0.0.1:12201")]
         gelf_udp: SocketAddr,
-        #[arg(long, default_value = "127.0.0.1:12201")]
+        /// GELF over TCP.
+        #[arg(long, env = "PENG_GELF_TCP", default_value = "127.0.0.1:12201")]
         gelf_tcp: SocketAddr,
         /// The platform file (offerings, capacity, prices); without it, the built-in platform.
         #[arg(long, env = "PENG_PLATFORM")]
