@@ -8,8 +8,9 @@ PENG_INGEST_TOKEN are set (peng sets both for its instances).
 With a database (peng sets DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD and DB_SSL_CA when
 the service file has a `database:` section), the books live in a `books` table: created and
 seeded on first start, listed by GET /books, added to by POST /books?title=..., over TLS
-verified against peng's CA. That needs PyMySQL (`pip install pymysql`). Without a database the
-list is kept in memory, and only the standard library is used.
+verified against peng's CA. That needs PyMySQL: Debian's `python3-pymysql` when peng sandboxes
+its instances (they see only the system's /usr), else `pip install pymysql` will do. Without a
+database the list is kept in memory, and only the standard library is used.
 
 Make it unhealthy to see an alert fire: POST /admin/health?ok=false (back: ok=true), or create a
 file named UNHEALTHY next to this script.
