@@ -6,6 +6,11 @@
 # then runs every test of the workspace, the end-to-end tests of the real binary included.
 # Every server a test starts (peng, mariadbd) binds 127.0.0.1 on a free port in a temporary
 # directory and is stopped by the test.
+# Last, scripts/walkthrough.sh runs the README's walk-through as a user would: in a copy of the
+# repository, `cargo run --release -p peng -- serve` with the relative ./peng-data, and the
+# "Five minutes with the example" lines exactly as written, checking what each promises. It runs
+# after `cargo test`, not inside it: its release build would wait for the build directory's lock.
+# The suite fails when either fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,9 +69,21 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Both run, whatever the other's outcome; the summary names both.
+set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "${TMPDIR:-/tmp}/peng-test.log"
 status=${PIPESTATUS[0]}
+set -e
 passed=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed; [0-9]+ failed' "${TMPDIR:-/tmp}/peng-test.log" \
   | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
-echo "${passed% *} passed, ${passed#* } failed"
+
+set +e
+scripts/walkthrough.sh 2>&1 | tee "${TMPDIR:-/tmp}/peng-walkthrough.log"
+walkthrough_status=${PIPESTATUS[0]}
+set -e
+walkthrough=$(grep -Eo 'walkthrough: (passed|FAILED) (in|after) [0-9]+s' "${TMPDIR:-/tmp}/peng-walkthrough.log" \
+  | tail -n 1 | sed 's/^walkthrough: //')
+
+echo "${passed% *} passed, ${passed#* } failed; README walk-through: ${walkthrough:-FAILED (exit $walkthrough_status)}"
+if [ "$status" -eq 0 ]; then status=$walkthrough_status; fi
 exit "$status"
