@@ -380,6 +380,8 @@ async fn serve(cfg: peng_server::ServerConfig) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn")),
         )
         .with_writer(std::io::stderr)
+        // colours only for a person at a terminal, not in a log file
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let server = peng_server::Server::start(cfg).await?;
     eprintln!(

@@ -107,10 +107,14 @@ pub async fn backups(
     Query(q): Query<StageQuery>,
 ) -> ApiResult<Json<Vec<wire::Backup>>> {
     let id = owned(&app, &auth, &team, &service).await?;
-    let rows = app
-        .state
-        .backups(Some(&id), Some(&stage(&q.stage)?), false)
-        .await?;
+    let stage = stage(&q.stage)?;
+    let rows = app.state.backups(Some(&id), Some(&stage), false).await?;
+    // An empty list must mean "no backups yet", never "no such stage" (a typo of the stage).
+    if rows.is_empty() && app.state.database(&id, &stage).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "{id} has no database on stage '{stage}'"
+        )));
+    }
     Ok(Json(crate::databases::backups_wire(&rows)))
 }
 

@@ -571,6 +571,18 @@ async fn databases_from_the_file_to_promote_restore_drift_and_destroy() {
         "{}",
         listed.stdout
     );
+    // A mistyped stage is an error, not an empty list.
+    let typo = peng(
+        &url,
+        &token,
+        &["db", "backups", "books/bookshelf", "--stage", "integratio"],
+    )
+    .await;
+    assert_eq!(typo.code, 1, "{typo:?}");
+    assert!(
+        typo.stderr.contains("no database on stage 'integratio'"),
+        "{typo:?}"
+    );
     app_sql(&int, "DELETE FROM books WHERE title <> 'Dune'").await;
     assert_eq!(app_sql(&int, "SELECT COUNT(*) FROM books").await, "1");
     let restored = peng(
