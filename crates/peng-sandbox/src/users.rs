@@ -237,58 +237,24 @@ pub fn user_by_name(name: &str) -> Result<Option<Passwd>, SandboxError> {
     let Ok(cname) = CString::new(name) else {
         return Ok(None);
     };
-    lookup_passwd(&mut |pwd, buf, len, result| {
-        // SAFETY: every pointer is valid for the call; the buffer outlives it.
-        unsafe { libc::getpwnam_r(cname.as_ptr(), pwd, buf, len, result) }
-    })
+    lookup(
+        |pwd, buf, len, result| {
+            // SAFETY: every pointer is valid for the call; the buffer outlives it.
+            unsafe { libc::getpwnam_r(cname.as_ptr(), pwd, buf, len, result) }
+        },
+        passwd,
+    )
 }
 
 /// A user by uid, through NSS.
 pub fn user_by_uid(uid: u32) -> Result<Option<Passwd>, SandboxError> {
-    lookup_passwd(&mut |pwd, buf, len, result| {
-        // SAFETY: every pointer is valid for the call; the buffer outlives it.
-        unsafe { libc::getpwuid_r(uid, pwd, buf, len, result) }
-    })
-}
-
-type PasswdCall<'a> = dyn FnMut(*mut libc::passwd, *mut libc::c_char, libc::size_t, *mut *mut libc::passwd) -> libc::c_int
-    + 'a;
-
-fn lookup_passwd(call: &mut PasswdCall<'_>) -> Result<Option<Passwd>, SandboxError> {
-    let mut len = 4096;
-    loop {
-        let mut buf = vec![0 as libc::c_char; len];
-        // SAFETY: an all-zero passwd is a valid value for the C struct (null pointers, zeros).
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = call(&mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
-        if rc == libc::ERANGE && len < (1 << 20) {
-            len *= 4;
-            continue;
-        }
-        if rc != 0 && rc != libc::ENOENT && rc != libc::ESRCH {
-            return Err(SandboxError::UserDatabase(
-                std::io::Error::from_raw_os_error(rc),
-            ));
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        // SAFETY: on success the strings point into `buf`, NUL-terminated, alive here.
-        let text = |p: *const libc::c_char| {
-            if p.is_null() {
-                String::new()
-            } else {
-                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-            }
-        };
-        return Ok(Some(Passwd {
-            name: text(pwd.pw_name),
-            uid: pwd.pw_uid,
-            gid: pwd.pw_gid,
-            comment: text(pwd.pw_gecos),
-        }));
-    }
+    lookup(
+        |pwd, buf, len, result| {
+            // SAFETY: every pointer is valid for the call; the buffer outlives it.
+            unsafe { libc::getpwuid_r(uid, pwd, buf, len, result) }
+        },
+        passwd,
+    )
 }
 
 /// A group's gid by name, through NSS.
@@ -296,31 +262,58 @@ pub fn group_by_name(name: &str) -> Result<Option<u32>, SandboxError> {
     let Ok(cname) = CString::new(name) else {
         return Ok(None);
     };
-    lookup_group(&mut |grp, buf, len, result| {
-        // SAFETY: every pointer is valid for the call; the buffer outlives it.
-        unsafe { libc::getgrnam_r(cname.as_ptr(), grp, buf, len, result) }
-    })
+    lookup(
+        |grp, buf, len, result| {
+            // SAFETY: every pointer is valid for the call; the buffer outlives it.
+            unsafe { libc::getgrnam_r(cname.as_ptr(), grp, buf, len, result) }
+        },
+        |g: &libc::group| g.gr_gid,
+    )
 }
 
 /// Whether a group has `gid`; its gid when it does.
 pub fn group_by_gid(gid: u32) -> Result<Option<u32>, SandboxError> {
-    lookup_group(&mut |grp, buf, len, result| {
-        // SAFETY: every pointer is valid for the call; the buffer outlives it.
-        unsafe { libc::getgrgid_r(gid, grp, buf, len, result) }
-    })
+    lookup(
+        |grp, buf, len, result| {
+            // SAFETY: every pointer is valid for the call; the buffer outlives it.
+            unsafe { libc::getgrgid_r(gid, grp, buf, len, result) }
+        },
+        |g: &libc::group| g.gr_gid,
+    )
 }
 
-type GroupCall<'a> = dyn FnMut(*mut libc::group, *mut libc::c_char, libc::size_t, *mut *mut libc::group) -> libc::c_int
-    + 'a;
+fn passwd(pwd: &libc::passwd) -> Passwd {
+    let text = |p: *const libc::c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: called while the lookup's buffer is alive; NSS strings are NUL-terminated.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    Passwd {
+        name: text(pwd.pw_name),
+        uid: pwd.pw_uid,
+        gid: pwd.pw_gid,
+        comment: text(pwd.pw_gecos),
+    }
+}
 
-fn lookup_group(call: &mut GroupCall<'_>) -> Result<Option<u32>, SandboxError> {
+/// One `get*_r` call of NSS (a C struct `T`, filled with pointers into a buffer), with the
+/// buffer grown while the call says it is too small; `read` turns the filled struct into what
+/// the caller keeps while the buffer is alive.
+fn lookup<T, R>(
+    mut call: impl FnMut(*mut T, *mut libc::c_char, libc::size_t, *mut *mut T) -> libc::c_int,
+    read: impl Fn(&T) -> R,
+) -> Result<Option<R>, SandboxError> {
     let mut len = 4096;
     loop {
         let mut buf = vec![0 as libc::c_char; len];
-        // SAFETY: an all-zero group is a valid value for the C struct.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        let rc = call(&mut grp, buf.as_mut_ptr(), buf.len(), &mut result);
+        // SAFETY: the C structs looked up here (passwd, group) are valid all-zero (null
+        // pointers and zeros).
+        let mut entry: T = unsafe { std::mem::zeroed() };
+        let mut result: *mut T = std::ptr::null_mut();
+        let rc = call(&mut entry, buf.as_mut_ptr(), buf.len(), &mut result);
         if rc == libc::ERANGE && len < (1 << 22) {
             len *= 4;
             continue;
@@ -333,7 +326,7 @@ fn lookup_group(call: &mut GroupCall<'_>) -> Result<Option<u32>, SandboxError> {
         if result.is_null() {
             return Ok(None);
         }
-        return Ok(Some(grp.gr_gid));
+        return Ok(Some(read(&entry)));
     }
 }
 
