@@ -640,29 +640,17 @@ fn absolute_dirs(cx: &mut Cx, node: &Node, label: &str, templates: bool) -> Opti
 /// Team name or `*` → directories, `{team}` allowed in them.
 fn service_dirs(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, Vec<String>>> {
     let what = "isolation.service_dirs";
-    let Node::Map(map) = &entry.value else {
-        cx.err(
-            entry.value.pos(),
-            format!(
-                "'{what}': expected a mapping of team name (or \"*\" for every other team) to directories, found {}",
-                entry.value.describe()
-            ),
-        );
-        return None;
-    };
-    if map.entries.len() > MAX_OFFERINGS {
-        cx.err(
-            entry.key_pos,
-            format!(
-                "{} teams in {what}; at most {MAX_OFFERINGS} are allowed",
-                map.entries.len()
-            ),
-        );
-        return None;
-    }
+    let map = limited_map(
+        cx,
+        entry,
+        &format!("'{what}'"),
+        "team name (or \"*\" for every other team) to directories",
+        "teams",
+        false,
+    )?;
     let mut out = BTreeMap::new();
     let mut ok = true;
-    for team in &map.entries {
+    for team in map {
         let key = team.key.as_str();
         let key_ok = key == ANY_TEAM || TeamName::parse(key).is_ok();
         if !key_ok {
@@ -850,32 +838,10 @@ fn settings(
     what: &str,
     mandatory: &BTreeSet<&str>,
 ) -> Option<BTreeMap<String, String>> {
-    let Node::Map(map) = &entry.value else {
-        if entry.value.is_null() {
-            return Some(BTreeMap::new());
-        }
-        cx.err(
-            entry.value.pos(),
-            format!(
-                "{what}: expected a mapping of setting name to value, found {}",
-                entry.value.describe()
-            ),
-        );
-        return None;
-    };
-    if map.entries.len() > MAX_OFFERINGS {
-        cx.err(
-            entry.key_pos,
-            format!(
-                "{what}: {} settings; at most {MAX_OFFERINGS} are allowed",
-                map.entries.len()
-            ),
-        );
-        return None;
-    }
+    let map = limited_map(cx, entry, what, "setting name to value", "settings", true)?;
     let mut out = BTreeMap::new();
     let mut ok = true;
-    for setting in &map.entries {
+    for setting in map {
         let name = setting.key.as_str();
         let well_formed = !name.is_empty()
             && name
@@ -977,7 +943,14 @@ fn named_entries<T>(
     what: &str,
     mut parse: impl FnMut(&mut Cx, &Entry) -> Option<T>,
 ) -> Option<BTreeMap<String, T>> {
-    let map = named_map(cx, entry, path, what)?;
+    let map = limited_map(
+        cx,
+        entry,
+        &format!("'{path}'"),
+        &format!("{what} name to {what}"),
+        &format!("{what}s"),
+        true,
+    )?;
     let mut out = BTreeMap::new();
     let mut ok = true;
     for item in &map {
@@ -1282,16 +1255,25 @@ fn prices(cx: &mut Cx, entry: &Entry, defaults: Prices) -> Option<Prices> {
     })
 }
 
-/// A mapping of names to sections, with the count limit.
-fn named_map<'a>(cx: &mut Cx, entry: &'a Entry, what: &str, item: &str) -> Option<Vec<&'a Entry>> {
+/// A mapping (of `expected`, as the error says) with at most `MAX_OFFERINGS` entries, called
+/// `items` in the count's error; `what` names it in errors as it is. A null value is an empty mapping when `null_is_empty`, else an
+/// error (where an emptied section must not quietly mean a default).
+fn limited_map<'a>(
+    cx: &mut Cx,
+    entry: &'a Entry,
+    what: &str,
+    expected: &str,
+    items: &str,
+    null_is_empty: bool,
+) -> Option<Vec<&'a Entry>> {
     let Node::Map(map) = &entry.value else {
-        if entry.value.is_null() {
+        if null_is_empty && entry.value.is_null() {
             return Some(Vec::new());
         }
         cx.err(
             entry.value.pos(),
             format!(
-                "'{what}': expected a mapping of {item} name to {item}, found {}",
+                "{what}: expected a mapping of {expected}, found {}",
                 entry.value.describe()
             ),
         );
@@ -1301,7 +1283,7 @@ fn named_map<'a>(cx: &mut Cx, entry: &'a Entry, what: &str, item: &str) -> Optio
         cx.err(
             entry.key_pos,
             format!(
-                "{} {item}s declared in {what}; at most {MAX_OFFERINGS} are allowed",
+                "{} {items} declared in {what}; at most {MAX_OFFERINGS} are allowed",
                 map.entries.len()
             ),
         );
