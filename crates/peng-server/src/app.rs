@@ -248,7 +248,6 @@ impl Server {
                 cancel.clone(),
             )),
             tokio::spawn(crate::workers::retention_loop(app.clone(), cancel.clone())),
-            tokio::spawn(crate::workers::usage_loop(app.clone(), cancel.clone())),
             tokio::spawn(crate::workers::database_loop(
                 app.clone(),
                 cfg.db_reconcile_every,
@@ -269,7 +268,7 @@ impl Server {
                 alert_rx,
                 drain.clone(),
             )),
-            tokio::spawn(crate::workers::instance_notices(
+            tokio::spawn(crate::workers::usage_loop(
                 app.clone(),
                 notice_rx,
                 drain.clone(),

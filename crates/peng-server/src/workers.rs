@@ -280,55 +280,6 @@ impl peng_monitor::SqlRunner for SqlSensors {
     }
 }
 
-/// What instances' supervisors report: an instance killed for memory is audited and fails its
-/// stage's `instance.oom` sensor at once.
-pub async fn instance_notices(
-    app: App,
-    mut rx: mpsc::Receiver<peng_provision::driver::process::Notice>,
-    drain: CancellationToken,
-) {
-    use peng_provision::driver::process::Notice;
-    loop {
-        let notice = tokio::select! {
-            n = rx.recv() => n,
-            _ = drain.cancelled() => rx.try_recv().ok(),
-        };
-        let Some(notice) = notice else { return };
-        match notice {
-            Notice::OutOfMemory {
-                service,
-                stage,
-                index,
-                limit,
-                ..
-            } => {
-                let text = format!(
-                    "{stage}/{index} killed: out of memory (limit {limit}); restarted with backoff"
-                );
-                tracing::warn!(%service, %stage, index, %limit, "instance killed: out of memory");
-                let audit = NewAudit {
-                    actor: "peng".to_string(),
-                    team: Some(service.team.to_string()),
-                    action: "instance.oom".to_string(),
-                    target: service.to_string(),
-                    detail: text.clone(),
-                };
-                if let Err(error) = app.state.audit(audit).await {
-                    tracing::error!(%error, "cannot write audit entry");
-                }
-                app.monitor.record_external(
-                    &service,
-                    &stage,
-                    OOM_SENSOR,
-                    false,
-                    &[("value", 1.0)],
-                    Some(text),
-                );
-            }
-        }
-    }
-}
-
 /// The built-in sensor that says whether a stage's instances were killed for memory.
 pub const OOM_SENSOR: &str = "instance.oom";
 
@@ -342,93 +293,187 @@ pub const USAGE_EVERY: Duration = Duration::from_secs(10);
 /// `cpu_seconds` (cumulative), `memory_bytes`, `oom_kills` (cumulative).
 pub const USAGE_MEASUREMENT: &str = "instance_usage";
 
+type InstanceKey = (ServiceId, StageName, u32);
+
+/// When processes of each stage were killed for memory, from two sources that must not count
+/// one kill twice: the supervisors' notices (an instance that ended for memory, known at once)
+/// and the OOM-kill counts of the instances' cgroups (every kill, also of a process that did
+/// not end its instance, seen at the next sample).
+#[derive(Default)]
+struct OomWatch {
+    /// The last count seen per instance, kept while the instance exists (a restart keeps its
+    /// cgroup and its count).
+    seen: std::collections::HashMap<InstanceKey, u64>,
+    kills: std::collections::HashMap<(ServiceId, StageName), Vec<i64>>,
+}
+
+impl OomWatch {
+    /// An instance ended for memory: counted now, and not again when its cgroup's count shows it.
+    fn notice(&mut self, key: InstanceKey, at_ns: i64) {
+        if let Some(count) = self.seen.get_mut(&key) {
+            *count = count.saturating_add(1);
+        }
+        self.kills.entry((key.0, key.1)).or_default().push(at_ns);
+    }
+
+    /// The cgroups' counts at one sample.
+    fn observe(&mut self, key: InstanceKey, count: u64, at_ns: i64) {
+        let new = match self.seen.insert(key.clone(), count) {
+            Some(before) if count >= before => count - before,
+            // a new cgroup (the instance was replaced): its count starts again
+            Some(_) => count,
+            // the first look at this instance since peng started: counted from here on
+            None => 0,
+        };
+        if new > 0 {
+            let at = self.kills.entry((key.0, key.1)).or_default();
+            at.extend(std::iter::repeat_n(at_ns, new as usize));
+        }
+    }
+
+    /// Kills of the stage within `OOM_WINDOW` before `now_ns`.
+    fn recent(&mut self, service: &ServiceId, stage: &StageName, now_ns: i64) -> usize {
+        let cutoff = now_ns - OOM_WINDOW.as_nanos() as i64;
+        let key = (service.clone(), stage.clone());
+        let Some(at) = self.kills.get_mut(&key) else {
+            return 0;
+        };
+        at.retain(|t| *t > cutoff);
+        let n = at.len();
+        if n == 0 {
+            self.kills.remove(&key);
+        }
+        n
+    }
+
+    /// Forgets instances that no longer exist.
+    fn retain(&mut self, known: &std::collections::HashSet<InstanceKey>) {
+        self.seen.retain(|k, _| known.contains(k));
+    }
+}
+
 /// Every `USAGE_EVERY`: each running instance's CPU seconds and memory go to the metrics store,
 /// and with limits on, every stage's `instance.oom` sensor runs: failing while a process of the
-/// stage was killed for memory within the last 10 minutes, its value how many were.
-pub async fn usage_loop(app: App, cancel: CancellationToken) {
+/// stage was killed for memory within the last 10 minutes, its value how many were. Between the
+/// samples, the supervisors' notices of an instance killed for memory are audited and fail its
+/// stage's `instance.oom` at once. Runs until `drain`, then handles the notices still queued.
+pub async fn usage_loop(
+    app: App,
+    mut notices: mpsc::Receiver<peng_provision::driver::process::Notice>,
+    drain: CancellationToken,
+) {
     let mut tick = tokio::time::interval(USAGE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen: std::collections::HashMap<(ServiceId, StageName, u32), u64> =
-        std::collections::HashMap::new();
-    let mut kills: std::collections::HashMap<(ServiceId, StageName), Vec<i64>> =
-        std::collections::HashMap::new();
+    let mut oom = OomWatch::default();
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let driver = app.driver.clone();
-        let Ok(usage) = tokio::task::spawn_blocking(move || driver.usage(None)).await else {
-            continue;
-        };
-        let now = now_ns();
-        let points: Vec<peng_tsdb::Point> = usage.iter().map(|u| usage_point(u, now)).collect();
-        if !points.is_empty() {
-            let tsdb = app.tsdb.clone();
-            match tokio::task::spawn_blocking(move || tsdb.write(&points)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "cannot store instance usage"),
-                Err(error) => tracing::warn!(%error, "cannot store instance usage"),
+            notice = notices.recv() => match notice {
+                Some(notice) => on_notice(&app, &mut oom, notice).await,
+                None => return,
+            },
+            _ = drain.cancelled() => {
+                while let Ok(notice) = notices.try_recv() {
+                    on_notice(&app, &mut oom, notice).await;
+                }
+                return;
             }
+            _ = tick.tick() => sample(&app, &mut oom).await,
         }
-        if app.driver.cgroups().is_none() {
-            continue;
-        }
-        for u in &usage {
-            let key = (u.service.clone(), u.stage.clone(), u.index);
-            let before = seen.insert(key, u.oom_kills);
-            let new = match before {
-                Some(b) if u.oom_kills >= b => u.oom_kills - b,
-                // a new cgroup (the instance was replaced): its count starts again
-                Some(_) => u.oom_kills,
-                // the first look at this instance since peng started: counted from here on
-                None => 0,
-            };
-            if new > 0 {
-                let at = kills
-                    .entry((u.service.clone(), u.stage.clone()))
-                    .or_default();
-                at.extend(std::iter::repeat_n(now, new as usize));
-            }
-        }
-        let Ok(specs) = crate::services::live_specs(&app).await else {
-            continue;
-        };
-        let cutoff = now - OOM_WINDOW.as_nanos() as i64;
-        for spec in specs {
-            let id = spec.id();
-            for stage in spec.stages.keys() {
-                let at = kills.entry((id.clone(), stage.clone())).or_default();
-                at.retain(|t| *t > cutoff);
-                let n = at.len();
-                let message = if n == 0 {
-                    "no process killed for memory in the last 10m".to_string()
-                } else {
-                    format!(
-                        "{n} process(es) killed for memory in the last 10m (limit {})",
-                        spec.run.resources.memory
-                    )
-                };
-                app.monitor.record_external(
-                    &id,
-                    stage,
-                    OOM_SENSOR,
-                    n == 0,
-                    &[("value", n as f64)],
-                    Some(message),
-                );
-            }
-        }
-        kills.retain(|_, at| !at.is_empty());
-        // Instances waiting to restart keep their count: their cgroup and its OOM count stay.
-        let known: std::collections::HashSet<_> = app
-            .driver
-            .instances(None)
-            .into_iter()
-            .map(|i| (i.service, i.stage, i.index))
-            .collect();
-        seen.retain(|k, _| known.contains(k));
     }
+}
+
+async fn on_notice(app: &App, oom: &mut OomWatch, notice: peng_provision::driver::process::Notice) {
+    use peng_provision::driver::process::Notice;
+    let Notice::OutOfMemory {
+        service,
+        stage,
+        index,
+        limit,
+        at_ns,
+    } = notice;
+    let text =
+        format!("{stage}/{index} killed: out of memory (limit {limit}); restarted with backoff");
+    tracing::warn!(%service, %stage, index, %limit, "instance killed: out of memory");
+    oom.notice((service.clone(), stage.clone(), index), at_ns);
+    let audit = NewAudit {
+        actor: "peng".to_string(),
+        team: Some(service.team.to_string()),
+        action: "instance.oom".to_string(),
+        target: service.to_string(),
+        detail: text.clone(),
+    };
+    if let Err(error) = app.state.audit(audit).await {
+        tracing::error!(%error, "cannot write audit entry");
+    }
+    let n = oom.recent(&service, &stage, now_ns());
+    app.monitor.record_external(
+        &service,
+        &stage,
+        OOM_SENSOR,
+        false,
+        &[("value", n as f64)],
+        Some(text),
+    );
+}
+
+async fn sample(app: &App, oom: &mut OomWatch) {
+    let driver = app.driver.clone();
+    let Ok(usage) = tokio::task::spawn_blocking(move || driver.usage(None)).await else {
+        return;
+    };
+    let now = now_ns();
+    let points: Vec<peng_tsdb::Point> = usage.iter().map(|u| usage_point(u, now)).collect();
+    if !points.is_empty() {
+        let tsdb = app.tsdb.clone();
+        match tokio::task::spawn_blocking(move || tsdb.write(&points)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot store instance usage"),
+            Err(error) => tracing::warn!(%error, "cannot store instance usage"),
+        }
+    }
+    if app.driver.cgroups().is_none() {
+        return;
+    }
+    for u in &usage {
+        oom.observe(
+            (u.service.clone(), u.stage.clone(), u.index),
+            u.oom_kills,
+            now,
+        );
+    }
+    let Ok(specs) = crate::services::live_specs(app).await else {
+        return;
+    };
+    for spec in specs {
+        let id = spec.id();
+        for stage in spec.stages.keys() {
+            let n = oom.recent(&id, stage, now);
+            let message = if n == 0 {
+                "no process killed for memory in the last 10m".to_string()
+            } else {
+                format!(
+                    "{n} process(es) killed for memory in the last 10m (limit {})",
+                    spec.run.resources.memory
+                )
+            };
+            app.monitor.record_external(
+                &id,
+                stage,
+                OOM_SENSOR,
+                n == 0,
+                &[("value", n as f64)],
+                Some(message),
+            );
+        }
+    }
+    // Instances waiting to restart keep their count: their cgroup and its OOM count stay.
+    let known: std::collections::HashSet<InstanceKey> = app
+        .driver
+        .instances(None)
+        .into_iter()
+        .map(|i| (i.service, i.stage, i.index))
+        .collect();
+    oom.retain(&known);
 }
 
 fn usage_point(u: &peng_provision::driver::process::InstanceUsage, at_ns: i64) -> peng_tsdb::Point {
@@ -453,5 +498,54 @@ fn usage_point(u: &peng_provision::driver::process::InstanceUsage, at_ns: i64) -
             ),
         ]),
         timestamp_ns: at_ns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(index: u32) -> InstanceKey {
+        (
+            ServiceId::parse("books/shelf").expect("id"),
+            StageName::parse("production").expect("stage"),
+            index,
+        )
+    }
+
+    #[test]
+    fn an_oom_kill_counts_once_whether_noticed_sampled_or_both() {
+        let (svc, stage) = (key(0).0, key(0).1);
+        let mut w = OomWatch::default();
+        let t = 1_000_000_000_000;
+        // first look: what happened before peng watched is not counted
+        w.observe(key(0), 3, t);
+        assert_eq!(w.recent(&svc, &stage, t), 0);
+        // the instance ends for memory: noticed at once, and its cgroup's count then shows it
+        w.notice(key(0), t + 1);
+        assert_eq!(w.recent(&svc, &stage, t + 1), 1);
+        w.observe(key(0), 4, t + 2);
+        assert_eq!(w.recent(&svc, &stage, t + 2), 1);
+        // a child killed without ending the instance: seen by the count alone
+        w.observe(key(0), 5, t + 3);
+        assert_eq!(w.recent(&svc, &stage, t + 3), 2);
+        // another instance of the stage, replaced (a new cgroup whose count starts again)
+        w.observe(key(1), 7, t + 4);
+        w.observe(key(1), 1, t + 5);
+        assert_eq!(w.recent(&svc, &stage, t + 5), 3);
+        // ten minutes later they are forgotten
+        let later = t + 5 + OOM_WINDOW.as_nanos() as i64;
+        assert_eq!(w.recent(&svc, &stage, later), 0);
+    }
+
+    #[test]
+    fn a_notice_before_the_first_sample_is_counted_once() {
+        let (svc, stage) = (key(0).0, key(0).1);
+        let mut w = OomWatch::default();
+        w.notice(key(0), 10);
+        w.observe(key(0), 1, 20);
+        assert_eq!(w.recent(&svc, &stage, 30), 1);
+        w.retain(&std::collections::HashSet::new());
+        assert!(w.seen.is_empty());
     }
 }

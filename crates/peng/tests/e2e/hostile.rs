@@ -80,19 +80,8 @@ async fn a_hostile_service_reaches_nothing_and_takes_no_more_than_its_file_reser
     if !is_root() {
         // Not root: peng starts anyway and says, wherever the service is shown, that its
         // instances are not sandboxed and why.
-        std::fs::write(
-            dir.join("peng.yaml"),
-            "apiVersion: peng/v1\nservice: hostile\nteam: hostile\nstages:\n  integration: { instances: 1 }\nrun:\n  command: [\"sleep\", \"600\"]\n",
-        )
-        .expect("write");
-        let file = dir.join("peng.yaml");
-        let out = peng(
-            &url,
-            &hostile_token,
-            &["apply", "-f", file.to_str().expect("utf8")],
-        )
-        .await;
-        assert_eq!(out.code, 0, "{out:?}");
+        let yaml = "apiVersion: peng/v1\nservice: hostile\nteam: hostile\nstages:\n  integration: { instances: 1 }\nrun:\n  command: [\"sleep\", \"600\"]\n";
+        apply(&url, &hostile_token, &dir, yaml).await;
         let text = peng(&url, &hostile_token, &["status", "hostile/hostile"]).await;
         assert!(
             text.stdout
@@ -118,19 +107,8 @@ async fn a_hostile_service_reaches_nothing_and_takes_no_more_than_its_file_reser
         vdir.join("app.py"),
     )
     .expect("copy app");
-    std::fs::write(
-        vdir.join("peng.yaml"),
-        "apiVersion: peng/v1\nservice: shelf\nteam: victim\nstages:\n  integration: { instances: 1 }\nrun:\n  command: [\"python3\", \"app.py\", \"--port\", \"${PORT}\"]\n  health: { http: /health, every: 2s, timeout: 1s }\ndatabase: { engine: mariadb, version: \"10.11\", plan: small }\n",
-    )
-    .expect("write");
-    let vfile = vdir.join("peng.yaml");
-    let out = peng(
-        &url,
-        &victim_token,
-        &["apply", "-f", vfile.to_str().expect("utf8")],
-    )
-    .await;
-    assert_eq!(out.code, 0, "{out:?}");
+    let yaml = "apiVersion: peng/v1\nservice: shelf\nteam: victim\nstages:\n  integration: { instances: 1 }\nrun:\n  command: [\"python3\", \"app.py\", \"--port\", \"${PORT}\"]\n  health: { http: /health, every: 2s, timeout: 1s }\ndatabase: { engine: mariadb, version: \"10.11\", plan: small }\n";
+    apply(&url, &victim_token, &vdir, yaml).await;
     let backup = peng(
         &url,
         &victim_token,
@@ -183,18 +161,10 @@ action_plans:
 "#,
         data = data.display(),
     );
-    std::fs::write(dir.join("peng.yaml"), yaml).expect("write");
     // The team's user reads its checkout; only `var` is writable to it.
     let user = peng_sandbox_user("hostile");
     std::os::unix::fs::chown(dir.join("var"), Some(user), Some(user)).expect("chown var");
-    let file = dir.join("peng.yaml");
-    let out = peng(
-        &url,
-        &hostile_token,
-        &["apply", "-f", file.to_str().expect("utf8")],
-    )
-    .await;
-    assert_eq!(out.code, 0, "{out:?}");
+    apply(&url, &hostile_token, &dir, &yaml).await;
     let inst = eventually("the hostile instance to run", LONG, || async {
         let i = first_instance(&status(&url, &hostile_token, "hostile/hostile").await);
         (i["state"] == "running").then_some(i)
@@ -362,6 +332,14 @@ action_plans:
     assert_eq!(v["pid"].as_u64(), Some(victim_pid), "{v}");
     let _ = std::fs::remove_file(&marker);
     server.stop().await;
+}
+
+/// Writes `yaml` as `dir/peng.yaml` and applies it, which must work.
+async fn apply(url: &str, token: &str, dir: &Path, yaml: &str) {
+    let file = dir.join("peng.yaml");
+    std::fs::write(&file, yaml).expect("write the service file");
+    let out = peng(url, token, &["apply", "-f", file.to_str().expect("utf8")]).await;
+    assert_eq!(out.code, 0, "{out:?}");
 }
 
 /// The uid of the Unix user peng made for `team`.
