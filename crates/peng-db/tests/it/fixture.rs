@@ -55,7 +55,7 @@ impl TestServer {
         run(Command::new(&programs.install_db)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .arg("--user=root")
+            .arg(format!("--user={}", os_user()))
             .arg("--auth-root-authentication-method=socket")
             .arg("--skip-test-db")
             .arg(format!("--tmpdir={}", tmp.display())));
@@ -64,7 +64,7 @@ impl TestServer {
         let port = free_port();
         let mut config = format!(
             "[mariadbd]\ndatadir={data}\nsocket={root}/mariadb.sock\nport={port}\n\
-             bind-address=127.0.0.1\nskip-name-resolve\nuser=root\n\
+             bind-address=127.0.0.1\nskip-name-resolve\nuser={user}\n\
              ssl-ca={root}/ca.pem\nssl-cert={root}/server.pem\nssl-key={root}/server-key.pem\n\
              require_secure_transport=ON\nplugin-load-add=simple_password_check\n\
              simple_password_check_minimal_length=14\nserver_id=1\n\
@@ -72,6 +72,7 @@ impl TestServer {
              tmpdir={root}/tmp\n",
             data = data.display(),
             root = root.display(),
+            user = os_user(),
         );
         if binlog {
             config.push_str(&format!("log_bin={}/binlog\n", root.display()));
@@ -108,13 +109,13 @@ impl TestServer {
         self.dir.path().join("ca.pem")
     }
 
-    /// Root over the unix socket, for the command-line tools.
+    /// The OS user the tests run as, over the unix socket, for the command-line tools.
     pub fn socket_target(&self) -> DumpTarget {
         DumpTarget {
             socket: Some(self.socket()),
             host: "localhost".into(),
             port: self.port,
-            user: "root".into(),
+            user: os_user(),
             password: None,
             ca: None,
         }
@@ -173,13 +174,25 @@ impl TestServer {
     }
 }
 
-/// Polls the socket until root can log in; panics with the error log if the server exits or
-/// takes too long.
+/// The name of the OS user the tests run as: the server's administrator over its socket
+/// (`mariadb-install-db --user` gives that user socket authentication), as peng's own servers do.
+pub fn os_user() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("run id");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Polls the socket until the OS user can log in; panics with the error log if the server
+/// exits or takes too long.
 async fn wait_ready(process: &mut Process, root: &Path) -> MySqlPool {
     let socket = root.join("mariadb.sock");
     let log = || std::fs::read_to_string(root.join("error.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(60);
-    let options = MySqlConnectOptions::new().socket(&socket).username("root");
+    let options = MySqlConnectOptions::new()
+        .socket(&socket)
+        .username(&os_user());
     loop {
         if let Some(status) = process.0.try_wait().expect("poll mariadbd") {
             panic!("mariadbd exited with {status}: {}", log());
