@@ -1,0 +1,41 @@
+//! `logging`: how long the service's log messages are kept.
+
+use peng_core::Duration;
+
+use super::fields::{duration, fields, Cx};
+use crate::limits::MAX_RETENTION;
+use crate::model::LoggingSpec;
+use crate::tree::Entry;
+
+pub(crate) const LOGGING_KEYS: &[&str] = &["retention"];
+
+pub(super) const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
+pub(super) fn logging(cx: &mut Cx, entry: &Entry) -> Option<LoggingSpec> {
+    let f = fields(
+        cx,
+        &entry.value,
+        entry.key_pos,
+        "logging",
+        LOGGING_KEYS,
+        &[],
+    )?;
+    let retention = match f.get("retention") {
+        Some(node) => {
+            let retention = duration(cx, node, &f.label("retention"))?;
+            if retention.as_std().is_zero() || retention > MAX_RETENTION {
+                cx.err(
+                    node.pos(),
+                    format!(
+                        "{}: {retention} is out of range; keep logs for more than 0s and at most 365d",
+                        f.label("retention")
+                    ),
+                );
+                return None;
+            }
+            retention
+        }
+        None => DEFAULT_RETENTION,
+    };
+    Some(LoggingSpec { retention })
+}
