@@ -8,17 +8,15 @@
 //! ([`limits`]), and no input makes it panic.
 
 mod condition;
-mod error;
 pub mod limits;
 pub mod model;
 mod parse;
 mod platform;
 mod schema;
-mod tree;
 
-pub use error::{Diagnostic, Diagnostics};
 pub use model::*;
 pub use parse::parse_service;
+pub use peng_yaml::{Diagnostic, Diagnostics};
 pub use platform::{
     parse_platform, Capacity, DbOfferings, DbPlan, Isolation, IsolationMode, Platform, Prices,
     SharedCapacity, SharedServer, ANY_TEAM, BUILTIN_PLATFORM_YAML, PLATFORM_KIND,

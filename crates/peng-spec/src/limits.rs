@@ -23,9 +23,7 @@
 
 use peng_core::Duration;
 
-pub const MAX_FILE_BYTES: usize = 256 * 1024;
-pub const MAX_STRING_BYTES: usize = 4 * 1024;
-pub const MAX_DEPTH: usize = 16;
+pub use peng_yaml::limits::{MAX_DEPTH, MAX_FILE_BYTES, MAX_STRING_BYTES};
 pub const MAX_STAGES: usize = 20;
 pub const MAX_INSTANCES: u32 = 100;
 pub const MAX_ENV: usize = 200;

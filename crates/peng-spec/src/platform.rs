@@ -21,15 +21,15 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use peng_core::{ByteSize, TeamName};
+use peng_yaml::tree::{Entry, Node, Pos};
+use peng_yaml::{
+    boolean, fields, integer, non_empty_string, parse_file, shown, string, suggest, Cx,
+    Diagnostics, Fields,
+};
 
-use crate::error::Diagnostics;
 use crate::limits::{MAX_OFFERINGS, MAX_PIDS, MAX_STRING_BYTES};
 use crate::model::API_VERSION;
-use crate::parse::{
-    boolean, db_version, fields, integer, non_empty_string, offering_name_problem, parse_file,
-    shown, string, suggest, Cx, Fields,
-};
-use crate::tree::{Entry, Node, Pos};
+use crate::parse::{db_version, offering_name_problem};
 
 /// The `kind` of a platform file.
 pub const PLATFORM_KIND: &str = "platform";

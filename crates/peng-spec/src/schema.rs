@@ -415,7 +415,7 @@ mod tests {
 
     use super::*;
     use crate::parse::*;
-    use crate::tree::{self, Node};
+    use peng_yaml::tree::{self, Node};
 
     /// Follows a `$ref` to `#/$defs/...`.
     fn resolve<'a>(root: &'a Value, schema: &'a Value) -> &'a Value {

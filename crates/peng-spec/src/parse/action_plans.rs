@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use peng_core::TeamName;
 
-use super::fields::{duration, fields, name_rule, string, suggest, url, Cx, Fields};
+use super::shared::name_rule;
 use crate::limits::{MAX_ACTION_PLANS, MAX_NOTIFY};
 use crate::model::{ActionPlan, Escalation, NotifyTarget};
-use crate::tree::{Entry, Node, Pos, Scalar};
+use peng_yaml::tree::{Entry, Node, Pos, Scalar};
+use peng_yaml::{duration, fields, string, suggest, url, Cx, Fields};
 
 pub(crate) const PLAN_KEYS: &[&str] = &["runbook", "notify", "escalate"];
 pub(crate) const NOTIFY_KEYS: &[&str] = &["webhook"];

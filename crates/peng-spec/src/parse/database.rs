@@ -1,11 +1,11 @@
 //! `database`: the engine, version, plan and mode of the service's database, its backups and
 //! its protection; also the version and offering names the platform file shares.
 
-use super::fields::{boolean, duration, fields, string, suggest, Cx};
 use crate::limits::{MAX_BACKUP_RETENTION, MAX_OFFERING_NAME, MIN_BACKUP_EVERY};
 use crate::model::{BackupSpec, DatabaseSpec, DbEngine, DbMode};
-use crate::tree::{Entry, Node};
 use peng_core::Duration;
+use peng_yaml::tree::{Entry, Node};
+use peng_yaml::{boolean, duration, fields, string, suggest, Cx};
 
 pub(crate) const DATABASE_KEYS: &[&str] = &[
     "engine", "version", "plan", "mode", "server", "replica", "backup", "protect",

@@ -2,10 +2,10 @@
 
 use peng_core::Duration;
 
-use super::fields::{duration, fields, Cx};
 use crate::limits::MAX_RETENTION;
 use crate::model::LoggingSpec;
-use crate::tree::Entry;
+use peng_yaml::tree::Entry;
+use peng_yaml::{duration, fields, Cx};
 
 pub(crate) const LOGGING_KEYS: &[&str] = &["retention"];
 

@@ -1,6 +1,6 @@
 //! The service file, v1: YAML text → [`ServiceSpec`] or every problem at once.
 //!
-//! The YAML is first read into a tree that knows positions ([`crate::tree`]); this module then
+//! The YAML is first read into a tree that knows positions ([`peng_yaml::tree`]); this module then
 //! walks it by hand, section by section. Each check reports into one list and carries on, so a
 //! file with five mistakes gets five diagnostics; a value that failed its check is left out of
 //! the later checks that depend on it, which keeps one mistake from producing a cascade.
@@ -8,25 +8,25 @@
 //! [`crate::limits`] are checked here and while the tree is read.
 //!
 //! This file holds the top level; each section has a file of its own (`stages`, `run`,
-//! `logging`, `database`, `sensors`, `alerts`, `action_plans`), and `fields` what they all read
-//! with.
+//! `logging`, `database`, `sensors`, `alerts`, `action_plans`), and `shared` what several of
+//! them read with beyond [`peng_yaml`]'s values.
 
 mod action_plans;
 mod alerts;
 mod database;
-mod fields;
 mod logging;
 mod run;
 mod sensors;
+mod shared;
 mod stages;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use peng_core::{ServiceName, TeamName};
+use peng_yaml::tree::{Node, Pos};
+use peng_yaml::{fields, parse_file, string, Cx, Diagnostics};
 
-use crate::error::Diagnostics;
 use crate::model::{LoggingSpec, ServiceSpec, API_VERSION};
-use crate::tree::{Node, Pos};
 
 use self::action_plans::action_plans;
 use self::alerts::alerts;
@@ -51,9 +51,6 @@ pub(crate) use self::{
 
 // What the JSON Schema and the platform file read with.
 pub(crate) use self::database::{db_version, offering_name_problem};
-pub(crate) use self::fields::{
-    boolean, fields, integer, non_empty_string, parse_file, shown, string, suggest, Cx, Fields,
-};
 pub(crate) use self::sensors::HTTP_METHODS;
 
 /// Parses and validates one service file. `file_name` is only used in diagnostics.

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 
 use peng_core::{ByteSize, Duration};
 
-use super::fields::{boolean, fields, integer, non_empty_string, schedule, shown, string, Cx};
+use super::shared::schedule;
 use crate::limits::{MAX_ENV, MAX_PIDS, MAX_WRITABLE};
 use crate::model::{HealthCheck, HealthProbe, Resources, RunSpec};
-use crate::tree::{Entry, Node, Pos, Scalar};
+use peng_yaml::tree::{Entry, Node, Pos, Scalar};
+use peng_yaml::{boolean, fields, integer, non_empty_string, shown, string, Cx};
 
 pub(crate) const RUN_KEYS: &[&str] = &[
     "command",

@@ -2,14 +2,12 @@
 
 use peng_core::Duration;
 
-use super::fields::{
-    fields, integer, item_label, list, non_empty_string, object_name, schedule, string, url, Cx,
-    Unique, HEALTH_SENSOR,
-};
+use super::shared::{item_label, object_name, schedule, Unique, HEALTH_SENSOR};
 use crate::condition::parse_condition;
 use crate::limits::{MAX_CONDITIONS, MAX_SENSORS, MAX_SQL_QUERY_BYTES};
 use crate::model::{Condition, HttpTarget, SensorKind, SensorSpec};
-use crate::tree::{Entry, Node};
+use peng_yaml::tree::{Entry, Node};
+use peng_yaml::{fields, integer, list, non_empty_string, string, url, Cx};
 
 pub(crate) const SENSOR_KEYS: &[&str] =
     &["name", "http", "tcp", "sql", "every", "timeout", "expect"];

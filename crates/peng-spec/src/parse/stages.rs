@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use peng_core::StageName;
 
-use super::fields::{fields, integer, Cx};
 use crate::limits::{MAX_INSTANCES, MAX_STAGES};
 use crate::model::StageSpec;
-use crate::tree::{Entry, Node};
+use peng_yaml::tree::{Entry, Node};
+use peng_yaml::{fields, integer, Cx};
 
 pub(crate) const STAGE_KEYS: &[&str] = &["instances"];
 

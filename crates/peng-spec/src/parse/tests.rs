@@ -60,15 +60,6 @@ fn missing_keys_name_the_parent() {
 }
 
 #[test]
-fn suggestions_need_to_be_close() {
-    assert_eq!(
-        suggest("every_s", SENSOR_KEYS.iter().copied()),
-        Some("every")
-    );
-    assert_eq!(suggest("xyz", SENSOR_KEYS.iter().copied()), None);
-}
-
-#[test]
 fn one_sql_statement_with_quotes_and_comments() {
     for one in [
         "SELECT 1",

@@ -1,26 +1,22 @@
-//! What every section of the service file reads with: the list of problems ([`Cx`]), mappings
-//! checked against their allowed keys ([`Fields`]), scalars of each type, names, URLs, list
-//! sections and the schedule of a health check or sensor.
+//! Reading values out of the tree, each check reporting into one list and carrying on: a
+//! whole file ([`parse_file`]), mappings checked against their allowed keys ([`fields`],
+//! [`Fields`]), scalars of each type, URLs and list sections. A value that failed its check is
+//! `None`, so the checks that depend on it are skipped and one mistake is said once.
 
-use std::collections::BTreeMap;
+use peng_core::Duration;
 
-use peng_core::{Duration, TeamName};
-
-use crate::error::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::limits::MAX_FILE_BYTES;
 use crate::tree::{self, Entry, Map, Node, Pos, Scalar};
 
-/// The name alerts use for the automatic per-instance health check.
-pub(super) const HEALTH_SENSOR: &str = "health";
-const MIN_SENSOR_EVERY: Duration = Duration::from_secs(1);
-
+/// The problems found so far in one file.
 #[derive(Default)]
-pub(crate) struct Cx {
+pub struct Cx {
     problems: Vec<(Pos, String)>,
 }
 
 impl Cx {
-    pub(crate) fn err(&mut self, pos: Pos, message: impl Into<String>) {
+    pub fn err(&mut self, pos: Pos, message: impl Into<String>) {
         self.problems.push((pos, message.into()));
     }
 
@@ -43,7 +39,7 @@ impl Cx {
 
 /// The steps every peng file goes through: size limit, byte order mark, the YAML tree, then
 /// `read` on the root; the outcome is the value or every problem found, sorted.
-pub(crate) fn parse_file<T>(
+pub fn parse_file<T>(
     file_name: &str,
     text: &str,
     when_empty: &str,
@@ -94,27 +90,27 @@ pub(crate) fn parse_file<T>(
 
 /// A mapping whose keys were checked against the allowed ones. `at` is where a missing key is
 /// reported (the key that introduced the mapping), `what` names it in messages.
-pub(crate) struct Fields<'a> {
-    pub(crate) map: &'a Map,
-    pub(crate) at: Pos,
-    pub(crate) what: String,
+pub struct Fields<'a> {
+    pub map: &'a Map,
+    pub at: Pos,
+    pub what: String,
 }
 
 impl<'a> Fields<'a> {
-    pub(crate) fn entry(&self, key: &str) -> Option<&'a Entry> {
+    pub fn entry(&self, key: &str) -> Option<&'a Entry> {
         self.map.get(key)
     }
 
-    pub(crate) fn get(&self, key: &str) -> Option<&'a Node> {
+    pub fn get(&self, key: &str) -> Option<&'a Node> {
         self.entry(key).map(|e| &e.value)
     }
 
     /// Like `get`, but `key:` with no value counts as absent (for optional sections).
-    pub(crate) fn get_some(&self, key: &str) -> Option<&'a Node> {
+    pub fn get_some(&self, key: &str) -> Option<&'a Node> {
         self.get(key).filter(|n| !n.is_null())
     }
 
-    pub(crate) fn require(&self, cx: &mut Cx, key: &str) -> Option<&'a Node> {
+    pub fn require(&self, cx: &mut Cx, key: &str) -> Option<&'a Node> {
         let node = self.get(key);
         if node.is_none() {
             cx.err(self.at, format!("missing key '{key}' in {}", self.what));
@@ -123,14 +119,14 @@ impl<'a> Fields<'a> {
     }
 
     /// `'key' in what`, for messages about a value.
-    pub(crate) fn label(&self, key: &str) -> String {
+    pub fn label(&self, key: &str) -> String {
         format!("'{key}' in {}", self.what)
     }
 }
 
 /// Checks that `node` is a mapping with only `allowed` keys. `hints` replace the generic
 /// unknown-key message for keys that deserve a specific one.
-pub(crate) fn fields<'a>(
+pub fn fields<'a>(
     cx: &mut Cx,
     node: &'a Node,
     at: Pos,
@@ -161,7 +157,7 @@ pub(crate) fn fields<'a>(
     })
 }
 
-pub(crate) fn unknown_key(key: &str, what: &str, allowed: &[&str]) -> String {
+pub fn unknown_key(key: &str, what: &str, allowed: &[&str]) -> String {
     let mut message = format!("unknown key '{}' in {what}", shown(key));
     match suggest(key, allowed.iter().copied()) {
         Some(close) => message.push_str(&format!("; did you mean '{close}'?")),
@@ -172,7 +168,7 @@ pub(crate) fn unknown_key(key: &str, what: &str, allowed: &[&str]) -> String {
 
 /// `value` for a message: control characters (a NUL byte above all) escaped, so that a
 /// diagnostic is one line of text whatever the file held.
-pub(crate) fn shown(value: &str) -> String {
+pub fn shown(value: &str) -> String {
     value
         .chars()
         .map(|c| match c {
@@ -184,7 +180,7 @@ pub(crate) fn shown(value: &str) -> String {
 }
 
 /// The known word closest to `word`, if it is close enough to be what was meant.
-pub(crate) fn suggest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub fn suggest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let word = word.to_ascii_lowercase();
     known
         .map(|k| (strsim::jaro_winkler(&word, &k.to_ascii_lowercase()), k))
@@ -194,12 +190,7 @@ pub(crate) fn suggest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> O
 }
 
 /// A string value: any scalar except null. Plain numbers are accepted as their text.
-pub(crate) fn string<'a>(
-    cx: &mut Cx,
-    node: &'a Node,
-    label: &str,
-    expected: &str,
-) -> Option<&'a Scalar> {
+pub fn string<'a>(cx: &mut Cx, node: &'a Node, label: &str, expected: &str) -> Option<&'a Scalar> {
     match node {
         Node::Scalar(s) if !s.is_null() => Some(s),
         other => {
@@ -212,7 +203,7 @@ pub(crate) fn string<'a>(
     }
 }
 
-pub(crate) fn non_empty_string<'a>(
+pub fn non_empty_string<'a>(
     cx: &mut Cx,
     node: &'a Node,
     label: &str,
@@ -229,7 +220,7 @@ pub(crate) fn non_empty_string<'a>(
     Some(s)
 }
 
-pub(crate) fn duration(cx: &mut Cx, node: &Node, label: &str) -> Option<Duration> {
+pub fn duration(cx: &mut Cx, node: &Node, label: &str) -> Option<Duration> {
     let s = string(cx, node, label, "a duration like 30s")?;
     match Duration::parse(&s.value) {
         Ok(d) => Some(d),
@@ -241,7 +232,7 @@ pub(crate) fn duration(cx: &mut Cx, node: &Node, label: &str) -> Option<Duration
 }
 
 /// A whole number written without quotes.
-pub(crate) fn integer(cx: &mut Cx, node: &Node, label: &str, min: u64, max: u64) -> Option<u64> {
+pub fn integer(cx: &mut Cx, node: &Node, label: &str, min: u64, max: u64) -> Option<u64> {
     let expected = format!("a whole number from {min} to {max}");
     let parsed = match node {
         Node::Scalar(s) if !s.quoted => s.value.parse::<u64>().ok(),
@@ -259,7 +250,7 @@ pub(crate) fn integer(cx: &mut Cx, node: &Node, label: &str, min: u64, max: u64)
     }
 }
 
-pub(crate) fn boolean(node: &Node) -> Option<bool> {
+pub fn boolean(node: &Node) -> Option<bool> {
     match node {
         Node::Scalar(s) if !s.quoted => match s.value.as_str() {
             "true" | "True" | "TRUE" => Some(true),
@@ -270,31 +261,8 @@ pub(crate) fn boolean(node: &Node) -> Option<bool> {
     }
 }
 
-/// The name of a sensor, alert or action plan: the same rules as team and service names, so
-/// it is safe in URLs, metric labels and file names.
-pub(super) fn object_name(cx: &mut Cx, node: &Node, label: &str, what: &str) -> Option<String> {
-    let s = string(cx, node, label, &format!("a {what}"))?;
-    match TeamName::parse(&s.value) {
-        Ok(_) => Some(s.value.clone()),
-        Err(_) => {
-            cx.err(s.pos, name_rule(what, &s.value));
-            None
-        }
-    }
-}
-
-pub(super) fn name_rule(what: &str, value: &str) -> String {
-    if value.len() > 63 {
-        format!("{what} '{value}' is longer than 63 characters")
-    } else {
-        format!(
-            "{what} '{value}' must start with a lowercase letter and contain only a-z, 0-9 and '-' (not at the end)"
-        )
-    }
-}
-
 /// An absolute http(s) URL with a host.
-pub(super) fn url(cx: &mut Cx, node: &Node, label: &str) -> Option<String> {
+pub fn url(cx: &mut Cx, node: &Node, label: &str) -> Option<String> {
     let s = string(cx, node, label, "an http(s) URL")?;
     let value = s.value.as_str();
     let rest = value
@@ -313,7 +281,7 @@ pub(super) fn url(cx: &mut Cx, node: &Node, label: &str) -> Option<String> {
 }
 
 /// A list section (`sensors`, `alerts`): checks the type and the count limit.
-pub(crate) fn list<'a>(cx: &mut Cx, node: &'a Node, key: &str, max: usize) -> Option<&'a [Node]> {
+pub fn list<'a>(cx: &mut Cx, node: &'a Node, key: &str, max: usize) -> Option<&'a [Node]> {
     let Node::Seq(seq) = node else {
         cx.err(
             node.pos(),
@@ -334,95 +302,27 @@ pub(crate) fn list<'a>(cx: &mut Cx, node: &'a Node, key: &str, max: usize) -> Op
     Some(&seq.items)
 }
 
-/// Remembers names already taken in a section and reports the second use.
-pub(super) struct Unique {
-    what: &'static str,
-    seen: BTreeMap<String, Pos>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Unique {
-    pub(super) fn new(what: &'static str) -> Self {
-        Self {
-            what,
-            seen: BTreeMap::new(),
-        }
+    #[test]
+    fn suggestions_need_to_be_close() {
+        let keys = ["name", "http", "tcp", "sql", "every", "timeout", "expect"];
+        assert_eq!(suggest("every_s", keys.into_iter()), Some("every"));
+        assert_eq!(suggest("xyz", keys.into_iter()), None);
     }
 
-    pub(super) fn check(&mut self, cx: &mut Cx, name: &str, pos: Pos) -> bool {
-        if let Some(first) = self.seen.get(name) {
-            cx.err(
-                pos,
-                format!(
-                    "duplicate {} name '{name}'; first used at line {} column {}",
-                    self.what, first.line, first.column
-                ),
-            );
-            return false;
-        }
-        self.seen.insert(name.to_string(), pos);
-        true
+    #[test]
+    fn unknown_keys_name_the_close_one_or_all() {
+        let keys = ["every", "timeout"];
+        assert_eq!(
+            unknown_key("evry", "sensor 'a'", &keys),
+            "unknown key 'evry' in sensor 'a'; did you mean 'every'?"
+        );
+        assert_eq!(
+            unknown_key("x\0", "run", &keys),
+            "unknown key 'x\\0' in run; expected one of every, timeout"
+        );
     }
-}
-
-/// The label of list item `index` in messages: its name when it has a usable one.
-pub(super) fn item_label(kind: &str, item: &Node, index: usize) -> String {
-    if let Node::Map(map) = item {
-        if let Some(Node::Scalar(s)) = map.get("name").map(|e| &e.value) {
-            if !s.is_null() && s.value.len() <= 63 {
-                return format!("{kind} '{}'", s.value);
-            }
-        }
-    }
-    format!("{kind} #{}", index + 1)
-}
-
-/// `every` and `timeout` of a health check or sensor. The default timeout is shortened to half
-/// of `every` when `every` is short, so `every: 2s` alone is valid.
-pub(super) fn schedule(
-    cx: &mut Cx,
-    f: &Fields<'_>,
-    default_every: Duration,
-    default_timeout: Duration,
-) -> Option<(Duration, Duration)> {
-    let every = match f.get("every") {
-        Some(node) => duration(cx, node, &f.label("every")).and_then(|every| {
-            if every < MIN_SENSOR_EVERY {
-                cx.err(
-                    node.pos(),
-                    format!(
-                        "{}: {every} is too often; at least {MIN_SENSOR_EVERY}",
-                        f.label("every")
-                    ),
-                );
-                return None;
-            }
-            Some(every)
-        }),
-        None => Some(default_every),
-    };
-    let timeout = match f.get("timeout") {
-        Some(node) => duration(cx, node, &f.label("timeout")).and_then(|timeout| {
-            if timeout.as_std().is_zero() {
-                cx.err(
-                    node.pos(),
-                    format!("{}: must be more than 0s", f.label("timeout")),
-                );
-                return None;
-            }
-            // Compared only when `every` is known, so one mistake is reported once.
-            if let Some(every) = every.filter(|every| timeout >= *every) {
-                cx.err(
-                    node.pos(),
-                    format!(
-                        "{}: {timeout} must be shorter than every ({every})",
-                        f.label("timeout")
-                    ),
-                );
-                return None;
-            }
-            Some(timeout)
-        }),
-        None => every.map(|every| default_timeout.min(Duration(every.as_std() / 2))),
-    };
-    Some((every?, timeout?))
 }

@@ -18,7 +18,7 @@ use crate::limits::{MAX_DEPTH, MAX_STRING_BYTES};
 
 /// A 1-based position in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Pos {
+pub struct Pos {
     pub line: usize,
     pub column: usize,
 }
@@ -37,20 +37,20 @@ impl Pos {
 
 /// A problem found while reading the YAML itself, before any rule of the format is checked.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Problem {
+pub struct Problem {
     pub pos: Pos,
     pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Node {
+pub enum Node {
     Scalar(Scalar),
     Seq(Seq),
     Map(Map),
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Scalar {
+pub struct Scalar {
     pub value: String,
     /// Written in quotes or as a block: always a string, never a number, bool or null.
     pub quoted: bool,
@@ -58,20 +58,20 @@ pub(crate) struct Scalar {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Seq {
+pub struct Seq {
     pub items: Vec<Node>,
     pub pos: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Map {
+pub struct Map {
     /// In file order; keys are unique (duplicates are reported and dropped).
     pub entries: Vec<Entry>,
     pub pos: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Entry {
+pub struct Entry {
     pub key: String,
     pub key_pos: Pos,
     pub value: Node,
@@ -126,7 +126,7 @@ impl Map {
 
 /// Reads one YAML document. Returns the root (`None` for an empty file or when the YAML could
 /// not be read at all) and every problem found on the way.
-pub(crate) fn load(text: &str) -> (Option<Node>, Vec<Problem>) {
+pub fn load(text: &str) -> (Option<Node>, Vec<Problem>) {
     // The YAML reader takes a NUL byte for the end of the text and would quietly read only
     // what comes before it; a file holding one is refused as a whole, at the first one.
     if let Some(problem) = nul_byte(text) {
