@@ -2,8 +2,9 @@
 //! run on schedule, stored as time series, judged by alert rules, and announced to the action
 //! plans' webhooks.
 //!
-//! This crate owns sensor kinds (`sensors/`, one file per kind), the scheduler, the alert
-//! engine (`alerting/`) and the notifiers (`notify/`, one file per kind). It knows no
+//! This crate owns running sensors (`sensors/`: a run within its timeout, judged against its
+//! conditions; the kinds themselves, one folder each, are `peng-sensors`'s), the scheduler, the
+//! alert engine (`alerting/`) and the notifiers (`notify/`, one file per kind). It knows no
 //! processes (instances come through [`InstanceDirectory`]), no HTTP server and no SQL (sql
 //! sensors run through the server's [`SqlRunner`], database statistics arrive through
 //! [`Monitor::record_external`]): the server persists the [`AlertRecord`]s it is sent as

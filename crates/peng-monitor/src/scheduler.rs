@@ -33,8 +33,7 @@ use crate::alerting::{engine, AlertEvent, AlertRecord, AlertState, Transition};
 use crate::error::MonitorError;
 use crate::notify::{Notification, Notifier, RetryPolicy};
 use crate::sensors::{
-    needs_instance, Endpoint, InstanceDirectory, Outcome, Probes, SensorResult, SqlRunner,
-    HEALTH_SENSOR,
+    Endpoint, InstanceDirectory, Outcome, Probes, SensorResult, SqlRunner, HEALTH_SENSOR,
 };
 
 /// Probes running at once, over all services.
@@ -162,8 +161,10 @@ impl Monitor {
         let probes = Probes::new(cfg.sql.clone()).unwrap_or_else(|error| {
             tracing::error!(%error, "sensor http client setup failed, using defaults");
             Probes {
-                client: reqwest::Client::default(),
-                sql: cfg.sql,
+                clients: peng_sensors::Clients {
+                    http: reqwest::Client::default(),
+                    sql: cfg.sql,
+                },
             }
         });
         let restored = cfg
@@ -691,7 +692,7 @@ impl Inner {
             let at_ns = now_ns();
             let outcome = self
                 .probes
-                .health(&check.probe, check.timeout.as_std(), at)
+                .health(service, stage, &check.probe, check.timeout.as_std(), at)
                 .await;
             Some(result(
                 service,
@@ -717,7 +718,7 @@ impl Inner {
         sensor: &SensorSpec,
         turn: &mut usize,
     ) -> Vec<SensorResult> {
-        let instance: Option<Endpoint> = if needs_instance(&sensor.kind) {
+        let instance: Option<Endpoint> = if sensor.kind.needs_instance() {
             let mut running: Vec<Endpoint> = self
                 .directory
                 .endpoints(service, stage)

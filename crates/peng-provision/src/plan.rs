@@ -30,7 +30,7 @@ use std::fmt;
 use peng_core::{ServiceId, StageName};
 use peng_spec::{
     ActionPlan, AlertCondition, AlertSpec, Condition, DatabaseSpec, DbMode, HealthCheck,
-    HealthProbe, HttpTarget, NotifyTarget, RunSpec, SensorKind, SensorSpec, ServiceSpec,
+    HealthProbe, NotifyTarget, RunSpec, SensorSpec, ServiceSpec,
 };
 
 use crate::ProvisionError;
@@ -511,7 +511,7 @@ fn plan_named<T>(
 
 fn sensor_details(a: &SensorSpec, b: &SensorSpec) -> Vec<String> {
     let mut d = Vec::new();
-    diff_display(&mut d, "kind", sensor_kind(&a.kind), sensor_kind(&b.kind));
+    diff_display(&mut d, "kind", a.kind.to_string(), b.kind.to_string());
     diff_display(&mut d, "every", a.every, b.every);
     diff_display(&mut d, "timeout", a.timeout, b.timeout);
     let conditions = |s: &SensorSpec| s.expect.iter().map(condition).collect::<Vec<_>>();
@@ -558,23 +558,6 @@ fn probe(p: &HealthProbe) -> String {
     match p {
         HealthProbe::Http { path } => format!("http {path}"),
         HealthProbe::Tcp => "tcp".to_string(),
-    }
-}
-
-fn sensor_kind(k: &SensorKind) -> String {
-    match k {
-        SensorKind::Http { target, method } => match target {
-            HttpTarget::Path(p) => format!("http {method} {p}"),
-            HttpTarget::Url(u) => format!("http {method} {u}"),
-        },
-        SensorKind::Tcp { host, port } => {
-            let host = host.as_deref().unwrap_or("127.0.0.1");
-            match port {
-                Some(p) => format!("tcp {host}:{p}"),
-                None => format!("tcp {host}:(instance port)"),
-            }
-        }
-        SensorKind::Sql { query } => format!("sql {query:?}"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! string was written.
 
 use peng_core::Duration;
+use peng_sensors::Subject;
 
 use crate::model::{AlertCondition, CmpOp, Condition};
 
@@ -12,6 +13,18 @@ const CONDITION_FORMS: &str =
 const WHEN_FORMS: &str =
     "write it like 'failing', 'failing for 2m', 'value < 5' or 'value >= 0.9 for 10m'";
 const OPERATORS: &str = "use one of == != < <= > >=";
+
+impl Condition {
+    /// What the condition checks; a sensor's kind says whether its runs observe it.
+    pub fn subject(&self) -> Subject {
+        match self {
+            Condition::Status { .. } => Subject::Status,
+            Condition::Latency { .. } => Subject::Latency,
+            Condition::BodyContains { .. } => Subject::Body,
+            Condition::Value { .. } => Subject::Value,
+        }
+    }
+}
 
 /// Parses one `expect` entry.
 pub(crate) fn parse_condition(text: &str) -> Result<Condition, String> {

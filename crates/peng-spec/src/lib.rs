@@ -6,6 +6,11 @@
 //! JSON Schema published for editors. It is pure: no I/O, no clock, no network. Raw YAML never
 //! leaves it; everything downstream takes `ServiceSpec` and `Platform`. Every input has a limit
 //! ([`limits`]), and no input makes it panic.
+//!
+//! It reads with `peng-yaml` (the positioned tree, the diagnostics, the checks of each value),
+//! and each sensor kind reads its own entry of a sensor and gives its own piece of the schema
+//! (`peng-sensors`, one folder per kind); what every sensor has (name, schedule, `expect`) and
+//! every rule across the file stay here.
 
 mod condition;
 pub mod limits;
@@ -16,6 +21,9 @@ mod schema;
 
 pub use model::*;
 pub use parse::parse_service;
+/// The sensor kinds, each with its settings (`sensors::http::Http`, `sensors::tcp::Tcp`, …).
+pub use peng_sensors as sensors;
+pub use peng_sensors::{http::HttpTarget, SensorKind};
 pub use peng_yaml::{Diagnostic, Diagnostics};
 pub use platform::{
     parse_platform, Capacity, DbOfferings, DbPlan, Isolation, IsolationMode, Platform, Prices,

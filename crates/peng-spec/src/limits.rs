@@ -23,7 +23,9 @@
 
 use peng_core::Duration;
 
+pub use peng_sensors::sql::MAX_SQL_QUERY_BYTES;
 pub use peng_yaml::limits::{MAX_DEPTH, MAX_FILE_BYTES, MAX_STRING_BYTES};
+
 pub const MAX_STAGES: usize = 20;
 pub const MAX_INSTANCES: u32 = 100;
 pub const MAX_ENV: usize = 200;
@@ -35,7 +37,6 @@ pub const MAX_ALERTS: usize = 200;
 pub const MAX_ACTION_PLANS: usize = 50;
 pub const MAX_NOTIFY: usize = 20;
 pub const MAX_RETENTION: Duration = Duration::from_secs(365 * 86_400);
-pub const MAX_SQL_QUERY_BYTES: usize = 4096;
 pub const MIN_BACKUP_EVERY: Duration = Duration::from_secs(60);
 pub const MAX_BACKUP_RETENTION: Duration = Duration::from_secs(3650 * 86_400);
 pub const MAX_OFFERING_NAME: usize = 32;

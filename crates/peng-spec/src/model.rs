@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use peng_core::{ByteSize, Duration, ServiceId, ServiceName, StageName, TeamName};
+use peng_sensors::SensorKind;
 
 /// The only `apiVersion` this peng understands.
 pub const API_VERSION: &str = "peng/v1";
@@ -190,6 +191,7 @@ pub struct BackupSpec {
 pub struct SensorSpec {
     /// Unique within the file; `health` is reserved for the automatic sensor.
     pub name: String,
+    /// What it probes, with the kind's own settings (`peng-sensors`).
     pub kind: SensorKind,
     /// Default 30s, at least 1s.
     pub every: Duration,
@@ -197,32 +199,6 @@ pub struct SensorSpec {
     pub timeout: Duration,
     /// All must hold for a run to pass. Empty: http passes on 2xx, tcp on connect.
     pub expect: Vec<Condition>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum SensorKind {
-    /// `http: { path: /checkout }` against an instance of the stage, or `http: { url: ... }`
-    /// against a fixed address. `method` defaults to GET.
-    Http { target: HttpTarget, method: String },
-    /// `tcp: { port: 5432 }`, or `tcp: {}` for the instance's own port; `host` defaults to
-    /// 127.0.0.1.
-    Tcp {
-        host: Option<String>,
-        port: Option<u16>,
-    },
-    /// `sql: "SELECT COUNT(*) FROM orders"` against the service's database on each stage, as
-    /// its read-only user; the value is the first column of the first row. One statement,
-    /// without the trailing `;`. Only in a file with a `database` section.
-    Sql { query: String },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum HttpTarget {
-    /// A path on the service's own instances; the sensor runs once per stage against one
-    /// running instance, taken in turn.
-    Path(String),
-    /// An absolute http(s) URL.
-    Url(String),
 }
 
 /// One `expect` entry: `status == 200`, `latency < 500ms`, `body contains 'Bestellung'`,

@@ -5,10 +5,12 @@
 //! between alerts, sensors and plans; timeouts shorter than intervals) are the parser's alone.
 //! The tests below check that the schema and the parser know exactly the same keys.
 
+use peng_sensors::KINDS;
 use serde_json::{json, Value};
 
 use crate::limits::*;
 use crate::model::API_VERSION;
+use crate::parse::kinds_listed;
 
 const DURATION_PATTERN: &str = "^([0-9]+(ns|us|ms|s|m|h|d|w))+$";
 const SIZE_PATTERN: &str = "^[0-9]+(B|Ki|Mi|Gi|Ti|KiB|MiB|GiB|TiB|k|K|KB|M|MB|G|GB|T|TB)?$";
@@ -271,75 +273,7 @@ pub fn service_schema() -> Value {
                     }
                 }
             },
-            "sensor": {
-                "description": "A check run on a schedule: exactly one of http, tcp or sql.",
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["name"],
-                "oneOf": [ { "required": ["http"] }, { "required": ["tcp"] }, { "required": ["sql"] } ],
-                "properties": {
-                    "name": {
-                        "description": "Unique in this file; 'health' is reserved.",
-                        "allOf": [ { "$ref": "#/$defs/name" }, { "not": { "const": "health" } } ]
-                    },
-                    "http": {
-                        "description": "An HTTP request to a path on the service's instances, or to a fixed URL.",
-                        "type": "object",
-                        "additionalProperties": false,
-                        "oneOf": [ { "required": ["path"] }, { "required": ["url"] } ],
-                        "properties": {
-                            "path": {
-                                "description": "A path on one running instance of the stage, taken in turn.",
-                                "type": "string",
-                                "pattern": "^/"
-                            },
-                            "url": { "$ref": "#/$defs/url" },
-                            "method": {
-                                "description": "Default GET.",
-                                "enum": crate::parse::HTTP_METHODS
-                            }
-                        }
-                    },
-                    "tcp": {
-                        "description": "A TCP connect; {} for the instance's own port.",
-                        "type": "object",
-                        "additionalProperties": false,
-                        "dependentRequired": { "host": ["port"] },
-                        "properties": {
-                            "host": {
-                                "description": "Default 127.0.0.1.",
-                                "type": "string",
-                                "minLength": 1
-                            },
-                            "port": {
-                                "type": "integer",
-                                "minimum": 1,
-                                "maximum": 65535
-                            }
-                        }
-                    },
-                    "sql": {
-                        "description": "One SQL statement run as the read-only user of the service's database; its value is the first column of the first row. Needs a database section.",
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": MAX_SQL_QUERY_BYTES
-                    },
-                    "every": {
-                        "description": "Interval between runs. Default 30s, at least 1s.",
-                        "$ref": "#/$defs/duration"
-                    },
-                    "timeout": {
-                        "description": "Time allowed for one run; shorter than every. Default 5s (or half of every).",
-                        "$ref": "#/$defs/duration"
-                    },
-                    "expect": {
-                        "description": "Conditions that must all hold: 'status == 200', 'latency < 500ms', \"body contains 'text'\", \"body not contains 'text'\", 'value > 0'. status and body need an http sensor, value an sql sensor.",
-                        "type": "array",
-                        "maxItems": MAX_CONDITIONS,
-                        "items": { "type": "string", "pattern": CONDITION_PATTERN }
-                    }
-                }
-            },
+            "sensor": sensor(),
             "alert": {
                 "description": "A rule over one sensor.",
                 "type": "object",
@@ -407,6 +341,41 @@ pub fn service_schema() -> Value {
             }
         }
     })
+}
+
+/// A sensor: its name, schedule and conditions, and one key per kind with the kind's own piece.
+fn sensor() -> Value {
+    let mut sensor = json!({
+        "description": format!("A check run on a schedule: exactly one of {}.", kinds_listed("")),
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name"],
+        "oneOf": KINDS.iter().map(|k| json!({ "required": [k.key] })).collect::<Vec<_>>(),
+        "properties": {
+            "name": {
+                "description": "Unique in this file; 'health' is reserved.",
+                "allOf": [ { "$ref": "#/$defs/name" }, { "not": { "const": "health" } } ]
+            },
+            "every": {
+                "description": "Interval between runs. Default 30s, at least 1s.",
+                "$ref": "#/$defs/duration"
+            },
+            "timeout": {
+                "description": "Time allowed for one run; shorter than every. Default 5s (or half of every).",
+                "$ref": "#/$defs/duration"
+            },
+            "expect": {
+                "description": "Conditions that must all hold: 'status == 200', 'latency < 500ms', \"body contains 'text'\", \"body not contains 'text'\", 'value > 0'. status and body need an http sensor, value an sql sensor.",
+                "type": "array",
+                "maxItems": MAX_CONDITIONS,
+                "items": { "type": "string", "pattern": CONDITION_PATTERN }
+            }
+        }
+    });
+    for kind in KINDS {
+        sensor["properties"][kind.key] = (kind.schema)();
+    }
+    sensor
 }
 
 #[cfg(test)]
@@ -517,14 +486,23 @@ mod tests {
             ("/properties/logging", LOGGING_KEYS),
             ("/$defs/database", DATABASE_KEYS),
             ("/$defs/database/properties/backup", BACKUP_KEYS),
-            ("/$defs/sensor", SENSOR_KEYS),
-            ("/$defs/sensor/properties/http", HTTP_KEYS),
-            ("/$defs/sensor/properties/tcp", TCP_KEYS),
+            ("/$defs/sensor", &sensor_keys()),
             ("/$defs/alert", ALERT_KEYS),
             ("/$defs/action_plan", PLAN_KEYS),
             ("/$defs/action_plan/properties/notify/items", NOTIFY_KEYS),
             ("/$defs/action_plan/properties/escalate", ESCALATE_KEYS),
         ];
+        // Each kind written as a mapping is read with the keys it names.
+        let kinds: Vec<(String, &[&str])> = KINDS
+            .iter()
+            .filter(|k| !k.keys.is_empty())
+            .map(|k| (format!("/$defs/sensor/properties/{}", k.key), k.keys))
+            .collect();
+        let sections = sections.iter().copied().chain(
+            kinds
+                .iter()
+                .map(|(pointer, keys)| (pointer.as_str(), *keys)),
+        );
         for (pointer, keys) in sections {
             let section = schema.pointer(pointer).expect(pointer);
             assert_eq!(section["additionalProperties"], json!(false), "{pointer}");

@@ -20,7 +20,8 @@ impl Cx {
         self.problems.push((pos, message.into()));
     }
 
-    fn into_diagnostics(mut self, file: &str) -> Diagnostics {
+    /// Every problem reported, sorted by position, as diagnostics of `file`.
+    pub fn into_diagnostics(mut self, file: &str) -> Diagnostics {
         // Stable: problems at the same position keep the order they were found in.
         self.problems.sort_by_key(|(pos, _)| *pos);
         Diagnostics(

@@ -1,44 +1,34 @@
-//! Sensor kinds: how one run of a sensor probes its target and judges what it saw.
+//! Running sensors: one run of a file sensor or of an instance's health check, bounded by its
+//! timeout and judged against its `expect` conditions.
 //!
-//! Each kind lives in its own file (`http.rs`, `tcp.rs`, `sql.rs`) and is wired in by one line
-//! in `Probes::run` and one in `needs_instance`. A kind only observes (status, latency, body,
-//! value); the
-//! `expect` conditions are judged here, the same way for every kind, so that a message such as
-//! `expected status == 200, got 503` reads the same everywhere. A probe never panics on what
-//! the network sends and never takes longer than its timeout.
-
-mod http;
-mod sql;
-mod tcp;
+//! The kinds themselves (what a run of `http`, `tcp` or `sql` does) are `peng-sensors`'s, one
+//! folder each; a kind only observes (status, latency, body, value). The conditions are judged
+//! here, the same way for every kind, so that a message such as `expected status == 200, got
+//! 503` reads the same everywhere. A run never panics on what the network sends and never takes
+//! longer than its timeout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peng_core::{ServiceId, StageName};
+use peng_sensors::http::{Http, HttpTarget};
+use peng_sensors::tcp::Tcp;
+use peng_sensors::{Clients, Run};
 use peng_spec::{Condition, HealthProbe, SensorKind, SensorSpec};
 
-pub use sql::{SqlRunner, NO_RUNNER};
+pub(crate) use peng_sensors::error_chain;
+pub use peng_sensors::http::MAX_BODY_BYTES;
+pub use peng_sensors::sql::{SqlRunner, NO_RUNNER};
+pub use peng_sensors::{Endpoint, Observation};
 
 /// Name of the automatic per-instance health sensor, as alerts refer to it.
 pub const HEALTH_SENSOR: &str = "health";
-
-/// At most this much of a response body is read to judge `body contains` conditions.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Where the instances of a service run. The monitor knows no processes: the server implements
 /// this over the process driver.
 pub trait InstanceDirectory: Send + Sync {
     /// The instances of `service` on `stage`, running or not.
     fn endpoints(&self, service: &ServiceId, stage: &StageName) -> Vec<Endpoint>;
-}
-
-/// One instance of a service on a stage and the address it listens on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub instance: u32,
-    pub host: String,
-    pub port: u16,
-    pub running: bool,
 }
 
 /// The outcome of one sensor run, as stored and as alerts see it.
@@ -62,18 +52,6 @@ pub struct SensorResult {
     pub message: String,
     /// When the run started, nanoseconds since the Unix epoch.
     pub at_ns: i64,
-}
-
-/// What a probe saw, before the conditions are judged.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
-    /// The HTTP status, for http probes.
-    pub status: Option<u16>,
-    pub latency: Duration,
-    /// The first [`MAX_BODY_BYTES`] of the body, for http probes that needed it.
-    pub body: Option<String>,
-    /// The number an sql probe read.
-    pub value: Option<f64>,
 }
 
 /// The judgement of one run, without the identity of the sensor.
@@ -203,27 +181,16 @@ fn fmt_ms(ms: f64) -> String {
     }
 }
 
-/// Whether a run of this kind needs a running instance of the stage to probe.
-pub(crate) fn needs_instance(kind: &SensorKind) -> bool {
-    match kind {
-        SensorKind::Http { .. } => http::needs_instance(kind),
-        SensorKind::Tcp { .. } => tcp::needs_instance(kind),
-        SensorKind::Sql { .. } => false,
-    }
-}
-
 /// Shared, cheap-to-clone things a probe needs.
 #[derive(Clone)]
 pub(crate) struct Probes {
-    pub client: reqwest::Client,
-    pub sql: Option<Arc<dyn SqlRunner>>,
+    pub clients: Clients,
 }
 
 impl Probes {
     pub fn new(sql: Option<Arc<dyn SqlRunner>>) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            client: http::client()?,
-            sql,
+            clients: Clients::new(sql)?,
         })
     }
 
@@ -236,62 +203,66 @@ impl Probes {
         sensor: &SensorSpec,
         instance: Option<&Endpoint>,
     ) -> Outcome {
-        let started = Instant::now();
-        let fut = async {
-            match &sensor.kind {
-                SensorKind::Http { .. } => http::run(&self.client, sensor, instance).await,
-                SensorKind::Tcp { .. } => tcp::run(sensor, instance).await,
-                SensorKind::Sql { .. } => {
-                    sql::run(self.sql.as_deref(), service, stage, sensor).await
-                }
-            }
+        let run = Run {
+            service,
+            stage,
+            instance,
+            timeout: sensor.timeout.as_std(),
+            want_body: needs_body(&sensor.expect),
         };
-        within(sensor.timeout.as_std(), started, fut).await
+        self.judged(&sensor.kind, &run, &sensor.expect).await
     }
 
-    /// Runs the health probe of one instance, within its timeout.
-    pub async fn health(&self, probe: &HealthProbe, timeout: Duration, at: &Endpoint) -> Outcome {
-        let started = Instant::now();
+    /// Runs the health probe of one instance, within its timeout: the http or tcp sensor it
+    /// is, against the instance itself.
+    pub async fn health(
+        &self,
+        service: &ServiceId,
+        stage: &StageName,
+        probe: &HealthProbe,
+        timeout: Duration,
+        at: &Endpoint,
+    ) -> Outcome {
         if !at.running {
             return Outcome::failed(Duration::ZERO, "instance not running");
         }
+        let kind = match probe {
+            HealthProbe::Http { path } => SensorKind::Http(Http {
+                target: HttpTarget::Path(path.clone()),
+                method: "GET".to_string(),
+            }),
+            HealthProbe::Tcp => SensorKind::Tcp(Tcp {
+                host: None,
+                port: None,
+            }),
+        };
+        let run = Run {
+            service,
+            stage,
+            instance: Some(at),
+            timeout,
+            want_body: false,
+        };
+        self.judged(&kind, &run, &[]).await
+    }
+
+    /// One run of `kind`, within its timeout, judged against `conditions`.
+    async fn judged(&self, kind: &SensorKind, run: &Run<'_>, conditions: &[Condition]) -> Outcome {
+        let started = Instant::now();
         let fut = async {
-            match probe {
-                HealthProbe::Http { path } => http::health(&self.client, at, path).await,
-                HealthProbe::Tcp => tcp::health(at).await,
+            match kind.probe(&self.clients, run).await {
+                Ok(observed) => Outcome::judge(conditions, &observed),
+                Err(failed) => Outcome::failed(failed.latency, failed.message),
             }
         };
-        within(timeout, started, fut).await
-    }
-}
-
-async fn within(
-    timeout: Duration,
-    started: Instant,
-    fut: impl std::future::Future<Output = Outcome>,
-) -> Outcome {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(outcome) => outcome,
-        Err(_) => Outcome::failed(
-            started.elapsed(),
-            format!("timed out after {}", peng_core::Duration::from(timeout)),
-        ),
-    }
-}
-
-/// The error and its causes on one line: reqwest and io errors hide the useful part in sources.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let s = e.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
+        match tokio::time::timeout(run.timeout, fut).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::failed(
+                started.elapsed(),
+                format!("timed out after {}", peng_core::Duration::from(run.timeout)),
+            ),
         }
-        source = e.source();
     }
-    out
 }
 
 #[cfg(test)]

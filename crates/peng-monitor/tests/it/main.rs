@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use helpers::*;
 use peng_monitor::{AlertRecord, AlertState, Transition};
-use peng_spec::{CmpOp, Condition, HttpTarget, SensorKind, SensorSpec, Severity};
+use peng_sensors::http::{Http, HttpTarget};
+use peng_sensors::tcp::Tcp;
+use peng_spec::{CmpOp, Condition, SensorKind, SensorSpec, Severity};
 
 const LIMIT: Duration = Duration::from_secs(15);
 
@@ -129,10 +131,10 @@ async fn reload_keeps_a_firing_alert_and_does_not_notify_again() {
     h.monitor.apply(&spec);
     spec.sensors.push(SensorSpec {
         name: "page".into(),
-        kind: SensorKind::Http {
+        kind: SensorKind::Http(Http {
             target: HttpTarget::Path("/page".into()),
             method: "GET".into(),
-        },
+        }),
         every: peng_core::Duration::from_millis(200),
         timeout: peng_core::Duration::from_millis(1000),
         expect: Vec::new(),
@@ -292,9 +294,11 @@ async fn sensors_judge_status_latency_body_and_connections() {
         timeout: peng_core::Duration::from_millis(1000),
         expect,
     };
-    let http = |target: HttpTarget| SensorKind::Http {
-        target,
-        method: "GET".into(),
+    let http = |target: HttpTarget| {
+        SensorKind::Http(Http {
+            target,
+            method: "GET".into(),
+        })
     };
     let mut spec = spec(&hooks, Duration::from_secs(60));
     spec.sensors = vec![
@@ -334,18 +338,18 @@ async fn sensors_judge_status_latency_body_and_connections() {
         ),
         sensor(
             "port",
-            SensorKind::Tcp {
+            SensorKind::Tcp(Tcp {
                 host: None,
                 port: Some(a.addr.port()),
-            },
+            }),
             Vec::new(),
         ),
         sensor(
             "closed",
-            SensorKind::Tcp {
+            SensorKind::Tcp(Tcp {
                 host: Some("127.0.0.1".into()),
                 port: Some(closed),
-            },
+            }),
             Vec::new(),
         ),
     ];

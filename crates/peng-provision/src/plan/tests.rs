@@ -43,10 +43,10 @@ fn spec() -> ServiceSpec {
         database: None,
         sensors: vec![SensorSpec {
             name: "books-page".into(),
-            kind: SensorKind::Http {
+            kind: SensorKind::Http(sensors::http::Http {
                 target: HttpTarget::Path("/books".into()),
                 method: "GET".into(),
-            },
+            }),
             every: Duration::from_secs(30),
             timeout: Duration::from_secs(2),
             expect: vec![Condition::Status {
@@ -218,10 +218,10 @@ fn named_objects_are_updated_in_place() {
     });
     desired.sensors.push(SensorSpec {
         name: "db-port".into(),
-        kind: SensorKind::Tcp {
+        kind: SensorKind::Tcp(sensors::tcp::Tcp {
             host: None,
             port: Some(3306),
-        },
+        }),
         every: Duration::from_secs(30),
         timeout: Duration::from_secs(5),
         expect: vec![],
@@ -536,4 +536,30 @@ fn bad_calls_are_errors() {
         plan(Some(&s), Some(&other), None),
         Err(ProvisionError::ServiceMismatch { .. })
     ));
+}
+
+#[test]
+fn a_sensor_of_another_kind_shows_both_as_the_kinds_say() {
+    let current = spec();
+    let mut desired = spec();
+    desired.sensors[0].kind = SensorKind::Tcp(sensors::tcp::Tcp {
+        host: None,
+        port: Some(3306),
+    });
+    check(
+        plan(Some(&current), Some(&desired), None),
+        r#"  ~ sensor books-page
+      kind: http GET /books -> tcp 127.0.0.1:3306
+
+Plan: 0 to add, 1 to change, 0 to destroy.
+"#,
+    );
+    // The default host written out reads the same: nothing to change.
+    let mut explicit = spec();
+    explicit.sensors[0].kind = SensorKind::Tcp(sensors::tcp::Tcp {
+        host: Some("127.0.0.1".into()),
+        port: Some(3306),
+    });
+    let p = plan(Some(&desired), Some(&explicit), None).expect("plan");
+    assert!(p.changes.is_empty(), "{p}");
 }

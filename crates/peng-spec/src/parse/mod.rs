@@ -45,13 +45,13 @@ pub(crate) use self::{
     database::{BACKUP_KEYS, DATABASE_KEYS},
     logging::LOGGING_KEYS,
     run::{HEALTH_KEYS, RESOURCES_KEYS, RUN_KEYS},
-    sensors::{HTTP_KEYS, SENSOR_KEYS, TCP_KEYS},
+    sensors::sensor_keys,
     stages::STAGE_KEYS,
 };
 
 // What the JSON Schema and the platform file read with.
 pub(crate) use self::database::{db_version, offering_name_problem};
-pub(crate) use self::sensors::HTTP_METHODS;
+pub(crate) use self::sensors::kinds_listed;
 
 /// Parses and validates one service file. `file_name` is only used in diagnostics.
 pub fn parse_service(file_name: &str, text: &str) -> Result<ServiceSpec, Diagnostics> {

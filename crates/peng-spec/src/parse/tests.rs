@@ -1,7 +1,6 @@
 use peng_core::{ByteSize, Duration, StageName};
 
 use super::database::is_db_version;
-use super::sensors::has_statement_separator;
 use super::*;
 use crate::model::{DatabaseSpec, HealthProbe};
 
@@ -57,27 +56,6 @@ fn missing_keys_name_the_parent() {
             "peng.yaml:5:1: missing key 'command' in run",
         ]
     );
-}
-
-#[test]
-fn one_sql_statement_with_quotes_and_comments() {
-    for one in [
-        "SELECT 1",
-        "SELECT ';' FROM t",
-        "SELECT \"a;b\", `c;d` FROM t WHERE x = 'it\\'s; fine'",
-        "SELECT 1 -- no; more\nFROM t",
-        "SELECT 1 # no; more\nFROM t",
-        "SELECT /* a; b */ 1",
-    ] {
-        assert!(!has_statement_separator(one), "{one}");
-    }
-    for two in [
-        "SELECT 1; SELECT 2",
-        "SELECT 'a'; DROP TABLE t",
-        "SELECT 1 /* x */; 2",
-    ] {
-        assert!(has_statement_separator(two), "{two}");
-    }
 }
 
 #[test]

@@ -1,16 +1,17 @@
-//! The `http` sensor kind: one request, at most one redirect followed, at most
-//! [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) of the body read, and the automatic http health
-//! probe (2xx is healthy).
+//! One http run: one request, at most one redirect followed, at most [`MAX_BODY_BYTES`] of the
+//! body read.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use peng_spec::{HttpTarget, SensorKind, SensorSpec};
+use super::{Http, HttpTarget};
+use crate::{error_chain, Endpoint, Failed, Observation, Run};
 
-use super::{error_chain, needs_body, Endpoint, Observation, Outcome, MAX_BODY_BYTES};
+/// At most this much of a response body is read to judge `body contains` conditions.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// The client every http probe shares: rustls, no proxy taken from the environment (sensors
 /// probe local instances), one redirect at most.
-pub(super) fn client() -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::limited(1))
@@ -18,68 +19,33 @@ pub(super) fn client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-pub(super) fn needs_instance(kind: &SensorKind) -> bool {
-    matches!(
-        kind,
-        SensorKind::Http {
-            target: HttpTarget::Path(_),
-            ..
-        }
-    )
-}
-
-pub(super) async fn run(
+pub(super) async fn probe(
+    http: &Http,
     client: &reqwest::Client,
-    sensor: &SensorSpec,
-    instance: Option<&Endpoint>,
-) -> Outcome {
-    let SensorKind::Http { target, method } = &sensor.kind else {
-        return Outcome::failed(Default::default(), "not an http sensor");
-    };
-    let url = match (target, instance) {
+    run: &Run<'_>,
+) -> Result<Observation, Failed> {
+    let url = match (&http.target, run.instance) {
         (HttpTarget::Url(url), _) => url.clone(),
         (HttpTarget::Path(path), Some(at)) => instance_url(at, path),
         (HttpTarget::Path(_), None) => {
-            return Outcome::failed(Default::default(), "no running instance to probe")
+            return Err(Failed::new(Duration::ZERO, "no running instance to probe"))
         }
     };
-    let method = match reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) {
-        Ok(m) => m,
-        Err(_) => {
-            return Outcome::failed(
-                Default::default(),
-                format!("'{method}' is not an http method"),
-            )
-        }
+    let method = &http.method;
+    let Ok(method) = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+        return Err(Failed::new(
+            Duration::ZERO,
+            format!("'{method}' is not an http method"),
+        ));
     };
     let started = Instant::now();
-    match request(client, method, &url, needs_body(&sensor.expect)).await {
-        Ok((status, body)) => Outcome::judge(
-            &sensor.expect,
-            &Observation {
-                status: Some(status),
-                latency: started.elapsed(),
-                body,
-                value: None,
-            },
-        ),
-        Err(why) => Outcome::failed(started.elapsed(), why),
-    }
-}
-
-pub(super) async fn health(client: &reqwest::Client, at: &Endpoint, path: &str) -> Outcome {
-    let started = Instant::now();
-    match request(client, reqwest::Method::GET, &instance_url(at, path), false).await {
-        Ok((status, _)) => Outcome::judge(
-            &[],
-            &Observation {
-                status: Some(status),
-                latency: started.elapsed(),
-                body: None,
-                value: None,
-            },
-        ),
-        Err(why) => Outcome::failed(started.elapsed(), why),
+    match request(client, method, &url, run.want_body).await {
+        Ok((status, body)) => Ok(Observation {
+            status: Some(status),
+            body,
+            ..Observation::answered(started.elapsed())
+        }),
+        Err(why) => Err(Failed::new(started.elapsed(), why)),
     }
 }
 
