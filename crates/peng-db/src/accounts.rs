@@ -730,7 +730,9 @@ fn privilege_list(privileges: &BTreeSet<String>) -> Result<String, DbError> {
         .join(", "))
 }
 
-/// The changes that bring one account to its spec. Pure: reads only `held`.
+/// The changes that bring one account to its spec, aspect by aspect: the account itself (made
+/// when missing; else its password, TLS, connection limit and lock), then its grants (global,
+/// on its schemas, and on anything else). Pure: reads only `held`.
 fn plan_account(
     user: &UserSpec,
     host: &str,
@@ -738,119 +740,172 @@ fn plan_account(
     held: &Held,
     password_hash: &str,
 ) -> Result<Vec<Change>, DbError> {
-    let object = format!("user {}@{host}", user.name);
-    let acct = account(&user.name, host);
+    let who = Grantee {
+        object: format!("user {}@{host}", user.name),
+        account: account(&user.name, host),
+    };
     let mut changes = Vec::new();
-    let tls = if user.require_tls {
+    if held.exists {
+        changes.extend(password(user, held, password_hash, &who));
+        changes.extend(tls(user, held, &who));
+        changes.extend(connection_limit(user, held, &who));
+        changes.extend(lock(user, held, &who));
+    } else {
+        changes.push(create(user, &who));
+    }
+    changes.extend(global_grants(held, &who)?);
+    changes.extend(schema_grants(user, dbs, held, &who)?);
+    changes.extend(other_grants(held, &who)?);
+    Ok(changes)
+}
+
+/// An account as a change names it (`user NAME@HOST`) and as a statement does.
+struct Grantee {
+    object: String,
+    account: String,
+}
+
+impl Grantee {
+    fn change(&self, problem: String, action: &'static str, statement: String) -> Change {
+        Change::new(&self.object, problem, action, statement)
+    }
+}
+
+fn tls_clause(user: &UserSpec) -> &'static str {
+    if user.require_tls {
         "REQUIRE SSL"
     } else {
         "REQUIRE NONE"
-    };
-    let lock = if user.locked {
+    }
+}
+
+fn lock_clause(user: &UserSpec) -> &'static str {
+    if user.locked {
         "ACCOUNT LOCK"
     } else {
         "ACCOUNT UNLOCK"
-    };
-    if !held.exists {
-        changes.push(Change::new(
-            &object,
-            "missing".into(),
-            "created",
-            format!(
-                "CREATE USER {acct} IDENTIFIED BY {} {tls} WITH MAX_USER_CONNECTIONS {} {lock}",
-                literal(user.password.expose()),
-                user.max_connections
-            ),
-        ));
-    } else {
-        let password_ok = held.plugin == "mysql_native_password"
-            && held.auth.eq_ignore_ascii_case(password_hash)
-            && !held.other_auth;
-        if !password_ok {
-            let problem = if held.plugin != "mysql_native_password" || held.other_auth {
-                format!(
-                    "authenticates with {} instead of the password peng set",
-                    describe_plugin(held)
-                )
-            } else {
-                "password differs from the one peng set".to_string()
-            };
-            changes.push(Change::new(
-                &object,
-                problem,
-                "password set",
-                format!(
-                    "ALTER USER {acct} IDENTIFIED BY {}",
-                    literal(user.password.expose())
-                ),
-            ));
-        }
-        let want_ssl_type = if user.require_tls { 1 } else { 0 };
-        if held.ssl_type != want_ssl_type {
-            let problem = match (user.require_tls, held.ssl_type) {
-                (true, 0) => "does not require TLS".to_string(),
-                (false, _) => "requires TLS, which the spec does not ask for".to_string(),
-                (true, _) => "requires a client certificate instead of plain TLS".to_string(),
-            };
-            changes.push(Change::new(
-                &object,
-                problem,
-                "changed",
-                format!("ALTER USER {acct} {tls}"),
-            ));
-        }
-        if held.max_connections != i64::from(user.max_connections) {
-            changes.push(Change::new(
-                &object,
-                format!(
-                    "max_user_connections is {}, want {}",
-                    held.max_connections, user.max_connections
-                ),
-                "changed",
-                format!(
-                    "ALTER USER {acct} WITH MAX_USER_CONNECTIONS {}",
-                    user.max_connections
-                ),
-            ));
-        }
-        if held.locked != user.locked {
-            let problem = if held.locked {
-                "is locked, want unlocked"
-            } else {
-                "is unlocked, want locked"
-            };
-            let action = if user.locked { "locked" } else { "unlocked" };
-            changes.push(Change::new(
-                &object,
-                problem.into(),
-                action,
-                format!("ALTER USER {acct} {lock}"),
-            ));
-        }
     }
+}
 
-    // Global: nothing but USAGE.
+/// A missing account, made with everything the spec says of it at once.
+fn create(user: &UserSpec, who: &Grantee) -> Change {
+    who.change(
+        "missing".into(),
+        "created",
+        format!(
+            "CREATE USER {} IDENTIFIED BY {} {} WITH MAX_USER_CONNECTIONS {} {}",
+            who.account,
+            literal(user.password.expose()),
+            tls_clause(user),
+            user.max_connections,
+            lock_clause(user)
+        ),
+    )
+}
+
+/// The password peng set, and nothing else to authenticate with.
+fn password(user: &UserSpec, held: &Held, password_hash: &str, who: &Grantee) -> Option<Change> {
+    let native = held.plugin == "mysql_native_password" && !held.other_auth;
+    if native && held.auth.eq_ignore_ascii_case(password_hash) {
+        return None;
+    }
+    let problem = if native {
+        "password differs from the one peng set".to_string()
+    } else {
+        format!(
+            "authenticates with {} instead of the password peng set",
+            describe_plugin(held)
+        )
+    };
+    Some(who.change(
+        problem,
+        "password set",
+        format!(
+            "ALTER USER {} IDENTIFIED BY {}",
+            who.account,
+            literal(user.password.expose())
+        ),
+    ))
+}
+
+fn tls(user: &UserSpec, held: &Held, who: &Grantee) -> Option<Change> {
+    let want_ssl_type = if user.require_tls { 1 } else { 0 };
+    if held.ssl_type == want_ssl_type {
+        return None;
+    }
+    let problem = match (user.require_tls, held.ssl_type) {
+        (true, 0) => "does not require TLS",
+        (false, _) => "requires TLS, which the spec does not ask for",
+        (true, _) => "requires a client certificate instead of plain TLS",
+    };
+    Some(who.change(
+        problem.into(),
+        "changed",
+        format!("ALTER USER {} {}", who.account, tls_clause(user)),
+    ))
+}
+
+fn connection_limit(user: &UserSpec, held: &Held, who: &Grantee) -> Option<Change> {
+    if held.max_connections == i64::from(user.max_connections) {
+        return None;
+    }
+    Some(who.change(
+        format!(
+            "max_user_connections is {}, want {}",
+            held.max_connections, user.max_connections
+        ),
+        "changed",
+        format!(
+            "ALTER USER {} WITH MAX_USER_CONNECTIONS {}",
+            who.account, user.max_connections
+        ),
+    ))
+}
+
+fn lock(user: &UserSpec, held: &Held, who: &Grantee) -> Option<Change> {
+    if held.locked == user.locked {
+        return None;
+    }
+    let (problem, action) = if held.locked {
+        ("is locked, want unlocked", "unlocked")
+    } else {
+        ("is unlocked, want locked", "locked")
+    };
+    Some(who.change(
+        problem.into(),
+        action,
+        format!("ALTER USER {} {}", who.account, lock_clause(user)),
+    ))
+}
+
+/// Global privileges: nothing but USAGE.
+fn global_grants(held: &Held, who: &Grantee) -> Result<Vec<Change>, DbError> {
+    let mut changes = Vec::new();
     if !held.global.is_empty() {
-        changes.push(Change::new(
-            &object,
+        changes.push(who.change(
             format!("has {} on *.* which peng did not grant", list(&held.global)),
             "revoked",
-            format!(
-                "REVOKE {} ON *.* FROM {acct}",
-                privilege_list(&held.global)?
-            ),
+            revoke(&held.global, On::Global, &who.account)?,
         ));
     }
     if held.global_grant_option {
-        changes.push(Change::new(
-            &object,
+        changes.push(who.change(
             "has GRANT OPTION on *.*".into(),
             "revoked",
-            format!("REVOKE GRANT OPTION ON *.* FROM {acct}"),
+            format!("REVOKE GRANT OPTION ON *.* FROM {}", who.account),
         ));
     }
+    Ok(changes)
+}
 
-    // Schemas: exactly the role's privileges on each of our databases, nothing elsewhere.
+/// Schemas: exactly the role's privileges on each of our databases, nothing elsewhere.
+fn schema_grants(
+    user: &UserSpec,
+    dbs: &[&str],
+    held: &Held,
+    who: &Grantee,
+) -> Result<Vec<Change>, DbError> {
+    let mut changes = Vec::new();
     let want: BTreeSet<String> = privileges(user.role)
         .iter()
         .map(|p| p.to_string())
@@ -866,14 +921,14 @@ fn plan_account(
             } else {
                 format!("lacks {} on `{db}`.*", list(&missing))
             };
-            changes.push(Change::new(
-                &object,
+            changes.push(who.change(
                 problem,
                 "granted",
                 format!(
-                    "GRANT {} ON {}.* TO {acct}",
+                    "GRANT {} ON {}.* TO {}",
                     privilege_list(&missing)?,
-                    ident(pattern)
+                    ident(pattern),
+                    who.account
                 ),
             ));
         }
@@ -885,105 +940,134 @@ fn plan_account(
             have.clone()
         };
         if !extra.is_empty() {
-            changes.push(Change::new(
-                &object,
+            changes.push(who.change(
                 format!(
                     "has {} on `{pattern}`.* which peng did not grant",
                     list(&extra)
                 ),
                 "revoked",
-                format!(
-                    "REVOKE {} ON {}.* FROM {acct}",
-                    privilege_list(&extra)?,
-                    ident(pattern)
-                ),
+                revoke(&extra, On::Schema(pattern), &who.account)?,
             ));
         }
     }
     for pattern in &held.schema_grant_option {
-        changes.push(Change::new(
-            &object,
+        changes.push(who.change(
             format!("has GRANT OPTION on `{pattern}`.*"),
             "revoked",
-            format!("REVOKE GRANT OPTION ON {}.* FROM {acct}", ident(pattern)),
+            format!(
+                "REVOKE GRANT OPTION ON {}.* FROM {}",
+                ident(pattern),
+                who.account
+            ),
         ));
     }
+    Ok(changes)
+}
 
-    // Tables, columns, routines, roles and proxies: peng grants none of them.
+/// Tables, columns, routines, roles and proxies: peng grants none of them.
+fn other_grants(held: &Held, who: &Grantee) -> Result<Vec<Change>, DbError> {
+    let mut changes = Vec::new();
     for ((db, table), have) in &held.tables {
-        changes.push(Change::new(
-            &object,
+        changes.push(who.change(
             format!(
                 "has {} on table `{db}`.`{table}` which peng did not grant",
                 list(have)
             ),
             "revoked",
-            format!(
-                "REVOKE {} ON {}.{} FROM {acct}",
-                privilege_list(have)?,
-                ident(db),
-                ident(table)
-            ),
+            revoke(have, On::Table(db, table), &who.account)?,
         ));
     }
     for ((db, table, column), have) in &held.columns {
-        let privs = have
-            .iter()
-            .map(|p| Ok(format!("{} ({})", privilege_sql(p)?, ident(column))))
-            .collect::<Result<Vec<_>, DbError>>()?
-            .join(", ");
-        changes.push(Change::new(
-            &object,
+        changes.push(who.change(
             format!(
                 "has {} on column `{db}`.`{table}`.`{column}` which peng did not grant",
                 list(have)
             ),
             "revoked",
-            format!(
-                "REVOKE {privs} ON {}.{} FROM {acct}",
-                ident(db),
-                ident(table)
-            ),
+            revoke(have, On::Column(db, table, column), &who.account)?,
         ));
     }
     for ((db, name, kind), have) in &held.routines {
-        changes.push(Change::new(
-            &object,
+        changes.push(who.change(
             format!(
                 "has {} on {} `{db}`.`{name}` which peng did not grant",
                 list(have),
                 kind.to_ascii_lowercase()
             ),
             "revoked",
-            format!(
-                "REVOKE {} ON {} {}.{} FROM {acct}",
-                privilege_list(have)?,
-                privilege_sql(kind)?,
-                ident(db),
-                ident(name)
-            ),
+            revoke(have, On::Routine(kind, db, name), &who.account)?,
         ));
     }
     for role in &held.roles {
-        changes.push(Change::new(
-            &object,
+        changes.push(who.change(
             format!("has role `{role}` which peng did not grant"),
             "revoked",
-            format!("REVOKE {} FROM {acct}", ident(role)),
+            format!("REVOKE {} FROM {}", ident(role), who.account),
         ));
     }
     for (proxied_user, proxied_host) in &held.proxies {
-        changes.push(Change::new(
-            &object,
+        changes.push(who.change(
             format!("may proxy as {proxied_user}@{proxied_host}, which peng did not grant"),
             "revoked",
             format!(
-                "REVOKE PROXY ON {} FROM {acct}",
-                account(proxied_user, proxied_host)
+                "REVOKE PROXY ON {} FROM {}",
+                account(proxied_user, proxied_host),
+                who.account
             ),
         ));
     }
     Ok(changes)
+}
+
+/// What a privilege is held on.
+enum On<'a> {
+    Global,
+    /// A schema pattern, as stored.
+    Schema(&'a str),
+    /// Database and table.
+    Table(&'a str, &'a str),
+    /// Database, table and column.
+    Column(&'a str, &'a str, &'a str),
+    /// Routine kind (`PROCEDURE`, `FUNCTION`), database and name.
+    Routine(&'a str, &'a str, &'a str),
+}
+
+/// `REVOKE privileges ON … FROM account`, every privilege name checked and every identifier
+/// quoted; shared by the accounts of a spec and the others that reach its databases.
+fn revoke(privileges: &BTreeSet<String>, on: On<'_>, from: &str) -> Result<String, DbError> {
+    Ok(match on {
+        On::Global => format!("REVOKE {} ON *.* FROM {from}", privilege_list(privileges)?),
+        On::Schema(pattern) => format!(
+            "REVOKE {} ON {}.* FROM {from}",
+            privilege_list(privileges)?,
+            ident(pattern)
+        ),
+        On::Table(db, table) => format!(
+            "REVOKE {} ON {}.{} FROM {from}",
+            privilege_list(privileges)?,
+            ident(db),
+            ident(table)
+        ),
+        On::Column(db, table, column) => {
+            let privileges = privileges
+                .iter()
+                .map(|p| Ok(format!("{} ({})", privilege_sql(p)?, ident(column))))
+                .collect::<Result<Vec<_>, DbError>>()?
+                .join(", ");
+            format!(
+                "REVOKE {privileges} ON {}.{} FROM {from}",
+                ident(db),
+                ident(table)
+            )
+        }
+        On::Routine(kind, db, name) => format!(
+            "REVOKE {} ON {} {}.{} FROM {from}",
+            privilege_list(privileges)?,
+            privilege_sql(kind)?,
+            ident(db),
+            ident(name)
+        ),
+    })
 }
 
 fn describe_plugin(held: &Held) -> String {
@@ -1078,11 +1162,7 @@ async fn plan_foreign(
                     spec.database
                 ),
                 "revoked",
-                format!(
-                    "REVOKE {} ON *.* FROM {}",
-                    privilege_list(&held)?,
-                    account(&user, &host)
-                ),
+                revoke(&held, On::Global, &account(&user, &host))?,
             ));
         }
     }
@@ -1127,12 +1207,7 @@ async fn plan_foreign(
                     format!("has {} on `{pattern}`.*, which covers `{db}`", list(&held))
                 },
                 "revoked",
-                format!(
-                    "REVOKE {} ON {}.* FROM {}",
-                    privilege_list(&held)?,
-                    ident(&pattern),
-                    account(&user, &host)
-                ),
+                revoke(&held, On::Schema(&pattern), &account(&user, &host))?,
             ));
         }
 
@@ -1153,13 +1228,7 @@ async fn plan_foreign(
                 &object(&user, &host),
                 format!("has {} on table `{db}`.`{table}`", list(&held)),
                 "revoked",
-                format!(
-                    "REVOKE {} ON {}.{} FROM {}",
-                    privilege_list(&held)?,
-                    ident(db),
-                    ident(&table),
-                    account(&user, &host)
-                ),
+                revoke(&held, On::Table(db, &table), &account(&user, &host))?,
             ));
         }
 
@@ -1177,21 +1246,15 @@ async fn plan_foreign(
                 continue;
             }
             let held = set_privileges(&privs);
-            let revoke = held
-                .iter()
-                .map(|p| Ok(format!("{} ({})", privilege_sql(p)?, ident(&column))))
-                .collect::<Result<Vec<_>, DbError>>()?
-                .join(", ");
             changes.push(Change::new(
                 &object(&user, &host),
                 format!("has {} on column `{db}`.`{table}`.`{column}`", list(&held)),
                 "revoked",
-                format!(
-                    "REVOKE {revoke} ON {}.{} FROM {}",
-                    ident(db),
-                    ident(&table),
-                    account(&user, &host)
-                ),
+                revoke(
+                    &held,
+                    On::Column(db, &table, &column),
+                    &account(&user, &host),
+                )?,
             ));
         }
 
@@ -1209,14 +1272,11 @@ async fn plan_foreign(
                     kind.to_ascii_lowercase()
                 ),
                 "revoked",
-                format!(
-                    "REVOKE {} ON {} {}.{} FROM {}",
-                    privilege_list(&held)?,
-                    privilege_sql(&kind)?,
-                    ident(&db),
-                    ident(&name),
-                    account(&user, &host)
-                ),
+                revoke(
+                    &held,
+                    On::Routine(&kind, &db, &name),
+                    &account(&user, &host),
+                )?,
             ));
         }
     }
@@ -1434,6 +1494,31 @@ mod tests {
             changes[6].problem,
             "has SELECT on `other`.* which peng did not grant"
         );
+    }
+
+    #[test]
+    fn revokes_name_each_level_quoted() {
+        let privileges: BTreeSet<String> = ["EXECUTE".to_string(), "SELECT".to_string()].into();
+        let from = account("u", "::1");
+        let statements = [
+            revoke(&privileges, On::Global, &from),
+            revoke(&privileges, On::Schema(r"books\_x"), &from),
+            revoke(&privileges, On::Table("books", "t`1"), &from),
+            revoke(&privileges, On::Column("books", "t", "c"), &from),
+            revoke(&privileges, On::Routine("PROCEDURE", "books", "p"), &from),
+        ];
+        let statements: Vec<String> = statements.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            statements,
+            [
+                "REVOKE EXECUTE, SELECT ON *.* FROM 'u'@'::1'",
+                r"REVOKE EXECUTE, SELECT ON `books\_x`.* FROM 'u'@'::1'",
+                "REVOKE EXECUTE, SELECT ON `books`.`t``1` FROM 'u'@'::1'",
+                "REVOKE EXECUTE (`c`), SELECT (`c`) ON `books`.`t` FROM 'u'@'::1'",
+                "REVOKE EXECUTE, SELECT ON PROCEDURE `books`.`p` FROM 'u'@'::1'",
+            ]
+        );
+        assert!(revoke(&privileges, On::Routine("PROC; DROP", "b", "p"), &from).is_err());
     }
 
     #[test]
