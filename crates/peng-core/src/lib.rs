@@ -1,16 +1,19 @@
 //! Identifiers, value types and the error vocabulary shared by every part of peng.
 //!
 //! This crate owns the types that cross crate boundaries: names (`TeamName`, `ServiceId`, …),
-//! human-written quantities (`Duration`, `ByteSize`), the small `ErrorKind` every error maps to,
-//! and the in-process counters every component reports. It must never do I/O, spawn tasks or
+//! human-written quantities (`Duration`, `ByteSize`), the stored vocabularies (`DbMode`,
+//! `Severity`, `AlertState`: [`states`]), the small `ErrorKind` every error maps to, and the
+//! in-process counters every component reports. It must never do I/O, spawn tasks or
 //! know about HTTP: everything here is pure and cheap to test.
 
 pub mod metrics;
 mod names;
 mod quantity;
+pub mod states;
 
 pub use names::{NameError, ServiceId, ServiceName, StageName, TeamName};
 pub use quantity::{ByteSize, Duration, QuantityError};
+pub use states::{AlertState, DbMode, Severity, Transition, UnknownValue};
 
 /// The small set of error classes that every crate's error maps to. Only the server turns a
 /// kind into an HTTP status, in one place.

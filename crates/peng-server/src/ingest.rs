@@ -5,8 +5,6 @@
 //! (`PENG_INGEST_TOKEN`) without keeping a plaintext secret in its database, and bumping the
 //! generation revokes it. It can only add messages to the team's stream.
 
-use std::path::Path;
-
 use hmac::{Hmac, Mac};
 use peng_core::TeamName;
 use sha2::Sha256;
@@ -17,40 +15,6 @@ pub fn ingest_token(secret: &[u8], team: &TeamName, generation: i64) -> String {
     mac.update(format!("ingest:{team}:{generation}").as_bytes());
     let bytes = mac.finalize().into_bytes();
     format!("pgi_{}", hex::encode(&bytes[..20]))
-}
-
-/// Reads the server secret from `path`, creating it (32 random bytes, mode 0600) on first start.
-pub fn load_or_create_secret(path: &Path) -> std::io::Result<Vec<u8>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => hex::decode(text.trim()).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-            write_private(path, &hex::encode(bytes))?;
-            Ok(bytes.to_vec())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Writes a file only its owner can read (0600), durably.
-pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
 }
 
 #[cfg(test)]

@@ -1,24 +1,28 @@
 //! The peng server: one process that holds every part of the platform together.
 //!
-//! It owns the wiring, not the logic: the HTTP router (`api/` for the JSON API, `ui/` for the
-//! server-rendered pages), the GELF listeners, the background workers that carry data between
-//! the parts (instance output → log pipeline, alert transitions → state and audit, retention),
-//! and an orderly shutdown that stops instances with the server. Domain rules live in the
-//! domain crates; this crate turns their errors into HTTP statuses in one place (`error.rs`)
-//! and checks, on every route, that a team sees and changes only its own things.
+//! Its rooms:
+//! - `ops/`: the application layer. Every workflow (apply, destroy, rotate, promote, search,
+//!   costs, the background steps), taking a caller and the locks it needs, returning domain
+//!   types or an error with a kind. It never sees HTTP or HTML.
+//! - `api/`: the JSON API and `POST /gelf`: extract, call `ops`, answer wire types; the route
+//!   list the isolation tests walk.
+//! - `ui/`: the web UI's pages: call `ops`, render HTML.
+//! - `workers`: the background loops, which call `ops` on their ticks.
+//! - `start`: the one module that knows every part; it makes them, wires them and stops them.
+//! - `http` (the accept loop), `auth` (where a token is), `status` (`ErrorKind` → HTTP status),
+//!   `ingest` (ingest tokens).
+//!
+//! `api/`, `ui/` and `workers` never import each other, and `ops` imports none of them; the
+//! test `module_graph` keeps it so. Domain rules live in the domain crates.
 
 mod api;
-mod app;
 mod auth;
-mod costs;
-mod databases;
-mod error;
 mod http;
 mod ingest;
-mod isolation;
-mod services;
+mod ops;
+mod start;
+mod status;
 mod ui;
-mod usage;
 mod workers;
 
-pub use app::{Server, ServerConfig};
+pub use start::{Server, ServerConfig};

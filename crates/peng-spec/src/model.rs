@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use peng_core::{ByteSize, Duration, ServiceId, ServiceName, StageName, TeamName};
+pub use peng_core::{DbMode, Severity};
 use peng_sensors::SensorKind;
 
 /// The only `apiVersion` this peng understands.
@@ -161,23 +162,6 @@ impl DbEngine {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DbMode {
-    /// A `mariadbd` of its own per stage (and a replica when asked).
-    Dedicated,
-    /// A database on a server the platform team registered in the platform file.
-    Shared,
-}
-
-impl DbMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DbMode::Dedicated => "dedicated",
-            DbMode::Shared => "shared",
-        }
-    }
-}
-
 /// `backup: { every: 24h, retention: 7d }`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackupSpec {
@@ -268,23 +252,6 @@ pub enum AlertCondition {
         threshold: f64,
         for_: Duration,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,10 +3,11 @@
 //! Secrets arrive here already encrypted: this crate stores nonce and ciphertext and never sees
 //! a password.
 
-use peng_core::{now_ns, ServiceId, StageName};
+use peng_core::{now_ns, DbMode, ServiceId, StageName};
 use sqlx::Row;
 
-use crate::store::insert_audit;
+use crate::store::{insert_audit, stage_of, word};
+use crate::vocab::{BackupKind, DbNode, DbStatus};
 use crate::{NewAudit, State, StateError};
 
 /// One database of one service on one stage.
@@ -14,8 +15,7 @@ use crate::{NewAudit, State, StateError};
 pub struct DatabaseRow {
     pub service: ServiceId,
     pub stage: StageName,
-    /// `dedicated` or `shared`.
-    pub mode: String,
+    pub mode: DbMode,
     /// The shared server's name; empty for dedicated.
     pub server: String,
     pub version: String,
@@ -24,12 +24,11 @@ pub struct DatabaseRow {
     pub replica: bool,
     pub port_a: Option<u16>,
     pub port_b: Option<u16>,
-    /// `a` or `b`.
-    pub primary_node: String,
-    /// `a` or `b`: the application account instances use now.
-    pub app_slot: String,
-    /// `creating` or `ready`.
-    pub status: String,
+    /// The node that takes writes.
+    pub primary_node: DbNode,
+    /// The application account instances use now.
+    pub app_slot: DbNode,
+    pub status: DbStatus,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -47,8 +46,7 @@ pub struct BackupRow {
     pub id: i64,
     pub service: ServiceId,
     pub stage: StageName,
-    /// `scheduled`, `manual` or `final`.
-    pub kind: String,
+    pub kind: BackupKind,
     pub file: String,
     pub started_at: i64,
     pub bytes: i64,
@@ -59,11 +57,6 @@ pub struct BackupRow {
     pub restore_ms: Option<i64>,
     pub error: Option<String>,
     pub deleted_at: Option<i64>,
-}
-
-fn stage_of(row: &sqlx::sqlite::SqliteRow) -> Result<StageName, StateError> {
-    let s: String = row.try_get("stage")?;
-    StageName::parse(&s).map_err(|e| StateError::Corrupt(e.to_string()))
 }
 
 fn service_of(row: &sqlx::sqlite::SqliteRow) -> Result<ServiceId, StateError> {
@@ -82,7 +75,7 @@ fn database_row(row: &sqlx::sqlite::SqliteRow) -> Result<DatabaseRow, StateError
     Ok(DatabaseRow {
         service: service_of(row)?,
         stage: stage_of(row)?,
-        mode: row.try_get("mode")?,
+        mode: word(row, "mode")?,
         server: row.try_get("server")?,
         version: row.try_get("version")?,
         plan: row.try_get("plan")?,
@@ -90,9 +83,9 @@ fn database_row(row: &sqlx::sqlite::SqliteRow) -> Result<DatabaseRow, StateError
         replica: row.try_get::<i64, _>("replica")? != 0,
         port_a: port(row, "port_a")?,
         port_b: port(row, "port_b")?,
-        primary_node: row.try_get("primary_node")?,
-        app_slot: row.try_get("app_slot")?,
-        status: row.try_get("status")?,
+        primary_node: word(row, "primary_node")?,
+        app_slot: word(row, "app_slot")?,
+        status: word(row, "status")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -103,7 +96,7 @@ fn backup_row(row: &sqlx::sqlite::SqliteRow) -> Result<BackupRow, StateError> {
         id: row.try_get("id")?,
         service: service_of(row)?,
         stage: stage_of(row)?,
-        kind: row.try_get("kind")?,
+        kind: word(row, "kind")?,
         file: row.try_get("file")?,
         started_at: row.try_get("started_at")?,
         bytes: row.try_get("bytes")?,
@@ -140,7 +133,7 @@ impl State {
         .bind(db.service.team.as_str())
         .bind(db.service.service.as_str())
         .bind(db.stage.as_str())
-        .bind(&db.mode)
+        .bind(db.mode.as_str())
         .bind(&db.server)
         .bind(&db.version)
         .bind(&db.plan)
@@ -148,9 +141,9 @@ impl State {
         .bind(db.replica as i64)
         .bind(db.port_a.map(i64::from))
         .bind(db.port_b.map(i64::from))
-        .bind(&db.primary_node)
-        .bind(&db.app_slot)
-        .bind(&db.status)
+        .bind(db.primary_node.as_str())
+        .bind(db.app_slot.as_str())
+        .bind(db.status.as_str())
         .bind(db.created_at)
         .bind(now_ns())
         .execute(&mut *tx)
@@ -269,7 +262,7 @@ impl State {
         &self,
         id: &ServiceId,
         stage: &StageName,
-        kind: &str,
+        kind: BackupKind,
         file: &str,
     ) -> Result<i64, StateError> {
         let row = sqlx::query(
@@ -279,7 +272,7 @@ impl State {
         .bind(id.team.as_str())
         .bind(id.service.as_str())
         .bind(stage.as_str())
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(file)
         .bind(now_ns())
         .fetch_one(&self.pool)

@@ -9,10 +9,13 @@
 
 mod databases;
 mod error;
+pub mod keyfile;
 mod store;
 mod team_users;
+mod vocab;
 
 pub use databases::{BackupRow, DatabaseRow, SealedSecret};
 pub use error::StateError;
 pub use store::*;
 pub use team_users::TeamUserRow;
+pub use vocab::{AuditAction, BackupKind, DbNode, DbStatus};

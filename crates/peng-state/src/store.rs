@@ -2,12 +2,13 @@ use std::path::Path;
 use std::str::FromStr;
 
 use base64::Engine;
-use peng_core::{now_ns, ServiceId, TeamName};
+use peng_core::{now_ns, AlertState, ServiceId, Severity, StageName, TeamName};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::vocab::AuditAction;
 use crate::StateError;
 
 /// Who a token belongs to.
@@ -74,7 +75,7 @@ pub struct AuditEntry {
 pub struct NewAudit {
     pub actor: String,
     pub team: Option<String>,
-    pub action: String,
+    pub action: AuditAction,
     pub target: String,
     pub detail: String,
 }
@@ -83,13 +84,13 @@ pub struct NewAudit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRow {
     pub service: ServiceId,
-    pub stage: String,
+    pub stage: StageName,
     pub alert: String,
-    pub state: String,
+    pub state: AlertState,
     pub since_ns: Option<i64>,
     pub started_at_ns: Option<i64>,
     pub value: Option<f64>,
-    pub severity: String,
+    pub severity: Severity,
     pub escalated: bool,
     pub message: String,
 }
@@ -112,6 +113,22 @@ pub fn new_token(prefix: &str) -> String {
 
 fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A stored word of one of the vocabularies (`peng_core::states`, `crate::vocab`); an unknown
+/// one is corruption, never a default.
+pub(crate) fn word<T>(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<T, StateError>
+where
+    T: FromStr<Err = peng_core::UnknownValue>,
+{
+    let text: String = row.try_get(col)?;
+    text.parse()
+        .map_err(|e: peng_core::UnknownValue| StateError::Corrupt(format!("{col}: {e}")))
+}
+
+pub(crate) fn stage_of(row: &sqlx::sqlite::SqliteRow) -> Result<StageName, StateError> {
+    let s: String = row.try_get("stage")?;
+    StageName::parse(&s).map_err(|e| StateError::Corrupt(e.to_string()))
 }
 
 fn team_of(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<TeamName, StateError> {
@@ -384,7 +401,7 @@ impl State {
                     entry: NewAudit {
                         actor: r.try_get("actor")?,
                         team: r.try_get("team")?,
-                        action: r.try_get("action")?,
+                        action: word(r, "action")?,
                         target: r.try_get("target")?,
                         detail: r.try_get("detail")?,
                     },
@@ -404,13 +421,13 @@ impl State {
         )
         .bind(a.service.team.as_str())
         .bind(a.service.service.as_str())
-        .bind(&a.stage)
+        .bind(a.stage.as_str())
         .bind(&a.alert)
-        .bind(&a.state)
+        .bind(a.state.as_str())
         .bind(a.since_ns)
         .bind(a.started_at_ns)
         .bind(a.value)
-        .bind(&a.severity)
+        .bind(a.severity.as_str())
         .bind(a.escalated)
         .bind(&a.message)
         .bind(now_ns())
@@ -427,13 +444,13 @@ impl State {
             .map(|r| {
                 Ok(AlertRow {
                     service: service_of(r)?,
-                    stage: r.try_get("stage")?,
+                    stage: stage_of(r)?,
                     alert: r.try_get("alert")?,
-                    state: r.try_get("state")?,
+                    state: word(r, "state")?,
                     since_ns: r.try_get("since_ns")?,
                     started_at_ns: r.try_get("started_at_ns")?,
                     value: r.try_get("value")?,
-                    severity: r.try_get("severity")?,
+                    severity: word(r, "severity")?,
                     escalated: r.try_get("escalated")?,
                     message: r.try_get("message")?,
                 })
@@ -486,7 +503,7 @@ pub(crate) async fn insert_audit(
     .bind(now_ns())
     .bind(&a.actor)
     .bind(&a.team)
-    .bind(&a.action)
+    .bind(a.action.as_str())
     .bind(&a.target)
     .bind(&a.detail)
     .execute(tx)

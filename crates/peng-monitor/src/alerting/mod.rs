@@ -9,51 +9,10 @@
 
 pub mod engine;
 
-use std::fmt;
-
 use peng_core::{ServiceId, StageName};
 use peng_spec::Severity;
 
-/// Where an alert is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AlertState {
-    /// The condition does not hold.
-    Ok,
-    /// The condition holds, not yet for its `for` duration.
-    Pending,
-    /// The condition has held for its `for` duration; the action plan was notified.
-    Firing,
-    /// It was firing and the condition stopped holding.
-    Resolved,
-}
-
-impl AlertState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertState::Ok => "ok",
-            AlertState::Pending => "pending",
-            AlertState::Firing => "firing",
-            AlertState::Resolved => "resolved",
-        }
-    }
-
-    /// The inverse of [`AlertState::as_str`], for records read back from storage.
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "ok" => AlertState::Ok,
-            "pending" => AlertState::Pending,
-            "firing" => AlertState::Firing,
-            "resolved" => AlertState::Resolved,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for AlertState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use peng_core::{AlertState, Transition};
 
 /// The state of one alert on one stage: what the server persists and passes back as
 /// `initial_alerts` after a restart.
@@ -96,24 +55,6 @@ impl AlertRecord {
             severity,
             escalated: false,
             last_message: String::new(),
-        }
-    }
-}
-
-/// A change worth telling someone about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    Firing,
-    Resolved,
-    Escalated,
-}
-
-impl Transition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transition::Firing => "firing",
-            Transition::Resolved => "resolved",
-            Transition::Escalated => "escalated",
         }
     }
 }

@@ -1,78 +1,299 @@
 //! The JSON API, version 1 (`/api/v1/...`), the GELF HTTP input (`POST /gelf`), liveness
 //! (`/healthz`) and the internal counters (`/metrics`).
+//!
+//! Handlers read the request (extractors whose rejections are JSON errors), ask the
+//! application layer, and turn its answer into wire types (`wire.rs`) and its error into a
+//! status (`error.rs`). They hold no logic and take no lock. Every route is declared once, in
+//! [`routes`], with who may call it and a request the isolation tests send to it: the router is
+//! built from that list and nothing else, so a route cannot escape those tests.
 
 mod databases;
+pub(crate) mod error;
 mod extract;
-pub mod logs;
-pub mod services;
+mod logs;
+mod services;
 mod teams;
+mod wire;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::{header, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, Method, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
-use extract::Json;
+use peng_core::ErrorKind;
 
-use crate::app::App;
-use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult};
+use crate::ops::{Caller, Ops};
+use error::{ApiError, ApiResult};
+use extract::Json;
 
 /// Largest request body the API accepts (service files are at most 256 KiB).
 pub const API_BODY_LIMIT: usize = 1 << 20;
 /// Largest `POST /gelf` body, compressed or not; decompressed size is capped by the decoder.
 pub const GELF_BODY_LIMIT: usize = 8 << 20;
 
-pub fn router(app: App) -> Router {
-    let api = Router::new()
-        .route("/teams", post(teams::create).get(teams::list))
-        .route("/teams/{team}/ingest-token", get(teams::ingest_token))
-        .route(
-            "/teams/{team}/ingest-token/rotate",
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token: liveness, and GELF (which carries its own ingest token).
+    Public,
+    /// Any team token (or the admin's); a team sees and changes only its own things.
+    Team,
+    /// The admin token only.
+    Admin,
+}
+
+/// What the isolation tests send to a route: its path with `{team}`, `{service}`, `{stage}`
+/// and `{sensor}` to fill in, and its body. A request a team may send for its own things.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // read by the isolation tests
+pub struct Probe {
+    pub path: &'static str,
+    pub body: Option<&'static str>,
+}
+
+/// One route of the API.
+#[allow(dead_code)] // method, access and probe are the isolation tests'
+pub struct Route {
+    pub method: Method,
+    /// As axum writes it (`/api/v1/services/{team}/{service}`).
+    pub path: &'static str,
+    pub access: Access,
+    pub probe: Probe,
+    handler: MethodRouter<Ops>,
+}
+
+fn route(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    probe: Probe,
+    handler: MethodRouter<Ops>,
+) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        probe,
+        handler,
+    }
+}
+
+const fn at(path: &'static str) -> Probe {
+    Probe { path, body: None }
+}
+
+const fn with(path: &'static str, body: &'static str) -> Probe {
+    Probe {
+        path,
+        body: Some(body),
+    }
+}
+
+const SPEC_REQUEST: &str = r#"{"file_name":"peng.yaml","base_dir":"/","spec_yaml":"apiVersion: peng/v1\nservice: {service}\nteam: {team}\nstages:\n  {stage}: { instances: 0 }\nrun:\n  command: [\"true\"]\n"}"#;
+const DB_REQUEST: &str = r#"{"stage":"{stage}"}"#;
+
+/// Every route of the API, the GELF input, liveness and metrics.
+pub fn routes() -> Vec<Route> {
+    use Access::{Admin, Public, Team};
+    use Method as M;
+    vec![
+        route(M::GET, "/healthz", Public, at("/healthz"), get(healthz)),
+        route(M::GET, "/metrics", Admin, at("/metrics"), get(metrics)),
+        route(
+            M::POST,
+            "/gelf",
+            Public,
+            with(
+                "/gelf",
+                r#"{"version":"1.1","host":"h","short_message":"m"}"#,
+            ),
+            post(logs::gelf).layer(DefaultBodyLimit::max(GELF_BODY_LIMIT)),
+        ),
+        route(
+            M::POST,
+            "/api/v1/teams",
+            Admin,
+            with("/api/v1/teams", r#"{"name":"probe-team"}"#),
+            post(teams::create),
+        ),
+        route(
+            M::GET,
+            "/api/v1/teams",
+            Team,
+            at("/api/v1/teams"),
+            get(teams::list),
+        ),
+        route(
+            M::GET,
+            "/api/v1/teams/{team}/ingest-token",
+            Team,
+            at("/api/v1/teams/{team}/ingest-token"),
+            get(teams::ingest_token),
+        ),
+        route(
+            M::POST,
+            "/api/v1/teams/{team}/ingest-token/rotate",
+            Team,
+            at("/api/v1/teams/{team}/ingest-token/rotate"),
             post(teams::rotate_ingest_token),
-        )
-        .route("/teams/{team}/token/rotate", post(teams::rotate_token))
-        .route("/plan", post(services::plan))
-        .route("/apply", post(services::apply))
-        .route("/services", get(services::list))
-        .route(
-            "/services/{team}/{service}",
-            get(services::status).delete(services::destroy),
-        )
-        .route("/services/{team}/{service}/sensors", get(services::sensors))
-        .route(
-            "/services/{team}/{service}/sensors/{sensor}/history",
+        ),
+        route(
+            M::POST,
+            "/api/v1/teams/{team}/token/rotate",
+            Team,
+            at("/api/v1/teams/{team}/token/rotate"),
+            post(teams::rotate_token),
+        ),
+        route(
+            M::POST,
+            "/api/v1/plan",
+            Team,
+            with("/api/v1/plan", SPEC_REQUEST),
+            post(services::plan),
+        ),
+        route(
+            M::POST,
+            "/api/v1/apply",
+            Team,
+            with("/api/v1/apply", SPEC_REQUEST),
+            post(services::apply),
+        ),
+        route(
+            M::GET,
+            "/api/v1/services",
+            Team,
+            at("/api/v1/services"),
+            get(services::list),
+        ),
+        route(
+            M::GET,
+            "/api/v1/services/{team}/{service}",
+            Team,
+            at("/api/v1/services/{team}/{service}"),
+            get(services::status),
+        ),
+        route(
+            M::DELETE,
+            "/api/v1/services/{team}/{service}",
+            Team,
+            at("/api/v1/services/{team}/{service}"),
+            delete(services::destroy),
+        ),
+        route(
+            M::GET,
+            "/api/v1/services/{team}/{service}/sensors",
+            Team,
+            at("/api/v1/services/{team}/{service}/sensors"),
+            get(services::sensors),
+        ),
+        route(
+            M::GET,
+            "/api/v1/services/{team}/{service}/sensors/{sensor}/history",
+            Team,
+            at("/api/v1/services/{team}/{service}/sensors/{sensor}/history?stage={stage}"),
             get(services::history),
-        )
-        .route(
-            "/services/{team}/{service}/db/credentials",
+        ),
+        route(
+            M::GET,
+            "/api/v1/services/{team}/{service}/db/credentials",
+            Team,
+            at("/api/v1/services/{team}/{service}/db/credentials?stage={stage}"),
             get(databases::credentials),
-        )
-        .route(
-            "/services/{team}/{service}/db/backup",
+        ),
+        route(
+            M::POST,
+            "/api/v1/services/{team}/{service}/db/backup",
+            Team,
+            with("/api/v1/services/{team}/{service}/db/backup", DB_REQUEST),
             post(databases::backup),
-        )
-        .route(
-            "/services/{team}/{service}/db/backups",
+        ),
+        route(
+            M::GET,
+            "/api/v1/services/{team}/{service}/db/backups",
+            Team,
+            at("/api/v1/services/{team}/{service}/db/backups?stage={stage}"),
             get(databases::backups),
-        )
-        .route(
-            "/services/{team}/{service}/db/restore",
+        ),
+        route(
+            M::POST,
+            "/api/v1/services/{team}/{service}/db/restore",
+            Team,
+            with("/api/v1/services/{team}/{service}/db/restore", DB_REQUEST),
             post(databases::restore),
-        )
-        .route(
-            "/services/{team}/{service}/db/rotate",
+        ),
+        route(
+            M::POST,
+            "/api/v1/services/{team}/{service}/db/rotate",
+            Team,
+            with("/api/v1/services/{team}/{service}/db/rotate", DB_REQUEST),
             post(databases::rotate),
-        )
-        .route(
-            "/services/{team}/{service}/db/promote",
+        ),
+        route(
+            M::POST,
+            "/api/v1/services/{team}/{service}/db/promote",
+            Team,
+            with("/api/v1/services/{team}/{service}/db/promote", DB_REQUEST),
             post(databases::promote),
-        )
-        .route("/costs", get(databases::costs))
-        .route("/logs/search", get(logs::search))
-        .route("/logs/tail", get(logs::tail))
-        .route("/logs/rejected", get(logs::rejected))
-        .route("/audit", get(teams::audit))
+        ),
+        route(
+            M::GET,
+            "/api/v1/costs",
+            Team,
+            at("/api/v1/costs"),
+            get(services::costs),
+        ),
+        route(
+            M::GET,
+            "/api/v1/logs/search",
+            Team,
+            at("/api/v1/logs/search?q=&since=1h"),
+            get(logs::search),
+        ),
+        route(
+            M::GET,
+            "/api/v1/logs/tail",
+            Team,
+            at("/api/v1/logs/tail"),
+            get(logs::tail),
+        ),
+        route(
+            M::GET,
+            "/api/v1/logs/rejected",
+            Admin,
+            at("/api/v1/logs/rejected"),
+            get(logs::rejected),
+        ),
+        route(
+            M::GET,
+            "/api/v1/audit",
+            Team,
+            at("/api/v1/audit"),
+            get(teams::audit),
+        ),
+    ]
+}
+
+/// The router of `routes` (the API under `/api/v1` answers unknown routes and methods with
+/// its JSON errors), merged with `other` (the web UI's pages).
+pub fn router(ops: Ops, other: Router<Ops>) -> Router {
+    let mut api: Router<Ops> = Router::new();
+    let mut rest: Router<Ops> = Router::new();
+    let mut paths: Vec<(&'static str, MethodRouter<Ops>)> = Vec::new();
+    for r in routes() {
+        // several methods on one path are one MethodRouter
+        match paths.iter_mut().find(|(p, _)| *p == r.path) {
+            Some((_, m)) => *m = std::mem::take(m).merge(r.handler),
+            None => paths.push((r.path, r.handler)),
+        }
+    }
+    for (path, handler) in paths {
+        match path.strip_prefix("/api/v1") {
+            Some(sub) => api = api.route(sub, handler),
+            None => rest = rest.route(path, handler),
+        }
+    }
+    let api = api
         .fallback(|| async { ApiError::not_found("no such api route") })
         .method_not_allowed_fallback(|| async {
             let mut e = ApiError::invalid("this route does not take that method");
@@ -82,14 +303,29 @@ pub fn router(app: App) -> Router {
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     Router::new()
         .nest("/api/v1", api)
-        .route(
-            "/gelf",
-            post(logs::gelf).layer(DefaultBodyLimit::max(GELF_BODY_LIMIT)),
-        )
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .merge(crate::ui::router())
-        .with_state(app)
+        .merge(rest)
+        .merge(other)
+        .with_state(ops)
+}
+
+/// The caller of an API route: `Authorization: Bearer TOKEN` (or the UI's cookie).
+pub struct Auth(pub Caller);
+
+impl FromRequestParts<Ops> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ops: &Ops) -> Result<Self, Self::Rejection> {
+        let token = crate::auth::token_from_parts(parts).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Unauthorized,
+                "missing token: send 'Authorization: Bearer TOKEN'",
+            )
+        })?;
+        match ops.authenticate(&token).await? {
+            Some(caller) => Ok(Auth(caller)),
+            None => Err(ApiError::new(ErrorKind::Unauthorized, "unknown token")),
+        }
+    }
 }
 
 async fn healthz() -> Json<peng_api::Health> {
@@ -99,33 +335,13 @@ async fn healthz() -> Json<peng_api::Health> {
     })
 }
 
-async fn metrics(auth: Auth) -> ApiResult<impl IntoResponse> {
-    auth.require_admin()?;
+async fn metrics(
+    axum::extract::State(ops): axum::extract::State<Ops>,
+    Auth(caller): Auth,
+) -> ApiResult<impl IntoResponse> {
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        peng_core::metrics::render_prometheus(),
+        ops.metrics(&caller)?,
     ))
-}
-
-/// Parses `since`/`until` values: a duration ago (`15m`, `2h`) or an RFC 3339 time.
-pub fn parse_time(value: &str, now_ns: i64) -> Result<i64, ApiError> {
-    if let Ok(d) = peng_core::Duration::parse(value) {
-        return Ok(now_ns.saturating_sub(d.as_nanos_i64()));
-    }
-    match humantime::parse_rfc3339_weak(value) {
-        Ok(t) => {
-            let since_epoch = t
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|_| ApiError::invalid(format!("'{value}' is before 1970")))?;
-            i64::try_from(since_epoch.as_nanos()).map_err(|_| {
-                ApiError::invalid(format!(
-                    "'{value}' is after 2262, past the range of timestamps"
-                ))
-            })
-        }
-        Err(_) => Err(ApiError::invalid(format!(
-            "'{value}' is neither a duration ago (15m, 2h) nor a time (2026-11-28T10:00:00Z)"
-        ))),
-    }
 }

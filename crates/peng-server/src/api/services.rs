@@ -1,48 +1,70 @@
+//! `/api/v1/plan`, `/apply`, `/services/...` (status, destroy, sensors) and `/costs`.
+
 use axum::extract::State;
 use peng_api as wire;
 use peng_core::{now_ns, ServiceId, StageName};
 use serde::Deserialize;
 
+use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path, Query};
-use crate::app::App;
-use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult};
+use super::Auth;
+use crate::ops::services::FileRequest;
+use crate::ops::Ops;
+
+fn file_request(req: wire::SpecRequest) -> FileRequest {
+    FileRequest {
+        file_name: req.file_name,
+        spec_yaml: req.spec_yaml,
+        base_dir: req.base_dir,
+        stage: req.stage,
+        force: req.force,
+    }
+}
 
 pub async fn plan(
-    State(app): State<App>,
-    auth: Auth,
+    State(ops): State<Ops>,
+    Auth(caller): Auth,
     Json(req): Json<wire::SpecRequest>,
 ) -> ApiResult<Json<wire::Plan>> {
-    Ok(Json(crate::services::plan(&app, &auth, req).await?))
+    let plan = ops.plan(&caller, file_request(req)).await?;
+    Ok(Json(super::wire::plan(&plan)))
 }
 
 pub async fn apply(
-    State(app): State<App>,
-    auth: Auth,
+    State(ops): State<Ops>,
+    Auth(caller): Auth,
     Json(req): Json<wire::SpecRequest>,
 ) -> ApiResult<Json<wire::ApplyResponse>> {
-    Ok(Json(crate::services::apply(&app, &auth, req).await?))
+    let applied = ops.apply(&caller, file_request(req)).await?;
+    Ok(Json(super::wire::applied(&applied)))
 }
 
 pub async fn list(
-    State(app): State<App>,
-    auth: Auth,
+    State(ops): State<Ops>,
+    Auth(caller): Auth,
 ) -> ApiResult<Json<Vec<wire::ServiceSummary>>> {
-    Ok(Json(crate::services::summaries(&app, &auth).await?))
+    let list = ops.summaries(&caller).await?;
+    Ok(Json(list.iter().map(super::wire::summary).collect()))
 }
 
+/// A service named in a path; a name that cannot be one is simply not found.
 pub fn service_id(team: &str, service: &str) -> Result<ServiceId, ApiError> {
     ServiceId::parse(&format!("{team}/{service}"))
         .map_err(|_| ApiError::not_found("service not found"))
 }
 
+pub fn stage(s: &str) -> ApiResult<StageName> {
+    StageName::parse(s).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
 pub async fn status(
-    State(app): State<App>,
-    auth: Auth,
+    State(ops): State<Ops>,
+    Auth(caller): Auth,
     Path((team, service)): Path<(String, String)>,
 ) -> ApiResult<Json<wire::ServiceStatus>> {
     let id = service_id(&team, &service)?;
-    Ok(Json(crate::services::status(&app, &auth, &id).await?))
+    let st = ops.status(&caller, &id).await?;
+    Ok(Json(super::wire::status(&st)))
 }
 
 #[derive(Deserialize)]
@@ -52,26 +74,24 @@ pub struct DestroyQuery {
 }
 
 pub async fn destroy(
-    State(app): State<App>,
-    auth: Auth,
+    State(ops): State<Ops>,
+    Auth(caller): Auth,
     Path((team, service)): Path<(String, String)>,
     Query(q): Query<DestroyQuery>,
 ) -> ApiResult<Json<wire::ApplyResponse>> {
     let id = service_id(&team, &service)?;
-    Ok(Json(
-        crate::services::destroy(&app, &auth, &id, q.force).await?,
-    ))
+    let applied = ops.destroy(&caller, &id, q.force).await?;
+    Ok(Json(super::wire::applied(&applied)))
 }
 
 pub async fn sensors(
-    State(app): State<App>,
-    auth: Auth,
+    State(ops): State<Ops>,
+    Auth(caller): Auth,
     Path((team, service)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<wire::SensorState>>> {
     let id = service_id(&team, &service)?;
-    Ok(Json(
-        crate::services::status(&app, &auth, &id).await?.sensors,
-    ))
+    let st = ops.status(&caller, &id).await?;
+    Ok(Json(st.sensors.iter().map(super::wire::sensor).collect()))
 }
 
 #[derive(Deserialize)]
@@ -81,49 +101,42 @@ pub struct HistoryQuery {
 }
 
 pub async fn history(
-    State(app): State<App>,
-    auth: Auth,
+    State(ops): State<Ops>,
+    Auth(caller): Auth,
     Path((team, service, sensor)): Path<(String, String, String)>,
     Query(q): Query<HistoryQuery>,
 ) -> ApiResult<Json<wire::SensorHistory>> {
     let id = service_id(&team, &service)?;
-    auth.check_team(&id.team, "service")?;
-    let stage = StageName::parse(&q.stage).map_err(|e| ApiError::invalid(e.to_string()))?;
-    Ok(Json(
-        sensor_history(
-            &app,
-            &id,
-            &sensor,
-            &stage,
-            q.since.as_deref().unwrap_or("1h"),
-        )
-        .await?,
-    ))
-}
-
-pub async fn sensor_history(
-    app: &App,
-    id: &ServiceId,
-    sensor: &str,
-    stage: &StageName,
-    since: &str,
-) -> ApiResult<wire::SensorHistory> {
-    let since_ns = super::parse_time(since, now_ns())?;
-    let points = app
-        .monitor
-        .history(id, sensor, stage, since_ns)
+    let stage = stage(&q.stage)?;
+    let since_ns = crate::ops::logs::parse_time(q.since.as_deref().unwrap_or("1h"), now_ns())?;
+    let points = ops
+        .sensor_history(&caller, &id, &sensor, &stage, since_ns)
         .await?
         .into_iter()
-        .map(|(at_ns, ok, latency_ms, value)| wire::SensorPoint {
-            at_ns,
-            ok,
-            latency_ms,
-            value,
+        .map(|p| wire::SensorPoint {
+            at_ns: p.at_ns,
+            ok: p.ok,
+            latency_ms: p.latency_ms,
+            value: p.value,
         })
         .collect();
-    Ok(wire::SensorHistory {
-        sensor: sensor.to_string(),
+    Ok(Json(wire::SensorHistory {
+        sensor,
         stage: stage.to_string(),
         points,
-    })
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct CostQuery {
+    team: Option<String>,
+}
+
+pub async fn costs(
+    State(ops): State<Ops>,
+    Auth(caller): Auth,
+    Query(q): Query<CostQuery>,
+) -> ApiResult<Json<wire::CostReport>> {
+    let report = ops.costs(&caller, q.team.as_deref()).await?;
+    Ok(Json(super::wire::costs(report)))
 }

@@ -3,8 +3,8 @@
 //! SVG elements inside HTML are always written with an end tag (`line {}`): the HTML parser
 //! does not treat them as void, so `<line ...>` without one would swallow what follows.
 
+use crate::ops::services::SensorPoint;
 use maud::{html, Markup};
-use peng_api::SensorPoint;
 
 use super::format::{bytes, clock, ms};
 

@@ -4,7 +4,7 @@
 //! so this only draws it.
 
 use maud::{html, Markup};
-use peng_api::CostReport;
+use peng_costs::CostReport;
 
 use super::format::{bytes, money};
 use super::scroll;
@@ -47,8 +47,8 @@ pub fn report(r: &CostReport) -> Markup {
                 th class="num" { "Free" } th { "Use" }
             }
             (row("cpu", r.reserved.cpu, r.capacity.cpu, |v| format!("{v:.2}")))
-            (row("memory", r.reserved.memory_bytes as f64, r.capacity.memory_bytes as f64, |v| bytes(v as u64)))
-            (row("disk", r.reserved.disk_bytes as f64, r.capacity.disk_bytes as f64, |v| bytes(v as u64)))
+            (row("memory", r.reserved.memory as f64, r.capacity.memory as f64, |v| bytes(v as u64)))
+            (row("disk", r.reserved.disk as f64, r.capacity.disk as f64, |v| bytes(v as u64)))
         } }))
     }
 }
@@ -81,7 +81,7 @@ fn row(name: &str, reserved: f64, available: f64, show: impl Fn(f64) -> String) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use peng_api::{Capacity, CostLine};
+    use peng_costs::{CostLine, Reservation};
 
     const GIB: u64 = 1 << 30;
 
@@ -102,15 +102,15 @@ mod tests {
             total_day: total_month / (730.0 / 24.0),
             total_month,
             lines,
-            capacity: Capacity {
+            capacity: Reservation {
                 cpu: 8.0,
-                memory_bytes: 16 * GIB,
-                disk_bytes: 100 * GIB,
+                memory: 16 * GIB,
+                disk: 100 * GIB,
             },
-            reserved: Capacity {
+            reserved: Reservation {
                 cpu: 1.5,
-                memory_bytes: 3 * GIB,
-                disk_bytes: 120 * GIB,
+                memory: 3 * GIB,
+                disk: 120 * GIB,
             },
         }
     }

@@ -5,7 +5,8 @@
 //! which is audited.
 
 use maud::{html, Markup};
-use peng_api::{Backup, DatabaseStatus, Drift, ReplicaState};
+use peng_databases::{DatabaseStatus, Finding, ReplicaStatus};
+use peng_state::{BackupRow, DbStatus};
 
 use super::format::{ago, bytes, date_time, ms};
 
@@ -34,11 +35,11 @@ fn card(db: &DatabaseStatus, now_ns: i64) -> Markup {
                 tr {
                     th scope="row" { "Server" }
                     td {
-                        (db.mode) " MariaDB " (db.version) ", plan " (db.plan)
+                        (db.mode.as_str()) " MariaDB " (db.version) ", plan " (db.plan)
                         @if !db.server.is_empty() { " on " code { (db.server) } }
                     }
                 }
-                tr { th scope="row" { "State" } td { (state(&db.state)) } }
+                tr { th scope="row" { "State" } td { (state(db.status, db.failing.as_deref())) } }
                 tr {
                     th scope="row" { "Address" }
                     td { code { (db.host) ":" (db.port) "/" (db.database) } }
@@ -76,14 +77,11 @@ fn card(db: &DatabaseStatus, now_ns: i64) -> Markup {
 }
 
 /// `ready`, `creating`, or `failing: why` with the reason in plain text after the word.
-fn state(s: &str) -> Markup {
-    match s {
-        "ready" => html! { span class="ok" { "ready" } },
-        "creating" => html! { span class="warn" { "creating" } },
-        other => match other.split_once(": ") {
-            Some((word, why)) => html! { span class="fail" { (word) } ": " (why) },
-            None => html! { span class="fail" { (other) } },
-        },
+fn state(status: DbStatus, failing: Option<&str>) -> Markup {
+    match (status, failing) {
+        (_, Some(why)) => html! { span class="fail" { "failing" } ": " (why) },
+        (DbStatus::Ready, None) => html! { span class="ok" { "ready" } },
+        (other, None) => html! { span class="warn" { (other.as_str()) } },
     }
 }
 
@@ -94,7 +92,7 @@ fn running(label: &str, yes: bool) -> Markup {
     }
 }
 
-fn replica(r: &ReplicaState) -> Markup {
+fn replica(r: &ReplicaStatus) -> Markup {
     html! {
         code { (r.host) ":" (r.port) }
         " · " (running("io", r.io_running)) " · " (running("sql", r.sql_running))
@@ -110,10 +108,10 @@ fn replica(r: &ReplicaState) -> Markup {
     }
 }
 
-fn backup(b: &Backup, now_ns: i64) -> Markup {
+fn backup(b: &BackupRow, now_ns: i64) -> Markup {
     html! {
-        "#" (b.id) " " span class="muted" { (b.kind) } " · "
-        span class="nowrap" title={ (date_time(b.started_at_ns)) " UTC" } { (ago(b.started_at_ns, now_ns)) }
+        "#" (b.id) " " span class="muted" { (b.kind.as_str()) } " · "
+        span class="nowrap" title={ (date_time(b.started_at)) " UTC" } { (ago(b.started_at, now_ns)) }
         " · " (bytes(b.bytes.max(0) as u64)) " · "
         @match b.verified {
             Some(true) => span class="ok" { "verified" },
@@ -127,7 +125,7 @@ fn backup(b: &Backup, now_ns: i64) -> Markup {
     }
 }
 
-fn drift(found: &[Drift], now_ns: i64) -> Markup {
+fn drift(found: &[Finding], now_ns: i64) -> Markup {
     let at = found.iter().map(|d| d.at_ns).max().unwrap_or_default();
     html! {
         div class="drift" role="status" {
@@ -152,6 +150,7 @@ fn drift(found: &[Drift], now_ns: i64) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use peng_core::DbMode;
 
     const NOW: i64 = 1_795_841_748_000_000_000;
     const MIN: i64 = 60_000_000_000;
@@ -160,16 +159,17 @@ mod tests {
     /// `Databases::status` reports one that is in trouble.
     fn troubled() -> DatabaseStatus {
         DatabaseStatus {
-            stage: "production".into(),
-            mode: "dedicated".into(),
+            stage: peng_core::StageName::parse("production").expect("stage"),
+            mode: DbMode::Dedicated,
             server: String::new(),
             version: "11.4".into(),
             plan: "small".into(),
             database: "books_bookshelf".into(),
-            state: "failing: replica: Slave_SQL_Running is No".into(),
+            status: DbStatus::Ready,
+            failing: Some("replica: Slave_SQL_Running is No".into()),
             host: "127.0.0.1".into(),
             port: 40_123,
-            replica: Some(ReplicaState {
+            replica: Some(ReplicaStatus {
                 host: "127.0.0.1".into(),
                 port: 40_124,
                 io_running: true,
@@ -178,27 +178,29 @@ mod tests {
                 last_error: Some("Error 'Duplicate entry '7' for key 'PRIMARY'' on query".into()),
             }),
             protected: true,
-            last_backup: Some(Backup {
+            last_backup: Some(BackupRow {
                 id: 17,
-                service: "books/bookshelf".into(),
-                stage: "production".into(),
-                kind: "scheduled".into(),
-                started_at_ns: NOW - 5 * MIN,
+                service: peng_core::ServiceId::parse("books/bookshelf").expect("id"),
+                stage: peng_core::StageName::parse("production").expect("stage"),
+                kind: peng_state::BackupKind::Scheduled,
+                file: "/backups/17.sql.gz".into(),
+                started_at: NOW - 5 * MIN,
                 bytes: 3 << 20,
                 took_ms: 840,
-                tables: [("books".to_string(), 12u64)].into(),
+                tables_json: r#"{"books":12}"#.into(),
                 verified: Some(false),
                 restore_ms: Some(1_250),
                 error: Some("row counts differ: books has 11 rows, want 12".into()),
+                deleted_at: None,
             }),
             drift: vec![
-                Drift {
+                Finding {
                     object: "user 'books_bookshelf_a'@'%'".into(),
                     problem: "max_user_connections is 0, want 20; changed".into(),
                     repaired: true,
                     at_ns: NOW - 2 * MIN,
                 },
-                Drift {
+                Finding {
                     object: "<script>alert(1)</script>".into(),
                     problem: "missing".into(),
                     repaired: false,
@@ -244,9 +246,9 @@ mod tests {
     #[test]
     fn a_healthy_shared_database_has_no_drift_block() {
         let mut db = troubled();
-        db.mode = "shared".into();
+        db.mode = DbMode::Shared;
         db.server = "main".into();
-        db.state = "ready".into();
+        db.failing = None;
         db.replica = None;
         db.protected = false;
         db.drift.clear();

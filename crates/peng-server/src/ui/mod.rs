@@ -18,16 +18,17 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-use peng_core::{now_ns, ErrorKind, StageName};
+use peng_core::{now_ns, ErrorKind};
+use peng_provision::driver::process::InstanceState;
 use serde::Deserialize;
 
-use crate::api::logs::{run_search, SearchQuery};
-use crate::app::App;
-use crate::auth::{token_from_parts, Auth, COOKIE};
-use crate::error::{status_of, ApiError};
+use crate::auth::{token_from_parts, COOKIE};
+use crate::ops::logs::Search;
+use crate::ops::{Caller, Error, Ops};
+use crate::status::status_of;
 use format::{ago, clip, level_class, level_name, ms, time, when};
 
-pub fn router() -> Router<App> {
+pub fn router() -> Router<Ops> {
     Router::new()
         .route("/", get(index))
         .route("/login", get(login_page).post(login))
@@ -39,19 +40,19 @@ pub fn router() -> Router<App> {
 }
 
 /// The caller of a page; sends the browser to the login page when there is no valid token.
-struct Viewer(Auth);
+struct Viewer(Caller);
 
-impl axum::extract::FromRequestParts<App> for Viewer {
+impl axum::extract::FromRequestParts<Ops> for Viewer {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, ops: &Ops) -> Result<Self, Self::Rejection> {
         let Some(token) = token_from_parts(parts) else {
             return Err(Redirect::to("/login").into_response());
         };
-        match app.state.authenticate(&token).await {
-            Ok(Some(p)) => Ok(Viewer(Auth(p))),
+        match ops.authenticate(&token).await {
+            Ok(Some(caller)) => Ok(Viewer(caller)),
             Ok(None) => Err(Redirect::to("/login?bad=1").into_response()),
-            Err(e) => Err(error_page(None, ApiError::from(e))),
+            Err(e) => Err(error_page(None, e)),
         }
     }
 }
@@ -119,7 +120,7 @@ enum Nav {
     None,
 }
 
-fn page(title: &str, viewer: Option<&Auth>, nav: Nav, body: Markup) -> Markup {
+fn page(title: &str, viewer: Option<&Caller>, nav: Nav, body: Markup) -> Markup {
     let here = |n: Nav| if n == nav { "here" } else { "" };
     html! {
         (DOCTYPE)
@@ -137,10 +138,10 @@ fn page(title: &str, viewer: Option<&Auth>, nav: Nav, body: Markup) -> Markup {
                         a class=(here(Nav::Services)) href="/" { "Services" }
                         a class=(here(Nav::Logs)) href="/logs" { "Logs" }
                         a class=(here(Nav::Costs)) href="/costs" { "Costs" }
-                        @if matches!(v.0, peng_state::Principal::Admin) {
+                        @if v.is_admin() {
                             a class=(here(Nav::Platform)) href="/platform" { "Platform" }
                         }
-                        span class="me" { "signed in as " (v.0.actor()) " · " a href="/logout" { "log out" } }
+                        span class="me" { "signed in as " (v.actor()) " · " a href="/logout" { "log out" } }
                     }
                 }
                 main { (body) }
@@ -150,7 +151,7 @@ fn page(title: &str, viewer: Option<&Auth>, nav: Nav, body: Markup) -> Markup {
 }
 
 /// An error as a page of the UI, with the status the API would answer.
-fn error_page(viewer: Option<&Auth>, e: ApiError) -> Response {
+fn error_page(viewer: Option<&Caller>, e: Error) -> Response {
     if matches!(e.kind, ErrorKind::Internal | ErrorKind::Unavailable) {
         tracing::error!(error = %e.message, "page failed");
     }
@@ -210,15 +211,15 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response {
+async fn login(State(ops): State<Ops>, Form(form): Form<LoginForm>) -> Response {
     let token = form.token.trim();
-    match app.state.authenticate(token).await {
+    match ops.authenticate(token).await {
         Ok(Some(_)) if !token.contains(';') => {
             let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
             ([(SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
         Ok(_) => Redirect::to("/login?bad=1").into_response(),
-        Err(e) => error_page(None, ApiError::from(e)),
+        Err(e) => error_page(None, e),
     }
 }
 
@@ -227,8 +228,9 @@ async fn logout() -> Response {
     ([(SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
 }
 
-async fn index(State(app): State<App>, Viewer(auth): Viewer) -> Result<Markup, Response> {
-    let services = crate::services::summaries(&app, &auth)
+async fn index(State(ops): State<Ops>, Viewer(auth): Viewer) -> Result<Markup, Response> {
+    let services = ops
+        .summaries(&auth)
         .await
         .map_err(|e| error_page(Some(&auth), e))?;
     let now = now_ns();
@@ -248,7 +250,7 @@ async fn index(State(app): State<App>, Viewer(auth): Viewer) -> Result<Markup, R
                     tr { th { "Service" } th { "Instances running" } th { "Sensors" } th { "Alerts" } th { "Applied" } }
                     @for s in &services {
                         tr {
-                            td { a href={ "/services/" (s.team) "/" (s.service) } { (s.id) } }
+                            td { a href={ "/services/" (s.id.team) "/" (s.id.service) } { (s.id) } }
                             td class=(if s.instances_running == s.instances_desired { "ok" } else { "fail" }) {
                                 (s.instances_running) " / " (s.instances_desired)
                             }
@@ -273,46 +275,46 @@ async fn index(State(app): State<App>, Viewer(auth): Viewer) -> Result<Markup, R
 const USAGE_SHOWN: std::time::Duration = std::time::Duration::from_secs(3600);
 
 async fn service_page(
-    State(app): State<App>,
+    State(ops): State<Ops>,
     Viewer(auth): Viewer,
     Path((team, service)): Path<(String, String)>,
 ) -> Result<Markup, Response> {
-    let fail = |e: ApiError| error_page(Some(&auth), e);
-    let id = crate::api::services::service_id(&team, &service).map_err(fail)?;
-    let st = crate::services::status(&app, &auth, &id)
-        .await
-        .map_err(fail)?;
+    let fail = |e: Error| error_page(Some(&auth), e);
+    let id = peng_core::ServiceId::parse(&format!("{team}/{service}"))
+        .map_err(|_| fail(Error::not_found("service not found")))?;
+    let st = ops.status(&auth, &id).await.map_err(fail)?;
+    let hour_ago = now_ns() - 3_600_000_000_000;
     let mut charts = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for s in &st.sensors {
         if seen.insert((s.sensor.clone(), s.stage.clone())) {
-            let stage =
-                StageName::parse(&s.stage).map_err(|e| fail(ApiError::internal(e.to_string())))?;
-            let h = crate::api::services::sensor_history(&app, &id, &s.sensor, &stage, "1h")
+            let points = ops
+                .sensor_history(&auth, &id, &s.sensor, &s.stage, hour_ago)
                 .await
                 .map_err(fail)?;
-            charts.push(h);
+            charts.push((s.sensor.clone(), s.stage.clone(), points));
         }
     }
-    let usage = crate::services::usage(&app, &auth, &id, now_ns() - USAGE_SHOWN.as_nanos() as i64)
+    let usage = ops
+        .usage(&auth, &id, now_ns() - USAGE_SHOWN.as_nanos() as i64)
         .await
         .map_err(fail)?;
-    let logs = run_search(
-        &app,
-        &auth,
-        SearchQuery {
-            service: Some(id.service.to_string()),
-            since: Some("1h".into()),
-            limit: Some(30),
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(fail)?;
+    let logs = ops
+        .search_logs(
+            &auth,
+            Search {
+                service: Some(id.service.to_string()),
+                since: Some("1h".into()),
+                limit: Some(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(fail)?;
     let now = now_ns();
     let instances: usize = st.stages.iter().map(|s| s.instances.len()).sum();
     Ok(page(
-        &st.id,
+        &st.id.to_string(),
         Some(&auth),
         Nav::Services,
         html! {
@@ -328,16 +330,17 @@ async fn service_page(
                 (scroll(html! { table {
                     tr { th { "Stage" } th class="num" { "#" } th class="num" { "PID" } th class="num" { "Port" } th { "State" } th { "Since" } th class="num" { "Restarts" } th class="num" { "CPU" } th class="num" { "Memory" } th { "Last exit" } }
                     @for stage in &st.stages {
-                        @for i in &stage.instances {
+                        @for v in &stage.instances {
+                            @let i = &v.status;
                             tr {
                                 td { (stage.name) } td class="num" { (i.index) }
                                 td class="num" { (i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())) }
                                 td class="num" { (i.port) }
-                                td class=(match i.state.as_str() { "running" => "ok", "starting" => "warn", _ => "fail" }) { (i.state) }
+                                td class=(match i.state { InstanceState::Running => "ok", InstanceState::Starting => "warn", _ => "fail" }) { (i.state.as_str()) }
                                 td class="nowrap" title={ (format::date_time(i.since_ns)) " UTC" } { (ago(i.since_ns, now)) }
                                 td class={ "num" @if i.restarts > 0 { " warn" } } { (i.restarts) }
-                                td class="num nowrap" { (i.cpu_seconds.map(|c| format!("{c:.1} s")).unwrap_or_else(|| "-".into())) }
-                                td class="num nowrap" { (i.memory_bytes.map(|m| format!("{:.1} MiB", m as f64 / 1048576.0)).unwrap_or_else(|| "-".into())) }
+                                td class="num nowrap" { (v.cpu_seconds.map(|c| format!("{c:.1} s")).unwrap_or_else(|| "-".into())) }
+                                td class="num nowrap" { (v.memory_bytes.map(|m| format!("{:.1} MiB", m as f64 / 1048576.0)).unwrap_or_else(|| "-".into())) }
                                 td class={ @if i.last_exit.as_deref().is_some_and(|e| e.contains("out of memory")) { "fail" } @else { "muted" } } { (i.last_exit.clone().unwrap_or_default()) }
                             }
                         }
@@ -347,7 +350,7 @@ async fn service_page(
             h2 { "Usage" }
             (usage::section(&usage))
             h2 { "Databases" }
-            (databases::section(&st.id, &st.databases, now))
+            (databases::section(&st.id.to_string(), &st.databases, now))
             h2 { "Alerts" }
             @if st.alerts.is_empty() { p class="empty muted" { "No alert rule has been evaluated yet." } }
             @else {
@@ -357,11 +360,12 @@ async fn service_page(
                         tr {
                             td { (a.alert) } td { (a.stage) }
                             td class="nowrap" { span class={ "badge " (a.state) } { (a.state) } @if a.escalated { " " span class="badge firing" { "escalated" } } }
-                            td class=(match (a.state.as_str(), a.severity.as_str()) { ("firing" | "pending", "critical") => "fail", ("firing" | "pending", _) => "warn", _ => "" }) { (a.severity) }
+                            td class=(alert_class(a.state, a.severity)) { (a.severity) }
                             td class="nowrap" {
-                                @if let Some(t) = a.started_at_ns.or(a.since_ns) { span title={ (format::date_time(t)) " UTC" } { (ago(t, now)) } }
+                                @let t = a.started_at_ns.unwrap_or(a.since_ns);
+                                span title={ (format::date_time(t)) " UTC" } { (ago(t, now)) }
                             }
-                            td class="muted" { (a.message) }
+                            td class="muted" { (a.last_message) }
                         }
                     }
                 } }))
@@ -375,41 +379,58 @@ async fn service_page(
                         tr {
                             td { (s.sensor) } td { (s.stage) }
                             td class="num" { (s.instance.map(|i| i.to_string()).unwrap_or_else(|| "-".into())) }
-                            @match s.ok {
-                                Some(true) => td class="ok" { "ok" },
-                                Some(false) => td class="fail" { "failing" @if s.consecutive_failures > 1 { span class="muted" { " ×" (s.consecutive_failures) } } },
-                                None => td class="muted" { "not run yet" },
-                            }
-                            td class="num nowrap" { (s.latency_ms.map(ms).unwrap_or_default()) }
-                            td class="nowrap" { @if let Some(t) = s.at_ns { span title={ (format::date_time(t)) " UTC" } { (ago(t, now)) } } }
-                            td class="muted" { (s.message) }
+                            @if s.last.ok { td class="ok" { "ok" } }
+                            @else { td class="fail" { "failing" @if s.consecutive_failures > 1 { span class="muted" { " ×" (s.consecutive_failures) } } } }
+                            td class="num nowrap" { (ms(s.last.latency_ms)) }
+                            td class="nowrap" { span title={ (format::date_time(s.last.at_ns)) " UTC" } { (ago(s.last.at_ns, now)) } }
+                            td class="muted" { (s.last.message) }
                         }
                     }
                 } }))
                 div class="charts" {
-                    @for h in &charts {
+                    @for (sensor, stage, points) in &charts {
                         figure {
                             figcaption {
-                                strong { (h.sensor) " · " (h.stage) } " "
-                                span class="muted" { "latency, last hour: " (chart::summary(&h.points)) }
+                                strong { (sensor) " · " (stage) } " "
+                                span class="muted" { "latency, last hour: " (chart::summary(points)) }
                             }
-                            (chart::latency(&h.points))
+                            (chart::latency(points))
                         }
                     }
                 }
             }
             h2 { "Recent log lines" }
-            p { a href={ "/logs?since=1h&service=" (st.service) } { "Search this service's logs" } }
+            p { a href={ "/logs?since=1h&service=" (st.id.service) } { "Search this service's logs" } }
             (log_table(&auth, &logs.hits, "No log lines in the last hour."))
         },
     ))
 }
 
+/// The class of an alert's severity cell: red for a critical one that fires or is about to.
+fn alert_class(state: peng_core::AlertState, severity: peng_core::Severity) -> &'static str {
+    use peng_core::{AlertState, Severity};
+    match (state, severity) {
+        (AlertState::Firing | AlertState::Pending, Severity::Critical) => "fail",
+        (AlertState::Firing | AlertState::Pending, _) => "warn",
+        _ => "",
+    }
+}
+
+/// An additional field's value as the table shows it (long strings cut).
+fn field_text(v: &peng_logs::FieldValue) -> String {
+    match v {
+        peng_logs::FieldValue::Str(s) => clip(s, 200).0.to_string(),
+        peng_logs::FieldValue::I64(i) => i.to_string(),
+        peng_logs::FieldValue::F64(f) => f.to_string(),
+        peng_logs::FieldValue::Bool(b) => b.to_string(),
+    }
+}
+
 /// Longer messages are cut in the table; the full text stays searchable.
 const MESSAGE_CHARS: usize = 2000;
 
-fn log_table(auth: &Auth, hits: &[peng_api::LogHit], empty: &str) -> Markup {
-    let admin = auth.team_scope().is_none();
+fn log_table(auth: &Caller, hits: &[peng_logs::LogRecord], empty: &str) -> Markup {
+    let admin = auth.is_admin();
     html! {
         @if hits.is_empty() { p class="empty muted" { (empty) } }
         @else {
@@ -422,7 +443,7 @@ fn log_table(auth: &Auth, hits: &[peng_api::LogHit], empty: &str) -> Markup {
                             @if admin { (h.team) "/" }
                             (h.service) @if !h.stage.is_empty() { " · " (h.stage) } @if !h.instance.is_empty() { " #" (h.instance) }
                         }
-                        td class="nowrap muted" { (h.source) }
+                        td class="nowrap muted" { (h.source.as_str()) }
                         td class=(level_class(h.level)) title={ "level " (h.level) } { (level_name(h.level)) }
                         td class="log" {
                             @let (shown, cut) = clip(&h.message, MESSAGE_CHARS);
@@ -435,7 +456,7 @@ fn log_table(auth: &Auth, hits: &[peng_api::LogHit], empty: &str) -> Markup {
                             @if !h.fields.is_empty() {
                                 div class="fields" {
                                     @for (k, v) in &h.fields {
-                                        span { (k) "=" (match v { serde_json::Value::String(s) => clip(s, 200).0.to_string(), other => other.to_string() }) }
+                                        span { (k) "=" (field_text(v)) }
                                     }
                                 }
                             }
@@ -448,8 +469,9 @@ fn log_table(auth: &Auth, hits: &[peng_api::LogHit], empty: &str) -> Markup {
 }
 
 /// What the viewer's team costs (for the admin: every team, and the capacity no team reserves).
-async fn costs_page(State(app): State<App>, Viewer(auth): Viewer) -> Result<Markup, Response> {
-    let report = crate::services::costs(&app, auth.team_scope().as_ref())
+async fn costs_page(State(ops): State<Ops>, Viewer(auth): Viewer) -> Result<Markup, Response> {
+    let report = ops
+        .costs(&auth, None)
         .await
         .map_err(|e| error_page(Some(&auth), e))?;
     Ok(page(
@@ -473,13 +495,17 @@ async fn costs_page(State(app): State<App>, Viewer(auth): Viewer) -> Result<Mark
 
 /// Admins only: every component's counters (what `/metrics` serves) and the GELF messages
 /// that were refused, so that drops are seen where people look.
-async fn platform_page(Viewer(auth): Viewer, State(app): State<App>) -> Response {
-    if let Err(e) = auth.require_admin() {
-        return error_page(Some(&auth), e);
-    }
-    let samples = peng_core::metrics::snapshot();
-    let rejections = app.ingest_ctx.rejections.list();
-    let isolation = app.driver.isolation().describe();
+async fn platform_page(Viewer(auth): Viewer, State(ops): State<Ops>) -> Response {
+    let overview = match ops.platform(&auth) {
+        Ok(o) => o,
+        Err(e) => return error_page(Some(&auth), e),
+    };
+    let (samples, rejections, isolation, limits) = (
+        overview.counters,
+        overview.rejections,
+        overview.isolation,
+        overview.limits,
+    );
     let now = peng_core::now_ns();
     page(
         "Platform",
@@ -491,7 +517,7 @@ async fn platform_page(Viewer(auth): Viewer, State(app): State<App>) -> Response
             p {
                 "Instances: " span class=(if isolation.starts_with("on") { "ok" } else { "fail" }) { (isolation) }
                 br;
-                "Limits: " span class=(if app.limits.starts_with("off") { "fail" } else { "ok" }) { (app.limits) }
+                "Limits: " span class=(if limits.starts_with("off") { "fail" } else { "ok" }) { (limits) }
             }
             h2 { "Counters" }
             p class="muted" { "The same numbers as " code { "/metrics" } ": what each component received, processed, discarded (with the reason) and failed at." }
@@ -532,10 +558,20 @@ async fn platform_page(Viewer(auth): Viewer, State(app): State<App>) -> Response
     .into_response()
 }
 
+/// The log page's form.
+#[derive(Deserialize, Default)]
+struct SearchForm {
+    #[serde(default)]
+    q: String,
+    since: Option<String>,
+    service: Option<String>,
+    limit: Option<usize>,
+}
+
 async fn logs_page(
-    State(app): State<App>,
+    State(ops): State<Ops>,
     Viewer(auth): Viewer,
-    Query(mut q): Query<SearchQuery>,
+    Query(mut q): Query<SearchForm>,
 ) -> Result<Markup, Response> {
     if q.since.as_deref().is_none_or(str::is_empty) {
         q.since = Some("15m".into());
@@ -547,18 +583,30 @@ async fn logs_page(
         q.service.clone().unwrap_or_default(),
     );
     // The services to pick from: the viewer's own (an admin's: every team's).
-    let mut names: Vec<String> = crate::services::summaries(&app, &auth)
+    let mut names: Vec<String> = ops
+        .summaries(&auth)
         .await
         .map_err(|e| error_page(Some(&auth), e))?
         .into_iter()
-        .map(|s| s.service)
+        .map(|s| s.id.service.to_string())
         .collect();
     if !service.is_empty() {
         names.push(service.clone());
     }
     names.sort();
     names.dedup();
-    let result = run_search(&app, &auth, q).await;
+    let result = ops
+        .search_logs(
+            &auth,
+            Search {
+                q: q.q,
+                since: q.since,
+                service: q.service,
+                limit: q.limit,
+                ..Default::default()
+            },
+        )
+        .await;
     Ok(page(
         "Logs",
         Some(&auth),

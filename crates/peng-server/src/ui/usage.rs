@@ -5,8 +5,8 @@
 use maud::{html, Markup};
 
 use super::chart::{self, Series, Unit};
-use crate::usage::{cpu_cores, InstanceSeries, ServiceUsage};
-use crate::workers::USAGE_EVERY;
+use peng_costs::usage::USAGE_EVERY;
+use peng_costs::usage::{cpu_cores, InstanceSeries, ServiceUsage};
 
 const USED: &str = "#2563eb";
 const LIMIT: &str = "#d97706";

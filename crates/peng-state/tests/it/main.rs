@@ -1,13 +1,16 @@
 //! The state store against a real SQLite file in a temporary directory.
 
+use peng_core::{AlertState, DbMode, Severity, StageName};
 use peng_core::{ServiceId, TeamName};
-use peng_state::{AlertRow, NewAudit, Principal, ServiceRow, State};
+use peng_state::{
+    AlertRow, AuditAction, BackupKind, DbNode, DbStatus, NewAudit, Principal, ServiceRow, State,
+};
 
 fn audit(action: &str, team: &str) -> NewAudit {
     NewAudit {
         actor: "admin".into(),
         team: Some(team.into()),
-        action: action.into(),
+        action: AuditAction::parse(action).unwrap_or(AuditAction::TeamCreate),
         target: team.into(),
         detail: String::new(),
     }
@@ -57,13 +60,13 @@ async fn tokens_teams_services_audit_and_alerts_survive_reopen() {
         state
             .put_alert(&AlertRow {
                 service: id.clone(),
-                stage: "production".into(),
+                stage: StageName::parse("production").unwrap(),
                 alert: "down".into(),
-                state: "firing".into(),
+                state: AlertState::Firing,
                 since_ns: Some(1),
                 started_at_ns: Some(2),
                 value: Some(0.5),
-                severity: "critical".into(),
+                severity: Severity::Critical,
                 escalated: false,
                 message: "failing".into(),
             })
@@ -100,7 +103,7 @@ async fn tokens_teams_services_audit_and_alerts_survive_reopen() {
     );
     let alerts = state.alerts().await.unwrap();
     assert_eq!(alerts.len(), 1);
-    assert_eq!(alerts[0].state, "firing");
+    assert_eq!(alerts[0].state, AlertState::Firing);
 
     state
         .destroy_service(&id, audit("service.destroy", "books"))
@@ -134,7 +137,7 @@ async fn tokens_teams_services_audit_and_alerts_survive_reopen() {
     let nobody = TeamName::parse("nobody").unwrap();
     assert_eq!(
         state
-            .rotate_team_token(&nobody, audit("x", "nobody"))
+            .rotate_team_token(&nobody, audit("team.token.rotate", "nobody"))
             .await
             .unwrap_err()
             .kind(),
@@ -153,7 +156,7 @@ async fn databases_secrets_and_backups_survive_reopen() {
     let row = DatabaseRow {
         service: id.clone(),
         stage: stage.clone(),
-        mode: "dedicated".into(),
+        mode: DbMode::Dedicated,
         server: String::new(),
         version: "10.11".into(),
         plan: "small".into(),
@@ -161,9 +164,9 @@ async fn databases_secrets_and_backups_survive_reopen() {
         replica: true,
         port_a: Some(40001),
         port_b: Some(40002),
-        primary_node: "a".into(),
-        app_slot: "a".into(),
-        status: "creating".into(),
+        primary_node: DbNode::A,
+        app_slot: DbNode::A,
+        status: DbStatus::Creating,
         created_at: 1,
         updated_at: 1,
     };
@@ -182,11 +185,11 @@ async fn databases_secrets_and_backups_survive_reopen() {
             .await
             .unwrap();
         let mut ready = row.clone();
-        ready.status = "ready".into();
-        ready.primary_node = "b".into();
+        ready.status = DbStatus::Ready;
+        ready.primary_node = DbNode::B;
         state.put_database(&ready, &[], None).await.unwrap();
         let id_b = state
-            .start_backup(&id, &stage, "manual", "/x/1.sql.gz")
+            .start_backup(&id, &stage, BackupKind::Manual, "/x/1.sql.gz")
             .await
             .unwrap();
         let mut b = state.backup(id_b).await.unwrap().unwrap();
@@ -201,8 +204,8 @@ async fn databases_secrets_and_backups_survive_reopen() {
     };
     let state = State::open(&path).await.unwrap();
     let got = state.database(&id, &stage).await.unwrap().unwrap();
-    assert_eq!(got.status, "ready");
-    assert_eq!(got.primary_node, "b");
+    assert_eq!(got.status, DbStatus::Ready);
+    assert_eq!(got.primary_node, DbNode::B);
     assert_eq!(got.port_b, Some(40002));
     assert!(got.replica);
     assert_eq!(state.databases(Some(&id)).await.unwrap().len(), 1);
@@ -232,7 +235,7 @@ async fn databases_secrets_and_backups_survive_reopen() {
         .await
         .unwrap()
         .into_iter()
-        .map(|a| a.entry.action)
+        .map(|a| a.entry.action.to_string())
         .collect();
     assert!(
         actions.contains(&"database.create".to_string()),
@@ -282,7 +285,45 @@ async fn a_teams_user_is_recorded_corrected_and_kept_across_reopen() {
     );
     let log = state.audit_log(None, 10).await.unwrap();
     assert_eq!(
-        log.iter().filter(|a| a.entry.action == "team.user").count(),
+        log.iter()
+            .filter(|a| a.entry.action == AuditAction::TeamUser)
+            .count(),
         2
     );
+}
+
+#[tokio::test]
+async fn an_unknown_word_in_the_state_is_an_error_never_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let id = ServiceId::parse("books/bookshelf").unwrap();
+    let state = State::open(&path).await.unwrap();
+    let alert = AlertRow {
+        service: id,
+        stage: StageName::parse("production").unwrap(),
+        alert: "down".into(),
+        state: AlertState::Firing,
+        since_ns: Some(1),
+        started_at_ns: Some(1),
+        value: None,
+        severity: Severity::Critical,
+        escalated: false,
+        message: "failing".into(),
+    };
+    state.put_alert(&alert).await.unwrap();
+    assert_eq!(state.alerts().await.unwrap(), vec![alert]);
+    state.close().await;
+    // What a newer peng, or a hand, could leave behind.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE alerts SET severity = 'urgent'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let state = State::open(&path).await.unwrap();
+    let e = state.alerts().await.expect_err("an unknown severity");
+    assert_eq!(e.kind(), peng_core::ErrorKind::Internal, "{e}");
+    assert!(e.to_string().contains("'urgent' is not a severity"), "{e}");
 }

@@ -19,7 +19,7 @@ pub struct Sealer {
 impl Sealer {
     /// Reads the key from `path`, creating it on first start.
     pub fn load_or_create(path: &Path) -> std::io::Result<Sealer> {
-        let key = crate::ingest::load_or_create_secret(path)?;
+        let key = peng_state::keyfile::load_or_create_secret(path)?;
         if key.len() != 32 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,

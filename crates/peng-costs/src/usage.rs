@@ -2,7 +2,7 @@
 //! service page, and each service's average use, which the cost report charges where it exceeds
 //! the reservation.
 //!
-//! The points are what `workers::usage_loop` writes every `USAGE_EVERY`. `cpu_seconds` counts up
+//! The points are what the server writes every `USAGE_EVERY`. `cpu_seconds` counts up
 //! from the making of an instance's cgroup, so a step down means the instance was replaced and
 //! that step is left out; `memory_bytes` is what was in use at that moment, and counts until the
 //! next point, for at most `HOLD` (an instance that stopped being recorded stopped running).
@@ -12,8 +12,14 @@ use std::collections::BTreeMap;
 
 use peng_tsdb::{FieldValue, Query, Tsdb, TsdbError};
 
-use crate::costs::Used;
-use crate::workers::{USAGE_EVERY, USAGE_MEASUREMENT};
+use crate::Used;
+
+/// How often instances' usage is recorded.
+pub const USAGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The metrics store's measurement of instances' usage: tags `team, service, stage, instance`,
+/// fields `cpu_seconds` (cumulative), `memory_bytes`, `oom_kills` (cumulative).
+pub const USAGE_MEASUREMENT: &str = "instance_usage";
 
 const CPU_FIELD: &str = "cpu_seconds";
 const MEMORY_FIELD: &str = "memory_bytes";

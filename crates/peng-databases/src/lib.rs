@@ -18,17 +18,18 @@
 //! `<data>/backups/<team>/<service>/<stage>/`. Backups are verified on a scratch server of
 //! peng's own (`<data>/databases/_scratch`), started on first use.
 
+mod error;
 mod ops;
 pub mod sealing;
 
-pub use ops::backups_wire;
+pub use error::{Error, Result};
+pub use ops::{Credentials, DatabaseStatus, ReplicaStatus};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use peng_api as wire;
 use peng_core::{now_ns, ErrorKind, ServiceId, StageName};
 use peng_db::accounts::{self, Role, SchemaSpec, Secret, UserSpec};
 use peng_db::replica;
@@ -38,12 +39,11 @@ use peng_db::tls::Ca;
 use peng_db::tools::Tools;
 use peng_db::DbError;
 use peng_spec::{DatabaseSpec, DbMode, Platform, ServiceSpec};
-use peng_state::{DatabaseRow, NewAudit, State};
+use peng_state::{AuditAction, DatabaseRow, DbNode, DbStatus, NewAudit, State};
 use sha2::{Digest, Sha256};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
 use sqlx::{ConnectOptions, MySqlPool};
 
-use crate::error::{ApiError, ApiResult};
 use sealing::Sealer;
 
 /// Accounts of a database, by the name their password is stored under.
@@ -51,10 +51,6 @@ pub const APP_A: &str = "app_a";
 pub const APP_B: &str = "app_b";
 pub const READ_ONLY: &str = "ro";
 pub const REPLICATION: &str = "repl";
-
-/// The status of a database while a password rotation moves its instances to the other
-/// application account; both accounts are open until the rotation finishes.
-pub const ROTATING: &str = "rotating";
 
 /// Drift findings kept per database for status and the UI (the audit log keeps them all).
 const MAX_FINDINGS: usize = 20;
@@ -76,17 +72,26 @@ pub struct Databases {
     dir: PathBuf,
     backup_dir: PathBuf,
     /// Running dedicated servers by (service, stage, node).
-    nodes: tokio::sync::Mutex<HashMap<(ServiceId, StageName, String), DedicatedServer>>,
+    nodes: tokio::sync::Mutex<HashMap<(ServiceId, StageName, DbNode), DedicatedServer>>,
     shared: tokio::sync::Mutex<HashMap<String, MySqlPool>>,
     scratch: tokio::sync::Mutex<Option<DedicatedServer>>,
     /// What the latest reconciles of each database found, newest last.
-    findings: Mutex<HashMap<DbKey, Vec<wire::Drift>>>,
+    findings: Mutex<HashMap<DbKey, Vec<Finding>>>,
     /// Why a database is not ready, when it is not.
     failures: Mutex<HashMap<DbKey, String>>,
     read_only_pools: Mutex<HashMap<DbKey, MySqlPool>>,
     last_stats: Mutex<HashMap<(DbKey, String), (DbStats, Instant)>>,
     /// One database operation at a time per database (backup, restore, rotate, promote).
     op_locks: Mutex<HashMap<DbKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// What a reconcile found different from what peng declared, and whether it was repaired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub object: String,
+    pub problem: String,
+    pub repaired: bool,
+    pub at_ns: i64,
 }
 
 /// The environment one stage's instances get for their database.
@@ -122,8 +127,8 @@ fn owner(id: &ServiceId, stage: &StageName, name: &str) -> String {
     format!("{id}/{stage}/{name}")
 }
 
-fn db_err(e: DbError) -> ApiError {
-    ApiError::new(e.kind(), e.to_string())
+fn db_err(e: DbError) -> Error {
+    Error::new(e.kind(), e.to_string())
 }
 
 impl Databases {
@@ -131,9 +136,15 @@ impl Databases {
         data_dir: &Path,
         platform: Arc<Platform>,
         platform_dir: PathBuf,
-    ) -> anyhow::Result<Databases> {
+    ) -> Result<Databases> {
         let dir = data_dir.join("databases");
-        std::fs::create_dir_all(&dir)?;
+        let io = |what: &str, path: &Path, e: std::io::Error| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot {what} {}: {e}", path.display()),
+            )
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
         let tools = Tools::discover().map_err(|e| e.to_string());
         let ca = match &tools {
             Ok(_) => Some(Ca::load_or_create(&dir.join("ca"))?),
@@ -147,7 +158,8 @@ impl Databases {
             ca,
             platform,
             platform_dir,
-            sealer: Sealer::load_or_create(&data_dir.join("db.key"))?,
+            sealer: Sealer::load_or_create(&data_dir.join("db.key"))
+                .map_err(|e| io("read the database key", &data_dir.join("db.key"), e))?,
             dir,
             backup_dir: data_dir.join("backups"),
             nodes: Default::default(),
@@ -165,15 +177,15 @@ impl Databases {
         &self.platform
     }
 
-    fn tools(&self) -> ApiResult<&Tools> {
+    fn tools(&self) -> Result<&Tools> {
         self.tools
             .as_ref()
-            .map_err(|reason| ApiError::new(ErrorKind::Unavailable, reason.clone()))
+            .map_err(|reason| Error::new(ErrorKind::Unavailable, reason.clone()))
     }
 
-    fn ca(&self) -> ApiResult<&Ca> {
+    fn ca(&self) -> Result<&Ca> {
         self.ca.as_ref().ok_or_else(|| {
-            ApiError::new(
+            Error::new(
                 ErrorKind::Unavailable,
                 "dedicated databases are not available: the MariaDB server is not installed",
             )
@@ -192,7 +204,7 @@ impl Databases {
     /// Checks a file's `database:` against the platform before anything is planned: the
     /// version is offered (and, for dedicated, installed here), the plan exists, the shared
     /// server is registered. The messages name the file's value and what would be accepted.
-    pub fn check_spec(&self, file_name: &str, spec: &ServiceSpec) -> ApiResult<()> {
+    pub fn check_spec(&self, file_name: &str, spec: &ServiceSpec) -> Result<()> {
         let Some(db) = &spec.database else {
             return Ok(());
         };
@@ -241,7 +253,7 @@ impl Databases {
         if problems.is_empty() {
             Ok(())
         } else {
-            let mut err = ApiError::invalid(format!(
+            let mut err = Error::invalid(format!(
                 "{file_name}: the database section does not fit the platform"
             ));
             err.details = problems;
@@ -257,7 +269,7 @@ impl Databases {
         state: &State,
         spec: &ServiceSpec,
         actor: &str,
-    ) -> ApiResult<(StageEnv, Vec<String>)> {
+    ) -> Result<(StageEnv, Vec<String>)> {
         let mut env = StageEnv::new();
         let mut events = Vec::new();
         let Some(db) = &spec.database else {
@@ -297,7 +309,7 @@ impl Databases {
         stage: &StageName,
         db: &DatabaseSpec,
         actor: &str,
-    ) -> ApiResult<DatabaseRow> {
+    ) -> Result<DatabaseRow> {
         if let Some(mut row) = state.database(id, stage).await? {
             // Plan, replica and version follow the file; mode changes are a replace, done by
             // remove + create in the caller.
@@ -319,12 +331,12 @@ impl Databases {
                 .platform
                 .shared_server(db.server.as_deref())
                 .map(|(name, _)| name.to_string())
-                .ok_or_else(|| ApiError::invalid("no shared server for this database"))?,
+                .ok_or_else(|| Error::invalid("no shared server for this database"))?,
         };
         let row = DatabaseRow {
             service: id.clone(),
             stage: stage.clone(),
-            mode: if dedicated { "dedicated" } else { "shared" }.to_string(),
+            mode: db.mode,
             server,
             version: db.version.clone(),
             plan: db.plan.clone(),
@@ -336,9 +348,9 @@ impl Databases {
             } else {
                 None
             },
-            primary_node: "a".to_string(),
-            app_slot: "a".to_string(),
-            status: "creating".to_string(),
+            primary_node: DbNode::A,
+            app_slot: DbNode::A,
+            status: DbStatus::Creating,
             created_at: now_ns(),
             updated_at: now_ns(),
         };
@@ -355,7 +367,7 @@ impl Databases {
         let audit = NewAudit {
             actor: actor.to_string(),
             team: Some(id.team.to_string()),
-            action: "database.create".to_string(),
+            action: AuditAction::DatabaseCreate,
             target: format!("{id} {stage}"),
             detail: format!(
                 "{} mariadb {} plan {}{}",
@@ -374,22 +386,22 @@ impl Databases {
         state: &State,
         id: &ServiceId,
         stage: &StageName,
-    ) -> ApiResult<BTreeMap<String, Secret>> {
+    ) -> Result<BTreeMap<String, Secret>> {
         let mut out = BTreeMap::new();
         for (name, sealed) in state.db_secrets(id, stage).await? {
             let plain = self
                 .sealer
                 .open(&owner(id, stage, &name), &sealed)
-                .map_err(ApiError::internal)?;
+                .map_err(Error::internal)?;
             out.insert(name, Secret::new(plain));
         }
         Ok(out)
     }
 
-    fn secret<'a>(secrets: &'a BTreeMap<String, Secret>, name: &str) -> ApiResult<&'a Secret> {
+    fn secret<'a>(secrets: &'a BTreeMap<String, Secret>, name: &str) -> Result<&'a Secret> {
         secrets
             .get(name)
-            .ok_or_else(|| ApiError::internal(format!("the {name} password is missing")))
+            .ok_or_else(|| Error::internal(format!("the {name} password is missing")))
     }
 
     /// The schema and accounts peng declares for a database.
@@ -397,9 +409,9 @@ impl Databases {
         &self,
         row: &DatabaseRow,
         secrets: &BTreeMap<String, Secret>,
-    ) -> ApiResult<SchemaSpec> {
+    ) -> Result<SchemaSpec> {
         let hosts = self.app_hosts(row);
-        let rotating = row.status == ROTATING;
+        let rotating = row.status == DbStatus::Rotating;
         let max = self
             .platform
             .databases
@@ -408,7 +420,7 @@ impl Databases {
             .map(|p| p.max_connections)
             .unwrap_or(100);
         let user = |account: &str, role: Role, locked: bool, max_connections: u32| {
-            Ok::<_, ApiError>(UserSpec {
+            Ok::<_, Error>(UserSpec {
                 name: user_name(&row.db_name, account),
                 hosts: hosts.clone(),
                 password: Self::secret(secrets, account)?.clone(),
@@ -422,8 +434,18 @@ impl Databases {
             database: row.db_name.clone(),
             users: vec![
                 // While a rotation moves the instances over, both accounts stay open.
-                user(APP_A, Role::App, !rotating && row.app_slot != "a", max)?,
-                user(APP_B, Role::App, !rotating && row.app_slot != "b", max)?,
+                user(
+                    APP_A,
+                    Role::App,
+                    !rotating && row.app_slot != DbNode::A,
+                    max,
+                )?,
+                user(
+                    APP_B,
+                    Role::App,
+                    !rotating && row.app_slot != DbNode::B,
+                    max,
+                )?,
                 user(READ_ONLY, Role::ReadOnly, false, (max / 10).max(5))?,
             ],
             extra_databases: Vec::new(),
@@ -433,7 +455,7 @@ impl Databases {
 
     /// `%` hosts only where the platform file allows them for a shared server.
     fn host_patterns(&self, row: &DatabaseRow) -> accounts::HostPatterns {
-        let allowed = row.mode == "shared"
+        let allowed = row.mode == DbMode::Shared
             && self
                 .platform
                 .shared_server(Some(&row.server))
@@ -446,7 +468,7 @@ impl Databases {
     }
 
     fn app_hosts(&self, row: &DatabaseRow) -> Vec<String> {
-        if row.mode == "shared" {
+        if row.mode == DbMode::Shared {
             if let Some((_, server)) = self.platform.shared_server(Some(&row.server)) {
                 return server.app_hosts.clone();
             }
@@ -454,12 +476,12 @@ impl Databases {
         vec!["127.0.0.1".to_string()]
     }
 
-    fn node_dir(&self, id: &ServiceId, stage: &StageName, node: &str) -> PathBuf {
+    fn node_dir(&self, id: &ServiceId, stage: &StageName, node: DbNode) -> PathBuf {
         self.dir
             .join(id.team.as_str())
             .join(id.service.as_str())
             .join(stage.as_str())
-            .join(node)
+            .join(node.as_str())
     }
 
     fn server_settings(&self, plan: &str) -> BTreeMap<String, String> {
@@ -492,25 +514,28 @@ impl Databases {
     async fn node(
         &self,
         row: &DatabaseRow,
-        node: &str,
+        node: DbNode,
         events: &mut Vec<String>,
-    ) -> ApiResult<MySqlPool> {
-        let key = (row.service.clone(), row.stage.clone(), node.to_string());
+    ) -> Result<MySqlPool> {
+        let key = (row.service.clone(), row.stage.clone(), node);
         if let Some(server) = self.nodes.lock().await.get(&key) {
             return Ok(server.admin().clone());
         }
         // Every caller holds this database's operation lock, so nobody else starts this node
         // meanwhile; the map of servers is not held while it starts, so other databases'
         // status, statistics and reconciles do not wait for it.
-        let port = if node == "a" { row.port_a } else { row.port_b }.ok_or_else(|| {
-            ApiError::internal(format!("node {node} of {} has no port", row.db_name))
-        })?;
+        let port = if node == DbNode::A {
+            row.port_a
+        } else {
+            row.port_b
+        }
+        .ok_or_else(|| Error::internal(format!("node {node} of {} has no port", row.db_name)))?;
         let read_only = row.replica && row.primary_node != node;
         let cfg = DedicatedConfig {
             name: format!("{} {} node {node}", row.service, row.stage),
             dir: self.node_dir(&row.service, &row.stage, node),
             port,
-            server_id: if node == "a" { 1 } else { 2 },
+            server_id: if node == DbNode::A { 1 } else { 2 },
             settings: self.server_settings(&row.plan),
             read_only,
         };
@@ -528,17 +553,18 @@ impl Databases {
         Ok(pool)
     }
 
-    async fn shared_pool(&self, name: &str) -> ApiResult<MySqlPool> {
+    async fn shared_pool(&self, name: &str) -> Result<MySqlPool> {
         let mut shared = self.shared.lock().await;
         if let Some(pool) = shared.get(name) {
             return Ok(pool.clone());
         }
-        let (_, server) = self.platform.shared_server(Some(name)).ok_or_else(|| {
-            ApiError::invalid(format!("shared server '{name}' is not registered"))
-        })?;
+        let (_, server) = self
+            .platform
+            .shared_server(Some(name))
+            .ok_or_else(|| Error::invalid(format!("shared server '{name}' is not registered")))?;
         let password_file = self.platform_dir.join(&server.admin_password_file);
         let password = std::fs::read_to_string(&password_file).map_err(|e| {
-            ApiError::new(
+            Error::new(
                 ErrorKind::Unavailable,
                 format!(
                     "shared server '{name}': cannot read admin_password_file {}: {e}",
@@ -571,7 +597,7 @@ impl Databases {
             .connect_with(opts)
             .await
             .map_err(|e| {
-                ApiError::new(
+                Error::new(
                     ErrorKind::Unavailable,
                     format!(
                         "shared server '{name}' ({}:{}): {e}",
@@ -584,20 +610,16 @@ impl Databases {
     }
 
     /// The admin pool of the server that takes writes for `row`.
-    async fn primary(&self, row: &DatabaseRow, events: &mut Vec<String>) -> ApiResult<MySqlPool> {
-        if row.mode == "shared" {
+    async fn primary(&self, row: &DatabaseRow, events: &mut Vec<String>) -> Result<MySqlPool> {
+        if row.mode == DbMode::Shared {
             self.shared_pool(&row.server).await
         } else {
-            self.node(row, &row.primary_node.clone(), events).await
+            self.node(row, row.primary_node, events).await
         }
     }
 
-    fn replica_node(row: &DatabaseRow) -> &'static str {
-        if row.primary_node == "a" {
-            "b"
-        } else {
-            "a"
-        }
+    fn replica_node(row: &DatabaseRow) -> DbNode {
+        row.primary_node.other()
     }
 
     async fn ensure(
@@ -607,14 +629,14 @@ impl Databases {
         stage: &StageName,
         db: &DatabaseSpec,
         actor: &str,
-    ) -> ApiResult<(BTreeMap<String, String>, Vec<String>)> {
+    ) -> Result<(BTreeMap<String, String>, Vec<String>)> {
         let mut events = Vec::new();
         let mut row = self.row(state, id, stage, db, actor).await?;
         let secrets = self.secrets(state, id, stage).await?;
         let primary = self.primary(&row, &mut events).await?;
         let schema = self.schema_with_scratch(&primary, &row, &secrets).await?;
         let made = accounts::ensure(&primary, &schema).await.map_err(db_err)?;
-        if row.status == "creating" {
+        if row.status == DbStatus::Creating {
             events.push(format!(
                 "database {stage}: schema {} and accounts {}, {} ready",
                 row.db_name,
@@ -624,9 +646,9 @@ impl Databases {
         } else if !made.is_empty() {
             self.record_drift(state, &row, &made, actor).await?;
         }
-        if row.mode == "dedicated" && row.replica {
+        if row.mode == DbMode::Dedicated && row.replica {
             let replica_node = Self::replica_node(&row);
-            let key = (id.clone(), stage.clone(), replica_node.to_string());
+            let key = (id.clone(), stage.clone(), replica_node);
             let fresh = !self.nodes.lock().await.contains_key(&key);
             let replica_admin = self.node(&row, replica_node, &mut events).await?;
             // The replica holds the same accounts (made there by peng, not replicated), so a
@@ -649,10 +671,10 @@ impl Databases {
                 let repl = Self::secret(&secrets, REPLICATION)?.expose().to_string();
                 let nodes = self.nodes.lock().await;
                 let (Some(p), Some(r)) = (
-                    nodes.get(&(id.clone(), stage.clone(), row.primary_node.clone())),
+                    nodes.get(&(id.clone(), stage.clone(), row.primary_node)),
                     nodes.get(&key),
                 ) else {
-                    return Err(ApiError::internal("replica or primary vanished"));
+                    return Err(Error::internal("replica or primary vanished"));
                 };
                 let started = Instant::now();
                 replica::attach(self.tools()?, p, r, &[row.db_name.clone()], &repl)
@@ -664,10 +686,10 @@ impl Databases {
                     started.elapsed().as_secs_f64()
                 ));
             }
-        } else if row.mode == "dedicated" && !row.replica {
+        } else if row.mode == DbMode::Dedicated && !row.replica {
             // A replica no longer asked for is stopped and removed.
             let replica_node = Self::replica_node(&row);
-            let key = (id.clone(), stage.clone(), replica_node.to_string());
+            let key = (id.clone(), stage.clone(), replica_node);
             let server = self.nodes.lock().await.remove(&key);
             if let Some(server) = server {
                 server.destroy().await.map_err(db_err)?;
@@ -676,8 +698,8 @@ impl Databases {
                 ));
             }
         }
-        if row.status == "creating" {
-            row.status = "ready".to_string();
+        if row.status == DbStatus::Creating {
+            row.status = DbStatus::Ready;
             state.put_database(&row, &[], None).await?;
         }
         let env = self.instance_env(&row, &secrets)?;
@@ -685,12 +707,12 @@ impl Databases {
     }
 
     fn host_port(&self, row: &DatabaseRow) -> (String, u16) {
-        if row.mode == "shared" {
+        if row.mode == DbMode::Shared {
             if let Some((_, s)) = self.platform.shared_server(Some(&row.server)) {
                 return (s.host.clone(), s.port);
             }
         }
-        let port = if row.primary_node == "a" {
+        let port = if row.primary_node == DbNode::A {
             row.port_a
         } else {
             row.port_b
@@ -699,7 +721,7 @@ impl Databases {
     }
 
     fn ca_path(&self, row: &DatabaseRow) -> Option<PathBuf> {
-        if row.mode == "shared" {
+        if row.mode == DbMode::Shared {
             self.platform
                 .shared_server(Some(&row.server))
                 .and_then(|(_, s)| s.ca.as_ref().map(|ca| self.platform_dir.join(ca)))
@@ -716,9 +738,13 @@ impl Databases {
         &self,
         row: &DatabaseRow,
         secrets: &BTreeMap<String, Secret>,
-    ) -> ApiResult<BTreeMap<String, String>> {
+    ) -> Result<BTreeMap<String, String>> {
         let (host, port) = self.host_port(row);
-        let slot = if row.app_slot == "b" { APP_B } else { APP_A };
+        let slot = if row.app_slot == DbNode::B {
+            APP_B
+        } else {
+            APP_A
+        };
         let user = user_name(&row.db_name, slot);
         let password = Self::secret(secrets, slot)?.expose().to_string();
         let ca = self
@@ -760,12 +786,12 @@ impl Databases {
         row: &DatabaseRow,
         found: &[accounts::Drift],
         actor: &str,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         let key = (row.service.clone(), row.stage.clone());
         let at = now_ns();
-        let entries: Vec<wire::Drift> = found
+        let entries: Vec<Finding> = found
             .iter()
-            .map(|d| wire::Drift {
+            .map(|d| Finding {
                 object: d.object.clone(),
                 problem: d.problem.clone(),
                 repaired: d.repaired,
@@ -783,7 +809,7 @@ impl Databases {
                     .audit(NewAudit {
                         actor: actor.to_string(),
                         team: Some(row.service.team.to_string()),
-                        action: "database.drift_repaired".to_string(),
+                        action: AuditAction::DatabaseDriftRepaired,
                         target: format!("{} {}", row.service, row.stage),
                         detail: repaired.join("; "),
                     })
@@ -803,9 +829,9 @@ impl Databases {
 
     /// One reconcile pass over every database: the server baseline and the accounts, grants
     /// and foreign access compared with what peng declared, and repaired.
-    pub async fn reconcile(&self, state: &State) -> ApiResult<()> {
+    pub async fn reconcile(&self, state: &State) -> Result<()> {
         for row in state.databases(None).await? {
-            if row.status != "ready" {
+            if row.status != DbStatus::Ready {
                 continue;
             }
             let key = (row.service.clone(), row.stage.clone());
@@ -821,15 +847,15 @@ impl Databases {
         Ok(())
     }
 
-    async fn reconcile_one(&self, state: &State, row: &DatabaseRow) -> ApiResult<()> {
+    async fn reconcile_one(&self, state: &State, row: &DatabaseRow) -> Result<()> {
         let secrets = self.secrets(state, &row.service, &row.stage).await?;
         let mut found = Vec::new();
         // Each server with the account peng administers it as, which is never foreign.
         let mut pools: Vec<(MySqlPool, String)> = Vec::new();
-        if row.mode == "dedicated" {
+        if row.mode == DbMode::Dedicated {
             let nodes = self.nodes.lock().await;
-            for node in ["a", "b"] {
-                let key = (row.service.clone(), row.stage.clone(), node.to_string());
+            for node in DbNode::ALL.iter().copied() {
+                let key = (row.service.clone(), row.stage.clone(), node);
                 if let Some(server) = nodes.get(&key) {
                     found.extend(server.check_baseline(true).await.map_err(db_err)?);
                     pools.push((server.admin().clone(), server.admin_user().to_string()));
@@ -899,9 +925,9 @@ pub fn builtin_alerts(spec: &ServiceSpec) -> Vec<peng_spec::AlertSpec> {
 }
 
 /// A free TCP port on 127.0.0.1, for a new dedicated server.
-fn free_port() -> ApiResult<u16> {
+fn free_port() -> Result<u16> {
     peng_db::server::free_port()
-        .map_err(|e| ApiError::new(ErrorKind::Unavailable, format!("no free port: {e}")))
+        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("no free port: {e}")))
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! The capacity guard and cost reporting, both from the platform file.
+//! The capacity guard and the cost report, both from the platform file, and instances' recorded
+//! usage ([`usage`]), which the report charges where it exceeds what is reserved.
+//!
+//! Pure but for `usage::read`, which reads the metrics store: no network, no state, no HTTP.
 //!
 //! A service reserves, per stage: its instances' `resources` (cpu, memory) times the instance
 //! count, and for a dedicated database its plan's memory and disk (twice with a replica).
@@ -14,9 +17,10 @@
 //! the log index is its share of the records); and what is neither reserved nor used is the
 //! platform's own line, `unused capacity`. A month is 730 hours.
 
+pub mod usage;
+
 use std::collections::BTreeMap;
 
-use peng_api as wire;
 use peng_core::{ServiceId, TeamName};
 use peng_spec::{DbMode, Platform, ServiceSpec};
 
@@ -152,6 +156,30 @@ pub fn check_capacity(
     }
 }
 
+/// The cost report: one line per team and item (`instances`, `databases`, `backups`, `logs`),
+/// and for admins the platform's unused capacity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostReport {
+    pub currency: String,
+    pub total_day: f64,
+    pub total_month: f64,
+    pub lines: Vec<CostLine>,
+    /// What the platform may hand out (`disk` included).
+    pub capacity: Reservation,
+    /// What live services reserve of it.
+    pub reserved: Reservation,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostLine {
+    /// The team, or `platform` for unused capacity.
+    pub team: String,
+    pub item: String,
+    pub detail: String,
+    pub per_day: f64,
+    pub per_month: f64,
+}
+
 /// What a service's instances used on average over the report's window.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Used {
@@ -186,7 +214,7 @@ pub fn report(
     specs: &[ServiceSpec],
     usage: &Usage,
     team: Option<&TeamName>,
-) -> wire::CostReport {
+) -> CostReport {
     let p = &platform.prices;
     let mut per_team: BTreeMap<TeamName, (Instances, ServiceReservation)> = BTreeMap::new();
     let mut reserved = Reservation::default();
@@ -221,7 +249,7 @@ pub fn report(
     teams.sort();
     let mut lines = Vec::new();
     let mut line = |team: &str, item: &str, detail: String, per_month: f64| {
-        lines.push(wire::CostLine {
+        lines.push(CostLine {
             team: team.to_string(),
             item: item.to_string(),
             detail,
@@ -300,21 +328,17 @@ pub fn report(
         );
     }
     let total_month: f64 = lines.iter().map(|l| l.per_month).sum();
-    wire::CostReport {
+    CostReport {
         currency: p.currency.clone(),
         total_day: total_month / DAYS_PER_MONTH,
         total_month,
         lines,
-        capacity: wire::Capacity {
+        capacity: Reservation {
             cpu: cap.cpu,
-            memory_bytes: cap.memory.bytes(),
-            disk_bytes: cap.disk.bytes(),
+            memory: cap.memory.bytes(),
+            disk: cap.disk.bytes(),
         },
-        reserved: wire::Capacity {
-            cpu: reserved.cpu,
-            memory_bytes: reserved.memory,
-            disk_bytes: reserved.disk,
-        },
+        reserved,
     }
 }
 
@@ -481,7 +505,7 @@ mod tests {
             "{unused:?}"
         );
         assert!((r.reserved.cpu - 1.5).abs() < 1e-9);
-        assert_eq!(r.reserved.memory_bytes, 3 * GIB as u64);
+        assert_eq!(r.reserved.memory, 3 * GIB as u64);
     }
 
     #[test]

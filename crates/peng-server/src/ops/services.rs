@@ -1,36 +1,182 @@
 //! Plan, apply, destroy and restore: the path from a service file to running instances,
-//! sensors and a log retention.
+//! sensors and a log retention; and what a service looks like now.
 //!
 //! The order of an apply is what makes it safe to crash: the desired state is committed to the
 //! state store (with its audit entry) first, then the drivers converge on it. A crash after the
 //! commit is finished by `restore_all` at the next start; a crash before it leaves nothing.
+//! Every function that converges instances takes the apply lock's guard ([`Applying`]): one
+//! writer at a time, checked by the compiler.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use peng_api as wire;
-use peng_core::{now_ns, ErrorKind, ServiceId, StageName};
+use peng_core::{now_ns, ErrorKind, ServiceId, StageName, TeamName};
+use peng_monitor::{AlertRecord, AlertState, SensorState};
+use peng_provision::driver::process::{InstanceState, InstanceStatus};
+use peng_provision::Plan;
 use peng_spec::{ServiceSpec, StageSpec};
-use peng_state::{NewAudit, ServiceRow};
+use peng_state::{AuditAction, BackupKind, NewAudit, ServiceRow};
 
-use crate::app::App;
-use crate::auth::Auth;
-use crate::error::{ApiError, ApiResult};
+use super::{Caller, Error, Ops, Parts, Result};
 use crate::ingest::ingest_token;
 
+/// A service file sent to be planned or applied.
+#[derive(Debug, Clone)]
+pub struct FileRequest {
+    /// The file's name as the user gave it, for messages.
+    pub file_name: String,
+    pub spec_yaml: String,
+    /// The absolute directory the file is in on this machine.
+    pub base_dir: String,
+    /// Only this stage's instances follow the file.
+    pub stage: Option<String>,
+    /// Allows destroying a protected database.
+    pub force: bool,
+}
+
+/// What an apply or destroy planned and did.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub plan: Plan,
+    /// What was done, in order, one line each.
+    pub events: Vec<String>,
+    pub generation: i64,
+}
+
+/// A service as `peng status` and its page show it.
+#[derive(Debug, Clone)]
+pub struct ServiceStatus {
+    pub id: ServiceId,
+    pub generation: i64,
+    pub applied_at_ns: i64,
+    pub applied_by: String,
+    pub retention: peng_core::Duration,
+    pub stages: Vec<StageStatus>,
+    pub sensors: Vec<SensorState>,
+    pub alerts: Vec<AlertRecord>,
+    pub databases: Vec<peng_databases::DatabaseStatus>,
+    /// `on (...; runs as peng-books (uid 70001))` or `off (why)`.
+    pub isolation: String,
+    /// `cgroup v1 (...)` or `off (why)`.
+    pub limits: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageStatus {
+    pub name: StageName,
+    pub desired_instances: u32,
+    pub instances: Vec<InstanceView>,
+}
+
+/// One instance with what it uses now (while it runs).
+#[derive(Debug, Clone)]
+pub struct InstanceView {
+    pub status: InstanceStatus,
+    pub cpu_seconds: Option<f64>,
+    pub memory_bytes: Option<u64>,
+}
+
+/// One line of the service list.
+#[derive(Debug, Clone)]
+pub struct ServiceSummary {
+    pub id: ServiceId,
+    pub generation: i64,
+    pub applied_at_ns: i64,
+    pub instances_desired: u32,
+    pub instances_running: u32,
+    pub sensors_ok: u32,
+    pub sensors_failing: u32,
+    pub alerts_firing: u32,
+}
+
+/// One run of a sensor, as charts draw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SensorPoint {
+    pub at_ns: i64,
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub value: Option<f64>,
+}
+
+/// Proof that the apply lock is held: whatever converges instances takes it, so there is one
+/// writer at a time.
+pub(super) type Applying<'a> = tokio::sync::MutexGuard<'a, ()>;
+
+impl Ops {
+    /// What applying a file would change (Terraform style), after every check an apply makes.
+    pub async fn plan(&self, caller: &Caller, req: FileRequest) -> Result<Plan> {
+        Ok(plan_request(self.p(), caller, &req).await?.plan)
+    }
+
+    /// Plans and applies a file: the desired state is committed first, then the instances,
+    /// databases and sensors converge on it.
+    pub async fn apply(&self, caller: &Caller, req: FileRequest) -> Result<Applied> {
+        let lock = self.0.apply_lock.lock().await;
+        apply(self.p(), &lock, caller, req).await
+    }
+
+    /// Stops everything of a service and removes it (a protected database only with `force`,
+    /// after a final backup); its logs stay for their retention.
+    pub async fn destroy(&self, caller: &Caller, id: &ServiceId, force: bool) -> Result<Applied> {
+        let lock = self.0.apply_lock.lock().await;
+        destroy(self.p(), &lock, caller, id, force).await
+    }
+
+    /// At start: every declared service comes back (instances, sensors, databases); a destroy
+    /// that crashed halfway is finished. One broken service does not keep the others down.
+    pub async fn restore_all(&self) -> Result<()> {
+        let lock = self.0.apply_lock.lock().await;
+        restore_all(self.p(), &lock).await
+    }
+
+    pub async fn status(&self, caller: &Caller, id: &ServiceId) -> Result<ServiceStatus> {
+        status(self.p(), caller, id).await
+    }
+
+    /// The caller's services (every service for an admin).
+    pub async fn summaries(&self, caller: &Caller) -> Result<Vec<ServiceSummary>> {
+        summaries(self.p(), caller).await
+    }
+
+    /// A sensor's runs on a stage since `since_ns`, oldest first.
+    pub async fn sensor_history(
+        &self,
+        caller: &Caller,
+        id: &ServiceId,
+        sensor: &str,
+        stage: &StageName,
+        since_ns: i64,
+    ) -> Result<Vec<SensorPoint>> {
+        caller.check_team(&id.team, "service")?;
+        Ok(self
+            .p()
+            .monitor
+            .history(id, sensor, stage, since_ns)
+            .await?
+            .into_iter()
+            .map(|(at_ns, ok, latency_ms, value)| SensorPoint {
+                at_ns,
+                ok,
+                latency_ms,
+                value,
+            })
+            .collect())
+    }
+}
+
 /// The spec a stored row stands for: its file, with the instance counts as applied.
-pub fn effective_spec(row: &ServiceRow) -> Result<ServiceSpec, ApiError> {
+pub(super) fn effective_spec(row: &ServiceRow) -> Result<ServiceSpec, Error> {
     let mut spec = peng_spec::parse_service(&row.file_name, &row.spec_yaml).map_err(|d| {
-        ApiError::internal(format!(
+        Error::internal(format!(
             "stored service file of {} no longer parses: {d}",
             row.id
         ))
     })?;
     let stages: BTreeMap<String, u32> = serde_json::from_str(&row.stages_json)
-        .map_err(|e| ApiError::internal(format!("stored stages of {}: {e}", row.id)))?;
+        .map_err(|e| Error::internal(format!("stored stages of {}: {e}", row.id)))?;
     let mut applied = BTreeMap::new();
     for (name, instances) in stages {
-        let stage = StageName::parse(&name).map_err(|e| ApiError::internal(e.to_string()))?;
+        let stage = StageName::parse(&name).map_err(|e| Error::internal(e.to_string()))?;
         applied.insert(stage, StageSpec { instances });
     }
     spec.stages = applied;
@@ -47,8 +193,8 @@ fn stages_json(spec: &ServiceSpec) -> String {
 }
 
 /// The current (applied, not destroyed) spec of a service.
-async fn current(app: &App, id: &ServiceId) -> ApiResult<Option<(ServiceRow, ServiceSpec)>> {
-    match app.state.service(id).await? {
+async fn current(p: &Parts, id: &ServiceId) -> Result<Option<(ServiceRow, ServiceSpec)>> {
+    match p.state.service(id).await? {
         Some(row) if row.destroyed_at.is_none() => {
             let spec = effective_spec(&row)?;
             Ok(Some((row, spec)))
@@ -100,27 +246,27 @@ fn removed_databases(
 /// removal is committed. Each must be verified (a restore of it gave the same row counts), or
 /// nothing changes. A database that was never completed has nothing to back up.
 async fn final_backups(
-    app: &App,
+    p: &Parts,
     id: &ServiceId,
     removed: &[(StageName, bool)],
     actor: &str,
-) -> ApiResult<(Vec<String>, Vec<StageName>)> {
+) -> Result<(Vec<String>, Vec<StageName>)> {
     let mut events = Vec::new();
     let mut done = Vec::new();
     for (stage, protected) in removed {
         if !*protected {
             continue;
         }
-        match app.state.database(id, stage).await? {
-            Some(row) if row.status != "creating" => {}
+        match p.state.database(id, stage).await? {
+            Some(row) if row.status != peng_state::DbStatus::Creating => {}
             _ => continue,
         }
-        let b = app
+        let b = p
             .databases
-            .backup(&app.state, id, stage, "final", None, actor)
+            .backup(&p.state, id, stage, BackupKind::Final, None, actor)
             .await?;
         if b.verified != Some(true) {
-            return Err(ApiError::new(
+            return Err(Error::new(
                 ErrorKind::Unavailable,
                 format!(
                     "the final backup {} of the protected database of {id} on {stage} did not verify ({}); nothing was destroyed",
@@ -144,7 +290,7 @@ fn check_protection(
     id: &ServiceId,
     removed: &[(StageName, bool)],
     force: bool,
-) -> ApiResult<()> {
+) -> Result<()> {
     let protected: Vec<String> = removed
         .iter()
         .filter(|(_, p)| *p)
@@ -153,7 +299,7 @@ fn check_protection(
     if protected.is_empty() || force {
         return Ok(());
     }
-    Err(ApiError::new(
+    Err(Error::new(
         ErrorKind::Conflict,
         format!(
             "{file}: this would destroy the protected database of {id} on {}; nothing was changed. Run it again with --force to destroy it (a final backup is taken first)",
@@ -165,11 +311,11 @@ fn check_protection(
 /// What a shared server registered with a capacity cannot take: its number of databases and
 /// the disk their plans reserve, counting every other service's databases on it.
 async fn shared_capacity_problems(
-    app: &App,
+    p: &Parts,
     id: &ServiceId,
     desired: &ServiceSpec,
-) -> ApiResult<Vec<String>> {
-    let platform = app.databases.platform();
+) -> Result<Vec<String>> {
+    let platform = p.databases.platform();
     let Some(db) = &desired.database else {
         return Ok(Vec::new());
     };
@@ -187,12 +333,12 @@ async fn shared_capacity_problems(
             .map(|p| p.disk.bytes())
             .unwrap_or(0)
     };
-    let others: Vec<_> = app
+    let others: Vec<_> = p
         .state
         .databases(None)
         .await?
         .into_iter()
-        .filter(|r| r.mode == "shared" && r.server == name && &r.service != id)
+        .filter(|r| r.mode == peng_core::DbMode::Shared && r.server == name && &r.service != id)
         .collect();
     let wanted = desired.stages.len() as u64;
     let mut problems = Vec::new();
@@ -224,34 +370,34 @@ async fn shared_capacity_problems(
 
 /// Refuses a file that would take the platform past its capacity.
 async fn check_capacity(
-    app: &App,
+    p: &Parts,
     file: &str,
     id: &ServiceId,
     current: Option<&ServiceSpec>,
     desired: &ServiceSpec,
-) -> ApiResult<()> {
-    let platform = app.databases.platform();
-    let mut others = crate::costs::Reservation::default();
-    for row in app.state.services(None).await? {
+) -> Result<()> {
+    let platform = p.databases.platform();
+    let mut others = peng_costs::Reservation::default();
+    for row in p.state.services(None).await? {
         if row.destroyed_at.is_some() || &row.id == id {
             continue;
         }
         if let Ok(spec) = effective_spec(&row) {
-            others = others + crate::costs::reservation(&spec, platform).total();
+            others = others + peng_costs::reservation(&spec, platform).total();
         }
     }
     let cur = current
-        .map(|c| crate::costs::reservation(c, platform).total())
+        .map(|c| peng_costs::reservation(c, platform).total())
         .unwrap_or_default();
-    let want = crate::costs::reservation(desired, platform).total();
-    let mut problems = crate::costs::check_capacity(platform, others, cur, want)
+    let want = peng_costs::reservation(desired, platform).total();
+    let mut problems = peng_costs::check_capacity(platform, others, cur, want)
         .err()
         .unwrap_or_default();
-    problems.extend(shared_capacity_problems(app, id, desired).await?);
+    problems.extend(shared_capacity_problems(p, id, desired).await?);
     if problems.is_empty() {
         return Ok(());
     }
-    let mut e = ApiError::new(
+    let mut e = Error::new(
         ErrorKind::Conflict,
         format!("{file}: over the platform's capacity; nothing was changed"),
     );
@@ -259,27 +405,27 @@ async fn check_capacity(
     Err(e)
 }
 
-async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiResult<Planned> {
+async fn plan_request(p: &Parts, caller: &Caller, req: &FileRequest) -> Result<Planned> {
     let mut desired = peng_spec::parse_service(&req.file_name, &req.spec_yaml)?;
-    app.databases.check_spec(&req.file_name, &desired)?;
+    p.databases.check_spec(&req.file_name, &desired)?;
     let id = desired.id();
-    if !auth.0.may_access(&id.team) {
-        return Err(ApiError::forbidden(format!(
+    if !caller.may_access(&id.team) {
+        return Err(Error::forbidden(format!(
             "the service file belongs to team '{}', which is not yours",
             id.team
         )));
     }
-    if app.state.team(&id.team).await?.is_none() {
-        return Err(ApiError::not_found(format!(
+    if p.state.team(&id.team).await?.is_none() {
+        return Err(Error::not_found(format!(
             "team '{}' does not exist; an admin creates it with 'peng team create {}'",
             id.team, id.team
         )));
     }
     let base_dir =
-        crate::isolation::check_service_dir(app, &req.file_name, &desired, &req.base_dir).await?;
-    let current = current(app, &id).await?;
+        super::isolation::check_service_dir(p, &req.file_name, &desired, &req.base_dir).await?;
+    let current = current(p, &id).await?;
     let stage = match &req.stage {
-        Some(s) => Some(StageName::parse(s).map_err(|e| ApiError::invalid(e.to_string()))?),
+        Some(s) => Some(StageName::parse(s).map_err(|e| Error::invalid(e.to_string()))?),
         None => None,
     };
     if let Some(stage) = &stage {
@@ -292,7 +438,7 @@ async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiRes
                 .iter()
                 .any(|(name, s)| name != stage && s.instances > 0);
             if others_run && cur.run != desired.run {
-                return Err(ApiError::invalid(format!(
+                return Err(Error::invalid(format!(
                     "{} changes 'run', which reaches every stage's instances; apply it without --stage",
                     req.file_name
                 )));
@@ -308,7 +454,7 @@ async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiRes
     let removed_databases = removed_databases(current.as_ref().map(|(_, s)| s), Some(&desired));
     check_protection(&req.file_name, &id, &removed_databases, req.force)?;
     check_capacity(
-        app,
+        p,
         &req.file_name,
         &id,
         current.as_ref().map(|(_, s)| s),
@@ -324,63 +470,29 @@ async fn plan_request(app: &App, auth: &Auth, req: &wire::SpecRequest) -> ApiRes
     })
 }
 
-fn action_name(a: peng_provision::Action) -> &'static str {
-    match a {
-        peng_provision::Action::Create => "create",
-        peng_provision::Action::Update => "update",
-        peng_provision::Action::Replace => "replace",
-        peng_provision::Action::Destroy => "destroy",
-    }
-}
-
-pub fn wire_plan(plan: &peng_provision::Plan) -> wire::Plan {
-    let (add, change, destroy) = plan.summary();
-    wire::Plan {
-        service: plan.service.to_string(),
-        changes: plan
-            .changes
-            .iter()
-            .map(|c| wire::Change {
-                action: action_name(c.action).to_string(),
-                address: c.address.clone(),
-                details: c.details.clone(),
-            })
-            .collect(),
-        add,
-        change,
-        destroy,
-        text: plan.to_string(),
-    }
-}
-
-pub async fn plan(app: &App, auth: &Auth, req: wire::SpecRequest) -> ApiResult<wire::Plan> {
-    Ok(wire_plan(&plan_request(app, auth, &req).await?.plan))
-}
-
-pub async fn apply(
-    app: &App,
-    auth: &Auth,
-    req: wire::SpecRequest,
-) -> ApiResult<wire::ApplyResponse> {
-    let _guard = app.apply_lock.lock().await;
+async fn apply(
+    p: &Parts,
+    lock: &Applying<'_>,
+    caller: &Caller,
+    req: FileRequest,
+) -> Result<Applied> {
     let Planned {
         desired,
         current,
         plan,
         removed_databases,
         base_dir,
-    } = plan_request(app, auth, &req).await?;
+    } = plan_request(p, caller, &req).await?;
     let base_dir = base_dir.display().to_string();
-    let wire_plan = wire_plan(&plan);
     let same_dir = current
         .as_ref()
         .is_none_or(|(row, _)| row.base_dir == base_dir);
     if let (Some((row, spec)), true) = (&current, plan.is_empty() && same_dir) {
         // Nothing to store. Converging anyway finishes an earlier apply whose drivers failed
         // after its state was committed; for a service that runs as declared it touches nothing.
-        let events = converge(app, row, spec).await?;
-        return Ok(wire::ApplyResponse {
-            plan: wire_plan,
+        let events = converge(p, lock, row, spec).await?;
+        return Ok(Applied {
+            plan,
             events,
             generation: row.generation,
         });
@@ -396,14 +508,14 @@ pub async fn apply(
         retention_ns: desired.logging.retention.as_nanos_i64(),
         generation,
         applied_at: now_ns(),
-        applied_by: auth.0.actor(),
+        applied_by: caller.actor(),
         destroyed_at: None,
     };
     let (add, change, destroy) = plan.summary();
     let audit = NewAudit {
-        actor: auth.0.actor(),
+        actor: caller.actor(),
         team: Some(id.team.to_string()),
-        action: "service.apply".to_string(),
+        action: AuditAction::ServiceApply,
         target: id.to_string(),
         detail: format!(
             "generation {generation}: {add} to add, {change} to change, {destroy} to destroy"
@@ -411,73 +523,74 @@ pub async fn apply(
     };
     // A protected database is backed up before the decision to remove it is committed: when
     // the backup fails, nothing changes.
-    let (mut events, _) = final_backups(app, &id, &removed_databases, &auth.0.actor()).await?;
-    app.state.put_service(&row, audit).await?;
-    events.extend(converge(app, &row, &desired).await?);
-    Ok(wire::ApplyResponse {
-        plan: wire_plan,
+    let (mut events, _) = final_backups(p, &id, &removed_databases, &caller.actor()).await?;
+    p.state.put_service(&row, audit).await?;
+    events.extend(converge(p, lock, &row, &desired).await?);
+    Ok(Applied {
+        plan,
         events,
         generation,
     })
 }
 
 /// Brings instances and sensors in line with a stored service.
-async fn converge(app: &App, row: &ServiceRow, spec: &ServiceSpec) -> ApiResult<Vec<String>> {
-    let team = app
+async fn converge(
+    p: &Parts,
+    _lock: &Applying<'_>,
+    row: &ServiceRow,
+    spec: &ServiceSpec,
+) -> Result<Vec<String>> {
+    let team = p
         .state
         .team(&row.id.team)
         .await?
-        .ok_or_else(|| ApiError::internal(format!("team of {} vanished", row.id)))?;
+        .ok_or_else(|| Error::internal(format!("team of {} vanished", row.id)))?;
     let mut env = BTreeMap::new();
     env.insert(
         "PENG_GELF_HTTP".to_string(),
-        format!("http://{}/gelf", app.addrs.http),
+        format!("http://{}/gelf", p.addrs.http),
     );
-    env.insert("PENG_GELF_UDP".to_string(), app.addrs.gelf_udp.to_string());
-    env.insert("PENG_GELF_TCP".to_string(), app.addrs.gelf_tcp.to_string());
+    env.insert("PENG_GELF_UDP".to_string(), p.addrs.gelf_udp.to_string());
+    env.insert("PENG_GELF_TCP".to_string(), p.addrs.gelf_tcp.to_string());
     env.insert(
         "PENG_INGEST_TOKEN".to_string(),
-        ingest_token(&app.secret, &team.name, team.ingest_generation),
+        ingest_token(&p.secret, &team.name, team.ingest_generation),
     );
     let mut events = Vec::new();
     // Databases no longer declared go first (a mode change makes a new one), then the declared
     // ones are made, so instances start with the address of the database they are to use.
-    for db in app.state.databases(Some(&row.id)).await? {
+    for db in p.state.databases(Some(&row.id)).await? {
         // A file that names no shared server keeps the one its database is on: a new default
         // in the platform file never moves (or removes) an existing database.
         let declared = spec.database.as_ref().is_some_and(|d| {
             spec.stages.contains_key(&db.stage)
-                && db.mode == mode_name(d.mode)
+                && db.mode == d.mode
                 && d.server.as_ref().is_none_or(|s| s == &db.server)
         });
         if !declared {
-            let recent_final = app
+            let recent_final = p
                 .state
                 .backups(Some(&row.id), Some(&db.stage), false)
                 .await?
                 .first()
-                .is_some_and(|b| b.kind == "final" && now_ns() - b.started_at < 600_000_000_000);
+                .is_some_and(|b| {
+                    b.kind == BackupKind::Final && now_ns() - b.started_at < 600_000_000_000
+                });
             events.extend(
-                app.databases
-                    .remove(
-                        &app.state,
-                        &row.id,
-                        &db.stage,
-                        !recent_final,
-                        &row.applied_by,
-                    )
+                p.databases
+                    .remove(&p.state, &row.id, &db.stage, !recent_final, &row.applied_by)
                     .await?,
             );
         }
     }
-    let (db_env, db_events) = app
+    let (db_env, db_events) = p
         .databases
-        .converge(&app.state, spec, &row.applied_by)
+        .converge(&p.state, spec, &row.applied_by)
         .await?;
     events.extend(db_events);
     let base = PathBuf::from(&row.base_dir);
-    let platform = app.databases.platform();
-    let user = crate::isolation::team_user(app, &row.id.team).await?;
+    let platform = p.databases.platform();
+    let user = super::isolation::team_user(p, &row.id.team).await?;
     let mut instances = peng_provision::instance_specs(spec, &base, &env, platform.isolation.pids);
     for instance in &mut instances {
         instance.user = user.clone();
@@ -490,99 +603,95 @@ async fn converge(app: &App, row: &ServiceRow, spec: &ServiceSpec) -> ApiResult<
             instance.env.extend(extra);
         }
     }
-    let driver_events = app.driver.reconcile(&row.id, instances).await?;
-    app.monitor
-        .apply_with_builtin(spec, crate::databases::builtin_alerts(spec));
+    let driver_events = p.driver.reconcile(&row.id, instances).await?;
+    p.monitor
+        .apply_with_builtin(spec, peng_databases::builtin_alerts(spec));
     events.extend(driver_events.iter().map(|e| e.to_string()));
     Ok(events)
 }
 
-fn mode_name(mode: peng_spec::DbMode) -> &'static str {
-    match mode {
-        peng_spec::DbMode::Dedicated => "dedicated",
-        peng_spec::DbMode::Shared => "shared",
-    }
-}
-
 /// Converges one live service again (its instances' database address or account changed).
-pub async fn converge_service(app: &App, id: &ServiceId) -> ApiResult<Vec<String>> {
-    match current(app, id).await? {
-        Some((row, spec)) => converge(app, &row, &spec).await,
-        None => Err(ApiError::not_found(format!("service {id} not found"))),
+pub(super) async fn converge_service(
+    p: &Parts,
+    lock: &Applying<'_>,
+    id: &ServiceId,
+) -> Result<Vec<String>> {
+    match current(p, id).await? {
+        Some((row, spec)) => converge(p, lock, &row, &spec).await,
+        None => Err(Error::not_found(format!("service {id} not found"))),
     }
 }
 
-pub async fn destroy(
-    app: &App,
-    auth: &Auth,
+/// Converges every live service of a team again, e.g. after its ingest token changed.
+pub(super) async fn converge_team(p: &Parts, lock: &Applying<'_>, team: &TeamName) -> Result<()> {
+    for row in p.state.services(Some(team)).await? {
+        if row.destroyed_at.is_none() {
+            let spec = effective_spec(&row)?;
+            converge(p, lock, &row, &spec).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn destroy(
+    p: &Parts,
+    _lock: &Applying<'_>,
+    caller: &Caller,
     id: &ServiceId,
     force: bool,
-) -> ApiResult<wire::ApplyResponse> {
-    let _guard = app.apply_lock.lock().await;
-    auth.check_team(&id.team, "service")?;
-    let Some((row, spec)) = current(app, id).await? else {
-        return Err(ApiError::not_found(format!("service {id} not found")));
+) -> Result<Applied> {
+    caller.check_team(&id.team, "service")?;
+    let Some((row, spec)) = current(p, id).await? else {
+        return Err(Error::not_found(format!("service {id} not found")));
     };
     let plan = peng_provision::plan(Some(&spec), None, None)?;
     let removed = removed_databases(Some(&spec), None);
     check_protection(&row.file_name, id, &removed, force)?;
-    let (mut events, backed_up) = final_backups(app, id, &removed, &auth.0.actor()).await?;
+    let (mut events, backed_up) = final_backups(p, id, &removed, &caller.actor()).await?;
     // The decision is committed first, as for apply: a crash afterwards is finished at the next
     // start, which brings back only services that are not destroyed.
     let audit = NewAudit {
-        actor: auth.0.actor(),
+        actor: caller.actor(),
         team: Some(id.team.to_string()),
-        action: "service.destroy".to_string(),
+        action: AuditAction::ServiceDestroy,
         target: id.to_string(),
         detail: format!(
             "generation {}; logs kept for {}",
             row.generation, spec.logging.retention
         ),
     };
-    app.state.destroy_service(id, audit).await?;
-    app.monitor.remove(id);
-    app.driver.stop_service(id).await?;
+    p.state.destroy_service(id, audit).await?;
+    p.monitor.remove(id);
+    p.driver.stop_service(id).await?;
     events.push(format!(
         "stopped all instances of {id}; logs are kept for {}",
         spec.logging.retention
     ));
-    for db in app.state.databases(Some(id)).await? {
+    for db in p.state.databases(Some(id)).await? {
         let take_final = !backed_up.contains(&db.stage);
         events.extend(
-            app.databases
-                .remove(&app.state, id, &db.stage, take_final, &auth.0.actor())
+            p.databases
+                .remove(&p.state, id, &db.stage, take_final, &caller.actor())
                 .await?,
         );
     }
-    Ok(wire::ApplyResponse {
-        plan: wire_plan(&plan),
+    Ok(Applied {
+        plan,
         events,
         generation: row.generation,
     })
 }
 
-/// Converges every live service of a team again, e.g. after its ingest token changed. The
-/// caller holds the apply lock.
-pub async fn converge_team(app: &App, team: &peng_core::TeamName) -> ApiResult<()> {
-    for row in app.state.services(Some(team)).await? {
-        if row.destroyed_at.is_none() {
-            let spec = effective_spec(&row)?;
-            converge(app, &row, &spec).await?;
-        }
-    }
-    Ok(())
-}
-
 /// At start: every declared service comes back (instances, sensors). A service that cannot be
 /// restored is logged and skipped, so one broken service does not keep the platform down.
-pub async fn restore_all(app: &App) -> anyhow::Result<()> {
-    for row in app.state.services(None).await? {
+async fn restore_all(p: &Parts, lock: &Applying<'_>) -> Result<()> {
+    for row in p.state.services(None).await? {
         if row.destroyed_at.is_some() {
             // A destroy that crashed before its databases were removed is finished here.
-            for db in app.state.databases(Some(&row.id)).await? {
-                if let Err(e) = app
+            for db in p.state.databases(Some(&row.id)).await? {
+                if let Err(e) = p
                     .databases
-                    .remove(&app.state, &row.id, &db.stage, true, "peng")
+                    .remove(&p.state, &row.id, &db.stage, true, &Caller::System.actor())
                     .await
                 {
                     tracing::error!(service = %row.id, stage = %db.stage, error = %e.message, "cannot remove the database of a destroyed service");
@@ -591,7 +700,9 @@ pub async fn restore_all(app: &App) -> anyhow::Result<()> {
             continue;
         }
         let restored = match effective_spec(&row) {
-            Ok(spec) => converge(app, &row, &spec).await.map(|events| events.len()),
+            Ok(spec) => converge(p, lock, &row, &spec)
+                .await
+                .map(|events| events.len()),
             Err(e) => Err(e),
         };
         match restored {
@@ -606,190 +717,97 @@ pub async fn restore_all(app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn status(app: &App, auth: &Auth, id: &ServiceId) -> ApiResult<wire::ServiceStatus> {
-    auth.check_team(&id.team, "service")?;
-    let Some((row, spec)) = current(app, id).await? else {
-        return Err(ApiError::new(
+async fn status(p: &Parts, caller: &Caller, id: &ServiceId) -> Result<ServiceStatus> {
+    caller.check_team(&id.team, "service")?;
+    let Some((row, spec)) = current(p, id).await? else {
+        return Err(Error::new(
             ErrorKind::NotFound,
             format!("service {id} not found"),
         ));
     };
-    let instances = app.driver.instances(Some(id));
-    let driver = app.driver.clone();
+    let instances = p.driver.instances(Some(id));
+    let driver = p.driver.clone();
     let owned = id.clone();
-    let usage = tokio::task::spawn_blocking(move || driver.usage(Some(&owned)))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let usage = super::blocking("usage", move || driver.usage(Some(&owned))).await?;
     let stages = spec
         .stages
         .iter()
-        .map(|(name, s)| wire::Stage {
-            name: name.to_string(),
+        .map(|(name, s)| StageStatus {
+            name: name.clone(),
             desired_instances: s.instances,
             instances: instances
                 .iter()
                 .filter(|i| &i.stage == name)
                 .map(|i| {
-                    let mut w = wire_instance(i);
-                    if let Some(u) = usage
+                    let used = usage
                         .iter()
-                        .find(|u| u.stage == i.stage && u.index == i.index)
-                    {
-                        w.cpu_seconds = Some(u.cpu_seconds);
-                        w.memory_bytes = Some(u.memory_bytes);
+                        .find(|u| u.stage == i.stage && u.index == i.index);
+                    InstanceView {
+                        status: i.clone(),
+                        cpu_seconds: used.map(|u| u.cpu_seconds),
+                        memory_bytes: used.map(|u| u.memory_bytes),
                     }
-                    w
                 })
                 .collect(),
         })
         .collect();
-    Ok(wire::ServiceStatus {
-        id: id.to_string(),
-        team: id.team.to_string(),
-        service: id.service.to_string(),
+    Ok(ServiceStatus {
+        id: id.clone(),
         generation: row.generation,
         applied_at_ns: row.applied_at,
         applied_by: row.applied_by.clone(),
-        retention: spec.logging.retention.to_string(),
+        retention: spec.logging.retention,
         stages,
-        sensors: app
-            .monitor
-            .latest(id)
-            .into_iter()
-            .map(wire_sensor)
-            .collect(),
-        alerts: app
-            .monitor
-            .alerts(Some(id))
-            .into_iter()
-            .map(|a| wire_alert(&a))
-            .collect(),
-        databases: app.databases.status(&app.state, &spec).await?,
-        isolation: crate::isolation::describe_for(app, id).await?,
-        limits: app.limits.clone(),
+        sensors: p.monitor.latest(id),
+        alerts: p.monitor.alerts(Some(id)),
+        databases: p.databases.status(&p.state, &spec).await?,
+        isolation: super::isolation::describe_for(p, id).await?,
+        limits: p.limits.clone(),
     })
 }
 
-pub async fn summaries(app: &App, auth: &Auth) -> ApiResult<Vec<wire::ServiceSummary>> {
-    let rows = app.state.services(auth.team_scope().as_ref()).await?;
+async fn summaries(p: &Parts, caller: &Caller) -> Result<Vec<ServiceSummary>> {
+    let rows = p.state.services(caller.team_scope().as_ref()).await?;
     let mut out = Vec::new();
     for row in rows.into_iter().filter(|r| r.destroyed_at.is_none()) {
         let Ok(spec) = effective_spec(&row) else {
             continue;
         };
-        let instances = app.driver.instances(Some(&row.id));
-        let sensors = app.monitor.latest(&row.id);
-        let alerts = app.monitor.alerts(Some(&row.id));
-        out.push(wire::ServiceSummary {
-            id: row.id.to_string(),
-            team: row.id.team.to_string(),
-            service: row.id.service.to_string(),
+        let instances = p.driver.instances(Some(&row.id));
+        let sensors = p.monitor.latest(&row.id);
+        let alerts = p.monitor.alerts(Some(&row.id));
+        out.push(ServiceSummary {
+            id: row.id.clone(),
             generation: row.generation,
             applied_at_ns: row.applied_at,
             instances_desired: spec.stages.values().map(|s| s.instances).sum(),
             instances_running: instances
                 .iter()
-                .filter(|i| i.state == peng_provision::driver::process::InstanceState::Running)
+                .filter(|i| i.state == InstanceState::Running)
                 .count() as u32,
             sensors_ok: sensors.iter().filter(|s| s.last.ok).count() as u32,
             sensors_failing: sensors.iter().filter(|s| !s.last.ok).count() as u32,
             alerts_firing: alerts
                 .iter()
-                .filter(|a| a.state == peng_monitor::AlertState::Firing)
+                .filter(|a| a.state == AlertState::Firing)
                 .count() as u32,
         });
     }
     Ok(out)
 }
 
-pub fn wire_instance(i: &peng_provision::driver::process::InstanceStatus) -> wire::Instance {
-    wire::Instance {
-        stage: i.stage.to_string(),
-        index: i.index,
-        pid: i.pid,
-        port: i.port,
-        state: i.state.as_str().to_string(),
-        restarts: i.restarts,
-        since_ns: i.since_ns,
-        last_exit: i.last_exit.clone(),
-        cpu_seconds: None,
-        memory_bytes: None,
-    }
-}
-
-pub fn wire_sensor(s: peng_monitor::SensorState) -> wire::SensorState {
-    wire::SensorState {
-        sensor: s.sensor.clone(),
-        stage: s.stage.to_string(),
-        instance: s.instance,
-        ok: Some(s.last.ok),
-        latency_ms: Some(s.last.latency_ms),
-        value: s.last.value,
-        message: s.last.message.clone(),
-        at_ns: Some(s.last.at_ns),
-        since_ns: Some(s.since_ns),
-        consecutive_failures: s.consecutive_failures,
-    }
-}
-
-pub fn wire_alert(a: &peng_monitor::AlertRecord) -> wire::Alert {
-    wire::Alert {
-        alert: a.alert.clone(),
-        stage: a.stage.to_string(),
-        state: a.state.as_str().to_string(),
-        severity: a.severity.as_str().to_string(),
-        since_ns: Some(a.since_ns),
-        started_at_ns: a.started_at_ns,
-        value: a.value,
-        escalated: a.escalated,
-        message: a.last_message.clone(),
-    }
-}
-
-/// What a live service's instances used since `since_ns`, as recorded every `USAGE_EVERY`,
-/// with what each instance reserves.
-pub async fn usage(
-    app: &App,
-    auth: &Auth,
-    id: &ServiceId,
-    since_ns: i64,
-) -> ApiResult<crate::usage::ServiceUsage> {
-    auth.check_team(&id.team, "service")?;
-    let Some((_, spec)) = current(app, id).await? else {
-        return Err(ApiError::new(
-            ErrorKind::NotFound,
-            format!("service {id} not found"),
-        ));
-    };
-    let tsdb = app.tsdb.clone();
-    let tags = BTreeMap::from([
-        ("team".to_string(), id.team.to_string()),
-        ("service".to_string(), id.service.to_string()),
-    ]);
-    let end = now_ns().saturating_add(1);
-    let recorded =
-        tokio::task::spawn_blocking(move || crate::usage::read(&tsdb, tags, since_ns, end))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
-    Ok(crate::usage::ServiceUsage {
-        cpu_reserved: spec.run.resources.cpu,
-        memory_limit: spec.run.resources.memory.bytes(),
-        instances: recorded.into_values().flatten().collect(),
-    })
-}
-
 /// The `database:` section of a live service, if it has one.
-pub async fn database_spec(
-    app: &App,
+pub(super) async fn database_spec(
+    p: &Parts,
     id: &ServiceId,
-) -> ApiResult<Option<peng_spec::DatabaseSpec>> {
-    Ok(current(app, id).await?.and_then(|(_, spec)| spec.database))
+) -> Result<Option<peng_spec::DatabaseSpec>> {
+    Ok(current(p, id).await?.and_then(|(_, spec)| spec.database))
 }
 
 /// Every live service's effective spec.
-pub async fn live_specs(app: &App) -> ApiResult<Vec<ServiceSpec>> {
+pub(super) async fn live_specs(p: &Parts) -> Result<Vec<ServiceSpec>> {
     let mut out = Vec::new();
-    for row in app.state.services(None).await? {
+    for row in p.state.services(None).await? {
         if row.destroyed_at.is_none() {
             if let Ok(spec) = effective_spec(&row) {
                 out.push(spec);
@@ -797,72 +815,4 @@ pub async fn live_specs(app: &App) -> ApiResult<Vec<ServiceSpec>> {
         }
     }
     Ok(out)
-}
-
-/// How far back the cost report looks for what instances used.
-const COST_WINDOW: std::time::Duration = std::time::Duration::from_secs(86_400);
-
-/// The cost report: reservations of every live service, what its instances used on average
-/// over the last `COST_WINDOW` (or since their first point), backup bytes and each team's
-/// share of the log index.
-pub async fn costs(app: &App, team: Option<&peng_core::TeamName>) -> ApiResult<wire::CostReport> {
-    let specs = live_specs(app).await?;
-    let mut usage = crate::costs::Usage::default();
-    let tsdb = app.tsdb.clone();
-    let now = now_ns();
-    let start = now - COST_WINDOW.as_nanos() as i64;
-    // A team's report needs only its own services' usage.
-    let tags: BTreeMap<String, String> = team
-        .map(|t| ("team".to_string(), t.to_string()))
-        .into_iter()
-        .collect();
-    let recorded = tokio::task::spawn_blocking(move || {
-        crate::usage::read(&tsdb, tags, start, now.saturating_add(1))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
-    for spec in &specs {
-        let id = spec.id();
-        let key = (id.team.to_string(), id.service.to_string());
-        if let Some(used) = recorded
-            .get(&key)
-            .and_then(|i| crate::usage::average(i, start, now))
-        {
-            usage.instances.insert(id, used);
-        }
-    }
-    for b in app.state.backups(None, None, false).await? {
-        *usage
-            .backup_bytes
-            .entry(b.service.team.clone())
-            .or_default() += b.bytes.max(0) as u64;
-    }
-    let logs = app.logs.clone();
-    let teams: Vec<peng_core::TeamName> = app
-        .state
-        .teams()
-        .await?
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    let log_bytes = tokio::task::spawn_blocking(move || {
-        let total_docs = logs.count().max(1) as f64;
-        let disk = logs.disk_bytes() as f64;
-        teams
-            .into_iter()
-            .filter_map(|t| {
-                let n = logs.count_team(&t).ok()?;
-                (n > 0).then(|| (t, (disk * n as f64 / total_docs) as u64))
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
-    usage.log_bytes.extend(log_bytes);
-    Ok(crate::costs::report(
-        app.databases.platform(),
-        &specs,
-        &usage,
-        team,
-    ))
 }

@@ -1,22 +1,28 @@
-//! Start-up, the shared application state, and shutdown.
+//! The one module that knows every part: it makes them (state, logs, metrics, monitor,
+//! process driver, databases, the isolation decision), hands them to the application layer,
+//! binds the listeners, starts the background loops, and stops everything in an order that
+//! loses nothing.
 
 use std::net::SocketAddr;
-use std::ops::Deref;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use peng_core::{ServiceId, StageName};
 use peng_logs::index::LogStore;
 use peng_logs::ingest::{IngestAuth, IngestContext};
-use peng_logs::pipeline::{Pipeline, PipelineHandle};
-use peng_monitor::Monitor;
-use peng_provision::driver::process::{ProcessDriver, ProcessDriverConfig};
+use peng_logs::pipeline::Pipeline;
+use peng_monitor::{AlertRecord, Endpoint, InstanceDirectory, Monitor};
+use peng_provision::driver::process::{InstanceState, ProcessDriver, ProcessDriverConfig};
+use peng_sandbox::Isolation;
+use peng_spec::{IsolationMode, Platform};
 use peng_state::State;
 use peng_tsdb::Tsdb;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest;
+use crate::ops::{Addrs, Ops, Parts};
 
 /// Where `peng serve` keeps its data and listens.
 #[derive(Debug, Clone)]
@@ -75,53 +81,11 @@ pub fn load_platform(
     }
 }
 
-/// Addresses actually bound (a configured port 0 is resolved here).
-#[derive(Debug, Clone, Copy)]
-pub struct Addrs {
-    pub http: SocketAddr,
-    pub gelf_udp: SocketAddr,
-    pub gelf_tcp: SocketAddr,
-}
-
-/// Everything a request handler or worker may use. Cheap to clone.
-#[derive(Clone)]
-pub struct App(Arc<Inner>);
-
-pub struct Inner {
-    pub state: State,
-    pub logs: Arc<LogStore>,
-    pub pipeline: PipelineHandle,
-    pub ingest: IngestAuth,
-    /// The GELF listeners' shared context (attribution, dead letters, pipeline).
-    pub ingest_ctx: IngestContext,
-    pub tsdb: Arc<Tsdb>,
-    pub monitor: Monitor,
-    pub driver: ProcessDriver,
-    pub databases: Arc<crate::databases::Databases>,
-    pub secret: Vec<u8>,
-    pub addrs: Addrs,
-    /// Absolute, symbolic links resolved: every path derived from it and handed to an
-    /// instance is absolute too.
-    pub data_dir: PathBuf,
-    /// Whether instances are held to their resources: `cgroup v1 (...)` or `off (why)`.
-    pub limits: String,
-    /// Applies and destroys run one at a time, so that a plan is applied to the state it was
-    /// computed from.
-    pub apply_lock: tokio::sync::Mutex<()>,
-}
-
-impl Deref for App {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
 /// A running server. Dropping it does not stop it; call `shutdown`.
 pub struct Server {
     pub addrs: Addrs,
     pub admin_token_file: PathBuf,
-    app: App,
+    ops: Ops,
     cancel: CancellationToken,
     drain: CancellationToken,
     carriers: Vec<tokio::task::JoinHandle<()>>,
@@ -149,7 +113,7 @@ impl Server {
             .context("cannot open the state database")?;
         let admin_token_file = dir.join("admin.token");
         if let Some(token) = state.ensure_admin_token().await? {
-            ingest::write_private(&admin_token_file, &token)
+            peng_state::keyfile::write_private(&admin_token_file, &token)
                 .with_context(|| format!("cannot write {}", admin_token_file.display()))?;
             tracing::info!(file = %admin_token_file.display(), "first start: wrote the admin token (mode 0600)");
             eprintln!(
@@ -157,7 +121,7 @@ impl Server {
                 admin_token_file.display()
             );
         }
-        let secret = ingest::load_or_create_secret(&dir.join("secret.key"))
+        let secret = peng_state::keyfile::load_or_create_secret(&dir.join("secret.key"))
             .context("cannot read the server secret")?;
 
         let tsdb =
@@ -190,7 +154,7 @@ impl Server {
             gelf_tcp: tcp.local_addr()?,
         };
 
-        let setup = crate::isolation::setup(&platform, dir).await?;
+        let setup = isolation(&platform, dir).await?;
         let (output_tx, output_rx) = tokio::sync::mpsc::channel(8192);
         let (notice_tx, notice_rx) = tokio::sync::mpsc::channel(256);
         let mut driver_cfg = ProcessDriverConfig::new(dir.join("instances"), output_tx);
@@ -202,24 +166,24 @@ impl Server {
             .context("cannot start the process driver")?;
 
         let databases = Arc::new(
-            crate::databases::Databases::open(dir, Arc::new(platform), platform_dir)
-                .context("cannot open the databases")?,
+            peng_databases::Databases::open(dir, Arc::new(platform), platform_dir)
+                .map_err(|e| anyhow::anyhow!("cannot open the databases: {e}"))?,
         );
 
         let (alert_tx, alert_rx) = tokio::sync::mpsc::channel(1024);
-        let initial_alerts = crate::workers::alerts_from_state(&state).await?;
+        let initial_alerts = alerts_from_state(&state).await?;
         let monitor = Monitor::start(peng_monitor::MonitorConfig {
             tsdb: tsdb.clone(),
-            directory: Arc::new(crate::workers::Directory(driver.clone())),
+            directory: Arc::new(Directory(driver.clone())),
             initial_alerts,
             events: alert_tx,
-            sql: Some(Arc::new(crate::workers::SqlSensors {
+            sql: Some(Arc::new(SqlSensors {
                 databases: databases.clone(),
                 state: state.clone(),
             })),
         });
 
-        let app = App(Arc::new(Inner {
+        let ops = Ops::new(Parts {
             state,
             logs,
             pipeline,
@@ -233,59 +197,60 @@ impl Server {
             addrs,
             data_dir: data_dir.clone(),
             limits: setup.limits,
-            apply_lock: tokio::sync::Mutex::new(()),
-        }));
+        });
         let cancel = CancellationToken::new();
         let mut background = vec![
             tokio::spawn(peng_logs::ingest::serve_udp(
                 udp,
-                app.ingest_ctx.clone(),
+                ops.ingest_context(),
                 cancel.clone(),
             )),
             tokio::spawn(peng_logs::ingest::serve_tcp(
                 tcp,
-                app.ingest_ctx.clone(),
+                ops.ingest_context(),
                 cancel.clone(),
             )),
-            tokio::spawn(crate::workers::retention_loop(app.clone(), cancel.clone())),
-            tokio::spawn(crate::workers::database_loop(
-                app.clone(),
-                cfg.db_reconcile_every,
-                cfg.db_sample_every,
-                cancel.clone(),
-            )),
+            tokio::spawn(crate::workers::retention_loop(ops.clone(), cancel.clone())),
         ];
+        background.extend(crate::workers::database_loops(
+            &ops,
+            cfg.db_reconcile_every,
+            cfg.db_sample_every,
+            &cancel,
+        ));
         // Carriers run until everything that feeds them has stopped, then drain and end.
         let drain = CancellationToken::new();
         let carriers = vec![
             tokio::spawn(crate::workers::forward_instance_output(
-                app.clone(),
+                ops.clone(),
                 output_rx,
                 drain.clone(),
             )),
             tokio::spawn(crate::workers::persist_alert_events(
-                app.clone(),
+                ops.clone(),
                 alert_rx,
                 drain.clone(),
             )),
             tokio::spawn(crate::workers::usage_loop(
-                app.clone(),
+                ops.clone(),
                 notice_rx,
                 drain.clone(),
             )),
         ];
         background.retain(|h| !h.is_finished());
 
-        crate::services::restore_all(&app).await?;
+        ops.restore_all()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot restore the services: {e}"))?;
 
-        let router = crate::api::router(app.clone());
+        let router = crate::api::router(ops.clone(), crate::ui::router());
         let http_cancel = cancel.clone();
         let http = tokio::spawn(crate::http::serve(http, router, http_cancel));
         tracing::info!(http = %addrs.http, gelf_udp = %addrs.gelf_udp, gelf_tcp = %addrs.gelf_tcp, "peng is serving");
         Ok(Server {
             addrs,
             admin_token_file,
-            app,
+            ops,
             cancel,
             drain,
             carriers,
@@ -298,11 +263,10 @@ impl Server {
     /// transitions), then instances (their last output lines), then the listeners; then the
     /// carriers drain what is queued, and the log pipeline commits what it holds.
     pub async fn shutdown(self) {
-        self.app.monitor.shutdown().await;
-        self.app.driver.shutdown().await;
+        self.ops.stop_instances().await;
         self.cancel.cancel();
         // Databases stop after the instances that use them.
-        self.app.databases.shutdown().await;
+        self.ops.stop_databases().await;
         let _ = self.http.await;
         for h in self.background {
             if tokio::time::timeout(std::time::Duration::from_secs(10), h)
@@ -316,12 +280,149 @@ impl Server {
         for h in self.carriers {
             let _ = h.await;
         }
-        if let Err(error) = self.app.pipeline.shutdown().await {
-            tracing::error!(%error, "log pipeline did not shut down cleanly");
-        }
-        if let Err(error) = self.app.tsdb.flush() {
-            tracing::error!(%error, "metrics store flush failed");
-        }
-        self.app.state.close().await;
+        self.ops.finish().await;
     }
+}
+
+/// What start-up decided about isolation.
+struct Setup {
+    pub isolation: Isolation,
+    pub cgroups: Option<peng_cgroup::Cgroups>,
+    /// `cgroup v1 (memory, cpu, cpuacct, pids)` or `off (why)`.
+    pub limits: String,
+}
+
+/// Probes the machine and applies the platform's `isolation.mode`: `off` never sandboxes,
+/// `auto` sandboxes when it can, `required` refuses to start when it cannot sandbox or limit.
+/// Whatever is off is said at start, with why.
+async fn isolation(platform: &Platform, data_dir: &Path) -> anyhow::Result<Setup> {
+    let settings = platform.isolation.clone();
+    let hidden = vec![data_dir.to_path_buf()];
+    let parent = cgroup_parent(data_dir);
+    let (isolation, cgroups) = tokio::task::spawn_blocking(move || {
+        let isolation = match settings.mode {
+            IsolationMode::Off => Isolation::Off {
+                reason: "isolation.mode is off in the platform file".into(),
+            },
+            IsolationMode::Auto | IsolationMode::Required => {
+                peng_sandbox::probe(&settings.system_dirs, hidden)
+            }
+        };
+        (isolation, peng_cgroup::Cgroups::detect(&parent))
+    })
+    .await
+    .context("the isolation probe failed")?;
+    let (cgroups, limits) = match cgroups {
+        Ok(c) => {
+            let text = c.describe();
+            (Some(c), text)
+        }
+        Err(e) => (None, format!("off ({e})")),
+    };
+    if platform.isolation.mode == IsolationMode::Required {
+        if let Isolation::Off { reason } = &isolation {
+            anyhow::bail!("isolation.mode is required in the platform file, but instances cannot be sandboxed: {reason}");
+        }
+        if cgroups.is_none() {
+            anyhow::bail!("isolation.mode is required in the platform file, but instances cannot be limited: {limits}");
+        }
+    }
+    match &isolation {
+        Isolation::On(_) => {
+            tracing::info!(isolation = %isolation.describe(), %limits, "instances run sandboxed")
+        }
+        Isolation::Off { .. } => {
+            tracing::warn!(isolation = %isolation.describe(), %limits, "instances run unsandboxed, as peng's own user");
+            eprintln!(
+                "peng: isolation {}: instances run as peng's own user and can read what it can",
+                isolation.describe()
+            );
+        }
+    }
+    if cgroups.is_none() {
+        eprintln!("peng: limits {limits}: instances are not held to their resources");
+    }
+    Ok(Setup {
+        isolation,
+        cgroups,
+        limits,
+    })
+}
+
+/// One parent group per data directory, so that two pengs on one machine (tests run many)
+/// never clean up each other's instances.
+fn cgroup_parent(data_dir: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    format!("peng-{}", hex::encode(&hash[..4]))
+}
+
+/// The process driver as the monitor's view of where instances listen.
+struct Directory(ProcessDriver);
+
+impl InstanceDirectory for Directory {
+    fn endpoints(&self, service: &ServiceId, stage: &StageName) -> Vec<Endpoint> {
+        self.0
+            .instances(Some(service))
+            .into_iter()
+            .filter(|i| &i.stage == stage)
+            .map(|i| Endpoint {
+                instance: i.index,
+                host: "127.0.0.1".to_string(),
+                port: i.port,
+                running: i.state == InstanceState::Running,
+            })
+            .collect()
+    }
+}
+
+/// Runs `sql` sensors as the read-only account of the service's database.
+struct SqlSensors {
+    databases: Arc<peng_databases::Databases>,
+    state: State,
+}
+
+impl peng_monitor::SqlRunner for SqlSensors {
+    fn query_value(
+        &self,
+        service: &ServiceId,
+        stage: &StageName,
+        query: &str,
+        timeout: std::time::Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<f64, String>> + Send + '_>> {
+        let (service, stage, query) = (service.clone(), stage.clone(), query.to_string());
+        Box::pin(async move {
+            match tokio::time::timeout(
+                timeout,
+                self.databases
+                    .query_value(&self.state, &service, &stage, &query),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            }
+        })
+    }
+}
+
+/// The alerts as the state kept them, for the monitor to go on from.
+async fn alerts_from_state(state: &State) -> anyhow::Result<Vec<AlertRecord>> {
+    Ok(state
+        .alerts()
+        .await?
+        .into_iter()
+        .map(|row| AlertRecord {
+            service: row.service,
+            stage: row.stage,
+            alert: row.alert,
+            state: row.state,
+            since_ns: row.since_ns.unwrap_or(0),
+            started_at_ns: row.started_at_ns,
+            value: row.value,
+            severity: row.severity,
+            escalated: row.escalated,
+            last_message: row.message,
+        })
+        .collect())
 }

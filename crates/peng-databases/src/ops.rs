@@ -7,37 +7,67 @@ use std::path::PathBuf;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant, SystemTime};
 
-use peng_api as wire;
+use peng_core::DbMode;
 use peng_core::{now_ns, ErrorKind, ServiceId, StageName};
 use peng_db::accounts::{self, Secret};
 use peng_db::backup::{self, BackupInfo, DumpTarget};
 use peng_db::{replica, stats};
 use peng_spec::ServiceSpec;
-use peng_state::{BackupRow, DatabaseRow, NewAudit, State};
+use peng_state::{
+    AuditAction, BackupKind, BackupRow, DatabaseRow, DbNode, DbStatus, NewAudit, State,
+};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlSslMode};
 use sqlx::{ConnectOptions, MySqlPool, Row};
 
-use super::{db_err, owner, user_name, Databases, APP_A, APP_B, READ_ONLY, REPLICATION, ROTATING};
-use crate::error::{ApiError, ApiResult};
+use super::{db_err, owner, user_name, Databases, APP_A, APP_B, READ_ONLY, REPLICATION};
+use crate::{Error, Result};
 
-fn wire_backup(b: &BackupRow) -> wire::Backup {
-    wire::Backup {
-        id: b.id,
-        service: b.service.to_string(),
-        stage: b.stage.to_string(),
-        kind: b.kind.clone(),
-        started_at_ns: b.started_at,
-        bytes: b.bytes,
-        took_ms: b.took_ms,
-        tables: serde_json::from_str(&b.tables_json).unwrap_or_default(),
-        verified: b.verified,
-        restore_ms: b.restore_ms,
-        error: b.error.clone(),
-    }
+/// How a service connects to one stage's database: what `peng db credentials` shows the
+/// owning team. `env` is the instances' environment as the database section gives it:
+/// `DB_SSL_CA` is the CA's path on this machine and `DATABASE_URL` refers to it as
+/// `${DB_SSL_CA}` (where an instance finds the file is the caller's to say).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    pub read_only_user: String,
+    pub read_only_password: String,
+    pub ca_pem: String,
+    pub env: BTreeMap<String, String>,
 }
 
-pub fn backups_wire(rows: &[BackupRow]) -> Vec<wire::Backup> {
-    rows.iter().map(wire_backup).collect()
+/// One stage's database as `peng status` and the UI show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseStatus {
+    pub stage: StageName,
+    pub mode: DbMode,
+    pub server: String,
+    pub version: String,
+    pub plan: String,
+    pub database: String,
+    pub status: DbStatus,
+    /// Why the last converge or reconcile failed, while it does.
+    pub failing: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub replica: Option<ReplicaStatus>,
+    pub protected: bool,
+    pub last_backup: Option<BackupRow>,
+    pub drift: Vec<crate::Finding>,
+}
+
+/// A dedicated database's replica, as its server reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaStatus {
+    pub host: String,
+    pub port: u16,
+    pub io_running: bool,
+    pub sql_running: bool,
+    pub lag_seconds: Option<u64>,
+    pub last_error: Option<String>,
 }
 
 impl Databases {
@@ -46,29 +76,31 @@ impl Databases {
         state: &State,
         id: &ServiceId,
         stage: &StageName,
-    ) -> ApiResult<DatabaseRow> {
+    ) -> Result<DatabaseRow> {
         match state.database(id, stage).await? {
-            Some(row) if row.status == "ready" || row.status == ROTATING => Ok(row),
-            Some(_) => Err(ApiError::new(
+            Some(row) if row.status == DbStatus::Ready || row.status == DbStatus::Rotating => {
+                Ok(row)
+            }
+            Some(_) => Err(Error::new(
                 ErrorKind::Conflict,
                 format!("the database of {id} on {stage} is still being created"),
             )),
-            None => Err(ApiError::not_found(format!(
+            None => Err(Error::not_found(format!(
                 "{id} has no database on stage {stage}"
             ))),
         }
     }
 
     /// How the MariaDB tools reach the primary of `row`.
-    async fn dump_target(&self, row: &DatabaseRow) -> ApiResult<DumpTarget> {
-        if row.mode == "shared" {
+    async fn dump_target(&self, row: &DatabaseRow) -> Result<DumpTarget> {
+        if row.mode == DbMode::Shared {
             let (_, server) = self
                 .platform
                 .shared_server(Some(&row.server))
-                .ok_or_else(|| ApiError::internal("shared server vanished"))?;
+                .ok_or_else(|| Error::internal("shared server vanished"))?;
             let file = self.platform_dir.join(&server.admin_password_file);
             let password = std::fs::read_to_string(&file).map_err(|e| {
-                ApiError::new(
+                Error::new(
                     ErrorKind::Unavailable,
                     format!("cannot read {}: {e}", file.display()),
                 )
@@ -83,13 +115,9 @@ impl Databases {
             });
         }
         let nodes = self.nodes.lock().await;
-        let key = (
-            row.service.clone(),
-            row.stage.clone(),
-            row.primary_node.clone(),
-        );
+        let key = (row.service.clone(), row.stage.clone(), row.primary_node);
         let server = nodes.get(&key).ok_or_else(|| {
-            ApiError::new(
+            Error::new(
                 ErrorKind::Unavailable,
                 format!(
                     "the database server of {} {} is not running",
@@ -108,7 +136,7 @@ impl Databases {
     }
 
     /// peng's scratch server for verifying backups, started on first use.
-    async fn scratch(&self) -> ApiResult<(MySqlPool, DumpTarget)> {
+    async fn scratch(&self) -> Result<(MySqlPool, DumpTarget)> {
         let mut scratch = self.scratch.lock().await;
         if scratch.is_none() {
             let cfg = peng_db::server::DedicatedConfig {
@@ -126,7 +154,7 @@ impl Databases {
         }
         let server = scratch
             .as_ref()
-            .ok_or_else(|| ApiError::internal("scratch server vanished"))?;
+            .ok_or_else(|| Error::internal("scratch server vanished"))?;
         Ok((
             server.admin().clone(),
             DumpTarget {
@@ -154,10 +182,10 @@ impl Databases {
         state: &State,
         id: &ServiceId,
         stage: &StageName,
-        kind: &str,
+        kind: BackupKind,
         retention: Option<Duration>,
         actor: &str,
-    ) -> ApiResult<wire::Backup> {
+    ) -> Result<BackupRow> {
         let key = (id.clone(), stage.clone());
         let _guard = self.op_lock(&key).await;
         self.backup_locked(state, id, stage, kind, retention, actor)
@@ -169,15 +197,15 @@ impl Databases {
         state: &State,
         id: &ServiceId,
         stage: &StageName,
-        kind: &str,
+        kind: BackupKind,
         retention: Option<Duration>,
         actor: &str,
-    ) -> ApiResult<wire::Backup> {
+    ) -> Result<BackupRow> {
         let row = self.ready_row(state, id, stage).await?;
         let tools = self.tools()?.clone();
         let dir = self.backup_dir_of(id, stage);
         std::fs::create_dir_all(&dir)
-            .map_err(|e| ApiError::internal(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
         // Reachable first: a backup row is only started for a dump that can run.
         let target = self.dump_target(&row).await?;
         let backup_id = state.start_backup(id, stage, kind, "").await?;
@@ -187,7 +215,7 @@ impl Databases {
         let mut record = state
             .backup(backup_id)
             .await?
-            .ok_or_else(|| ApiError::internal("backup row vanished"))?;
+            .ok_or_else(|| Error::internal("backup row vanished"))?;
         record.file = path.display().to_string();
         let info = match backup::dump(&tools.dump, &target, &row.db_name, &path).await {
             Ok(info) => info,
@@ -231,7 +259,7 @@ impl Databases {
             .audit(NewAudit {
                 actor: actor.to_string(),
                 team: Some(id.team.to_string()),
-                action: "database.backup".to_string(),
+                action: AuditAction::DatabaseBackup,
                 target: format!("{id} {stage}"),
                 detail: format!(
                     "backup {backup_id} ({kind}): {} bytes, {} tables, verified: {}",
@@ -247,14 +275,14 @@ impl Databases {
         if let Some(retention) = retention {
             self.prune(state, id, stage, retention).await?;
         }
-        Ok(wire_backup(&record))
+        Ok(record)
     }
 
     async fn verify(
         &self,
         info: &BackupInfo,
         backup_id: i64,
-    ) -> ApiResult<peng_db::backup::Verification> {
+    ) -> Result<peng_db::backup::Verification> {
         let tools = self.tools()?.clone();
         let (pool, target) = self.scratch().await?;
         backup::verify(
@@ -276,7 +304,7 @@ impl Databases {
         id: &ServiceId,
         stage: &StageName,
         retention: Duration,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         let rows = state.backups(Some(id), Some(stage), false).await?;
         let verified: Vec<PathBuf> = rows
             .iter()
@@ -312,7 +340,7 @@ impl Databases {
                 let Ok(Some(row)) = state.database(&id, stage).await else {
                     continue;
                 };
-                if row.status != "ready" {
+                if row.status != DbStatus::Ready {
                     continue;
                 }
                 let last = state
@@ -332,7 +360,7 @@ impl Databases {
                         state,
                         &id,
                         stage,
-                        "scheduled",
+                        BackupKind::Scheduled,
                         Some(db.backup.retention.as_std()),
                         "peng",
                     )
@@ -354,27 +382,27 @@ impl Databases {
         backup_id: Option<i64>,
         into: &str,
         actor: &str,
-    ) -> ApiResult<Vec<String>> {
+    ) -> Result<Vec<String>> {
         let key = (id.clone(), stage.clone());
         let _guard = self.op_lock(&key).await;
         let row = self.ready_row(state, id, stage).await?;
         let backups = state.backups(Some(id), Some(stage), false).await?;
         let chosen = match backup_id {
             Some(bid) => backups.iter().find(|b| b.id == bid).ok_or_else(|| {
-                ApiError::not_found(format!("backup {bid} of {id} on {stage} not found"))
+                Error::not_found(format!("backup {bid} of {id} on {stage} not found"))
             })?,
             None => backups
                 .iter()
                 .find(|b| b.verified == Some(true))
                 .ok_or_else(|| {
-                    ApiError::not_found(format!("{id} has no verified backup on {stage}"))
+                    Error::not_found(format!("{id} has no verified backup on {stage}"))
                 })?,
         };
         let target_db = match into {
             "service" => row.db_name.clone(),
             "scratch" => format!("{}_r{}", row.db_name, chosen.id),
             other => {
-                return Err(ApiError::invalid(format!(
+                return Err(Error::invalid(format!(
                     "restore into '{other}': expected 'service' or 'scratch'"
                 )))
             }
@@ -394,7 +422,7 @@ impl Databases {
             .execute(&primary)
             .await
             .map_err(|e| {
-                ApiError::new(
+                Error::new(
                     ErrorKind::Conflict,
                     format!(
                         "cannot create {target_db} (backup {} was restored into scratch before; drop that database first): {e}",
@@ -423,7 +451,7 @@ impl Databases {
             .audit(NewAudit {
                 actor: actor.to_string(),
                 team: Some(id.team.to_string()),
-                action: "database.restore".to_string(),
+                action: AuditAction::DatabaseRestore,
                 target: format!("{id} {stage}"),
                 detail: format!("backup {} into {target_db}", chosen.id),
             })
@@ -439,7 +467,7 @@ impl Databases {
         pool: &MySqlPool,
         row: &DatabaseRow,
         secrets: &BTreeMap<String, Secret>,
-    ) -> ApiResult<accounts::SchemaSpec> {
+    ) -> Result<accounts::SchemaSpec> {
         let mut schema = self.schema_spec(row, secrets)?;
         let prefix = format!("{}_r", row.db_name);
         let rows = sqlx::query(
@@ -450,7 +478,7 @@ impl Databases {
         .fetch_all(pool)
         .await
         .map_err(|e| {
-            ApiError::new(
+            Error::new(
                 ErrorKind::Unavailable,
                 format!("list scratch databases: {e}"),
             )
@@ -474,25 +502,22 @@ impl Databases {
         state: &State,
         id: &ServiceId,
         stage: &StageName,
-    ) -> ApiResult<()> {
+    ) -> Result<()> {
         let key = (id.clone(), stage.clone());
         let _guard = self.op_lock(&key).await;
         let mut row = self.ready_row(state, id, stage).await?;
-        if row.status != ROTATING {
+        if row.status != DbStatus::Rotating {
             // The new password and the switch are one commit, marked as rotating: until the
             // rotation finishes both accounts stay open (also for converges and reconciles in
             // between), and a rotation cut short by a crash is finished by running it again.
-            let (new_slot, new_name) = if row.app_slot == "a" {
-                ("b", APP_B)
-            } else {
-                ("a", APP_A)
-            };
+            let new_slot = row.app_slot.other();
+            let new_name = if new_slot == DbNode::A { APP_A } else { APP_B };
             let password = accounts::generate_password();
             let sealed = self
                 .sealer
                 .seal(&owner(id, stage, new_name), password.expose());
-            row.app_slot = new_slot.to_string();
-            row.status = ROTATING.to_string();
+            row.app_slot = new_slot;
+            row.status = DbStatus::Rotating;
             state
                 .put_database(&row, &[(new_name.to_string(), sealed)], None)
                 .await?;
@@ -508,20 +533,28 @@ impl Databases {
         id: &ServiceId,
         stage: &StageName,
         actor: &str,
-    ) -> ApiResult<Vec<String>> {
+    ) -> Result<Vec<String>> {
         let key = (id.clone(), stage.clone());
         let _guard = self.op_lock(&key).await;
         let mut row = self.ready_row(state, id, stage).await?;
-        row.status = "ready".to_string();
+        row.status = DbStatus::Ready;
         self.ensure_accounts(state, &row).await?;
         state.put_database(&row, &[], None).await?;
-        let slot = if row.app_slot == "b" { APP_B } else { APP_A };
-        let old = if row.app_slot == "b" { APP_A } else { APP_B };
+        let slot = if row.app_slot == DbNode::B {
+            APP_B
+        } else {
+            APP_A
+        };
+        let old = if row.app_slot == DbNode::B {
+            APP_A
+        } else {
+            APP_B
+        };
         state
             .audit(NewAudit {
                 actor: actor.to_string(),
                 team: Some(id.team.to_string()),
-                action: "database.rotate".to_string(),
+                action: AuditAction::DatabaseRotate,
                 target: format!("{id} {stage}"),
                 detail: format!(
                     "instances use {} now; {} locked",
@@ -543,7 +576,7 @@ impl Databases {
 
     /// Makes the accounts of `row` (as its status and active slot say) on every server that
     /// holds them, scratch restores included.
-    async fn ensure_accounts(&self, state: &State, row: &DatabaseRow) -> ApiResult<()> {
+    async fn ensure_accounts(&self, state: &State, row: &DatabaseRow) -> Result<()> {
         let secrets = self.secrets(state, &row.service, &row.stage).await?;
         for pool in self.pools(row).await? {
             let schema = self.schema_with_scratch(&pool, row, &secrets).await?;
@@ -553,16 +586,16 @@ impl Databases {
     }
 
     /// Admin pools of every server holding the database's accounts.
-    async fn pools(&self, row: &DatabaseRow) -> ApiResult<Vec<MySqlPool>> {
-        if row.mode == "shared" {
+    async fn pools(&self, row: &DatabaseRow) -> Result<Vec<MySqlPool>> {
+        if row.mode == DbMode::Shared {
             return Ok(vec![self.shared_pool(&row.server).await?]);
         }
         let nodes = self.nodes.lock().await;
-        Ok(["a", "b"]
+        Ok(DbNode::ALL
             .iter()
             .filter_map(|n| {
                 nodes
-                    .get(&(row.service.clone(), row.stage.clone(), n.to_string()))
+                    .get(&(row.service.clone(), row.stage.clone(), *n))
                     .map(|s| s.admin().clone())
             })
             .collect())
@@ -576,33 +609,31 @@ impl Databases {
         id: &ServiceId,
         stage: &StageName,
         actor: &str,
-    ) -> ApiResult<Vec<String>> {
+    ) -> Result<Vec<String>> {
         let key = (id.clone(), stage.clone());
         let _guard = self.op_lock(&key).await;
         let mut row = self.ready_row(state, id, stage).await?;
-        if row.mode != "dedicated" || !row.replica {
-            return Err(ApiError::invalid(format!(
+        if row.mode != DbMode::Dedicated || !row.replica {
+            return Err(Error::invalid(format!(
                 "the database of {id} on {stage} has no replica to promote (replica: true in the file)"
             )));
         }
         let secrets = self.secrets(state, id, stage).await?;
         let repl = Self::secret(&secrets, REPLICATION)?.expose().to_string();
-        let old = row.primary_node.clone();
-        let new = Self::replica_node(&row).to_string();
+        let old = row.primary_node;
+        let new = Self::replica_node(&row);
         let started = Instant::now();
         let promotion = {
             let nodes = self.nodes.lock().await;
-            let primary = nodes.get(&(id.clone(), stage.clone(), old.clone()));
+            let primary = nodes.get(&(id.clone(), stage.clone(), old));
             let replica = nodes
-                .get(&(id.clone(), stage.clone(), new.clone()))
-                .ok_or_else(|| {
-                    ApiError::new(ErrorKind::Unavailable, "the replica is not running")
-                })?;
+                .get(&(id.clone(), stage.clone(), new))
+                .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the replica is not running"))?;
             replica::promote(primary, replica, &repl, Duration::from_secs(30))
                 .await
                 .map_err(db_err)?
         };
-        row.primary_node = new.clone();
+        row.primary_node = new;
         state
             .put_database(
                 &row,
@@ -610,7 +641,7 @@ impl Databases {
                 Some(NewAudit {
                     actor: actor.to_string(),
                     team: Some(id.team.to_string()),
-                    action: "database.promote".to_string(),
+                    action: AuditAction::DatabasePromote,
                     target: format!("{id} {stage}"),
                     detail: format!(
                         "node {new} is primary now ({})",
@@ -637,11 +668,11 @@ impl Databases {
                 .nodes
                 .lock()
                 .await
-                .remove(&(id.clone(), stage.clone(), old.clone()));
+                .remove(&(id.clone(), stage.clone(), old));
             if let Some(server) = server {
                 server.destroy().await.map_err(db_err)?;
             } else {
-                let _ = std::fs::remove_dir_all(self.node_dir(id, stage, &old));
+                let _ = std::fs::remove_dir_all(self.node_dir(id, stage, old));
             }
             events.push(format!(
                 "database {stage}: node {old} did not answer; it is rebuilt as the new replica"
@@ -654,36 +685,22 @@ impl Databases {
         Ok(events)
     }
 
-    /// The credentials of a database, as its instances get them.
-    /// `sandboxed`: whether instances get the CA inside a sandbox (at `/run/peng/DB_SSL_CA`).
+    /// The credentials of a database, as its instances get them (see [`Credentials`]).
     pub async fn credentials(
         &self,
         state: &State,
         id: &ServiceId,
         stage: &StageName,
-        sandboxed: bool,
-    ) -> ApiResult<wire::DbCredentials> {
+    ) -> Result<Credentials> {
         let row = self.ready_row(state, id, stage).await?;
         let secrets = self.secrets(state, id, stage).await?;
-        let mut env = self.instance_env(&row, &secrets)?;
-        if sandboxed && env.get("DB_SSL_CA").is_some_and(|ca| !ca.is_empty()) {
-            env.insert(
-                "DB_SSL_CA".into(),
-                format!("{}/DB_SSL_CA", peng_sandbox::FILES_DIR),
-            );
-        }
-        let vars = env.clone();
-        for value in env.values_mut() {
-            *value = peng_provision::instance::expand(value, &vars);
-        }
+        let env = self.instance_env(&row, &secrets)?;
         let get = |k: &str| env.get(k).cloned().unwrap_or_default();
         let ca_pem = match self.ca_path(&row) {
             Some(p) => std::fs::read_to_string(&p).unwrap_or_default(),
             None => String::new(),
         };
-        Ok(wire::DbCredentials {
-            service: id.to_string(),
-            stage: stage.to_string(),
+        Ok(Credentials {
             host: get("DB_HOST"),
             port: get("DB_PORT").parse().unwrap_or(0),
             database: get("DB_NAME"),
@@ -706,13 +723,16 @@ impl Databases {
         stage: &StageName,
         take_final: bool,
         actor: &str,
-    ) -> ApiResult<Vec<String>> {
+    ) -> Result<Vec<String>> {
         let Some(row) = state.database(id, stage).await? else {
             return Ok(Vec::new());
         };
         let mut events = Vec::new();
-        if take_final && row.status != "creating" {
-            match self.backup(state, id, stage, "final", None, actor).await {
+        if take_final && row.status != DbStatus::Creating {
+            match self
+                .backup(state, id, stage, BackupKind::Final, None, actor)
+                .await
+            {
                 Ok(b) => events.push(format!(
                     "database {stage}: final backup {} ({} bytes, verified: {})",
                     b.id,
@@ -724,20 +744,20 @@ impl Databases {
         }
         let key = (id.clone(), stage.clone());
         let _guard = self.op_lock(&key).await;
-        if row.mode == "dedicated" {
-            for node in ["a", "b"] {
-                let server =
-                    self.nodes
-                        .lock()
-                        .await
-                        .remove(&(id.clone(), stage.clone(), node.to_string()));
+        if row.mode == DbMode::Dedicated {
+            for node in DbNode::ALL.iter().copied() {
+                let server = self
+                    .nodes
+                    .lock()
+                    .await
+                    .remove(&(id.clone(), stage.clone(), node));
                 match server {
                     Some(server) => server.destroy().await.map_err(db_err)?,
                     None => {
                         let dir = self.node_dir(id, stage, node);
                         if dir.exists() {
                             std::fs::remove_dir_all(&dir).map_err(|e| {
-                                ApiError::internal(format!("cannot remove {}: {e}", dir.display()))
+                                Error::internal(format!("cannot remove {}: {e}", dir.display()))
                             })?;
                         }
                     }
@@ -756,7 +776,7 @@ impl Databases {
                 NewAudit {
                     actor: actor.to_string(),
                     team: Some(id.team.to_string()),
-                    action: "database.destroy".to_string(),
+                    action: AuditAction::DatabaseDestroy,
                     target: format!("{id} {stage}"),
                     detail: format!("{} {}", row.mode, row.db_name),
                 },
@@ -775,11 +795,7 @@ impl Databases {
     }
 
     /// Status of every database of a service, for `peng status` and the UI.
-    pub async fn status(
-        &self,
-        state: &State,
-        spec: &ServiceSpec,
-    ) -> ApiResult<Vec<wire::DatabaseStatus>> {
+    pub async fn status(&self, state: &State, spec: &ServiceSpec) -> Result<Vec<DatabaseStatus>> {
         let id = spec.id();
         let mut out = Vec::new();
         for row in state.databases(Some(&id)).await? {
@@ -792,15 +808,19 @@ impl Databases {
                 .get(&key)
                 .cloned();
             let mut replica_state = None;
-            if row.mode == "dedicated" && row.replica {
+            if row.mode == DbMode::Dedicated && row.replica {
                 let node = Self::replica_node(&row);
-                let port = if node == "a" { row.port_a } else { row.port_b };
+                let port = if node == DbNode::A {
+                    row.port_a
+                } else {
+                    row.port_b
+                };
                 let nodes = self.nodes.lock().await;
-                let status = match nodes.get(&(id.clone(), row.stage.clone(), node.to_string())) {
+                let status = match nodes.get(&(id.clone(), row.stage.clone(), node)) {
                     Some(server) => replica::status(server).await.ok(),
                     None => None,
                 };
-                replica_state = Some(wire::ReplicaState {
+                replica_state = Some(ReplicaStatus {
                     host: "127.0.0.1".to_string(),
                     port: port.unwrap_or(0),
                     io_running: status.as_ref().is_some_and(|s| s.io_running),
@@ -813,18 +833,16 @@ impl Databases {
                 .backups(Some(&id), Some(&row.stage), false)
                 .await?
                 .first()
-                .map(wire_backup);
-            out.push(wire::DatabaseStatus {
-                stage: row.stage.to_string(),
-                mode: row.mode.clone(),
+                .cloned();
+            out.push(DatabaseStatus {
+                stage: row.stage.clone(),
+                mode: row.mode,
                 server: row.server.clone(),
                 version: row.version.clone(),
                 plan: row.plan.clone(),
                 database: row.db_name.clone(),
-                state: match failure {
-                    Some(why) => format!("failing: {why}"),
-                    None => row.status.clone(),
-                },
+                status: row.status,
+                failing: failure,
                 host,
                 port,
                 replica: replica_state,
@@ -851,19 +869,15 @@ impl Databases {
         let Ok(rows) = state.databases(None).await else {
             return;
         };
-        for row in rows.into_iter().filter(|r| r.status != "creating") {
+        for row in rows.into_iter().filter(|r| r.status != DbStatus::Creating) {
             let key = (row.service.clone(), row.stage.clone());
-            let primary = if row.mode == "shared" {
+            let primary = if row.mode == DbMode::Shared {
                 self.shared_pool(&row.server).await.ok()
             } else {
                 self.nodes
                     .lock()
                     .await
-                    .get(&(
-                        row.service.clone(),
-                        row.stage.clone(),
-                        row.primary_node.clone(),
-                    ))
+                    .get(&(row.service.clone(), row.stage.clone(), row.primary_node))
                     .map(|s| s.admin().clone())
             };
             let sample = match primary {
@@ -897,7 +911,7 @@ impl Databases {
                         ],
                         None,
                     );
-                    if row.mode == "dedicated" {
+                    if row.mode == DbMode::Dedicated {
                         // Server-wide counters mean something only on a server of its own.
                         let prev = self
                             .last_stats
@@ -940,8 +954,8 @@ impl Databases {
                     );
                 }
             }
-            if row.mode == "dedicated" && row.replica {
-                let node = Self::replica_node(&row).to_string();
+            if row.mode == DbMode::Dedicated && row.replica {
+                let node = Self::replica_node(&row);
                 let status = {
                     let nodes = self.nodes.lock().await;
                     match nodes.get(&(row.service.clone(), row.stage.clone(), node)) {
@@ -987,17 +1001,13 @@ impl Databases {
 
     /// Never starts a server: sampling only looks at what runs.
     async fn schema_size(&self, row: &DatabaseRow) -> Option<u64> {
-        let pool = if row.mode == "shared" {
+        let pool = if row.mode == DbMode::Shared {
             self.shared_pool(&row.server).await.ok()?
         } else {
             self.nodes
                 .lock()
                 .await
-                .get(&(
-                    row.service.clone(),
-                    row.stage.clone(),
-                    row.primary_node.clone(),
-                ))?
+                .get(&(row.service.clone(), row.stage.clone(), row.primary_node))?
                 .admin()
                 .clone()
         };
