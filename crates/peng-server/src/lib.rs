@@ -19,6 +19,8 @@ mod api;
 mod auth;
 mod http;
 mod ingest;
+#[cfg(test)]
+mod isolation_matrix;
 mod ops;
 mod start;
 mod status;

@@ -259,6 +259,12 @@ impl Server {
         })
     }
 
+    /// The application layer of this server, for in-process tests.
+    #[cfg(test)]
+    pub(crate) fn ops(&self) -> &Ops {
+        &self.ops
+    }
+
     /// Stops in the order that loses nothing: sensors (handing over their last alert
     /// transitions), then instances (their last output lines), then the listeners; then the
     /// carriers drain what is queued, and the log pipeline commits what it holds.
