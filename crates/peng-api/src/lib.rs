@@ -289,7 +289,7 @@ pub struct DatabaseStatus {
     pub version: String,
     pub plan: String,
     pub database: String,
-    /// `creating`, `ready`, or `failing: why`.
+    /// `creating`, `ready`, `rotating`, `promoting`, or `failing: why`.
     pub state: String,
     /// Where the primary takes connections.
     pub host: String,

@@ -60,6 +60,7 @@ const MAX_FINDINGS: usize = 20;
 const REPLICATION_ACCOUNT: &str = "peng_repl";
 
 type DbKey = (ServiceId, StageName);
+type NodeKey = (ServiceId, StageName, DbNode);
 
 /// The databases of every service, and the servers behind them.
 pub struct Databases {
@@ -71,8 +72,10 @@ pub struct Databases {
     sealer: Sealer,
     dir: PathBuf,
     backup_dir: PathBuf,
-    /// Running dedicated servers by (service, stage, node).
-    nodes: tokio::sync::Mutex<HashMap<(ServiceId, StageName, DbNode), DedicatedServer>>,
+    /// Running dedicated servers by (service, stage, node). Locked only to look up, insert or
+    /// remove, never across an await: a caller clones the server's `Arc` and lets go, so a long
+    /// operation on one database (a replica attach, a promote) never stalls the others.
+    nodes: Mutex<HashMap<NodeKey, Arc<DedicatedServer>>>,
     shared: tokio::sync::Mutex<HashMap<String, MySqlPool>>,
     scratch: tokio::sync::Mutex<Option<DedicatedServer>>,
     /// What the latest reconciles of each database found, newest last.
@@ -476,6 +479,32 @@ impl Databases {
         vec!["127.0.0.1".to_string()]
     }
 
+    fn nodes_map(&self) -> std::sync::MutexGuard<'_, HashMap<NodeKey, Arc<DedicatedServer>>> {
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The running server of one node, if it runs; the map is let go at once.
+    fn running(
+        &self,
+        id: &ServiceId,
+        stage: &StageName,
+        node: DbNode,
+    ) -> Option<Arc<DedicatedServer>> {
+        self.nodes_map()
+            .get(&(id.clone(), stage.clone(), node))
+            .cloned()
+    }
+
+    /// Takes one node's server out of the map (to stop or destroy it).
+    fn take_node(
+        &self,
+        id: &ServiceId,
+        stage: &StageName,
+        node: DbNode,
+    ) -> Option<Arc<DedicatedServer>> {
+        self.nodes_map().remove(&(id.clone(), stage.clone(), node))
+    }
+
     fn node_dir(&self, id: &ServiceId, stage: &StageName, node: DbNode) -> PathBuf {
         self.dir
             .join(id.team.as_str())
@@ -518,7 +547,7 @@ impl Databases {
         events: &mut Vec<String>,
     ) -> Result<MySqlPool> {
         let key = (row.service.clone(), row.stage.clone(), node);
-        if let Some(server) = self.nodes.lock().await.get(&key) {
+        if let Some(server) = self.running(&row.service, &row.stage, node) {
             return Ok(server.admin().clone());
         }
         // Every caller holds this database's operation lock, so nobody else starts this node
@@ -549,7 +578,7 @@ impl Databases {
             started.elapsed().as_secs_f64()
         ));
         let pool = server.admin().clone();
-        self.nodes.lock().await.insert(key, server);
+        self.nodes_map().insert(key, Arc::new(server));
         Ok(pool)
     }
 
@@ -632,6 +661,9 @@ impl Databases {
     ) -> Result<(BTreeMap<String, String>, Vec<String>)> {
         let mut events = Vec::new();
         let mut row = self.row(state, id, stage, db, actor).await?;
+        if row.status == DbStatus::Promoting {
+            row = self.settle_promote(state, row, actor, &mut events).await?;
+        }
         let secrets = self.secrets(state, id, stage).await?;
         let primary = self.primary(&row, &mut events).await?;
         let schema = self.schema_with_scratch(&primary, &row, &secrets).await?;
@@ -648,8 +680,7 @@ impl Databases {
         }
         if row.mode == DbMode::Dedicated && row.replica {
             let replica_node = Self::replica_node(&row);
-            let key = (id.clone(), stage.clone(), replica_node);
-            let fresh = !self.nodes.lock().await.contains_key(&key);
+            let fresh = self.running(id, stage, replica_node).is_none();
             let replica_admin = self.node(&row, replica_node, &mut events).await?;
             // The replica holds the same accounts (made there by peng, not replicated), so a
             // promote finds them in place.
@@ -659,25 +690,21 @@ impl Databases {
             accounts::ensure(&replica_admin, &schema)
                 .await
                 .map_err(db_err)?;
-            let status = {
-                let nodes = self.nodes.lock().await;
-                match nodes.get(&key) {
-                    Some(r) => replica::status(r).await.ok(),
-                    None => None,
-                }
+            let status = match self.running(id, stage, replica_node) {
+                Some(r) => replica::status(&r).await.ok(),
+                None => None,
             };
             let following = status.is_some_and(|s| s.io_running && s.sql_running);
             if fresh && !following {
                 let repl = Self::secret(&secrets, REPLICATION)?.expose().to_string();
-                let nodes = self.nodes.lock().await;
                 let (Some(p), Some(r)) = (
-                    nodes.get(&(id.clone(), stage.clone(), row.primary_node)),
-                    nodes.get(&key),
+                    self.running(id, stage, row.primary_node),
+                    self.running(id, stage, replica_node),
                 ) else {
                     return Err(Error::internal("replica or primary vanished"));
                 };
                 let started = Instant::now();
-                replica::attach(self.tools()?, p, r, &[row.db_name.clone()], &repl)
+                replica::attach(self.tools()?, &p, &r, &[row.db_name.clone()], &repl)
                     .await
                     .map_err(db_err)?;
                 events.push(format!(
@@ -689,9 +716,7 @@ impl Databases {
         } else if row.mode == DbMode::Dedicated && !row.replica {
             // A replica no longer asked for is stopped and removed.
             let replica_node = Self::replica_node(&row);
-            let key = (id.clone(), stage.clone(), replica_node);
-            let server = self.nodes.lock().await.remove(&key);
-            if let Some(server) = server {
+            if let Some(server) = self.take_node(id, stage, replica_node) {
                 server.destroy().await.map_err(db_err)?;
                 events.push(format!(
                     "database {stage}: replica node {replica_node} removed"
@@ -831,12 +856,25 @@ impl Databases {
     /// and foreign access compared with what peng declared, and repaired.
     pub async fn reconcile(&self, state: &State) -> Result<()> {
         for row in state.databases(None).await? {
-            if row.status != DbStatus::Ready {
+            if row.status != DbStatus::Ready && row.status != DbStatus::Promoting {
                 continue;
             }
             let key = (row.service.clone(), row.stage.clone());
             let _guard = self.op_lock(&key).await;
-            if let Err(e) = self.reconcile_one(state, &row).await {
+            let settled = match state.database(&row.service, &row.stage).await? {
+                // a promote cut short in this process (one that crashed is settled at start)
+                Some(now) if now.status == DbStatus::Promoting => {
+                    let mut events = Vec::new();
+                    self.settle_promote(state, now, "peng", &mut events).await
+                }
+                Some(now) => Ok(now),
+                None => continue,
+            };
+            if let Err(e) = match settled {
+                Ok(row) if row.status == DbStatus::Ready => self.reconcile_one(state, &row).await,
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            } {
                 tracing::warn!(service = %row.service, stage = %row.stage, error = %e.message, "database reconcile failed");
                 self.failures
                     .lock()
@@ -853,10 +891,8 @@ impl Databases {
         // Each server with the account peng administers it as, which is never foreign.
         let mut pools: Vec<(MySqlPool, String)> = Vec::new();
         if row.mode == DbMode::Dedicated {
-            let nodes = self.nodes.lock().await;
             for node in DbNode::ALL.iter().copied() {
-                let key = (row.service.clone(), row.stage.clone(), node);
-                if let Some(server) = nodes.get(&key) {
+                if let Some(server) = self.running(&row.service, &row.stage, node) {
                     found.extend(server.check_baseline(true).await.map_err(db_err)?);
                     pools.push((server.admin().clone(), server.admin_user().to_string()));
                 }

@@ -11,6 +11,7 @@ use peng_core::DbMode;
 use peng_core::{now_ns, ErrorKind, ServiceId, StageName};
 use peng_db::accounts::{self, Secret};
 use peng_db::backup::{self, BackupInfo, DumpTarget};
+use peng_db::server::DedicatedServer;
 use peng_db::{replica, stats};
 use peng_spec::ServiceSpec;
 use peng_state::{
@@ -81,6 +82,10 @@ impl Databases {
             Some(row) if row.status == DbStatus::Ready || row.status == DbStatus::Rotating => {
                 Ok(row)
             }
+            Some(row) if row.status == DbStatus::Promoting => Err(Error::new(
+                ErrorKind::Conflict,
+                format!("the database of {id} on {stage} is being promoted"),
+            )),
             Some(_) => Err(Error::new(
                 ErrorKind::Conflict,
                 format!("the database of {id} on {stage} is still being created"),
@@ -114,17 +119,17 @@ impl Databases {
                 ca: server.ca.as_ref().map(|c| self.platform_dir.join(c)),
             });
         }
-        let nodes = self.nodes.lock().await;
-        let key = (row.service.clone(), row.stage.clone(), row.primary_node);
-        let server = nodes.get(&key).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "the database server of {} {} is not running",
-                    row.service, row.stage
-                ),
-            )
-        })?;
+        let server = self
+            .running(&row.service, &row.stage, row.primary_node)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "the database server of {} {} is not running",
+                        row.service, row.stage
+                    ),
+                )
+            })?;
         Ok(DumpTarget {
             socket: Some(server.socket().to_path_buf()),
             host: "localhost".to_string(),
@@ -590,12 +595,10 @@ impl Databases {
         if row.mode == DbMode::Shared {
             return Ok(vec![self.shared_pool(&row.server).await?]);
         }
-        let nodes = self.nodes.lock().await;
         Ok(DbNode::ALL
             .iter()
             .filter_map(|n| {
-                nodes
-                    .get(&(row.service.clone(), row.stage.clone(), *n))
+                self.running(&row.service, &row.stage, *n)
                     .map(|s| s.admin().clone())
             })
             .collect())
@@ -612,7 +615,13 @@ impl Databases {
     ) -> Result<Vec<String>> {
         let key = (id.clone(), stage.clone());
         let _guard = self.op_lock(&key).await;
-        let mut row = self.ready_row(state, id, stage).await?;
+        let mut events = Vec::new();
+        let mut row = match state.database(id, stage).await? {
+            Some(row) if row.status == DbStatus::Promoting => {
+                self.settle_promote(state, row, actor, &mut events).await?
+            }
+            _ => self.ready_row(state, id, stage).await?,
+        };
         if row.mode != DbMode::Dedicated || !row.replica {
             return Err(Error::invalid(format!(
                 "the database of {id} on {stage} has no replica to promote (replica: true in the file)"
@@ -623,17 +632,33 @@ impl Databases {
         let old = row.primary_node;
         let new = Self::replica_node(&row);
         let started = Instant::now();
-        let promotion = {
-            let nodes = self.nodes.lock().await;
-            let primary = nodes.get(&(id.clone(), stage.clone(), old));
-            let replica = nodes
-                .get(&(id.clone(), stage.clone(), new))
-                .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the replica is not running"))?;
-            replica::promote(primary, replica, &repl, Duration::from_secs(30))
-                .await
-                .map_err(db_err)?
+        let primary = self.running(id, stage, old);
+        let replica = self
+            .running(id, stage, new)
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the replica is not running"))?;
+        // Recorded before the servers switch: a promote cut short (a crash, an error half-way)
+        // is found as `promoting` and settled before anything else touches the database.
+        row.status = DbStatus::Promoting;
+        state.put_database(&row, &[], None).await?;
+        let promotion = match replica::promote(
+            primary.as_deref(),
+            &replica,
+            &repl,
+            Duration::from_secs(30),
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let mut ignored = Vec::new();
+                if let Err(s) = self.settle_promote(state, row, actor, &mut ignored).await {
+                    tracing::error!(service = %id, stage = %stage, error = %s.message, "cannot settle the failed promote; the next reconcile tries again");
+                }
+                return Err(db_err(e));
+            }
         };
         row.primary_node = new;
+        row.status = DbStatus::Ready;
         state
             .put_database(
                 &row,
@@ -654,7 +679,7 @@ impl Databases {
                 }),
             )
             .await?;
-        let mut events = vec![format!(
+        events.push(format!(
             "database {stage}: node {new} is the primary ({} in {:.1}s)",
             if promotion.switched_over {
                 "switch-over; the old primary follows it"
@@ -662,14 +687,9 @@ impl Databases {
                 "fail-over"
             },
             started.elapsed().as_secs_f64()
-        )];
+        ));
         if promotion.old_primary_rebuild_needed {
-            let server = self
-                .nodes
-                .lock()
-                .await
-                .remove(&(id.clone(), stage.clone(), old));
-            if let Some(server) = server {
+            if let Some(server) = self.take_node(id, stage, old) {
                 server.destroy().await.map_err(db_err)?;
             } else {
                 let _ = std::fs::remove_dir_all(self.node_dir(id, stage, old));
@@ -683,6 +703,100 @@ impl Databases {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
         Ok(events)
+    }
+
+    /// Settles a promote that was cut short (its row says `promoting`): the row is the truth.
+    /// Until a promote records the new primary, the instances only ever wrote to the old one,
+    /// so when the old primary runs it stays the primary, writable again, and the other node is
+    /// made a fresh replica (by the next converge) unless it still follows. When the old primary
+    /// does not start any more, the promote is finished: the other node, which has everything
+    /// it received, becomes the primary and the old one is rebuilt as its replica. The caller
+    /// holds the database's operation lock.
+    pub(crate) async fn settle_promote(
+        &self,
+        state: &State,
+        mut row: DatabaseRow,
+        actor: &str,
+        events: &mut Vec<String>,
+    ) -> Result<DatabaseRow> {
+        let (id, stage) = (row.service.clone(), row.stage.clone());
+        let old = row.primary_node;
+        let new = old.other();
+        // A primary whose data is gone would start empty: that is one that does not start.
+        let started = if DedicatedServer::initialised(&self.node_dir(&id, &stage, old)) {
+            self.node(&row, old, events).await
+        } else {
+            Err(Error::internal(format!("node {old} has no data directory")))
+        };
+        let detail = match started {
+            Ok(_) => {
+                let primary = self
+                    .running(&id, &stage, old)
+                    .ok_or_else(|| Error::internal("the primary vanished"))?;
+                primary.set_read_only(false).await.map_err(db_err)?;
+                let following = match self.running(&id, &stage, new) {
+                    Some(replica) => replica::replica_status(replica.admin())
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|s| s.io_running && s.sql_running),
+                    None => false,
+                };
+                if !following {
+                    if let Some(server) = self.take_node(&id, &stage, new) {
+                        server.destroy().await.map_err(db_err)?;
+                    } else {
+                        let _ = std::fs::remove_dir_all(self.node_dir(&id, &stage, new));
+                    }
+                }
+                let rebuilt = if following {
+                    String::new()
+                } else {
+                    format!(" and node {new} is rebuilt as its replica")
+                };
+                events.push(format!(
+                    "database {stage}: a promote was cut short; it is undone, node {old} stays the primary{rebuilt}"
+                ));
+                format!("promote cut short, undone: node {old} stays primary")
+            }
+            Err(e) => {
+                self.node(&row, new, events).await?;
+                let replica = self
+                    .running(&id, &stage, new)
+                    .ok_or_else(|| Error::internal("the replica vanished"))?;
+                let secrets = self.secrets(state, &id, &stage).await?;
+                let repl = Self::secret(&secrets, REPLICATION)?.expose().to_string();
+                replica::promote(None, &replica, &repl, Duration::from_secs(30))
+                    .await
+                    .map_err(db_err)?;
+                let _ = std::fs::remove_dir_all(self.node_dir(&id, &stage, old));
+                row.primary_node = new;
+                events.push(format!(
+                    "database {stage}: a promote was cut short and node {old} does not start ({}); it is finished, node {new} is the primary and node {old} is rebuilt as its replica",
+                    e.message
+                ));
+                format!("promote cut short, finished: node {new} is primary now (fail-over)")
+            }
+        };
+        row.status = DbStatus::Ready;
+        state
+            .put_database(
+                &row,
+                &[],
+                Some(NewAudit {
+                    actor: actor.to_string(),
+                    team: Some(id.team.to_string()),
+                    action: AuditAction::DatabasePromote,
+                    target: format!("{id} {stage}"),
+                    detail,
+                }),
+            )
+            .await?;
+        self.read_only_pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(id, stage));
+        Ok(row)
     }
 
     /// The credentials of a database, as its instances get them (see [`Credentials`]).
@@ -746,12 +860,7 @@ impl Databases {
         let _guard = self.op_lock(&key).await;
         if row.mode == DbMode::Dedicated {
             for node in DbNode::ALL.iter().copied() {
-                let server = self
-                    .nodes
-                    .lock()
-                    .await
-                    .remove(&(id.clone(), stage.clone(), node));
-                match server {
+                match self.take_node(id, stage, node) {
                     Some(server) => server.destroy().await.map_err(db_err)?,
                     None => {
                         let dir = self.node_dir(id, stage, node);
@@ -815,9 +924,8 @@ impl Databases {
                 } else {
                     row.port_b
                 };
-                let nodes = self.nodes.lock().await;
-                let status = match nodes.get(&(id.clone(), row.stage.clone(), node)) {
-                    Some(server) => replica::status(server).await.ok(),
+                let status = match self.running(&id, &row.stage, node) {
+                    Some(server) => replica::status(&server).await.ok(),
                     None => None,
                 };
                 replica_state = Some(ReplicaStatus {
@@ -874,10 +982,7 @@ impl Databases {
             let primary = if row.mode == DbMode::Shared {
                 self.shared_pool(&row.server).await.ok()
             } else {
-                self.nodes
-                    .lock()
-                    .await
-                    .get(&(row.service.clone(), row.stage.clone(), row.primary_node))
+                self.running(&row.service, &row.stage, row.primary_node)
                     .map(|s| s.admin().clone())
             };
             let sample = match primary {
@@ -956,12 +1061,9 @@ impl Databases {
             }
             if row.mode == DbMode::Dedicated && row.replica {
                 let node = Self::replica_node(&row);
-                let status = {
-                    let nodes = self.nodes.lock().await;
-                    match nodes.get(&(row.service.clone(), row.stage.clone(), node)) {
-                        Some(server) => replica::status(server).await.map_err(|e| e.to_string()),
-                        None => Err("the replica is not running".to_string()),
-                    }
+                let status = match self.running(&row.service, &row.stage, node) {
+                    Some(server) => replica::status(&server).await.map_err(|e| e.to_string()),
+                    None => Err("the replica is not running".to_string()),
                 };
                 match status {
                     Ok(st) => {
@@ -1004,10 +1106,7 @@ impl Databases {
         let pool = if row.mode == DbMode::Shared {
             self.shared_pool(&row.server).await.ok()?
         } else {
-            self.nodes
-                .lock()
-                .await
-                .get(&(row.service.clone(), row.stage.clone(), row.primary_node))?
+            self.running(&row.service, &row.stage, row.primary_node)?
                 .admin()
                 .clone()
         };
@@ -1096,7 +1195,7 @@ impl Databases {
 
     /// Stops every dedicated server cleanly, at shutdown.
     pub async fn shutdown(&self) {
-        let nodes: Vec<_> = self.nodes.lock().await.drain().collect();
+        let nodes: Vec<_> = self.nodes_map().drain().collect();
         for (key, server) in nodes {
             if let Err(e) = server.stop().await {
                 tracing::warn!(service = %key.0, stage = %key.1, error = %e, "database server did not stop cleanly");

@@ -96,8 +96,9 @@ pub struct DedicatedServer {
     /// What `my.cnf` is made of, to write it again when the role changes, and the values the
     /// checked variables had when the server came up from it.
     cnf: Mutex<CnfInputs>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    /// Taken by the first `stop`; a server shared between tasks is stopped once.
+    stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A free TCP port on 127.0.0.1 at the time of asking.
@@ -180,8 +181,8 @@ impl DedicatedServer {
             admin_user,
             shared,
             cnf: Mutex::new(inputs),
-            stop: Some(stop_tx),
-            task: Some(task),
+            stop: std::sync::Mutex::new(Some(stop_tx)),
+            task: std::sync::Mutex::new(Some(task)),
         };
         let prepared = async {
             server.record_expected().await?;
@@ -254,19 +255,28 @@ impl DedicatedServer {
         self.shared.restarts.load(Ordering::Relaxed)
     }
 
+    /// Whether `dir` holds a data directory that was initialised completely (a server started
+    /// on a directory without one begins empty).
+    pub fn initialised(dir: &Path) -> bool {
+        Paths::new(dir).marker.exists()
+    }
+
     /// The last `lines` lines of the error log.
     pub fn error_log_tail(&self, lines: usize) -> String {
         tail(&self.paths.log, lines)
     }
 
     /// Stops the server cleanly: SIGTERM (a clean shutdown for `mariadbd`), up to 60 s, then
-    /// SIGKILL.
-    pub async fn stop(mut self) -> Result<(), DbError> {
+    /// SIGKILL. Takes `&self` so that a server others still hold (an `Arc` handed to a status
+    /// query) can be stopped; their queries then fail as for a server that went away.
+    pub async fn stop(&self) -> Result<(), DbError> {
         self.admin.close().await;
-        if let Some(stop) = self.stop.take() {
+        let stop = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(stop) = stop {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
             task.await.map_err(|e| {
                 DbError::Unavailable(format!("{}: the supervisor failed: {e}", self.name))
             })?;
@@ -275,7 +285,7 @@ impl DedicatedServer {
     }
 
     /// Stops the server and removes its directory with everything in it.
-    pub async fn destroy(self) -> Result<(), DbError> {
+    pub async fn destroy(&self) -> Result<(), DbError> {
         let dir = self.paths.dir.clone();
         self.stop().await?;
         fs::remove_dir_all(&dir).map_err(DbError::io(format!("removing {}", dir.display())))

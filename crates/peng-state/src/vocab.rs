@@ -51,8 +51,10 @@ vocabulary! {
         /// A password rotation moves the instances to the other application account; both
         /// accounts are open until it finishes.
         Rotating = "rotating",
-        /// A promote is switching the primary to the node the row's `primary_node` names; the
-        /// next converge finishes it.
+        /// A promote is switching the primary away from the node `primary_node` names (which
+        /// it keeps naming until the promote records the new one). One cut short is settled by
+        /// the next converge or reconcile: undone while the old primary starts, finished when
+        /// it does not.
         Promoting = "promoting",
     }
 }

@@ -1,7 +1,7 @@
 //! Databases end to end, against real `mariadbd` servers: dedicated (with a replica) and shared,
 //! reached with the real `mariadb` client over TLS; least privilege, replication and promote,
 //! backups that restore, drift repaired, the capacity guard, protection, costs, and a crash of
-//! `peng serve` in the middle of an apply.
+//! `peng serve` in the middle of an apply or of a promote.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -979,4 +979,128 @@ async fn a_crash_in_the_middle_of_an_apply_leaves_nothing_half_made() {
         processes_with(node.to_str()?).is_empty().then_some(())
     })
     .await;
+}
+
+/// Marks the database's row as a promote would just before switching the servers, as if peng
+/// died at that moment (the servers were not touched).
+async fn cut_promote_short(data: &Path, team: &str, service: &str, stage: &str) {
+    let db = data.join("state.db");
+    crate::harness::python(&format!(
+        "import sqlite3\n\
+         c = sqlite3.connect({db:?})\n\
+         n = c.execute(\"UPDATE databases SET status = 'promoting' WHERE team = ? AND service = ? AND stage = ?\", ({team:?}, {service:?}, {stage:?})).rowcount\n\
+         assert n == 1, n\n\
+         c.commit()\n",
+        db = db.display().to_string(),
+    ))
+    .await;
+}
+
+fn primary_port(s: &Value, stage: &str) -> u64 {
+    database(s, stage)["port"].as_u64().expect("port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_promote_cut_short_is_undone_or_finished_with_nothing_lost() {
+    let tmp = crate::harness::open_tempdir();
+    let data = tmp.path().join("data");
+    let (http_port, gelf_port) = (free_port(), free_port());
+    let args = ["--db-reconcile-every", "2s"];
+    let server = Peng::start_with(&data, http_port, gelf_port, &args).await;
+    let url = server.url();
+    let admin = server.admin_token();
+    let team = peng(&url, &admin, &["team", "create", "books", "--json"]).await;
+    let team: Value = serde_json::from_str(&team.stdout).expect("team json");
+    let token = team["token"].as_str().expect("token").to_string();
+    let file = service_file(
+        tmp.path(),
+        "orders",
+        "database: { engine: mariadb, version: \"10.11\", replica: true }\n",
+    );
+    let f = file.to_str().expect("utf8").to_string();
+    let out = peng(&url, &token, &["apply", "-f", &f]).await;
+    assert_eq!(out.code, 0, "{out:?}\n{}", server.server_log());
+    let credentials = || async {
+        let out = peng(
+            &url,
+            &token,
+            &[
+                "db",
+                "credentials",
+                "books/orders",
+                "--stage",
+                "integration",
+                "--json",
+            ],
+        )
+        .await;
+        (out.code == 0)
+            .then(|| serde_json::from_str::<Value>(&out.stdout).ok())
+            .flatten()
+    };
+    let creds = eventually("the database", LONG, credentials).await;
+    app_sql(&creds, "CREATE TABLE t (id INT PRIMARY KEY)").await;
+    app_sql(&creds, "INSERT INTO t VALUES (1)").await;
+    let before = primary_port(&status(&url, &token, "books/orders").await, "integration");
+
+    // Cut short before the switch, the old primary still there: undone, it stays the primary.
+    server.crash().await;
+    cut_promote_short(&data, "books", "orders", "integration").await;
+    let server = Peng::start_with(&data, http_port, gelf_port, &args).await;
+    let s = status(&url, &token, "books/orders").await;
+    assert_eq!(database(&s, "integration")["state"], "ready", "{s}");
+    assert_eq!(primary_port(&s, "integration"), before, "{s}");
+    let creds = eventually("the database after the restart", LONG, credentials).await;
+    app_sql(&creds, "INSERT INTO t VALUES (2)").await;
+    let audit = peng(&url, &token, &["audit"]).await;
+    assert!(audit.stdout.contains("undone"), "{audit:?}");
+    // ...and a promote then works as ever.
+    let out = peng(
+        &url,
+        &token,
+        &["db", "promote", "books/orders", "--stage", "integration"],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}\n{}", server.server_log());
+    let s = status(&url, &token, "books/orders").await;
+    let promoted = primary_port(&s, "integration");
+    assert_ne!(promoted, before, "{s}");
+    let creds = eventually("the promoted database", LONG, credentials).await;
+    app_sql(&creds, "INSERT INTO t VALUES (3)").await;
+    let following = |s: &Value| {
+        let r = &database(s, "integration")["replica"];
+        (r["io_running"] == true && r["sql_running"] == true).then_some(())
+    };
+    eventually("the replica following", LONG, || async {
+        following(&status(&url, &token, "books/orders").await)
+    })
+    .await;
+
+    // Cut short and the old primary's data is gone: finished, the other node is the primary
+    // with every row, and the old one comes back as its replica.
+    server.crash().await;
+    cut_promote_short(&data, "books", "orders", "integration").await;
+    let nodes = data.join("databases/books/orders/integration");
+    let old = ["a", "b"]
+        .into_iter()
+        .map(|n| nodes.join(n))
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("my.cnf"))
+                .is_ok_and(|c| c.contains(&format!("\nport={promoted}\n")))
+        })
+        .expect("the primary's node directory");
+    std::fs::remove_dir_all(&old).expect("remove the old primary");
+    let server = Peng::start_with(&data, http_port, gelf_port, &args).await;
+    let s = status(&url, &token, "books/orders").await;
+    assert_eq!(database(&s, "integration")["state"], "ready", "{s}");
+    assert_eq!(primary_port(&s, "integration"), before, "{s}");
+    let creds = eventually("the database after the fail-over", LONG, credentials).await;
+    assert_eq!(app_sql(&creds, "SELECT COUNT(*) FROM t").await, "3");
+    eventually("the rebuilt replica following", LONG, || async {
+        following(&status(&url, &token, "books/orders").await)
+    })
+    .await;
+    let audit = peng(&url, &token, &["audit"]).await;
+    assert!(audit.stdout.contains("finished"), "{audit:?}");
+    server.stop().await;
 }
