@@ -19,11 +19,11 @@ mod api;
 mod auth;
 mod http;
 mod ingest;
-#[cfg(test)]
-mod isolation_matrix;
 mod ops;
 mod start;
 mod status;
+#[cfg(test)]
+mod tests;
 mod ui;
 mod workers;
 

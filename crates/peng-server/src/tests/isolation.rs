@@ -24,10 +24,9 @@ use axum::Router;
 use peng_core::{ServiceId, ServiceName, TeamName};
 use tower::ServiceExt;
 
+use super::Fixture;
 use crate::api::{routes, Access, Route};
-use crate::ops::services::FileRequest;
-use crate::ops::{Caller, Ops};
-use crate::start::{Server, ServerConfig};
+use crate::ops::Caller;
 
 const VICTIM: &str = "victim";
 const VICTIM_SERVICE: &str = "vault";
@@ -47,7 +46,7 @@ fn spec(team: &str, service: &str) -> String {
 struct Names<'a> {
     team: &'a str,
     service: &'a str,
-    /// Where each team's service directory is (`DIR/TEAM`).
+    /// Where the teams' service directories are (`DIR/TEAM`).
     dir: &'a str,
 }
 
@@ -103,60 +102,28 @@ async fn answer(router: &Router, mut req: Request<Body>) -> Answer {
 }
 
 /// Team, API token and ingest token, with one service on stage `dev`.
-async fn team_with_service(ops: &Ops, team: &str, service: &str, dir: &str) -> (String, String) {
-    let dir = format!("{dir}/{team}");
-    std::fs::create_dir(&dir).expect("service dir");
-    let made = ops
-        .create_team(&Caller::Admin, team)
-        .await
-        .expect("create team");
-    ops.apply(
-        &Caller::Team(made.team.clone()),
-        FileRequest {
-            file_name: "peng.yaml".to_string(),
-            spec_yaml: spec(team, service),
-            base_dir: dir,
-            stage: None,
-            force: false,
-        },
-    )
-    .await
-    .expect("apply");
+async fn team_with_service(f: &Fixture, team: &str, service: &str) -> (String, String) {
+    let made = f.team(team).await;
+    f.apply(&made, &spec(team, service)).await.expect("apply");
     (made.token, made.ingest_token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_keeps_teams_apart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let platform = dir.path().join("platform.yaml");
-    // Not sandboxed: the matrix creates a team per route and is about tokens, not OS users.
-    std::fs::write(
-        &platform,
-        "apiVersion: peng/v1\nkind: platform\nisolation: { mode: off }\n",
-    )
-    .expect("platform");
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let mut cfg = ServerConfig::new(dir.path().join("data"), any, any, any);
-    cfg.platform = Some(platform);
-    let server = Server::start(cfg).await.expect("server starts");
-    let admin = std::fs::read_to_string(&server.admin_token_file)
-        .expect("admin token")
-        .trim()
-        .to_string();
-    let ops = server.ops().clone();
-    let services = dir.path().join("services");
-    std::fs::create_dir(&services).expect("services dir");
-    let services = services.to_str().expect("utf-8 path");
+    let f = Fixture::start().await;
+    let admin = f.admin.clone();
+    let ops = f.ops.clone();
     let router = crate::api::router(ops.clone(), crate::ui::router());
+    let services = f.service_dir("");
+    let services = services.to_str().expect("utf-8 path").trim_end_matches('/');
 
     let victim = Names {
         team: VICTIM,
         service: VICTIM_SERVICE,
         dir: services,
     };
-    let (victim_token, victim_ingest) =
-        team_with_service(&ops, VICTIM, VICTIM_SERVICE, services).await;
-    let (intruder_token, _) = team_with_service(&ops, INTRUDER, SERVICE, services).await;
+    let (victim_token, victim_ingest) = team_with_service(&f, VICTIM, VICTIM_SERVICE).await;
+    let (intruder_token, _) = team_with_service(&f, INTRUDER, SERVICE).await;
     let intruder = Names {
         team: INTRUDER,
         service: SERVICE,
@@ -198,7 +165,7 @@ async fn every_route_keeps_teams_apart() {
             continue;
         }
         let owner_team = format!("owner{i}");
-        let (owner_token, _) = team_with_service(&ops, &owner_team, SERVICE, services).await;
+        let (owner_token, _) = team_with_service(&f, &owner_team, SERVICE).await;
         let owner = Names {
             team: &owner_team,
             service: SERVICE,
@@ -280,7 +247,7 @@ async fn every_route_keeps_teams_apart() {
         .await
         .expect("the victim's service is still there");
 
-    server.shutdown().await;
+    f.stop().await;
 }
 
 /// A route added to the list but left out of the router, or the other way round, cannot be:
