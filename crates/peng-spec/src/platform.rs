@@ -23,8 +23,8 @@ use std::path::PathBuf;
 use peng_core::{ByteSize, TeamName};
 use peng_yaml::tree::{Entry, Node, Pos};
 use peng_yaml::{
-    boolean, fields, integer, non_empty_string, parse_file, shown, string, suggest, Cx,
-    Diagnostics, Fields,
+    boolean, bounded_list, bounded_map, fields, integer, non_empty_string, parse_file, section,
+    shown, string, suggest, Cx, Diagnostics, Fields,
 };
 
 use crate::limits::{MAX_OFFERINGS, MAX_PIDS, MAX_STRING_BYTES};
@@ -469,14 +469,7 @@ fn platform(cx: &mut Cx, root: &Node) -> Option<Platform> {
 }
 
 fn isolation(cx: &mut Cx, entry: &Entry, defaults: Isolation) -> Option<Isolation> {
-    let f = fields(
-        cx,
-        &entry.value,
-        entry.key_pos,
-        "isolation",
-        ISOLATION_KEYS,
-        &[],
-    )?;
+    let f = section(cx, entry, "isolation", ISOLATION_KEYS)?;
     let mode = match f.get("mode") {
         Some(node) => isolation_mode(cx, node, &f.label("mode")),
         None => Some(defaults.mode),
@@ -578,26 +571,15 @@ fn uid_range(cx: &mut Cx, node: &Node, label: &str) -> Option<RangeInclusive<u32
 /// A list of absolute directories without `..` or NUL bytes, as written. With `templates`,
 /// `{team}` may appear in them and no other `{` or `}`.
 fn absolute_dirs(cx: &mut Cx, node: &Node, label: &str, templates: bool) -> Option<Vec<String>> {
-    let Node::Seq(seq) = node else {
-        cx.err(
-            node.pos(),
-            format!(
-                "{label}: expected a list of directories like [/usr, /opt], found {}",
-                node.describe()
-            ),
-        );
-        return None;
-    };
-    if seq.items.len() > MAX_OFFERINGS {
-        cx.err(
-            seq.pos,
-            format!(
-                "{label}: {} directories; at most {MAX_OFFERINGS} are allowed",
-                seq.items.len()
-            ),
-        );
-        return None;
-    }
+    let seq = bounded_list(
+        cx,
+        node,
+        label,
+        "a list of directories like [/usr, /opt]",
+        "directories",
+        MAX_OFFERINGS,
+        None,
+    )?;
     let mut out = Vec::with_capacity(seq.items.len());
     let mut ok = true;
     for item in &seq.items {
@@ -675,14 +657,7 @@ fn service_dirs(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, Vec<Strin
 }
 
 fn capacity(cx: &mut Cx, entry: &Entry, defaults: &Capacity) -> Option<Capacity> {
-    let f = fields(
-        cx,
-        &entry.value,
-        entry.key_pos,
-        "capacity",
-        CAPACITY_KEYS,
-        &[],
-    )?;
+    let f = section(cx, entry, "capacity", CAPACITY_KEYS)?;
     let cpu = match f.get("cpu") {
         Some(node) => number(cx, node, &f.label("cpu"), "a number of CPUs greater than 0")
             .and_then(|cpu| positive(cx, node, &f.label("cpu"), cpu)),
@@ -698,14 +673,7 @@ fn capacity(cx: &mut Cx, entry: &Entry, defaults: &Capacity) -> Option<Capacity>
 }
 
 fn databases(cx: &mut Cx, entry: &Entry, defaults: DbOfferings) -> Option<DbOfferings> {
-    let f = fields(
-        cx,
-        &entry.value,
-        entry.key_pos,
-        "databases",
-        DATABASES_KEYS,
-        &[],
-    )?;
+    let f = section(cx, entry, "databases", DATABASES_KEYS)?;
     let versions = match f.entry("versions") {
         Some(e) => versions(cx, e),
         None => Some(defaults.versions),
@@ -795,26 +763,15 @@ fn databases(cx: &mut Cx, entry: &Entry, defaults: DbOfferings) -> Option<DbOffe
 
 fn versions(cx: &mut Cx, entry: &Entry) -> Option<Vec<String>> {
     let label = "'versions' in databases";
-    let Node::Seq(seq) = &entry.value else {
-        cx.err(
-            entry.value.pos(),
-            format!(
-                "{label}: expected a list of versions like [\"10.11\"], found {}",
-                entry.value.describe()
-            ),
-        );
-        return None;
-    };
-    if seq.items.len() > MAX_OFFERINGS {
-        cx.err(
-            seq.pos,
-            format!(
-                "{label}: {} versions; at most {MAX_OFFERINGS} are allowed",
-                seq.items.len()
-            ),
-        );
-        return None;
-    }
+    let seq = bounded_list(
+        cx,
+        &entry.value,
+        label,
+        "a list of versions like [\"10.11\"]",
+        "versions",
+        MAX_OFFERINGS,
+        None,
+    )?;
     let mut out: Vec<String> = Vec::with_capacity(seq.items.len());
     let mut ok = true;
     for item in &seq.items {
@@ -974,7 +931,7 @@ fn named_entries<T>(
 
 fn plan(cx: &mut Cx, entry: &Entry, mandatory: &BTreeSet<&str>) -> Option<DbPlan> {
     let what = format!("plan '{}'", entry.key);
-    let f = fields(cx, &entry.value, entry.key_pos, &what, PLAN_KEYS, &[])?;
+    let f = section(cx, entry, &what, PLAN_KEYS)?;
     let memory = f
         .require(cx, "memory")
         .and_then(|node| size(cx, node, &f.label("memory")));
@@ -1023,7 +980,7 @@ fn shared_servers(
 
 fn shared_server(cx: &mut Cx, entry: &Entry, versions: Option<&[String]>) -> Option<SharedServer> {
     let what = format!("shared server '{}'", entry.key);
-    let f = fields(cx, &entry.value, entry.key_pos, &what, SERVER_KEYS, &[])?;
+    let f = section(cx, entry, &what, SERVER_KEYS)?;
     let host = f
         .require(cx, "host")
         .and_then(|node| host(cx, node, &f.label("host")));
@@ -1101,15 +1058,7 @@ fn shared_server(cx: &mut Cx, entry: &Entry, versions: Option<&[String]>) -> Opt
     let capacity = match f.entry("capacity").filter(|e| !e.value.is_null()) {
         Some(e) => {
             let capacity_what = format!("'capacity' of {what}");
-            fields(
-                cx,
-                &e.value,
-                e.key_pos,
-                &capacity_what,
-                SERVER_CAPACITY_KEYS,
-                &[],
-            )
-            .and_then(|g| {
+            section(cx, e, &capacity_what, SERVER_CAPACITY_KEYS).and_then(|g| {
                 let disk = match g.get("disk") {
                     Some(node) => size(cx, node, &g.label("disk")).map(Some),
                     None => Some(None),
@@ -1214,7 +1163,7 @@ fn host(cx: &mut Cx, node: &Node, label: &str) -> Option<String> {
 }
 
 fn prices(cx: &mut Cx, entry: &Entry, defaults: Prices) -> Option<Prices> {
-    let f = fields(cx, &entry.value, entry.key_pos, "prices", PRICES_KEYS, &[])?;
+    let f = section(cx, entry, "prices", PRICES_KEYS)?;
     let currency = match f.get("currency") {
         Some(node) => string(cx, node, &f.label("currency"), "a currency code like EUR").and_then(
             |s| {
@@ -1266,29 +1215,17 @@ fn limited_map<'a>(
     items: &str,
     null_is_empty: bool,
 ) -> Option<Vec<&'a Entry>> {
-    let Node::Map(map) = &entry.value else {
-        if null_is_empty && entry.value.is_null() {
-            return Some(Vec::new());
-        }
-        cx.err(
-            entry.value.pos(),
-            format!(
-                "{what}: expected a mapping of {expected}, found {}",
-                entry.value.describe()
-            ),
-        );
-        return None;
-    };
-    if map.entries.len() > MAX_OFFERINGS {
-        cx.err(
-            entry.key_pos,
-            format!(
-                "{} {items} declared in {what}; at most {MAX_OFFERINGS} are allowed",
-                map.entries.len()
-            ),
-        );
-        return None;
+    if null_is_empty && entry.value.is_null() {
+        return Some(Vec::new());
     }
+    let map = bounded_map(
+        cx,
+        entry,
+        what,
+        &format!("a mapping of {expected}"),
+        &format!("{items} declared in {what}"),
+        MAX_OFFERINGS,
+    )?;
     Some(map.entries.iter().collect())
 }
 

@@ -16,6 +16,6 @@ pub mod tree;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use read::{
-    boolean, duration, fields, integer, list, non_empty_string, parse_file, shown, string, suggest,
-    unknown_key, url, Cx, Fields,
+    boolean, bounded_list, bounded_map, duration, fields, integer, list, non_empty_string,
+    parse_file, section, shown, string, suggest, unknown_key, url, Cx, Fields,
 };

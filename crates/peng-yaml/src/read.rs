@@ -7,7 +7,7 @@ use peng_core::Duration;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::limits::MAX_FILE_BYTES;
-use crate::tree::{self, Entry, Map, Node, Pos, Scalar};
+use crate::tree::{self, Entry, Map, Node, Pos, Scalar, Seq};
 
 /// The problems found so far in one file.
 #[derive(Default)]
@@ -158,6 +158,80 @@ pub fn fields<'a>(
     })
 }
 
+/// [`fields`] of a section written as `key: { … }`: missing keys are reported at `key`.
+pub fn section<'a>(
+    cx: &mut Cx,
+    entry: &'a Entry,
+    what: &str,
+    allowed: &[&str],
+) -> Option<Fields<'a>> {
+    fields(cx, &entry.value, entry.key_pos, what, allowed, &[])
+}
+
+/// A list of at most `max` items. Otherwise says `LABEL: expected EXPECTED, found …` at the
+/// value, or `LABEL: N ITEMS; at most MAX are allowed` at `count_at` (the list itself when
+/// `None`).
+pub fn bounded_list<'a>(
+    cx: &mut Cx,
+    node: &'a Node,
+    label: &str,
+    expected: &str,
+    items: &str,
+    max: usize,
+    count_at: Option<Pos>,
+) -> Option<&'a Seq> {
+    let Node::Seq(seq) = node else {
+        wrong_type(cx, node, label, expected);
+        return None;
+    };
+    let count = seq.items.len();
+    let at = count_at.unwrap_or(seq.pos);
+    within(cx, at, count, max, || format!("{label}: {count} {items}")).then_some(seq)
+}
+
+/// A mapping of at most `max` entries. Otherwise says `LABEL: expected EXPECTED, found …` at
+/// the value, or `N COUNTED; at most MAX are allowed` at its key.
+pub fn bounded_map<'a>(
+    cx: &mut Cx,
+    entry: &'a Entry,
+    label: &str,
+    expected: &str,
+    counted: &str,
+    max: usize,
+) -> Option<&'a Map> {
+    let Node::Map(map) = &entry.value else {
+        wrong_type(cx, &entry.value, label, expected);
+        return None;
+    };
+    let count = map.entries.len();
+    within(cx, entry.key_pos, count, max, || {
+        format!("{count} {counted}")
+    })
+    .then_some(map)
+}
+
+/// Says `LABEL: expected EXPECTED, found …` at `node`.
+fn wrong_type(cx: &mut Cx, node: &Node, label: &str, expected: &str) {
+    cx.err(
+        node.pos(),
+        format!("{label}: expected {expected}, found {}", node.describe()),
+    );
+}
+
+/// Whether `count` is at most `max`; otherwise says `COUNTED; at most MAX are allowed` at `at`.
+fn within(
+    cx: &mut Cx,
+    at: Pos,
+    count: usize,
+    max: usize,
+    counted: impl FnOnce() -> String,
+) -> bool {
+    if count > max {
+        cx.err(at, format!("{}; at most {max} are allowed", counted()));
+    }
+    count <= max
+}
+
 pub fn unknown_key(key: &str, what: &str, allowed: &[&str]) -> String {
     let mut message = format!("unknown key '{}' in {what}", shown(key));
     match suggest(key, allowed.iter().copied()) {
@@ -284,23 +358,14 @@ pub fn url(cx: &mut Cx, node: &Node, label: &str) -> Option<String> {
 /// A list section (`sensors`, `alerts`): checks the type and the count limit.
 pub fn list<'a>(cx: &mut Cx, node: &'a Node, key: &str, max: usize) -> Option<&'a [Node]> {
     let Node::Seq(seq) = node else {
-        cx.err(
-            node.pos(),
-            format!("'{key}': expected a list, found {}", node.describe()),
-        );
+        wrong_type(cx, node, &format!("'{key}'"), "a list");
         return None;
     };
-    if seq.items.len() > max {
-        cx.err(
-            seq.pos,
-            format!(
-                "{} {key} declared; at most {max} are allowed",
-                seq.items.len()
-            ),
-        );
-        return None;
-    }
-    Some(&seq.items)
+    let count = seq.items.len();
+    within(cx, seq.pos, count, max, || {
+        format!("{count} {key} declared")
+    })
+    .then_some(&seq.items)
 }
 
 #[cfg(test)]

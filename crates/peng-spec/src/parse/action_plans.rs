@@ -4,12 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use peng_core::TeamName;
+use peng_yaml::tree::{Entry, Node, Pos, Scalar};
+use peng_yaml::{
+    bounded_list, bounded_map, duration, fields, section, string, suggest, url, Cx, Fields,
+};
 
 use super::shared::name_rule;
 use crate::limits::{MAX_ACTION_PLANS, MAX_NOTIFY};
 use crate::model::{ActionPlan, Escalation, NotifyTarget};
-use peng_yaml::tree::{Entry, Node, Pos, Scalar};
-use peng_yaml::{duration, fields, string, suggest, url, Cx, Fields};
 
 pub(crate) const PLAN_KEYS: &[&str] = &["runbook", "notify", "escalate"];
 pub(crate) const NOTIFY_KEYS: &[&str] = &["webhook"];
@@ -37,26 +39,14 @@ pub(super) fn plan_reference(
 }
 
 pub(super) fn action_plans(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, ActionPlan>> {
-    let Node::Map(map) = &entry.value else {
-        cx.err(
-            entry.value.pos(),
-            format!(
-                "'action_plans': expected a mapping of plan name to plan, found {}",
-                entry.value.describe()
-            ),
-        );
-        return None;
-    };
-    if map.entries.len() > MAX_ACTION_PLANS {
-        cx.err(
-            entry.key_pos,
-            format!(
-                "{} action plans declared; at most {MAX_ACTION_PLANS} are allowed",
-                map.entries.len()
-            ),
-        );
-        return None;
-    }
+    let map = bounded_map(
+        cx,
+        entry,
+        "'action_plans'",
+        "a mapping of plan name to plan",
+        "action plans declared",
+        MAX_ACTION_PLANS,
+    )?;
     let names: BTreeSet<&str> = map.entries.iter().map(|e| e.key.as_str()).collect();
     let mut out = BTreeMap::new();
     let mut ok = true;
@@ -112,7 +102,7 @@ fn action_plan(
     names: &BTreeSet<&str>,
 ) -> Option<(ActionPlan, Option<Pos>)> {
     let what = format!("action plan '{}'", entry.key);
-    let f = fields(cx, &entry.value, entry.key_pos, &what, PLAN_KEYS, &[])?;
+    let f = section(cx, entry, &what, PLAN_KEYS)?;
     let runbook = match f.get("runbook") {
         Some(node) => url(cx, node, &f.label("runbook")).map(Some),
         None => Some(None),
@@ -124,7 +114,7 @@ fn action_plan(
     let escalate = match f.entry("escalate").filter(|e| !e.value.is_null()) {
         Some(e) => {
             let escalate_what = format!("'escalate' of {what}");
-            fields(cx, &e.value, e.key_pos, &escalate_what, ESCALATE_KEYS, &[])
+            section(cx, e, &escalate_what, ESCALATE_KEYS)
                 .and_then(|g| {
                     let after = g.require(cx, "after").and_then(|node| {
                         let after = duration(cx, node, &g.label("after"))?;
@@ -170,30 +160,19 @@ fn action_plan(
 
 fn notify(cx: &mut Cx, node: &Node, plan: &Fields<'_>) -> Option<Vec<NotifyTarget>> {
     let label = plan.label("notify");
-    let Node::Seq(seq) = node else {
-        cx.err(
-            node.pos(),
-            format!(
-                "{label}: expected a list like [{{ webhook: \"https://…\" }}], found {}",
-                node.describe()
-            ),
-        );
-        return None;
-    };
+    let seq = bounded_list(
+        cx,
+        node,
+        &label,
+        "a list like [{ webhook: \"https://…\" }]",
+        "targets",
+        MAX_NOTIFY,
+        None,
+    )?;
     if seq.items.is_empty() {
         cx.err(
             seq.pos,
             format!("{label}: name at least one target to notify"),
-        );
-        return None;
-    }
-    if seq.items.len() > MAX_NOTIFY {
-        cx.err(
-            seq.pos,
-            format!(
-                "{label}: {} targets; at most {MAX_NOTIFY} are allowed",
-                seq.items.len()
-            ),
         );
         return None;
     }

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeSet;
 
+use peng_yaml::tree::Node;
+use peng_yaml::{fields, list, string, suggest, Cx};
+
 use super::action_plans::plan_reference;
 use super::shared::{item_label, object_name, Unique, HEALTH_SENSOR};
 use crate::condition::parse_when;
 use crate::limits::MAX_ALERTS;
 use crate::model::{AlertSpec, Severity, DATABASE_SENSORS, INSTANCE_SENSORS};
-use peng_yaml::tree::Node;
-use peng_yaml::{fields, list, string, suggest, Cx};
 
 pub(crate) const ALERT_KEYS: &[&str] = &["name", "sensor", "when", "severity", "plan"];
 

@@ -1,11 +1,13 @@
 //! `database`: the engine, version, plan and mode of the service's database, its backups and
 //! its protection; also the version and offering names the platform file shares.
 
-use crate::limits::{MAX_BACKUP_RETENTION, MAX_OFFERING_NAME, MIN_BACKUP_EVERY};
-use crate::model::{BackupSpec, DatabaseSpec, DbEngine, DbMode};
 use peng_core::Duration;
 use peng_yaml::tree::{Entry, Node};
-use peng_yaml::{boolean, duration, fields, string, suggest, Cx};
+use peng_yaml::{boolean, duration, section, string, suggest, Cx};
+
+use super::shared::every;
+use crate::limits::{MAX_BACKUP_RETENTION, MAX_OFFERING_NAME, MIN_BACKUP_EVERY};
+use crate::model::{BackupSpec, DatabaseSpec, DbEngine, DbMode};
 
 pub(crate) const DATABASE_KEYS: &[&str] = &[
     "engine", "version", "plan", "mode", "server", "replica", "backup", "protect",
@@ -17,14 +19,7 @@ const DEFAULT_BACKUP_EVERY: Duration = Duration::from_secs(86_400);
 const DEFAULT_BACKUP_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 pub(super) fn database(cx: &mut Cx, entry: &Entry) -> Option<DatabaseSpec> {
-    let f = fields(
-        cx,
-        &entry.value,
-        entry.key_pos,
-        "database",
-        DATABASE_KEYS,
-        &[],
-    )?;
+    let f = section(cx, entry, "database", DATABASE_KEYS)?;
     let engine = match f.get("engine") {
         Some(node) => {
             string(cx, node, &f.label("engine"), "mariadb").and_then(|s| match s.value.as_str() {
@@ -202,30 +197,8 @@ pub(crate) fn offering_name_problem(what: &str, value: &str) -> Option<String> {
 }
 
 fn backup(cx: &mut Cx, entry: &Entry) -> Option<BackupSpec> {
-    let f = fields(
-        cx,
-        &entry.value,
-        entry.key_pos,
-        "database.backup",
-        BACKUP_KEYS,
-        &[],
-    )?;
-    let every = match f.get("every") {
-        Some(node) => duration(cx, node, &f.label("every")).and_then(|every| {
-            if every < MIN_BACKUP_EVERY {
-                cx.err(
-                    node.pos(),
-                    format!(
-                        "{}: {every} is too often; at least {MIN_BACKUP_EVERY}",
-                        f.label("every")
-                    ),
-                );
-                return None;
-            }
-            Some(every)
-        }),
-        None => Some(DEFAULT_BACKUP_EVERY),
-    };
+    let f = section(cx, entry, "database.backup", BACKUP_KEYS)?;
+    let every = every(cx, &f, MIN_BACKUP_EVERY, DEFAULT_BACKUP_EVERY);
     let retention = match f.get("retention") {
         Some(node) => duration(cx, node, &f.label("retention")).and_then(|retention| {
             if retention > MAX_BACKUP_RETENTION {

@@ -1,25 +1,18 @@
 //! `logging`: how long the service's log messages are kept.
 
 use peng_core::Duration;
+use peng_yaml::tree::Entry;
+use peng_yaml::{duration, section, Cx};
 
 use crate::limits::MAX_RETENTION;
 use crate::model::LoggingSpec;
-use peng_yaml::tree::Entry;
-use peng_yaml::{duration, fields, Cx};
 
 pub(crate) const LOGGING_KEYS: &[&str] = &["retention"];
 
 pub(super) const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 pub(super) fn logging(cx: &mut Cx, entry: &Entry) -> Option<LoggingSpec> {
-    let f = fields(
-        cx,
-        &entry.value,
-        entry.key_pos,
-        "logging",
-        LOGGING_KEYS,
-        &[],
-    )?;
+    let f = section(cx, entry, "logging", LOGGING_KEYS)?;
     let retention = match f.get("retention") {
         Some(node) => {
             let retention = duration(cx, node, &f.label("retention"))?;

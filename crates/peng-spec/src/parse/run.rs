@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 
 use peng_core::{ByteSize, Duration};
+use peng_yaml::tree::{Entry, Node, Pos, Scalar};
+use peng_yaml::{
+    boolean, bounded_list, bounded_map, integer, non_empty_string, section, shown, string, Cx,
+};
 
 use super::shared::schedule;
 use crate::limits::{MAX_ENV, MAX_PIDS, MAX_WRITABLE};
 use crate::model::{HealthCheck, HealthProbe, Resources, RunSpec};
-use peng_yaml::tree::{Entry, Node, Pos, Scalar};
-use peng_yaml::{boolean, fields, integer, non_empty_string, shown, string, Cx};
 
 pub(crate) const RUN_KEYS: &[&str] = &[
     "command",
@@ -28,7 +30,7 @@ const DEFAULT_CPU: f64 = 0.25;
 const DEFAULT_MEMORY: ByteSize = ByteSize(256 << 20);
 
 pub(super) fn run(cx: &mut Cx, entry: &Entry) -> Option<RunSpec> {
-    let f = fields(cx, &entry.value, entry.key_pos, "run", RUN_KEYS, &[])?;
+    let f = section(cx, entry, "run", RUN_KEYS)?;
     let command = f.require(cx, "command").and_then(|node| command(cx, node));
     let env = match f.entry("env").filter(|e| !e.value.is_null()) {
         Some(e) => env(cx, e),
@@ -196,26 +198,15 @@ fn inside_service_dir(cx: &mut Cx, s: &Scalar, what: &str) -> Option<String> {
 
 /// `writable: [data, tmp]`: directories inside the service's, normalized, duplicates dropped.
 fn writable(cx: &mut Cx, node: &Node, label: &str) -> Option<Vec<String>> {
-    let Node::Seq(seq) = node else {
-        cx.err(
-            node.pos(),
-            format!(
-                "{label}: expected a list of directories like [data, tmp], found {}",
-                node.describe()
-            ),
-        );
-        return None;
-    };
-    if seq.items.len() > MAX_WRITABLE {
-        cx.err(
-            seq.pos,
-            format!(
-                "{label}: {} directories; at most {MAX_WRITABLE} are allowed",
-                seq.items.len()
-            ),
-        );
-        return None;
-    }
+    let seq = bounded_list(
+        cx,
+        node,
+        label,
+        "a list of directories like [data, tmp]",
+        "directories",
+        MAX_WRITABLE,
+        None,
+    )?;
     let mut out: Vec<String> = Vec::with_capacity(seq.items.len());
     let mut ok = true;
     for item in &seq.items {
@@ -231,26 +222,14 @@ fn writable(cx: &mut Cx, node: &Node, label: &str) -> Option<Vec<String>> {
 }
 
 fn env(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, String>> {
-    let Node::Map(map) = &entry.value else {
-        cx.err(
-            entry.value.pos(),
-            format!(
-                "'env' in run: expected a mapping of variable name to value, found {}",
-                entry.value.describe()
-            ),
-        );
-        return None;
-    };
-    if map.entries.len() > MAX_ENV {
-        cx.err(
-            entry.key_pos,
-            format!(
-                "{} environment variables; at most {MAX_ENV} are allowed",
-                map.entries.len()
-            ),
-        );
-        return None;
-    }
+    let map = bounded_map(
+        cx,
+        entry,
+        "'env' in run",
+        "a mapping of variable name to value",
+        "environment variables",
+        MAX_ENV,
+    )?;
     let mut out = BTreeMap::new();
     let mut ok = true;
     for var in &map.entries {
@@ -302,14 +281,7 @@ fn env(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<String, String>> {
 }
 
 fn health(cx: &mut Cx, entry: &Entry) -> Option<HealthCheck> {
-    let f = fields(
-        cx,
-        &entry.value,
-        entry.key_pos,
-        "run.health",
-        HEALTH_KEYS,
-        &[],
-    )?;
+    let f = section(cx, entry, "run.health", HEALTH_KEYS)?;
     let probe = match (f.entry("http"), f.entry("tcp")) {
         (Some(_), Some(tcp)) => {
             cx.err(
@@ -367,14 +339,7 @@ fn health(cx: &mut Cx, entry: &Entry) -> Option<HealthCheck> {
 }
 
 fn resources(cx: &mut Cx, entry: &Entry) -> Option<Resources> {
-    let f = fields(
-        cx,
-        &entry.value,
-        entry.key_pos,
-        "run.resources",
-        RESOURCES_KEYS,
-        &[],
-    )?;
+    let f = section(cx, entry, "run.resources", RESOURCES_KEYS)?;
     let cpu = match f.get("cpu") {
         Some(node) => {
             let parsed = match node {

@@ -5,7 +5,7 @@
 use peng_core::Duration;
 use peng_sensors::{Context, SensorKind, KINDS};
 use peng_yaml::tree::{Entry, Node};
-use peng_yaml::{fields, list, string, Cx};
+use peng_yaml::{bounded_list, fields, list, string, Cx};
 
 use super::shared::{item_label, object_name, schedule, Unique, HEALTH_SENSOR};
 use crate::condition::parse_condition;
@@ -112,26 +112,15 @@ fn expect(
     kind: Option<&SensorKind>,
 ) -> Option<Vec<Condition>> {
     let label = format!("'expect' in {sensor}");
-    let Node::Seq(seq) = &entry.value else {
-        cx.err(
-            entry.value.pos(),
-            format!(
-                "{label}: expected a list of conditions like [\"status == 200\"], found {}",
-                entry.value.describe()
-            ),
-        );
-        return None;
-    };
-    if seq.items.len() > MAX_CONDITIONS {
-        cx.err(
-            entry.key_pos,
-            format!(
-                "{label}: {} conditions; at most {MAX_CONDITIONS} are allowed",
-                seq.items.len()
-            ),
-        );
-        return None;
-    }
+    let seq = bounded_list(
+        cx,
+        &entry.value,
+        &label,
+        "a list of conditions like [\"status == 200\"]",
+        "conditions",
+        MAX_CONDITIONS,
+        Some(entry.key_pos),
+    )?;
     let mut out = Vec::with_capacity(seq.items.len());
     let mut ok = true;
     for item in &seq.items {

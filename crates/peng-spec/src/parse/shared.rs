@@ -85,22 +85,7 @@ pub(super) fn schedule(
     default_every: Duration,
     default_timeout: Duration,
 ) -> Option<(Duration, Duration)> {
-    let every = match f.get("every") {
-        Some(node) => duration(cx, node, &f.label("every")).and_then(|every| {
-            if every < MIN_SENSOR_EVERY {
-                cx.err(
-                    node.pos(),
-                    format!(
-                        "{}: {every} is too often; at least {MIN_SENSOR_EVERY}",
-                        f.label("every")
-                    ),
-                );
-                return None;
-            }
-            Some(every)
-        }),
-        None => Some(default_every),
-    };
+    let every = every(cx, f, MIN_SENSOR_EVERY, default_every);
     let timeout = match f.get("timeout") {
         Some(node) => duration(cx, node, &f.label("timeout")).and_then(|timeout| {
             if timeout.as_std().is_zero() {
@@ -126,4 +111,25 @@ pub(super) fn schedule(
         None => every.map(|every| default_timeout.min(Duration(every.as_std() / 2))),
     };
     Some((every?, timeout?))
+}
+
+/// `every` of `f`: an interval of at least `min`; `default` when it is not written.
+pub(super) fn every(
+    cx: &mut Cx,
+    f: &Fields<'_>,
+    min: Duration,
+    default: Duration,
+) -> Option<Duration> {
+    let Some(node) = f.get("every") else {
+        return Some(default);
+    };
+    let every = duration(cx, node, &f.label("every"))?;
+    if every < min {
+        cx.err(
+            node.pos(),
+            format!("{}: {every} is too often; at least {min}", f.label("every")),
+        );
+        return None;
+    }
+    Some(every)
 }

@@ -3,37 +3,25 @@
 use std::collections::BTreeMap;
 
 use peng_core::StageName;
+use peng_yaml::tree::Entry;
+use peng_yaml::{bounded_map, integer, section, Cx};
 
 use crate::limits::{MAX_INSTANCES, MAX_STAGES};
 use crate::model::StageSpec;
-use peng_yaml::tree::{Entry, Node};
-use peng_yaml::{fields, integer, Cx};
 
 pub(crate) const STAGE_KEYS: &[&str] = &["instances"];
 
 pub(super) fn stages(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<StageName, StageSpec>> {
-    let Node::Map(map) = &entry.value else {
-        cx.err(
-            entry.value.pos(),
-            format!(
-                "'stages': expected a mapping of stage name to {{ instances: N }}, found {}",
-                entry.value.describe()
-            ),
-        );
-        return None;
-    };
+    let map = bounded_map(
+        cx,
+        entry,
+        "'stages'",
+        "a mapping of stage name to { instances: N }",
+        "stages declared",
+        MAX_STAGES,
+    )?;
     if map.entries.is_empty() {
         cx.err(entry.key_pos, "'stages' must declare at least one stage");
-        return None;
-    }
-    if map.entries.len() > MAX_STAGES {
-        cx.err(
-            entry.key_pos,
-            format!(
-                "{} stages declared; at most {MAX_STAGES} are allowed",
-                map.entries.len()
-            ),
-        );
         return None;
     }
     let mut out = BTreeMap::new();
@@ -47,11 +35,10 @@ pub(super) fn stages(cx: &mut Cx, entry: &Entry) -> Option<BTreeMap<StageName, S
             }
         };
         let what = format!("stage '{}'", stage.key);
-        let instances =
-            fields(cx, &stage.value, stage.key_pos, &what, STAGE_KEYS, &[]).and_then(|f| {
-                let node = f.require(cx, "instances")?;
-                integer(cx, node, &f.label("instances"), 0, u64::from(MAX_INSTANCES))
-            });
+        let instances = section(cx, stage, &what, STAGE_KEYS).and_then(|f| {
+            let node = f.require(cx, "instances")?;
+            integer(cx, node, &f.label("instances"), 0, u64::from(MAX_INSTANCES))
+        });
         match (name, instances) {
             (Some(name), Some(instances)) => {
                 let instances = u32::try_from(instances).unwrap_or(MAX_INSTANCES);
