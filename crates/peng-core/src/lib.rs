@@ -35,6 +35,66 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// Declares the error type of a layer that gathers the errors of several parts (the databases,
+/// the server's application layer): a kind, a message that says what went wrong and where, and
+/// details (one problem a line), with the constructors they all use. Each layer keeps a type of
+/// its own, with the `From` conversions of the parts it calls.
+#[macro_export]
+macro_rules! kinded_error {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident;) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        $vis struct $name {
+            pub kind: $crate::ErrorKind,
+            pub message: String,
+            pub details: Vec<String>,
+        }
+
+        impl $name {
+            pub fn new(kind: $crate::ErrorKind, message: impl Into<String>) -> Self {
+                $name {
+                    kind,
+                    message: message.into(),
+                    details: Vec::new(),
+                }
+            }
+
+            pub fn with_details(mut self, details: Vec<String>) -> Self {
+                self.details = details;
+                self
+            }
+
+            pub fn invalid(message: impl Into<String>) -> Self {
+                Self::new($crate::ErrorKind::Invalid, message)
+            }
+
+            pub fn not_found(message: impl Into<String>) -> Self {
+                Self::new($crate::ErrorKind::NotFound, message)
+            }
+
+            pub fn forbidden(message: impl Into<String>) -> Self {
+                Self::new($crate::ErrorKind::Forbidden, message)
+            }
+
+            pub fn internal(message: impl Into<String>) -> Self {
+                Self::new($crate::ErrorKind::Internal, message)
+            }
+
+            pub fn kind(&self) -> $crate::ErrorKind {
+                self.kind
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.message)
+            }
+        }
+
+        impl std::error::Error for $name {}
+    };
+}
+
 /// Nanoseconds since the Unix epoch, the one timestamp unit used across peng.
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now()

@@ -658,27 +658,18 @@ impl Databases {
             }
         };
         row.primary_node = new;
-        row.status = DbStatus::Ready;
-        state
-            .put_database(
-                &row,
-                &[],
-                Some(NewAudit {
-                    actor: actor.to_string(),
-                    team: Some(id.team.to_string()),
-                    action: AuditAction::DatabasePromote,
-                    target: format!("{id} {stage}"),
-                    detail: format!(
-                        "node {new} is primary now ({})",
-                        if promotion.switched_over {
-                            "switch-over"
-                        } else {
-                            "fail-over"
-                        }
-                    ),
-                }),
-            )
-            .await?;
+        let how = if promotion.switched_over {
+            "switch-over"
+        } else {
+            "fail-over"
+        };
+        self.promoted(
+            state,
+            &mut row,
+            actor,
+            format!("node {new} is primary now ({how})"),
+        )
+        .await?;
         events.push(format!(
             "database {stage}: node {new} is the primary ({} in {:.1}s)",
             if promotion.switched_over {
@@ -698,10 +689,6 @@ impl Databases {
                 "database {stage}: node {old} did not answer; it is rebuilt as the new replica"
             ));
         }
-        self.read_only_pools
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key);
         Ok(events)
     }
 
@@ -778,16 +765,29 @@ impl Databases {
                 format!("promote cut short, finished: node {new} is primary now (fail-over)")
             }
         };
+        self.promoted(state, &mut row, actor, detail).await?;
+        Ok(row)
+    }
+
+    /// Records the end of a promote (done, finished or undone): ready again, with the primary
+    /// `row` names, audited; read-only connections are made afresh.
+    async fn promoted(
+        &self,
+        state: &State,
+        row: &mut DatabaseRow,
+        actor: &str,
+        detail: String,
+    ) -> Result<()> {
         row.status = DbStatus::Ready;
         state
             .put_database(
-                &row,
+                row,
                 &[],
                 Some(NewAudit {
                     actor: actor.to_string(),
-                    team: Some(id.team.to_string()),
+                    team: Some(row.service.team.to_string()),
                     action: AuditAction::DatabasePromote,
-                    target: format!("{id} {stage}"),
+                    target: format!("{} {}", row.service, row.stage),
                     detail,
                 }),
             )
@@ -795,8 +795,8 @@ impl Databases {
         self.read_only_pools
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(id, stage));
-        Ok(row)
+            .remove(&(row.service.clone(), row.stage.clone()));
+        Ok(())
     }
 
     /// The credentials of a database, as its instances get them (see [`Credentials`]).

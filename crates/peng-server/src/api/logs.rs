@@ -14,73 +14,25 @@ use super::Auth;
 use crate::ops::logs::{Search, Tail};
 use crate::ops::Ops;
 
-#[derive(Deserialize, Default)]
-pub struct SearchQuery {
-    #[serde(default)]
-    pub q: String,
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub service: Option<String>,
-    pub stage: Option<String>,
-    pub limit: Option<usize>,
-    /// Admins may narrow a search to one team.
-    pub team: Option<String>,
-}
-
 pub async fn search(
     State(ops): State<Ops>,
     Auth(caller): Auth,
-    Query(q): Query<SearchQuery>,
+    Query(q): Query<Search>,
 ) -> ApiResult<Json<wire::LogSearchResponse>> {
-    let res = ops
-        .search_logs(
-            &caller,
-            Search {
-                q: q.q,
-                since: q.since,
-                until: q.until,
-                service: q.service,
-                stage: q.stage,
-                limit: q.limit,
-                team: q.team,
-            },
-        )
-        .await?;
+    let res = ops.search_logs(&caller, q).await?;
     Ok(Json(wire::LogSearchResponse {
         total: res.total,
         hits: res.hits.into_iter().map(super::wire::hit).collect(),
     }))
 }
 
-#[derive(Deserialize, Default)]
-pub struct TailQuery {
-    #[serde(default)]
-    pub q: String,
-    pub service: Option<String>,
-    pub stage: Option<String>,
-    /// The cursor of the previous answer; without it, the newest `limit` messages.
-    pub after: Option<u64>,
-    pub limit: Option<usize>,
-}
-
 /// For following the log: by write order, so late messages with old timestamps are not missed.
 pub async fn tail(
     State(ops): State<Ops>,
     Auth(caller): Auth,
-    Query(q): Query<TailQuery>,
+    Query(q): Query<Tail>,
 ) -> ApiResult<Json<wire::LogTailResponse>> {
-    let res = ops
-        .tail_logs(
-            &caller,
-            Tail {
-                q: q.q,
-                service: q.service,
-                stage: q.stage,
-                after: q.after,
-                limit: q.limit,
-            },
-        )
-        .await?;
+    let res = ops.tail_logs(&caller, q).await?;
     Ok(Json(wire::LogTailResponse {
         hits: res.hits.into_iter().map(super::wire::hit).collect(),
         cursor: res.cursor,

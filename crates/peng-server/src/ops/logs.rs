@@ -10,9 +10,11 @@ use peng_logs::LogSource;
 
 use super::{blocking, Caller, Error, Ops, Result};
 
-/// A search as people write it: times as a duration ago (`15m`) or RFC 3339.
-#[derive(Debug, Clone, Default)]
+/// A search as people write it: times as a duration ago (`15m`) or RFC 3339. The API reads
+/// it from the query string as it is.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct Search {
+    #[serde(default)]
     pub q: String,
     pub since: Option<String>,
     pub until: Option<String>,
@@ -24,11 +26,13 @@ pub struct Search {
 }
 
 /// A tail: what was written after `after` (a cursor of the previous answer), oldest first.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct Tail {
+    #[serde(default)]
     pub q: String,
     pub service: Option<String>,
     pub stage: Option<String>,
+    /// The cursor of the previous answer; without it, the newest `limit` messages.
     pub after: Option<u64>,
     pub limit: Option<usize>,
 }

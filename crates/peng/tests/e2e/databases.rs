@@ -177,14 +177,10 @@ async fn app_sql(creds: &Value, sql: &str) -> String {
 }
 
 async fn credentials(url: &str, token: &str, service: &str, stage: &str) -> Value {
-    let out = peng(
-        url,
-        token,
-        &["db", "credentials", service, "--stage", stage, "--json"],
-    )
-    .await;
-    assert_eq!(out.code, 0, "credentials: {out:?}");
-    serde_json::from_str(&out.stdout).expect("credentials json")
+    match ready_credentials(url, token, service, stage).await {
+        Some(c) => c,
+        None => panic!("no credentials for {service} {stage}"),
+    }
 }
 
 async fn status(url: &str, token: &str, service: &str) -> Value {
@@ -942,28 +938,9 @@ async fn a_crash_in_the_middle_of_an_apply_leaves_nothing_half_made() {
     .await;
     let server =
         Peng::start_with(&data, http_port, gelf_port, &["--db-reconcile-every", "2s"]).await;
-    let creds = eventually(
-        "the database made whole after the restart",
-        LONG,
-        || async {
-            let out = peng(
-                &url,
-                &token,
-                &[
-                    "db",
-                    "credentials",
-                    "books/orders",
-                    "--stage",
-                    "integration",
-                    "--json",
-                ],
-            )
-            .await;
-            (out.code == 0)
-                .then(|| serde_json::from_str::<Value>(&out.stdout).ok())
-                .flatten()
-        },
-    )
+    let creds = eventually("the database made whole after the restart", LONG, || {
+        ready_credentials(&url, &token, "books/orders", "integration")
+    })
     .await;
     app_sql(&creds, "CREATE TABLE t (id INT PRIMARY KEY)").await;
     assert_eq!(app_sql(&creds, "SELECT COUNT(*) FROM t").await, "0");
@@ -979,6 +956,19 @@ async fn a_crash_in_the_middle_of_an_apply_leaves_nothing_half_made() {
         processes_with(node.to_str()?).is_empty().then_some(())
     })
     .await;
+}
+
+/// The database's credentials, when `peng db credentials` gives them.
+async fn ready_credentials(url: &str, token: &str, service: &str, stage: &str) -> Option<Value> {
+    let out = peng(
+        url,
+        token,
+        &["db", "credentials", service, "--stage", stage, "--json"],
+    )
+    .await;
+    (out.code == 0)
+        .then(|| serde_json::from_str::<Value>(&out.stdout).ok())
+        .flatten()
 }
 
 /// Marks the database's row as a promote would just before switching the servers, as if peng
@@ -1020,24 +1010,7 @@ async fn a_promote_cut_short_is_undone_or_finished_with_nothing_lost() {
     let f = file.to_str().expect("utf8").to_string();
     let out = peng(&url, &token, &["apply", "-f", &f]).await;
     assert_eq!(out.code, 0, "{out:?}\n{}", server.server_log());
-    let credentials = || async {
-        let out = peng(
-            &url,
-            &token,
-            &[
-                "db",
-                "credentials",
-                "books/orders",
-                "--stage",
-                "integration",
-                "--json",
-            ],
-        )
-        .await;
-        (out.code == 0)
-            .then(|| serde_json::from_str::<Value>(&out.stdout).ok())
-            .flatten()
-    };
+    let credentials = || ready_credentials(&url, &token, "books/orders", "integration");
     let creds = eventually("the database", LONG, credentials).await;
     app_sql(&creds, "CREATE TABLE t (id INT PRIMARY KEY)").await;
     app_sql(&creds, "INSERT INTO t VALUES (1)").await;
