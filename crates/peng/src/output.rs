@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use peng_api as wire;
+use peng_core::AlertState;
 
 pub fn time(ns: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
@@ -105,7 +106,12 @@ pub fn service_status(s: &wire::ServiceStatus) {
     let firing: Vec<_> = s
         .alerts
         .iter()
-        .filter(|a| a.state == "firing" || a.state == "pending")
+        .filter(|a| {
+            matches!(
+                AlertState::parse(&a.state),
+                Ok(AlertState::Firing | AlertState::Pending)
+            )
+        })
         .collect();
     if firing.is_empty() {
         println!("\nno firing alerts");
