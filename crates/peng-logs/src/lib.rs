@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod pipeline;
 pub mod query;
 mod record;
+pub mod wal;
 
 pub use error::LogError;
 pub use record::{output_line, FieldValue, LogRecord, LogSource, MAX_OUTPUT_LINE};

@@ -1,19 +1,33 @@
-//! The one writer of the log store: a bounded queue into a named thread that batches records
-//! into the index and commits at least every [`PipelineConfig::commit_interval`].
+//! The one way into the log store: a queue bounded in bytes, a WAL thread that makes batches
+//! durable, and an index thread that makes them searchable.
 //!
-//! Owns the queue, the commit schedule and the acknowledgements of durable submits. It must
-//! never block an async caller ([`PipelineHandle::try_submit`] drops and counts when the queue
-//! is full) and must never acknowledge a durable submit before the commit that holds its
-//! records succeeded.
+//! - **WAL thread** (`peng-log-wal`): takes every batch queued since its last round, appends
+//!   each to the [`Wal`](crate::wal::Wal) and syncs once for all of them (group commit: while
+//!   one sync runs, the next round's batches gather). Only then are durable submitters answered
+//!   (HTTP 202) and the batches handed on.
+//! - **Index thread** (`peng-log-index`): adds batches to the index in WAL order and commits at
+//!   least every [`PipelineConfig::commit_interval`] (sooner when
+//!   [`PipelineConfig::max_uncommitted`] records wait); each commit records the WAL position
+//!   it covers, and the WAL below it is deleted.
+//! - At start, whatever the WAL holds past the index's last commit is added again first
+//!   ([`Pipeline::start`]).
+//!
+//! Memory is bounded in bytes: a batch holds its estimated size in [`PipelineConfig::queue_bytes`]
+//! from submission until the index has taken it. Past that bound `try_submit` drops and counts
+//! (UDP), `submit` waits (TCP: the sender is slowed by TCP itself), and `submit_durable` refuses
+//! with [`LogError::QueueFull`] (HTTP answers 503 with `Retry-After`). It must never
+//! acknowledge a durable submit before the WAL holds its records on disk.
 
+use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peng_core::metrics::{component, gauge};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::index::LogStore;
 use crate::record::{LogRecord, LogSource};
+use crate::wal::{self, Wal};
 use crate::LogError;
 
 /// Component name of the writer's counters.
@@ -21,12 +35,10 @@ pub const WRITER: &str = "log_writer";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PipelineConfig {
-    /// Batches the queue holds before `try_submit` drops (a batch is what one call submits).
-    pub queue_batches: usize,
+    /// Bytes of records (estimated) that may wait between submission and the index.
+    pub queue_bytes: usize,
     /// Longest time a record waits for its commit (how soon it is searchable).
     pub commit_interval: Duration,
-    /// Longest time a durable submit waits for its commit.
-    pub durable_commit_delay: Duration,
     /// Records added before a commit is forced regardless of time.
     pub max_uncommitted: usize,
 }
@@ -34,111 +46,195 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            queue_batches: 1024,
+            queue_bytes: 64 * 1024 * 1024,
             commit_interval: Duration::from_secs(1),
-            durable_commit_delay: Duration::from_millis(100),
             max_uncommitted: 100_000,
         }
     }
 }
 
+type Ack = oneshot::Sender<Result<(), LogError>>;
+
 enum Cmd {
     Batch {
         records: Vec<LogRecord>,
-        ack: Option<oneshot::Sender<Result<(), LogError>>>,
+        ack: Option<Ack>,
+        permit: OwnedSemaphorePermit,
     },
-    Flush(oneshot::Sender<Result<(), LogError>>),
-    Shutdown(oneshot::Sender<Result<(), LogError>>),
+    Flush(Ack),
+    Shutdown(Ack),
 }
 
-/// Starts the writer thread.
+/// What the WAL thread hands the index thread.
+enum Indexed {
+    Batch {
+        records: Vec<LogRecord>,
+        wal_end: u64,
+        _permit: OwnedSemaphorePermit,
+    },
+    Flush(Ack),
+    Shutdown(Ack),
+}
+
+/// Starts the writer threads.
 pub struct Pipeline;
 
 impl Pipeline {
+    /// Opens the WAL in `STORE_DIR/wal`, adds to the index what the WAL holds past the index's
+    /// last commit (and commits it), then starts the threads.
     pub fn start(store: Arc<LogStore>, cfg: PipelineConfig) -> Result<PipelineHandle, LogError> {
-        let (tx, rx) = mpsc::channel(cfg.queue_batches.max(1));
+        let dir = store.dir().join("wal");
+        let wal = Wal::open(&dir)?;
+        let from = store.committed_wal_position();
+        let mut replayed = 0usize;
+        wal::replay(&dir, from, |records, end| {
+            replayed += records.len();
+            store.add_through(&records, end)?;
+            if replayed >= cfg.max_uncommitted {
+                store.commit()?;
+                replayed = 0;
+            }
+            Ok(())
+        })?;
+        if store.wal_position() != store.committed_wal_position() {
+            store.commit()?;
+            tracing::info!(
+                from,
+                to = store.wal_position(),
+                "log records from the WAL added to the index"
+            );
+        }
+        wal::remove_below(&dir, store.committed_wal_position())?;
+        let budget = cfg.queue_bytes.max(1);
+        let room = Arc::new(Semaphore::new(budget));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (itx, irx) = std_mpsc::channel();
         std::thread::Builder::new()
-            .name("peng-log-writer".into())
-            .spawn(move || writer_loop(store, cfg, rx))?;
-        Ok(PipelineHandle { tx })
+            .name("peng-log-wal".into())
+            .spawn(move || wal_loop(wal, rx, itx))?;
+        std::thread::Builder::new()
+            .name("peng-log-index".into())
+            .spawn(move || index_loop(store, dir, cfg, irx))?;
+        Ok(PipelineHandle { tx, room, budget })
     }
 }
 
 /// Submits records to the writer. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct PipelineHandle {
-    tx: mpsc::Sender<Cmd>,
+    tx: mpsc::UnboundedSender<Cmd>,
+    room: Arc<Semaphore>,
+    budget: usize,
+}
+
+/// What a batch is taken to hold in memory.
+fn batch_bytes(records: &[LogRecord]) -> usize {
+    records.iter().map(LogRecord::approx_bytes).sum()
 }
 
 impl PipelineHandle {
+    fn permits(&self, records: &[LogRecord]) -> u32 {
+        // A batch larger than the whole budget waits for all of it.
+        batch_bytes(records)
+            .clamp(1, self.budget)
+            .min(u32::MAX as usize) as u32
+    }
+
+    fn send(&self, cmd: Cmd) -> Result<(), LogError> {
+        self.tx.send(cmd).map_err(|e| {
+            if let Cmd::Batch { records, .. } = e.0 {
+                count_discarded(&records, "shutdown");
+            }
+            LogError::Closed
+        })
+    }
+
     /// Queues records without waiting. When the queue is full they are dropped and counted
     /// (`reason="queue_full"`) and `LogError::QueueFull` is returned.
     pub fn try_submit(&self, records: Vec<LogRecord>) -> Result<(), LogError> {
         if records.is_empty() {
             return Ok(());
         }
-        match self.tx.try_send(Cmd::Batch { records, ack: None }) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(Cmd::Batch { records, .. })) => {
+        match self
+            .room
+            .clone()
+            .try_acquire_many_owned(self.permits(&records))
+        {
+            Ok(permit) => self.send(Cmd::Batch {
+                records,
+                ack: None,
+                permit,
+            }),
+            Err(_) => {
                 count_discarded(&records, "queue_full");
                 Err(LogError::QueueFull)
             }
-            Err(mpsc::error::TrySendError::Closed(Cmd::Batch { records, .. })) => {
-                count_discarded(&records, "shutdown");
-                Err(LogError::Closed)
-            }
-            Err(_) => Err(LogError::Closed),
         }
     }
 
-    /// Queues records, waiting for room in the queue (backpressure for TCP), not for the
-    /// commit.
+    /// Queues records, waiting for room in the queue (backpressure for TCP), not for the WAL.
     pub async fn submit(&self, records: Vec<LogRecord>) -> Result<(), LogError> {
         if records.is_empty() {
             return Ok(());
         }
-        self.tx
-            .send(Cmd::Batch { records, ack: None })
+        let permit = self
+            .room
+            .clone()
+            .acquire_many_owned(self.permits(&records))
             .await
-            .map_err(|_| LogError::Closed)
+            .map_err(|_| LogError::Closed)?;
+        self.send(Cmd::Batch {
+            records,
+            ack: None,
+            permit,
+        })
     }
 
-    /// Resolves once the commit holding these records succeeded: only then may the caller
-    /// acknowledge them (HTTP 202).
+    /// Resolves once the WAL holds these records on disk: only then may the caller acknowledge
+    /// them (HTTP 202). Refuses with [`LogError::QueueFull`] when the queue has no room, so the
+    /// sender is told to come back rather than held.
     pub async fn submit_durable(&self, records: Vec<LogRecord>) -> Result<(), LogError> {
         if records.is_empty() {
             return Ok(());
         }
+        let permit = match self
+            .room
+            .clone()
+            .try_acquire_many_owned(self.permits(&records))
+        {
+            Ok(p) => p,
+            Err(_) => {
+                count_discarded(&records, "queue_full");
+                return Err(LogError::QueueFull);
+            }
+        };
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Cmd::Batch {
-                records,
-                ack: Some(ack),
-            })
-            .await
-            .map_err(|_| LogError::Closed)?;
+        self.send(Cmd::Batch {
+            records,
+            ack: Some(ack),
+            permit,
+        })?;
         done.await.map_err(|_| LogError::Closed)?
     }
 
-    /// Commits everything queued before this call.
+    /// Makes everything queued before this call searchable (an index commit).
     pub async fn flush(&self) -> Result<(), LogError> {
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Cmd::Flush(ack))
-            .await
-            .map_err(|_| LogError::Closed)?;
+        self.send(Cmd::Flush(ack))?;
         done.await.map_err(|_| LogError::Closed)?
     }
 
-    /// Commits what was queued before this call and stops the writer thread. When this
-    /// returns, the writer no longer holds the store.
+    /// Commits what was queued before this call and stops the writer threads. When this
+    /// returns, they no longer hold the store.
     pub async fn shutdown(&self) -> Result<(), LogError> {
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Cmd::Shutdown(ack))
-            .await
-            .map_err(|_| LogError::Closed)?;
+        self.send(Cmd::Shutdown(ack))?;
         done.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Bytes of records waiting between submission and the index.
+    pub fn queued_bytes(&self) -> usize {
+        self.budget - self.room.available_permits().min(self.budget)
     }
 }
 
@@ -148,11 +244,124 @@ fn count_discarded(records: &[LogRecord], reason: &str) {
     }
 }
 
+/// Largest group the WAL thread writes before it syncs.
+const GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+fn wal_loop(mut wal: Wal, mut rx: mpsc::UnboundedReceiver<Cmd>, itx: std_mpsc::Sender<Indexed>) {
+    let depth = gauge("peng_log_queue_batches", &[]);
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        let mut bytes = 0usize;
+        while bytes < GROUP_BYTES {
+            match rx.try_recv() {
+                Ok(cmd) => {
+                    if let Cmd::Batch { permit, .. } = &cmd {
+                        bytes += permit.num_permits();
+                    }
+                    group.push(cmd);
+                }
+                Err(_) => break,
+            }
+        }
+        depth.set(rx.len() as u64);
+        // Append every batch, then one sync for the group; only then answer and hand on.
+        let mut written: Vec<Written> = Vec::with_capacity(group.len());
+        let mut stop = None;
+        for cmd in group {
+            match cmd {
+                Cmd::Batch {
+                    records,
+                    ack,
+                    permit,
+                } => {
+                    component::received(WRITER).add(records.len() as u64);
+                    match wal.append(&records) {
+                        Ok(end) => written.push(Written::Batch {
+                            records,
+                            end,
+                            ack,
+                            permit,
+                        }),
+                        Err(error) => {
+                            tracing::error!(%error, "log WAL cannot append");
+                            component::errors(WRITER, "wal_append").inc();
+                            count_discarded(&records, "write_failed");
+                            if let Some(ack) = ack {
+                                let _ = ack.send(Err(LogError::Commit(error.to_string())));
+                            }
+                        }
+                    }
+                }
+                Cmd::Flush(ack) => written.push(Written::Flush(ack)),
+                Cmd::Shutdown(ack) => {
+                    stop = Some(ack);
+                    break;
+                }
+            }
+        }
+        let synced = wal.sync();
+        for w in written {
+            let (records, end, ack, permit) = match w {
+                Written::Batch {
+                    records,
+                    end,
+                    ack,
+                    permit,
+                } => (records, end, ack, permit),
+                // the index thread answers a flush after its commit
+                Written::Flush(ack) => {
+                    let _ = itx.send(Indexed::Flush(ack));
+                    continue;
+                }
+            };
+            match &synced {
+                Ok(()) => {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(()));
+                    }
+                    let _ = itx.send(Indexed::Batch {
+                        records,
+                        wal_end: end,
+                        _permit: permit,
+                    });
+                }
+                Err(error) => {
+                    // Not durable: nobody is told it is stored, and the index does not get
+                    // it either (it would be lost at the next start otherwise).
+                    component::errors(WRITER, "wal_sync").inc();
+                    count_discarded(&records, "write_failed");
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Err(LogError::Commit(error.to_string())));
+                    }
+                }
+            }
+        }
+        if let Err(error) = &synced {
+            tracing::error!(%error, "log WAL cannot sync");
+        }
+        if let Some(ack) = stop {
+            rx.close();
+            let _ = itx.send(Indexed::Shutdown(ack));
+            return;
+        }
+    }
+    // every handle is gone: the index thread commits and ends when its channel closes
+}
+
+/// What one round of the WAL thread wrote, in order.
+enum Written {
+    Batch {
+        records: Vec<LogRecord>,
+        end: u64,
+        ack: Option<Ack>,
+        permit: OwnedSemaphorePermit,
+    },
+    Flush(Ack),
+}
+
 struct Pending {
     docs: usize,
     since: Option<Instant>,
-    acks: Vec<oneshot::Sender<Result<(), LogError>>>,
-    oldest_ack: Option<Instant>,
     by_source: Vec<(LogSource, u64)>,
 }
 
@@ -161,130 +370,136 @@ impl Pending {
         Self {
             docs: 0,
             since: None,
-            acks: Vec::new(),
-            oldest_ack: None,
             by_source: LogSource::ALL.iter().map(|s| (*s, 0)).collect(),
         }
     }
 }
 
-fn writer_loop(store: Arc<LogStore>, cfg: PipelineConfig, mut rx: mpsc::Receiver<Cmd>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(error) => {
-            tracing::error!(%error, "log writer cannot start its timer");
-            component::errors(WRITER, "start").inc();
-            return;
-        }
-    };
-    let depth = gauge("peng_log_queue_batches", &[]);
+fn index_loop(
+    store: Arc<LogStore>,
+    dir: std::path::PathBuf,
+    cfg: PipelineConfig,
+    rx: std_mpsc::Receiver<Indexed>,
+) {
     let mut p = Pending::new();
+    // The WAL position of the last batch received: what a recovery adds again, and no more
+    // (what lies beyond is still on its way here).
+    let mut received = store.wal_position();
     loop {
-        let deadline = [
-            p.since.map(|t| t + cfg.commit_interval),
-            p.oldest_ack.map(|t| t + cfg.durable_commit_delay),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let msg = match deadline {
-            Some(d) => {
-                rt.block_on(async { tokio::time::timeout_at(d.into(), rx.recv()).await.ok() })
+        let msg = match p.since {
+            Some(t) => {
+                let wait = (t + cfg.commit_interval).saturating_duration_since(Instant::now());
+                match rx.recv_timeout(wait) {
+                    Ok(m) => Some(m),
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                        let _ = commit(&store, &dir, &mut p, received);
+                        return;
+                    }
+                }
             }
-            None => Some(rt.block_on(rx.recv())),
+            None => match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            },
         };
-        depth.set((rx.max_capacity() - rx.capacity()) as u64);
         match msg {
-            Some(Some(Cmd::Batch { records, ack })) => {
-                component::received(WRITER).add(records.len() as u64);
-                match store.add(&records) {
+            Some(Indexed::Batch {
+                records, wal_end, ..
+            }) => {
+                received = wal_end;
+                match store.add_through(&records, wal_end) {
                     Ok(()) => {
-                        let now = Instant::now();
                         p.docs += records.len();
-                        p.since.get_or_insert(now);
+                        p.since.get_or_insert_with(Instant::now);
                         for r in &records {
                             if let Some(slot) = p.by_source.iter_mut().find(|(s, _)| *s == r.source)
                             {
                                 slot.1 += 1;
                             }
                         }
-                        if let Some(ack) = ack {
-                            p.acks.push(ack);
-                            p.oldest_ack.get_or_insert(now);
-                        }
                     }
                     Err(error) => {
-                        tracing::error!(%error, "log writer cannot add records");
+                        tracing::error!(%error, "log index cannot add records; they stay in the WAL");
                         component::errors(WRITER, "add").inc();
-                        count_discarded(&records, "write_failed");
-                        if let Some(ack) = ack {
-                            let _ = ack.send(Err(error));
-                        }
+                        recover(&store, &dir, &mut p, received);
                     }
                 }
             }
-            Some(Some(Cmd::Flush(ack))) => {
-                let _ = ack.send(commit(&store, &mut p));
+            Some(Indexed::Flush(ack)) => {
+                let _ = ack.send(commit(&store, &dir, &mut p, received));
                 continue;
             }
-            Some(Some(Cmd::Shutdown(ack))) => {
-                rx.close();
-                let result = commit(&store, &mut p);
+            Some(Indexed::Shutdown(ack)) => {
+                let result = commit(&store, &dir, &mut p, received);
                 // Let go of the store before answering, so that the caller can reopen it.
                 drop(store);
                 let _ = ack.send(result);
                 return;
             }
-            Some(None) => {
-                let _ = commit(&store, &mut p);
-                return;
-            }
             None => {}
         }
-        let now = Instant::now();
         let due = p.docs >= cfg.max_uncommitted
-            || p.since.is_some_and(|t| now >= t + cfg.commit_interval)
-            || p.oldest_ack
-                .is_some_and(|t| now >= t + cfg.durable_commit_delay);
+            || p.since
+                .is_some_and(|t| Instant::now() >= t + cfg.commit_interval);
         if due {
-            let _ = commit(&store, &mut p);
+            let _ = commit(&store, &dir, &mut p, received);
         }
     }
 }
 
-/// Commits and answers everyone waiting; on failure the uncommitted records are dropped and
-/// counted, and durable submitters get the error.
-fn commit(store: &LogStore, p: &mut Pending) -> Result<(), LogError> {
-    let pending = std::mem::replace(p, Pending::new());
-    if pending.docs == 0 && pending.acks.is_empty() {
+/// Commits; on success the WAL the index now covers is deleted. On failure what was added is
+/// rolled back and added again from the WAL (which still holds it), to be committed next time.
+fn commit(
+    store: &LogStore,
+    dir: &std::path::Path,
+    p: &mut Pending,
+    received: u64,
+) -> Result<(), LogError> {
+    if p.docs == 0 {
         return Ok(());
     }
     match store.commit() {
         Ok(()) => {
+            let pending = std::mem::replace(p, Pending::new());
             component::processed(WRITER).add(pending.docs as u64);
             for (source, n) in pending.by_source {
                 if n > 0 {
                     component::processed(source.component()).add(n);
                 }
             }
-            for ack in pending.acks {
-                let _ = ack.send(Ok(()));
+            if let Err(error) = wal::remove_below(dir, store.committed_wal_position()) {
+                tracing::warn!(%error, "cannot delete log WAL segments the index covers");
             }
             Ok(())
         }
         Err(error) => {
-            tracing::error!(%error, "log commit failed");
+            tracing::error!(%error, "log commit failed; its records stay in the WAL");
             component::errors(WRITER, "commit").inc();
-            component::discarded(WRITER, "commit_failed").add(pending.docs as u64);
-            let _ = store.rollback();
-            let message = error.to_string();
-            for ack in pending.acks {
-                let _ = ack.send(Err(LogError::Commit(message.clone())));
-            }
-            Err(LogError::Commit(message))
+            recover(store, dir, p, received);
+            Err(LogError::Commit(error.to_string()))
         }
+    }
+}
+
+/// After a failed add or commit: back to the last commit, and everything since, up to the
+/// last batch received, added again from the WAL.
+fn recover(store: &LogStore, dir: &std::path::Path, p: &mut Pending, received: u64) {
+    if let Err(error) = store.rollback() {
+        tracing::error!(%error, "log index cannot roll back");
+        return;
+    }
+    *p = Pending::new();
+    let from = store.committed_wal_position();
+    let replayed = wal::replay(dir, from, |records, end| {
+        if end > received {
+            return Ok(());
+        }
+        p.docs += records.len();
+        p.since.get_or_insert_with(Instant::now);
+        store.add_through(&records, end)
+    });
+    if let Err(error) = replayed {
+        tracing::error!(%error, "log index cannot add the WAL again; a restart will");
     }
 }

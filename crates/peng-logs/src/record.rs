@@ -26,6 +26,32 @@ pub struct LogRecord {
     pub fields: BTreeMap<String, FieldValue>,
 }
 
+impl LogRecord {
+    /// About what the record holds in memory: its strings and a fixed overhead per field. The
+    /// pipeline's queue is bounded by this.
+    pub fn approx_bytes(&self) -> usize {
+        let fields: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + 48
+                    + match v {
+                        FieldValue::Str(s) => s.len(),
+                        _ => 8,
+                    }
+            })
+            .sum();
+        128 + self.service.len()
+            + self.stage.len()
+            + self.instance.len()
+            + self.host.len()
+            + self.message.len()
+            + self.full_message.as_ref().map_or(0, String::len)
+            + fields
+    }
+}
+
 /// The path a message took into peng.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LogSource {

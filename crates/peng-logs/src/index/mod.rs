@@ -97,6 +97,11 @@ pub struct LogStore {
     next_seq: AtomicU64,
     /// Highest `seq` known committed.
     committed_seq: AtomicU64,
+    /// The WAL position just past the last batch added (see [`LogStore::add_through`]);
+    /// every commit records it, so that replay starts where the index ends.
+    wal_through: AtomicU64,
+    /// What the last successful commit covered.
+    committed_through: AtomicU64,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -154,7 +159,14 @@ impl LogStore {
             fields,
             next_seq: AtomicU64::new(1),
             committed_seq: AtomicU64::new(0),
+            wal_through: AtomicU64::new(0),
+            committed_through: AtomicU64::new(0),
         };
+        let through = committed_wal_position(&store.index)?;
+        store.wal_through.store(through, AtomicOrdering::Relaxed);
+        store
+            .committed_through
+            .store(through, AtomicOrdering::Relaxed);
         let max = store.max_seq()?;
         store.next_seq.store(max + 1, AtomicOrdering::Relaxed);
         store.committed_seq.store(max, AtomicOrdering::Relaxed);
@@ -171,9 +183,12 @@ impl LogStore {
     }
 
     /// Buffers records in the writer; they become searchable (and durable) at the next
-    /// [`LogStore::commit`]. Called by the pipeline's writer thread.
+    /// [`LogStore::commit`].
     pub fn add(&self, records: &[LogRecord]) -> Result<(), LogError> {
-        let writer = self.lock_writer();
+        self.add_locked(&self.lock_writer(), records)
+    }
+
+    fn add_locked(&self, writer: &IndexWriter, records: &[LogRecord]) -> Result<(), LogError> {
         for r in records {
             let seq = self.next_seq.fetch_add(1, AtomicOrdering::Relaxed);
             writer.add_document(self.to_doc(r, seq))?;
@@ -181,11 +196,39 @@ impl LogStore {
         Ok(())
     }
 
+    /// [`LogStore::add`] for a batch read from the WAL, which ends at `wal_end`: the next
+    /// commit records that the index covers the WAL up to there. Called by the pipeline's
+    /// index thread, in WAL order.
+    pub fn add_through(&self, records: &[LogRecord], wal_end: u64) -> Result<(), LogError> {
+        // One lock for both, so that no commit (retention commits too) sees the documents
+        // without their position or the other way round.
+        let writer = self.lock_writer();
+        self.add_locked(&writer, records)?;
+        self.wal_through.store(wal_end, AtomicOrdering::Relaxed);
+        Ok(())
+    }
+
+    /// The WAL position the index covers once its next commit succeeds (at open: what the
+    /// last commit covered).
+    pub fn wal_position(&self) -> u64 {
+        self.wal_through.load(AtomicOrdering::Relaxed)
+    }
+
+    /// The WAL position the last successful commit covers.
+    pub fn committed_wal_position(&self) -> u64 {
+        self.committed_through.load(AtomicOrdering::Relaxed)
+    }
+
+    /// The index's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Makes everything added so far durable and searchable.
     pub fn commit(&self) -> Result<(), LogError> {
         let seq = {
             let mut writer = self.lock_writer();
-            writer.commit()?;
+            self.commit_writer(&mut writer)?;
             self.next_seq.load(AtomicOrdering::Relaxed) - 1
         };
         self.reader.reload()?;
@@ -193,9 +236,24 @@ impl LogStore {
         Ok(())
     }
 
-    /// Drops what was added since the last commit.
+    /// Every commit carries the WAL position its documents reach, in the same atomic step
+    /// as its segments (tantivy's commit payload, kept in `meta.json`).
+    fn commit_writer(&self, writer: &mut IndexWriter) -> Result<(), LogError> {
+        let mut prepared = writer.prepare_commit()?;
+        let through = self.wal_through.load(AtomicOrdering::Relaxed);
+        prepared.set_payload(&format!("{{\"wal\":{through}}}"));
+        prepared.commit()?;
+        self.committed_through
+            .store(through, AtomicOrdering::Relaxed);
+        Ok(())
+    }
+
+    /// Drops what was added since the last commit (the WAL position goes back with it).
     pub fn rollback(&self) -> Result<(), LogError> {
-        self.lock_writer().rollback()?;
+        let mut writer = self.lock_writer();
+        writer.rollback()?;
+        let committed = self.committed_through.load(AtomicOrdering::Relaxed);
+        self.wal_through.store(committed, AtomicOrdering::Relaxed);
         Ok(())
     }
 
@@ -298,7 +356,7 @@ impl LogStore {
             for q in queries {
                 writer.delete_query(q)?;
             }
-            writer.commit()?;
+            self.commit_writer(&mut writer)?;
         }
         self.reader.reload()?;
         Ok(deleted)
@@ -493,4 +551,19 @@ impl LogStore {
             fields,
         })
     }
+}
+
+/// The WAL position the last commit of `index` covers; 0 for an index committed without one.
+fn committed_wal_position(index: &Index) -> Result<u64, LogError> {
+    let metas = index.load_metas()?;
+    let Some(payload) = metas.payload else {
+        return Ok(0);
+    };
+    let value: serde_json::Value = serde_json::from_str(&payload)
+        .map_err(|e| LogError::Directory(format!("the index's commit payload: {e}")))?;
+    value["wal"].as_u64().ok_or_else(|| {
+        LogError::Directory(format!(
+            "the index's commit payload names no WAL position: {payload}"
+        ))
+    })
 }

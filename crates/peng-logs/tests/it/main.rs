@@ -6,3 +6,4 @@ mod gelf_props;
 mod helpers;
 mod listeners;
 mod search;
+mod wal;

@@ -60,11 +60,16 @@ impl IntoResponse for ApiError {
             error: self.message,
             details: self.details,
         };
-        (
-            self.status.unwrap_or_else(|| status_of(self.kind)),
-            Json(body),
-        )
-            .into_response()
+        let status = self.status.unwrap_or_else(|| status_of(self.kind));
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // what is unavailable (a full log queue, a database starting) is so for moments
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
