@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with the Rust toolchain:
 # installs what the tests need (the MariaDB server and client the database tests start private
-# servers from; bubblewrap, which sandboxes instances when the tests run as root; the Python GELF client graypy; PyMySQL for the example service; headless
+# servers from; bubblewrap, which sandboxes instances when the tests run as root; the Python GELF client graypy; PyMySQL for the example service; a JDK
+# and Debian's log4j2, whose GelfLayout is the Java GELF client of the end-to-end tests; headless
 # Chromium, its driver and Python selenium for the web UI test), checks formatting and lints,
 # then runs every test of the workspace, the end-to-end tests of the real binary included.
 # Every server a test starts (peng, mariadbd) binds 127.0.0.1 on a free port in a temporary
@@ -50,6 +51,17 @@ fi
 if ! python3 -c 'import graypy' 2>/dev/null; then
   echo "installing graypy (the GELF client the end-to-end test sends with)"
   python3 -m pip install --quiet --disable-pip-version-check graypy
+fi
+
+if ! command -v javac >/dev/null || ! command -v java >/dev/null; then
+  # default-jre-headless has no javac; the JDK brings both.
+  echo "installing default-jdk-headless (the end-to-end test compiles and runs a Java GELF client)"
+  apt_install default-jdk-headless
+fi
+
+if [ ! -f /usr/share/java/log4j-api.jar ] || [ ! -f /usr/share/java/log4j-core.jar ]; then
+  echo "installing liblog4j2-java (log4j2's GelfLayout, the Java GELF client of the end-to-end test)"
+  apt_install liblog4j2-java
 fi
 
 if ! python3 -c 'import pymysql' 2>/dev/null; then

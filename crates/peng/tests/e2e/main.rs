@@ -6,6 +6,7 @@ mod crash;
 mod databases;
 mod harness;
 mod hostile;
+mod java;
 mod log_durability;
 mod rotate;
 mod stages;
