@@ -139,8 +139,13 @@ impl Builder<'_> {
                 Ok(term_query(Term::from_field_u64(self.fields.level, level)))
             }
             Target::Timestamp => {
+                // a fast column, not indexed (layout 2): an exact time is a range of one
                 let ns = parse_i64(text, "timestamp", pos)?;
-                Ok(term_query(Term::from_field_i64(self.fields.timestamp, ns)))
+                let t = || Term::from_field_i64(self.fields.timestamp, ns);
+                Ok(Box::new(RangeQuery::new(
+                    Bound::Included(t()),
+                    Bound::Included(t()),
+                )))
             }
             Target::Json(path) => Ok(self.json_term(&path, text)),
         }
@@ -213,7 +218,8 @@ impl Builder<'_> {
             Target::Raw(field) => make(&|v| Ok(Term::from_field_text(field, v))),
             Target::Text(field) => make(&|v| Ok(Term::from_field_text(field, &v.to_lowercase()))),
             Target::Json(path) => {
-                let field = self.fields.fields;
+                // layout 2 keeps numbers for ranges in a fast column of their own
+                let field = self.fields.nums.unwrap_or(self.fields.fields);
                 let bounds = [lower, upper];
                 let all_int = bounds.iter().all(|b| match b {
                     Bound::Included(v) | Bound::Excluded(v) => v.parse::<i64>().is_ok(),

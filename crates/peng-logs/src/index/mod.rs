@@ -1,7 +1,13 @@
-//! The log store: one tantivy index in a directory, holding every team's records.
+//! The log store: every team's records, in time partitions of one day (by received time), each
+//! a tantivy index (`DIR/v2/YYYY-MM-DD/`, layout [`schema::v2`]); a store made before
+//! partitions keeps its one index (`DIR/`, layout [`schema::v1`]) as a partition that is read
+//! and pruned, never written.
 //!
-//! Owns the schema ([`schema`]), writing (called by the pipeline's writer thread), search,
-//! tail and retention. Every call here is synchronous and may take milliseconds to seconds:
+//! Owns the layouts ([`schema`]), writing (called by the pipeline's index thread), search,
+//! tail and retention. A search passes by the partitions whose timestamps lie outside its time
+//! range; `tail` follows the write order (`seq`) across partitions; retention drops a whole
+//! partition once every service's retention has passed it, and deletes by query only for
+//! services that keep less than the longest retention. Every call here is synchronous and may take milliseconds to seconds:
 //! it must never run on a tokio worker (use `spawn_blocking` or the pipeline). A search with a
 //! team always carries a mandatory `team:` clause added here, whatever the query text says;
 //! only `team: None` (an admin) searches across teams.
@@ -11,27 +17,26 @@
 //! them forever.
 
 mod build;
+mod partition;
 pub mod schema;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use peng_core::TeamName;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, OwnedValue, Value};
-use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument,
-    Term,
-};
+use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, Term};
+
+use partition::Partition;
 
 use crate::record::{FieldValue, LogRecord, LogSource};
 use crate::LogError;
-use schema::Fields;
 
 /// The most hits one search returns.
 pub const MAX_LIMIT: usize = 10_000;
@@ -80,211 +85,285 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            writer_threads: 1,
+            writer_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, 4),
             writer_memory: 64 * 1024 * 1024,
         }
     }
 }
 
-/// The tantivy index of all teams' logs.
+/// The layout of the store's directory: `v2/` day partitions (and maybe a version 1 index in
+/// the directory itself).
+const STORE_LAYOUT: u32 = 2;
+
+/// Every team's logs.
 pub struct LogStore {
-    dir: std::path::PathBuf,
-    index: Index,
-    reader: IndexReader,
-    writer: Mutex<IndexWriter>,
-    fields: Fields,
-    /// Next `seq` to hand out; only touched with `writer` locked.
+    dir: PathBuf,
+    opts: StoreOptions,
+    /// By day; the version 1 index, when there is one, first (key `i64::MIN`).
+    partitions: RwLock<BTreeMap<i64, Arc<Partition>>>,
+    /// Next `seq` to hand out; only the index thread adds.
     next_seq: AtomicU64,
     /// Highest `seq` known committed.
     committed_seq: AtomicU64,
-    /// The WAL position just past the last batch added (see [`LogStore::add_through`]);
-    /// every commit records it, so that replay starts where the index ends.
+    /// The WAL position just past the last batch added (see [`LogStore::add_through`]).
     wal_through: AtomicU64,
-    /// What the last successful commit covered.
+    /// A WAL position every batch below which the partitions have committed.
     committed_through: AtomicU64,
+    /// One commit round or pruning at a time.
+    rounds: Mutex<()>,
 }
 
 impl std::fmt::Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogStore").finish_non_exhaustive()
+        f.debug_struct("LogStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
+/// A hit before it is loaded: where it is, and what it is ordered by.
+struct Found<K> {
+    key: K,
+    partition: Arc<Partition>,
+    addr: DocAddress,
+}
+
 impl LogStore {
-    /// Opens the index in `dir`, creating the directory and the index when absent.
+    /// Opens the store in `dir`, creating the directory when absent.
     pub fn open(dir: &Path) -> Result<LogStore, LogError> {
         Self::open_with(dir, StoreOptions::default())
     }
 
     pub fn open_with(dir: &Path, opts: StoreOptions) -> Result<LogStore, LogError> {
         std::fs::create_dir_all(dir)?;
-        let version_file = dir.join("peng-logs-schema");
-        match std::fs::read_to_string(&version_file) {
-            Ok(v) if v.trim() == schema::SCHEMA_VERSION.to_string() => {}
-            Ok(v) => {
-                return Err(LogError::Directory(format!(
-                    "{} holds log index format {}, this peng reads format {}",
-                    dir.display(),
-                    v.trim(),
-                    schema::SCHEMA_VERSION
-                )))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::write(&version_file, format!("{}\n", schema::SCHEMA_VERSION))?;
-            }
+        let layout_file = dir.join(partition::LAYOUT_FILE);
+        let layout = match std::fs::read_to_string(&layout_file) {
+            Ok(v) => Some(v.trim().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
-        }
-        let (schema, fields) = schema::build();
-        let mmap = tantivy::directory::MmapDirectory::open(dir)
-            .map_err(|e| LogError::Directory(format!("{}: {e}", dir.display())))?;
-        let index = Index::open_or_create(mmap, schema)?;
-        index
-            .tokenizers()
-            .register(schema::KEYWORD_TOKENIZER, schema::keyword_analyzer());
-        index
-            .fast_field_tokenizer()
-            .register(schema::KEYWORD_TOKENIZER, schema::keyword_analyzer());
-        let threads = opts.writer_threads.max(1);
-        let memory = opts.writer_memory.max(threads * 16 * 1024 * 1024);
-        let writer = index.writer_with_num_threads(threads, memory)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        let store = LogStore {
-            dir: dir.to_path_buf(),
-            index,
-            reader,
-            writer: Mutex::new(writer),
-            fields,
-            next_seq: AtomicU64::new(1),
-            committed_seq: AtomicU64::new(0),
-            wal_through: AtomicU64::new(0),
-            committed_through: AtomicU64::new(0),
         };
-        let through = committed_wal_position(&store.index)?;
-        store.wal_through.store(through, AtomicOrdering::Relaxed);
-        store
-            .committed_through
-            .store(through, AtomicOrdering::Relaxed);
-        let max = store.max_seq()?;
-        store.next_seq.store(max + 1, AtomicOrdering::Relaxed);
-        store.committed_seq.store(max, AtomicOrdering::Relaxed);
-        Ok(store)
+        let has_v1 = match layout.as_deref() {
+            // a store of one index: it stays, as the oldest partition
+            Some("1") => true,
+            Some("2") => dir.join("meta.json").exists(),
+            None => false,
+            Some(other) => {
+                return Err(LogError::Directory(format!(
+                "{} holds log store layout {other}, this peng reads layouts 1 and {STORE_LAYOUT}",
+                dir.display()
+            )))
+            }
+        };
+        let mut partitions = BTreeMap::new();
+        if has_v1 {
+            partitions.insert(i64::MIN, Arc::new(Partition::open_v1(dir, opts)?));
+        }
+        let v2 = dir.join("v2");
+        std::fs::create_dir_all(&v2)?;
+        for e in std::fs::read_dir(&v2)? {
+            let e = e?;
+            let name = e.file_name();
+            let Some(day) = name.to_str().and_then(partition::day_of_name) else {
+                continue;
+            };
+            partitions.insert(day, Arc::new(Partition::open_day(&e.path(), day, opts)?));
+        }
+        if layout.as_deref() != Some("2") {
+            std::fs::write(&layout_file, format!("{STORE_LAYOUT}\n"))?;
+        }
+        let max_seq = partitions.values().map(|p| p.max_seq()).max().unwrap_or(0);
+        // Replay starts at the least any partition covers; each partition skips what it has.
+        let committed = partitions
+            .values()
+            .filter(|p| p.day.is_some())
+            .map(|p| p.committed_through())
+            .min()
+            .unwrap_or(0);
+        Ok(LogStore {
+            dir: dir.to_path_buf(),
+            opts,
+            partitions: RwLock::new(partitions),
+            next_seq: AtomicU64::new(max_seq + 1),
+            committed_seq: AtomicU64::new(max_seq),
+            wal_through: AtomicU64::new(committed),
+            committed_through: AtomicU64::new(committed),
+            rounds: Mutex::new(()),
+        })
     }
 
-    fn max_seq(&self) -> Result<u64, LogError> {
-        let searcher = self.reader.searcher();
-        let top = searcher.search(
-            &tantivy::query::AllQuery,
-            &TopDocs::with_limit(1).order_by_fast_field::<u64>("seq", Order::Desc),
-        )?;
-        Ok(top.first().map_or(0, |(s, _)| *s))
+    fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
-    /// Buffers records in the writer; they become searchable (and durable) at the next
+    /// The partition of a day, opened or made when needed.
+    fn day(&self, day: i64) -> Result<Arc<Partition>, LogError> {
+        if let Some(p) = self
+            .partitions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&day)
+        {
+            return Ok(p.clone());
+        }
+        let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = map.get(&day) {
+            return Ok(p.clone());
+        }
+        let dir = self.dir.join("v2").join(partition::day_name(day));
+        let p = Arc::new(Partition::open_day(&dir, day, self.opts)?);
+        map.insert(day, p.clone());
+        Ok(p)
+    }
+
+    /// Buffers records; they become searchable (and durable) at the next
     /// [`LogStore::commit`].
     pub fn add(&self, records: &[LogRecord]) -> Result<(), LogError> {
-        self.add_locked(&self.lock_writer(), records)
+        let through = self.wal_through.load(AtomicOrdering::Relaxed);
+        self.add_inner(records, through, false)
     }
 
-    fn add_locked(&self, writer: &IndexWriter, records: &[LogRecord]) -> Result<(), LogError> {
-        for r in records {
-            let seq = self.next_seq.fetch_add(1, AtomicOrdering::Relaxed);
-            writer.add_document(self.to_doc(r, seq))?;
-        }
-        Ok(())
-    }
-
-    /// [`LogStore::add`] for a batch read from the WAL, which ends at `wal_end`: the next
-    /// commit records that the index covers the WAL up to there. Called by the pipeline's
-    /// index thread, in WAL order.
+    /// Adds a batch read from the WAL, which ends at `wal_end`, each record to the partition of
+    /// the day it was received; a partition whose last commit covers `wal_end` has the batch
+    /// already (a replay after a crash) and skips it. Called by the pipeline's index thread, in
+    /// WAL order.
     pub fn add_through(&self, records: &[LogRecord], wal_end: u64) -> Result<(), LogError> {
-        // One lock for both, so that no commit (retention commits too) sees the documents
-        // without their position or the other way round.
-        let writer = self.lock_writer();
-        self.add_locked(&writer, records)?;
+        self.add_inner(records, wal_end, true)
+    }
+
+    fn add_inner(
+        &self,
+        records: &[LogRecord],
+        wal_end: u64,
+        from_wal: bool,
+    ) -> Result<(), LogError> {
+        let mut start = 0;
+        while start < records.len() {
+            let day = partition::day_of(records[start].received_ns);
+            let mut end = start + 1;
+            while end < records.len() && partition::day_of(records[end].received_ns) == day {
+                end += 1;
+            }
+            let p = self.day(day)?;
+            // a batch with nothing new for this partition: its last commit covers it
+            let covered = from_wal && p.committed_through() >= wal_end;
+            if !covered {
+                let guard = p.writer()?;
+                if let Some(writer) = guard.as_ref() {
+                    for r in &records[start..end] {
+                        let seq = self.next_seq.fetch_add(1, AtomicOrdering::Relaxed);
+                        writer.add_document(to_doc(&p.fields, r, seq))?;
+                    }
+                }
+                p.added(wal_end);
+            }
+            start = end;
+        }
         self.wal_through.store(wal_end, AtomicOrdering::Relaxed);
         Ok(())
     }
 
-    /// The WAL position the index covers once its next commit succeeds (at open: what the
-    /// last commit covered).
+    /// The WAL position the store covers once its next commit succeeds.
     pub fn wal_position(&self) -> u64 {
         self.wal_through.load(AtomicOrdering::Relaxed)
     }
 
-    /// The WAL position the last successful commit covers.
+    /// A WAL position below which every batch is committed.
     pub fn committed_wal_position(&self) -> u64 {
         self.committed_through.load(AtomicOrdering::Relaxed)
     }
 
-    /// The index's directory.
+    /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Makes everything added so far durable and searchable.
+    /// Makes everything added so far durable and searchable: every partition with something
+    /// added commits, with the WAL position it covers. The writers of days that are over are
+    /// closed afterwards.
     pub fn commit(&self) -> Result<(), LogError> {
-        let seq = {
-            let mut writer = self.lock_writer();
-            self.commit_writer(&mut writer)?;
-            self.next_seq.load(AtomicOrdering::Relaxed) - 1
-        };
-        self.reader.reload()?;
-        self.committed_seq.store(seq, AtomicOrdering::Relaxed);
-        Ok(())
-    }
-
-    /// Every commit carries the WAL position its documents reach, in the same atomic step
-    /// as its segments (tantivy's commit payload, kept in `meta.json`).
-    fn commit_writer(&self, writer: &mut IndexWriter) -> Result<(), LogError> {
-        let mut prepared = writer.prepare_commit()?;
+        let _round = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
         let through = self.wal_through.load(AtomicOrdering::Relaxed);
-        prepared.set_payload(&format!("{{\"wal\":{through}}}"));
-        prepared.commit()?;
+        let seq = self.next_seq.load(AtomicOrdering::Relaxed) - 1;
+        let all = self.all();
+        for p in &all {
+            p.commit()?;
+        }
         self.committed_through
             .store(through, AtomicOrdering::Relaxed);
+        self.committed_seq.store(seq, AtomicOrdering::Relaxed);
+        let newest = all.iter().filter_map(|p| p.day).max();
+        for p in &all {
+            if p.day.is_some() && p.day != newest {
+                p.close_writer();
+            }
+        }
         Ok(())
     }
 
     /// Drops what was added since the last commit (the WAL position goes back with it).
     pub fn rollback(&self) -> Result<(), LogError> {
-        let mut writer = self.lock_writer();
-        writer.rollback()?;
+        for p in self.all() {
+            p.rollback()?;
+        }
         let committed = self.committed_through.load(AtomicOrdering::Relaxed);
         self.wal_through.store(committed, AtomicOrdering::Relaxed);
         Ok(())
     }
 
-    fn lock_writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    /// The partitions a search over `[since, until)` must look at, newest first.
+    fn in_range(&self, since: Option<i64>, until: Option<i64>) -> Vec<Arc<Partition>> {
+        let mut out: Vec<_> = self
+            .all()
+            .into_iter()
+            .filter(|p| p.may_hold(since, until))
+            .collect();
+        out.reverse();
+        out
     }
 
     /// Records matching the request, newest first.
     pub fn search(&self, req: &SearchRequest) -> Result<SearchResponse, LogError> {
-        let query = self.request_query(req, None)?;
-        let searcher = self.reader.searcher();
+        let node = crate::query::parse(&req.query)?;
         let limit = req.limit.min(MAX_LIMIT);
-        if limit == 0 {
-            let total = searcher.search(&query, &Count)?;
-            return Ok(SearchResponse {
-                hits: Vec::new(),
-                total,
-            });
+        let mut total = 0usize;
+        let mut found: Vec<Found<i64>> = Vec::new();
+        for p in self.in_range(req.since_ns, req.until_ns) {
+            let query = request_query(&p, &node, req, None)?;
+            let searcher = p.reader.searcher();
+            if limit == 0 {
+                total += searcher.search(&query, &Count)?;
+                continue;
+            }
+            let top =
+                TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp", Order::Desc);
+            let (docs, n) = searcher.search(&query, &(top, Count))?;
+            total += n;
+            found.extend(docs.into_iter().map(|(key, addr)| Found {
+                key,
+                partition: p.clone(),
+                addr,
+            }));
         }
-        let top = TopDocs::with_limit(limit).order_by_fast_field::<i64>("timestamp", Order::Desc);
-        let (docs, total) = searcher.search(&query, &(top, Count))?;
-        let hits = self.load(&searcher, docs.into_iter().map(|(_, a)| a))?;
-        Ok(SearchResponse { hits, total })
+        found.sort_by_key(|f| std::cmp::Reverse(f.key));
+        found.truncate(limit);
+        Ok(SearchResponse {
+            hits: load(found)?,
+            total,
+        })
     }
 
     /// For following: with `after: None` the newest `limit` records, else up to `limit` records
     /// written after the cursor, both oldest first. No record is skipped or repeated between
     /// calls that pass the returned cursor back.
     pub fn tail(&self, req: &SearchRequest, after: Option<u64>) -> Result<TailResponse, LogError> {
-        let query = self.request_query(req, after)?;
-        let searcher = self.reader.searcher();
+        let node = crate::query::parse(&req.query)?;
         let committed = self.committed_seq.load(AtomicOrdering::Relaxed);
         let limit = req.limit.clamp(1, MAX_LIMIT);
         let order = if after.is_some() {
@@ -292,89 +371,142 @@ impl LogStore {
         } else {
             Order::Desc
         };
-        let mut docs = searcher.search(
-            &query,
-            &TopDocs::with_limit(limit).order_by_fast_field::<u64>("seq", order),
-        )?;
-        if after.is_none() {
-            docs.reverse();
+        let mut found: Vec<Found<u64>> = Vec::new();
+        for p in self.in_range(req.since_ns, req.until_ns) {
+            if after.is_some_and(|a| p.max_seq() <= a) {
+                continue;
+            }
+            let query = request_query(&p, &node, req, after)?;
+            let docs = p.reader.searcher().search(
+                &query,
+                &TopDocs::with_limit(limit).order_by_fast_field::<u64>("seq", order.clone()),
+            )?;
+            found.extend(docs.into_iter().map(|(key, addr)| Found {
+                key,
+                partition: p.clone(),
+                addr,
+            }));
         }
-        let cursor = match docs.last() {
-            Some((seq, _)) => *seq,
+        found.sort_by_key(|f| f.key);
+        if after.is_some() {
+            found.truncate(limit);
+        } else if found.len() > limit {
+            found.drain(..found.len() - limit);
+        }
+        let cursor = match found.last() {
+            Some(f) => f.key,
             None => after.unwrap_or(committed),
         };
-        let hits = self.load(&searcher, docs.into_iter().map(|(_, a)| a))?;
-        Ok(TailResponse { hits, cursor })
+        Ok(TailResponse {
+            hits: load(found)?,
+            cursor,
+        })
     }
 
     /// Deletes records received longer ago than their service's retention: each
     /// `(team, service, retention)` in `policies`, and `default` for every other service.
-    /// Returns how many records were deleted.
+    /// A day partition all of whose records are past every retention goes whole; in the others
+    /// only services that keep less than that are deleted by query. Returns how many records
+    /// were deleted.
     pub fn apply_retention(
         &self,
         policies: &[(TeamName, String, Duration)],
         default: Duration,
         now_ns: i64,
     ) -> Result<u64, LogError> {
-        let f = &self.fields;
-        let older_than = |d: Duration| -> Box<dyn Query> {
-            let cutoff = now_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-            Box::new(RangeQuery::new(
-                Bound::Unbounded,
-                Bound::Excluded(Term::from_field_i64(f.received, cutoff)),
-            ))
-        };
-        let mut queries: Vec<Box<dyn Query>> = Vec::new();
-        let mut declared: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for (team, service, keep) in policies {
-            let this_service = || -> Box<dyn Query> {
-                Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, self.raw_term(f.team, team.as_str())),
-                    (Occur::Must, self.raw_term(f.service, service)),
-                ]))
-            };
-            queries.push(Box::new(BooleanQuery::new(vec![
-                (Occur::Must, this_service()),
-                (Occur::Must, older_than(*keep)),
-            ])));
-            declared.push((Occur::MustNot, this_service()));
-        }
-        let mut rest = vec![(Occur::Must, older_than(default))];
-        rest.extend(declared);
-        queries.push(Box::new(BooleanQuery::new(rest)));
-
-        let searcher = self.reader.searcher();
+        let _round = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
+        let ns = |d: &Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        let longest = policies
+            .iter()
+            .map(|(_, _, d)| ns(d))
+            .chain([ns(&default)])
+            .max()
+            .unwrap_or(0);
+        let shortest = policies
+            .iter()
+            .map(|(_, _, d)| ns(d))
+            .chain([ns(&default)])
+            .min()
+            .unwrap_or(0);
         let mut deleted = 0u64;
-        for q in &queries {
-            deleted += searcher.search(q.as_ref(), &Count)? as u64;
-        }
-        if deleted == 0 {
-            return Ok(0);
-        }
-        {
-            let mut writer = self.lock_writer();
-            for q in queries {
-                writer.delete_query(q)?;
+        for p in self.all() {
+            // a day ends at the start of the next
+            if let Some(day) = p.day {
+                let day_end = (day + 1).saturating_mul(86_400_000_000_000);
+                if day_end <= now_ns.saturating_sub(longest) {
+                    deleted += p.num_docs();
+                    self.drop_partition(&p)?;
+                    continue;
+                }
+                let day_start = day.saturating_mul(86_400_000_000_000);
+                if day_start >= now_ns.saturating_sub(shortest) {
+                    continue; // nothing in it is old enough for any retention
+                }
             }
-            self.commit_writer(&mut writer)?;
+            deleted += prune(&p, policies, default, now_ns)?;
         }
-        self.reader.reload()?;
+        if let Some(v1) = self.all().into_iter().find(|p| p.day.is_none()) {
+            if v1.num_docs() == 0 && deleted > 0 {
+                self.drop_v1(&v1)?;
+            }
+        }
         Ok(deleted)
     }
 
-    /// Records in the index now (committed), all teams.
+    fn drop_partition(&self, p: &Arc<Partition>) -> Result<(), LogError> {
+        let Some(day) = p.day else {
+            return Ok(());
+        };
+        self.partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&day);
+        p.close_writer();
+        tracing::info!(partition = %p.name, "log partition past every retention dropped");
+        std::fs::remove_dir_all(&p.dir)?;
+        Ok(())
+    }
+
+    /// The version 1 index, once retention emptied it: its files go, the partitions stay.
+    fn drop_v1(&self, p: &Arc<Partition>) -> Result<(), LogError> {
+        self.partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&i64::MIN);
+        p.close_writer();
+        for e in std::fs::read_dir(&self.dir)? {
+            let path = e?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_file() && name != partition::LAYOUT_FILE {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        tracing::info!("the version 1 log index is empty and removed");
+        Ok(())
+    }
+
+    /// Records in the store now (committed), all teams.
     pub fn count(&self) -> usize {
-        self.reader.searcher().num_docs() as usize
+        self.all().iter().map(|p| p.num_docs() as usize).sum()
     }
 
     /// Committed records of one team (deleted ones not counted). Cost reporting shares the
-    /// index's disk among teams by this.
+    /// store's disk among teams by this.
     pub fn count_team(&self, team: &TeamName) -> Result<usize, LogError> {
-        let query = self.raw_term(self.fields.team, team.as_str());
-        Ok(self.reader.searcher().search(&query, &Count)?)
+        let mut n = 0;
+        for p in self.all() {
+            let query = raw_term(p.fields.team, team.as_str());
+            n += p.reader.searcher().search(&query, &Count)?;
+        }
+        Ok(n)
     }
 
-    /// Bytes the index takes on disk.
+    /// The number of time partitions (the version 1 index counts as one).
+    pub fn partitions(&self) -> usize {
+        self.all().len()
+    }
+
+    /// Bytes the store takes on disk (its WAL included).
     pub fn disk_bytes(&self) -> u64 {
         fn walk(dir: &Path) -> u64 {
             let Ok(entries) = std::fs::read_dir(dir) else {
@@ -391,166 +523,242 @@ impl LogStore {
         }
         walk(&self.dir)
     }
+}
 
-    fn raw_term(&self, field: tantivy::schema::Field, value: &str) -> Box<dyn Query> {
-        Box::new(TermQuery::new(
-            Term::from_field_text(field, value),
-            IndexRecordOption::Basic,
+/// Deletes by query what `policies` and `default` say is past retention in one partition.
+fn prune(
+    p: &Partition,
+    policies: &[(TeamName, String, Duration)],
+    default: Duration,
+    now_ns: i64,
+) -> Result<u64, LogError> {
+    let f = &p.fields;
+    let older_than = |d: Duration| -> Box<dyn Query> {
+        let cutoff = now_ns.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        Box::new(RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Excluded(Term::from_field_i64(f.received, cutoff)),
         ))
-    }
-
-    fn request_query(
-        &self,
-        req: &SearchRequest,
-        after_seq: Option<u64>,
-    ) -> Result<Box<dyn Query>, LogError> {
-        let node = crate::query::parse(&req.query)?;
-        let f = &self.fields;
-        let tokenizers = self.index.tokenizers();
-        let (Some(text), Some(keyword)) = (
-            tokenizers.get("default"),
-            tokenizers.get(schema::KEYWORD_TOKENIZER),
-        ) else {
-            return Err(LogError::Directory("log index tokenizers missing".into()));
+    };
+    let mut queries: Vec<Box<dyn Query>> = Vec::new();
+    let mut declared: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for (team, service, keep) in policies {
+        let this_service = || -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, raw_term(f.team, team.as_str())),
+                (Occur::Must, raw_term(f.service, service)),
+            ]))
         };
-        let user = build::Builder {
-            fields: f,
-            text,
-            keyword,
-        }
-        .build(&node)?;
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, user)];
-        if let Some(team) = &req.team {
-            clauses.push((Occur::Must, self.raw_term(f.team, team.as_str())));
-        }
-        if let Some(service) = &req.service {
-            clauses.push((Occur::Must, self.raw_term(f.service, service)));
-        }
-        if let Some(stage) = &req.stage {
-            clauses.push((Occur::Must, self.raw_term(f.stage, stage)));
-        }
-        if req.since_ns.is_some() || req.until_ns.is_some() {
-            let lower = req.since_ns.map_or(Bound::Unbounded, |v| {
-                Bound::Included(Term::from_field_i64(f.timestamp, v))
-            });
-            let upper = req.until_ns.map_or(Bound::Unbounded, |v| {
-                Bound::Excluded(Term::from_field_i64(f.timestamp, v))
-            });
-            clauses.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
-        }
-        if let Some(after) = after_seq {
-            clauses.push((
-                Occur::Must,
-                Box::new(RangeQuery::new(
-                    Bound::Excluded(Term::from_field_u64(f.seq, after)),
-                    Bound::Unbounded,
-                )),
-            ));
-        }
-        Ok(Box::new(BooleanQuery::new(clauses)))
+        queries.push(Box::new(BooleanQuery::new(vec![
+            (Occur::Must, this_service()),
+            (Occur::Must, older_than(*keep)),
+        ])));
+        declared.push((Occur::MustNot, this_service()));
     }
+    let mut rest = vec![(Occur::Must, older_than(default))];
+    rest.extend(declared);
+    queries.push(Box::new(BooleanQuery::new(rest)));
 
-    fn to_doc(&self, r: &LogRecord, seq: u64) -> TantivyDocument {
-        let f = &self.fields;
-        let mut doc = TantivyDocument::new();
-        doc.add_i64(f.timestamp, r.timestamp_ns);
-        doc.add_i64(f.received, r.received_ns);
-        doc.add_u64(f.seq, seq);
-        doc.add_text(f.team, r.team.as_str());
-        doc.add_text(f.service, &r.service);
-        doc.add_text(f.stage, &r.stage);
-        doc.add_text(f.instance, &r.instance);
-        doc.add_text(f.source, r.source.as_str());
-        doc.add_text(f.host, &r.host);
-        doc.add_u64(f.level, u64::from(r.level));
-        doc.add_text(f.message, &r.message);
-        let optional = [
-            ("service", r.service.is_empty()),
-            ("stage", r.stage.is_empty()),
-            ("instance", r.instance.is_empty()),
-            ("host", r.host.is_empty()),
-        ];
-        for (name, empty) in optional {
-            if !empty {
-                doc.add_text(f.present, name);
-            }
-        }
-        if let Some(full) = &r.full_message {
-            doc.add_text(f.full_message, full);
-            doc.add_text(f.present, "full_message");
-        }
-        if !r.fields.is_empty() {
-            let mut obj = BTreeMap::new();
-            for (k, v) in &r.fields {
-                doc.add_text(f.present, k);
-                let v = match v {
-                    FieldValue::Str(s) => OwnedValue::Str(s.clone()),
-                    FieldValue::I64(i) => OwnedValue::I64(*i),
-                    FieldValue::F64(x) => OwnedValue::F64(*x),
-                    FieldValue::Bool(b) => OwnedValue::Bool(*b),
-                };
-                obj.insert(k.clone(), v);
-            }
-            doc.add_object(f.fields, obj);
-        }
-        doc
+    let searcher = p.reader.searcher();
+    let mut deleted = 0u64;
+    for q in &queries {
+        deleted += searcher.search(q.as_ref(), &Count)? as u64;
     }
-
-    fn load(
-        &self,
-        searcher: &Searcher,
-        addrs: impl Iterator<Item = DocAddress>,
-    ) -> Result<Vec<LogRecord>, LogError> {
-        let mut out = Vec::new();
-        for addr in addrs {
-            let doc: TantivyDocument = searcher.doc(addr)?;
-            if let Some(r) = self.read_doc(&doc) {
-                out.push(r);
-            }
-        }
-        Ok(out)
+    if deleted == 0 {
+        return Ok(0);
     }
+    {
+        let mut guard = p.writer()?;
+        if let Some(writer) = guard.as_mut() {
+            for q in queries {
+                writer.delete_query(q)?;
+            }
+            p.commit_locked(writer)?;
+        }
+    }
+    p.reload()?;
+    Ok(deleted)
+}
 
-    fn read_doc(&self, doc: &TantivyDocument) -> Option<LogRecord> {
-        let f = &self.fields;
-        let text = |field| {
-            doc.get_first(field)
-                .and_then(|v| v.as_str().map(str::to_string))
+fn raw_term(field: tantivy::schema::Field, value: &str) -> Box<dyn Query> {
+    Box::new(TermQuery::new(
+        Term::from_field_text(field, value),
+        IndexRecordOption::Basic,
+    ))
+}
+
+fn request_query(
+    p: &Partition,
+    node: &crate::query::Node,
+    req: &SearchRequest,
+    after_seq: Option<u64>,
+) -> Result<Box<dyn Query>, LogError> {
+    let f = &p.fields;
+    let tokenizers = p.index.tokenizers();
+    let (Some(text), Some(keyword)) = (
+        tokenizers.get("default"),
+        tokenizers.get(schema::KEYWORD_TOKENIZER),
+    ) else {
+        return Err(LogError::Directory("log index tokenizers missing".into()));
+    };
+    let user = build::Builder {
+        fields: f,
+        text,
+        keyword,
+    }
+    .build(node)?;
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, user)];
+    if let Some(team) = &req.team {
+        clauses.push((Occur::Must, raw_term(f.team, team.as_str())));
+    }
+    if let Some(service) = &req.service {
+        clauses.push((Occur::Must, raw_term(f.service, service)));
+    }
+    if let Some(stage) = &req.stage {
+        clauses.push((Occur::Must, raw_term(f.stage, stage)));
+    }
+    if req.since_ns.is_some() || req.until_ns.is_some() {
+        let lower = req.since_ns.map_or(Bound::Unbounded, |v| {
+            Bound::Included(Term::from_field_i64(f.timestamp, v))
+        });
+        let upper = req.until_ns.map_or(Bound::Unbounded, |v| {
+            Bound::Excluded(Term::from_field_i64(f.timestamp, v))
+        });
+        clauses.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
+    }
+    if let Some(after) = after_seq {
+        clauses.push((
+            Occur::Must,
+            Box::new(RangeQuery::new(
+                Bound::Excluded(Term::from_field_u64(f.seq, after)),
+                Bound::Unbounded,
+            )),
+        ));
+    }
+    Ok(Box::new(BooleanQuery::new(clauses)))
+}
+
+fn to_doc(f: &schema::Fields, r: &LogRecord, seq: u64) -> TantivyDocument {
+    let mut doc = TantivyDocument::new();
+    doc.add_i64(f.timestamp, r.timestamp_ns);
+    doc.add_i64(f.received, r.received_ns);
+    doc.add_u64(f.seq, seq);
+    doc.add_text(f.team, r.team.as_str());
+    doc.add_text(f.service, &r.service);
+    doc.add_text(f.stage, &r.stage);
+    doc.add_text(f.instance, &r.instance);
+    doc.add_text(f.source, r.source.as_str());
+    doc.add_text(f.host, &r.host);
+    doc.add_u64(f.level, u64::from(r.level));
+    doc.add_text(f.message, &r.message);
+    let optional = [
+        ("service", r.service.is_empty()),
+        ("stage", r.stage.is_empty()),
+        ("instance", r.instance.is_empty()),
+        ("host", r.host.is_empty()),
+    ];
+    for (name, empty) in optional {
+        if !empty {
+            doc.add_text(f.present, name);
+        }
+    }
+    if let Some(full) = &r.full_message {
+        doc.add_text(f.full_message, full);
+        doc.add_text(f.present, "full_message");
+    }
+    if !r.fields.is_empty() {
+        let mut obj = BTreeMap::new();
+        let mut nums = BTreeMap::new();
+        for (k, v) in &r.fields {
+            doc.add_text(f.present, k);
+            let v = match v {
+                FieldValue::Str(s) => OwnedValue::Str(s.clone()),
+                FieldValue::I64(i) => OwnedValue::I64(*i),
+                FieldValue::F64(x) => OwnedValue::F64(*x),
+                FieldValue::Bool(b) => OwnedValue::Bool(*b),
+            };
+            if !matches!(v, OwnedValue::Str(_)) {
+                nums.insert(k.clone(), v.clone());
+            }
+            obj.insert(k.clone(), v);
+        }
+        doc.add_object(f.fields, obj);
+        if let (Some(field), false) = (f.nums, nums.is_empty()) {
+            doc.add_object(field, nums);
+        }
+    }
+    if let Some(field) = f.record {
+        let mut bytes = Vec::with_capacity(r.approx_bytes());
+        crate::wal::codec::encode(std::slice::from_ref(r), &mut bytes);
+        doc.add_bytes(field, &bytes);
+    }
+    doc
+}
+
+fn load<K>(found: Vec<Found<K>>) -> Result<Vec<LogRecord>, LogError> {
+    let mut out = Vec::with_capacity(found.len());
+    // one searcher per partition, opened once
+    let mut searchers: Vec<(*const Partition, Searcher)> = Vec::new();
+    for f in found {
+        let key = Arc::as_ptr(&f.partition);
+        let searcher = match searchers.iter().find(|(k, _)| *k == key) {
+            Some((_, s)) => s.clone(),
+            None => {
+                let s = f.partition.reader.searcher();
+                searchers.push((key, s.clone()));
+                s
+            }
         };
-        let mut fields = BTreeMap::new();
-        if let Some(obj) = doc.get_first(f.fields).and_then(|v| v.as_object()) {
-            for (k, v) in obj {
-                let value = if let Some(s) = v.as_str() {
-                    FieldValue::Str(s.to_string())
-                } else if let Some(i) = v.as_i64() {
-                    FieldValue::I64(i)
-                } else if let Some(u) = v.as_u64() {
-                    i64::try_from(u).map_or(FieldValue::F64(u as f64), FieldValue::I64)
-                } else if let Some(x) = v.as_f64() {
-                    FieldValue::F64(x)
-                } else if let Some(b) = v.as_bool() {
-                    FieldValue::Bool(b)
-                } else {
-                    continue;
-                };
-                fields.insert(k.to_string(), value);
-            }
+        let doc: TantivyDocument = searcher.doc(f.addr)?;
+        if let Some(r) = read_doc(&f.partition.fields, &doc) {
+            out.push(r);
         }
-        Some(LogRecord {
-            timestamp_ns: doc.get_first(f.timestamp)?.as_i64()?,
-            received_ns: doc.get_first(f.received)?.as_i64()?,
-            team: TeamName::parse(&text(f.team)?).ok()?,
-            service: text(f.service).unwrap_or_default(),
-            stage: text(f.stage).unwrap_or_default(),
-            instance: text(f.instance).unwrap_or_default(),
-            source: LogSource::parse(&text(f.source)?)?,
-            host: text(f.host).unwrap_or_default(),
-            level: u8::try_from(doc.get_first(f.level)?.as_u64()?).ok()?,
-            message: text(f.message).unwrap_or_default(),
-            full_message: text(f.full_message),
-            fields,
-        })
     }
+    Ok(out)
+}
+
+fn read_doc(f: &schema::Fields, doc: &TantivyDocument) -> Option<LogRecord> {
+    if let Some(field) = f.record {
+        let bytes = doc.get_first(field)?.as_bytes()?;
+        return crate::wal::codec::decode(bytes).ok()?.pop();
+    }
+    let text = |field| {
+        doc.get_first(field)
+            .and_then(|v| v.as_str().map(str::to_string))
+    };
+    let mut fields = BTreeMap::new();
+    if let Some(obj) = doc.get_first(f.fields).and_then(|v| v.as_object()) {
+        for (k, v) in obj {
+            let value = if let Some(s) = v.as_str() {
+                FieldValue::Str(s.to_string())
+            } else if let Some(i) = v.as_i64() {
+                FieldValue::I64(i)
+            } else if let Some(u) = v.as_u64() {
+                i64::try_from(u).map_or(FieldValue::F64(u as f64), FieldValue::I64)
+            } else if let Some(x) = v.as_f64() {
+                FieldValue::F64(x)
+            } else if let Some(b) = v.as_bool() {
+                FieldValue::Bool(b)
+            } else {
+                continue;
+            };
+            fields.insert(k.to_string(), value);
+        }
+    }
+    Some(LogRecord {
+        timestamp_ns: doc.get_first(f.timestamp)?.as_i64()?,
+        received_ns: doc.get_first(f.received)?.as_i64()?,
+        team: TeamName::parse(&text(f.team)?).ok()?,
+        service: text(f.service).unwrap_or_default(),
+        stage: text(f.stage).unwrap_or_default(),
+        instance: text(f.instance).unwrap_or_default(),
+        source: LogSource::parse(&text(f.source)?)?,
+        host: text(f.host).unwrap_or_default(),
+        level: u8::try_from(doc.get_first(f.level)?.as_u64()?).ok()?,
+        message: text(f.message).unwrap_or_default(),
+        full_message: text(f.full_message),
+        fields,
+    })
 }
 
 /// The WAL position the last commit of `index` covers; 0 for an index committed without one.

@@ -78,4 +78,44 @@ fn an_index_of_format_1_opens_and_answers_the_same() {
         "teams stay apart in old indexes too"
     );
     assert_eq!(search(None, "").total, 3);
+
+    // New records go to a time partition beside it; searches see both.
+    store
+        .add(&[record(
+            "books",
+            "bookshelf",
+            1_796_000_000,
+            6,
+            "listed more books",
+        )])
+        .expect("add");
+    store.commit().expect("commit");
+    assert_eq!(search(Some("books"), "listed").total, 2);
+    drop(store);
+    let store = LogStore::open(tmp.path()).expect("reopen");
+    assert_eq!(store.partitions(), 2);
+    assert_eq!(
+        store
+            .search(&SearchRequest {
+                team: Some(team("books")),
+                query: "listed".into(),
+                limit: 10,
+                ..Default::default()
+            })
+            .expect("search")
+            .total,
+        2
+    );
+    // Retention empties the version 1 index: its files go, the partition stays.
+    let now = 1_796_000_100 * 1_000_000_000;
+    let deleted = store
+        .apply_retention(&[], std::time::Duration::from_secs(3 * 86_400), now)
+        .expect("retention");
+    assert_eq!(deleted, 3);
+    assert_eq!(store.partitions(), 1);
+    assert!(!tmp.path().join("meta.json").exists());
+    assert_eq!(store.count(), 1);
+    drop(store);
+    let store = LogStore::open(tmp.path()).expect("reopen without the old index");
+    assert_eq!(store.count(), 1);
 }

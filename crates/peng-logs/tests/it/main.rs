@@ -5,5 +5,6 @@ mod gelf_fixtures;
 mod gelf_props;
 mod helpers;
 mod listeners;
+mod partitions;
 mod search;
 mod wal;
