@@ -13,16 +13,20 @@
 //!   ([`Pipeline::start`]).
 //!
 //! Memory is bounded in bytes: a batch holds its estimated size in [`PipelineConfig::queue_bytes`]
-//! from submission until the index has taken it. Past that bound `try_submit` drops and counts
-//! (UDP), `submit` waits (TCP: the sender is slowed by TCP itself), and `submit_durable` refuses
-//! with [`LogError::QueueFull`] (HTTP answers 503 with `Retry-After`). It must never
-//! acknowledge a durable submit before the WAL holds its records on disk.
+//! from submission until the index has taken it, and no team may hold more than
+//! [`PipelineConfig::team_share`] of it, so one noisy team fills its own share and slows only
+//! itself. Past either bound `try_submit` drops and counts (UDP), `submit` waits (TCP: the
+//! sender is slowed by TCP itself), and `submit_durable` refuses with [`LogError::QueueFull`]
+//! (HTTP answers 503 with `Retry-After`). It must never acknowledge a durable submit before the
+//! WAL holds its records on disk.
 
+use std::collections::HashMap;
 use std::sync::mpsc as std_mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use peng_core::metrics::{component, gauge};
+use peng_core::TeamName;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::index::LogStore;
@@ -37,6 +41,8 @@ pub const WRITER: &str = "log_writer";
 pub struct PipelineConfig {
     /// Bytes of records (estimated) that may wait between submission and the index.
     pub queue_bytes: usize,
+    /// The part of `queue_bytes` one team may hold, in percent.
+    pub team_share: u8,
     /// Longest time a record waits for its commit (how soon it is searchable).
     pub commit_interval: Duration,
     /// Records added before a commit is forced regardless of time.
@@ -47,6 +53,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             queue_bytes: 64 * 1024 * 1024,
+            team_share: 50,
             commit_interval: Duration::from_secs(1),
             max_uncommitted: 100_000,
         }
@@ -55,11 +62,23 @@ impl Default for PipelineConfig {
 
 type Ack = oneshot::Sender<Result<(), LogError>>;
 
+/// A batch's room in the queue: its bytes of the whole, and of its team's share.
+struct Room {
+    queue: OwnedSemaphorePermit,
+    _team: OwnedSemaphorePermit,
+}
+
+impl Room {
+    fn bytes(&self) -> usize {
+        self.queue.num_permits()
+    }
+}
+
 enum Cmd {
     Batch {
         records: Vec<LogRecord>,
         ack: Option<Ack>,
-        permit: OwnedSemaphorePermit,
+        permit: Room,
     },
     Flush(Ack),
     Shutdown(Ack),
@@ -70,7 +89,7 @@ enum Indexed {
     Batch {
         records: Vec<LogRecord>,
         wal_end: u64,
-        _permit: OwnedSemaphorePermit,
+        _permit: Room,
     },
     Flush(Ack),
     Shutdown(Ack),
@@ -107,6 +126,7 @@ impl Pipeline {
         wal::remove_below(&dir, store.committed_wal_position())?;
         let budget = cfg.queue_bytes.max(1);
         let room = Arc::new(Semaphore::new(budget));
+        let team_budget = (budget * usize::from(cfg.team_share.clamp(1, 100)) / 100).max(1);
         let (tx, rx) = mpsc::unbounded_channel();
         let (itx, irx) = std_mpsc::channel();
         std::thread::Builder::new()
@@ -115,7 +135,13 @@ impl Pipeline {
         std::thread::Builder::new()
             .name("peng-log-index".into())
             .spawn(move || index_loop(store, dir, cfg, irx))?;
-        Ok(PipelineHandle { tx, room, budget })
+        Ok(PipelineHandle {
+            tx,
+            room,
+            budget,
+            team_budget,
+            teams: Arc::new(Mutex::new(HashMap::new())),
+        })
     }
 }
 
@@ -125,6 +151,8 @@ pub struct PipelineHandle {
     tx: mpsc::UnboundedSender<Cmd>,
     room: Arc<Semaphore>,
     budget: usize,
+    team_budget: usize,
+    teams: Arc<Mutex<HashMap<TeamName, Arc<Semaphore>>>>,
 }
 
 /// What a batch is taken to hold in memory.
@@ -132,12 +160,65 @@ fn batch_bytes(records: &[LogRecord]) -> usize {
     records.iter().map(LogRecord::approx_bytes).sum()
 }
 
+/// The records of a batch by team, in their order within each team.
+fn by_team(records: Vec<LogRecord>) -> Vec<Vec<LogRecord>> {
+    if records.iter().all(|r| r.team == records[0].team) {
+        return vec![records];
+    }
+    let mut out: Vec<Vec<LogRecord>> = Vec::new();
+    for r in records {
+        match out.iter_mut().find(|g| g[0].team == r.team) {
+            Some(g) => g.push(r),
+            None => out.push(vec![r]),
+        }
+    }
+    out
+}
+
 impl PipelineHandle {
-    fn permits(&self, records: &[LogRecord]) -> u32 {
-        // A batch larger than the whole budget waits for all of it.
-        batch_bytes(records)
-            .clamp(1, self.budget)
-            .min(u32::MAX as usize) as u32
+    /// The share of one team.
+    fn team(&self, team: &TeamName) -> Arc<Semaphore> {
+        let mut teams = self.teams.lock().unwrap_or_else(|p| p.into_inner());
+        teams
+            .entry(team.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.team_budget)))
+            .clone()
+    }
+
+    /// Bytes a batch takes of the queue and of its team's share (a batch larger than either
+    /// waits for all of it).
+    fn sizes(&self, records: &[LogRecord]) -> (u32, u32) {
+        let bytes = batch_bytes(records).max(1);
+        let clamp = |max: usize| bytes.min(max).min(u32::MAX as usize) as u32;
+        (clamp(self.budget), clamp(self.team_budget))
+    }
+
+    /// Room for one team's batch now, or `None`.
+    fn try_room(&self, records: &[LogRecord]) -> Option<Room> {
+        let (queue, team) = self.sizes(records);
+        let team = self
+            .team(&records[0].team)
+            .try_acquire_many_owned(team)
+            .ok()?;
+        let queue = self.room.clone().try_acquire_many_owned(queue).ok()?;
+        Some(Room { queue, _team: team })
+    }
+
+    /// Room for one team's batch, waiting for it: first the team's share, then the queue.
+    async fn room(&self, records: &[LogRecord]) -> Result<Room, LogError> {
+        let (queue, team) = self.sizes(records);
+        let team = self
+            .team(&records[0].team)
+            .acquire_many_owned(team)
+            .await
+            .map_err(|_| LogError::Closed)?;
+        let queue = self
+            .room
+            .clone()
+            .acquire_many_owned(queue)
+            .await
+            .map_err(|_| LogError::Closed)?;
+        Ok(Room { queue, _team: team })
     }
 
     fn send(&self, cmd: Cmd) -> Result<(), LogError> {
@@ -149,72 +230,81 @@ impl PipelineHandle {
         })
     }
 
-    /// Queues records without waiting. When the queue is full they are dropped and counted
-    /// (`reason="queue_full"`) and `LogError::QueueFull` is returned.
+    /// Queues records without waiting. A team's records that find no room (in the queue, or in
+    /// the team's share of it) are dropped and counted (`reason="queue_full"`), and
+    /// `LogError::QueueFull` is returned; other teams' records of the batch are queued.
     pub fn try_submit(&self, records: Vec<LogRecord>) -> Result<(), LogError> {
         if records.is_empty() {
             return Ok(());
         }
-        match self
-            .room
-            .clone()
-            .try_acquire_many_owned(self.permits(&records))
-        {
-            Ok(permit) => self.send(Cmd::Batch {
-                records,
-                ack: None,
-                permit,
-            }),
-            Err(_) => {
-                count_discarded(&records, "queue_full");
-                Err(LogError::QueueFull)
+        let mut result = Ok(());
+        for group in by_team(records) {
+            match self.try_room(&group) {
+                Some(permit) => self.send(Cmd::Batch {
+                    records: group,
+                    ack: None,
+                    permit,
+                })?,
+                None => {
+                    count_discarded(&group, "queue_full");
+                    result = Err(LogError::QueueFull);
+                }
             }
         }
+        result
     }
 
-    /// Queues records, waiting for room in the queue (backpressure for TCP), not for the WAL.
+    /// Queues records, waiting for room (backpressure for TCP: a team past its share waits
+    /// alone), not for the WAL.
     pub async fn submit(&self, records: Vec<LogRecord>) -> Result<(), LogError> {
-        if records.is_empty() {
-            return Ok(());
+        for group in by_team(records) {
+            if group.is_empty() {
+                continue;
+            }
+            let permit = self.room(&group).await?;
+            self.send(Cmd::Batch {
+                records: group,
+                ack: None,
+                permit,
+            })?;
         }
-        let permit = self
-            .room
-            .clone()
-            .acquire_many_owned(self.permits(&records))
-            .await
-            .map_err(|_| LogError::Closed)?;
-        self.send(Cmd::Batch {
-            records,
-            ack: None,
-            permit,
-        })
+        Ok(())
     }
 
     /// Resolves once the WAL holds these records on disk: only then may the caller acknowledge
-    /// them (HTTP 202). Refuses with [`LogError::QueueFull`] when the queue has no room, so the
-    /// sender is told to come back rather than held.
+    /// them (HTTP 202). Refuses the whole batch with [`LogError::QueueFull`] when any team of
+    /// it has no room, so the sender is told to come back rather than held.
     pub async fn submit_durable(&self, records: Vec<LogRecord>) -> Result<(), LogError> {
         if records.is_empty() {
             return Ok(());
         }
-        let permit = match self
-            .room
-            .clone()
-            .try_acquire_many_owned(self.permits(&records))
-        {
-            Ok(p) => p,
-            Err(_) => {
-                count_discarded(&records, "queue_full");
-                return Err(LogError::QueueFull);
+        let groups = by_team(records);
+        let mut rooms = Vec::with_capacity(groups.len());
+        for group in &groups {
+            match self.try_room(group) {
+                Some(r) => rooms.push(r),
+                None => {
+                    for g in &groups {
+                        count_discarded(g, "queue_full");
+                    }
+                    return Err(LogError::QueueFull);
+                }
             }
-        };
-        let (ack, done) = oneshot::channel();
-        self.send(Cmd::Batch {
-            records,
-            ack: Some(ack),
-            permit,
-        })?;
-        done.await.map_err(|_| LogError::Closed)?
+        }
+        let mut waits = Vec::with_capacity(groups.len());
+        for (group, permit) in groups.into_iter().zip(rooms) {
+            let (ack, done) = oneshot::channel();
+            self.send(Cmd::Batch {
+                records: group,
+                ack: Some(ack),
+                permit,
+            })?;
+            waits.push(done);
+        }
+        for done in waits {
+            done.await.map_err(|_| LogError::Closed)??;
+        }
+        Ok(())
     }
 
     /// Makes everything queued before this call searchable (an index commit).
@@ -256,7 +346,7 @@ fn wal_loop(mut wal: Wal, mut rx: mpsc::UnboundedReceiver<Cmd>, itx: std_mpsc::S
             match rx.try_recv() {
                 Ok(cmd) => {
                     if let Cmd::Batch { permit, .. } = &cmd {
-                        bytes += permit.num_permits();
+                        bytes += permit.bytes();
                     }
                     group.push(cmd);
                 }
@@ -354,7 +444,7 @@ enum Written {
         records: Vec<LogRecord>,
         end: u64,
         ack: Option<Ack>,
-        permit: OwnedSemaphorePermit,
+        permit: Room,
     },
     Flush(Ack),
 }
