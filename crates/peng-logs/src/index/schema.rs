@@ -54,6 +54,36 @@ pub struct Fields {
     pub record: Option<Field>,
 }
 
+impl Fields {
+    /// The columns of a layout, by name; the optional ones are those of layout 2.
+    fn of(schema: &Schema) -> Fields {
+        let get = |name: &str| schema.get_field(name).ok();
+        let must = |name: &str| match get(name) {
+            Some(f) => f,
+            // both layouts are built in this file with every one of these names
+            None => unreachable!("the log schema has no column {name}"),
+        };
+        Fields {
+            timestamp: must("timestamp"),
+            received: must("received"),
+            seq: must("seq"),
+            team: must("team"),
+            service: must("service"),
+            stage: must("stage"),
+            instance: must("instance"),
+            source: must("source"),
+            host: must("host"),
+            level: must("level"),
+            message: must("message"),
+            full_message: must("full_message"),
+            fields: must("fields"),
+            present: must("present"),
+            nums: get("nums"),
+            record: get("record"),
+        }
+    }
+}
+
 /// Names a query may use for columns; everything else is an additional field.
 pub const RAW_COLUMNS: &[&str] = &["team", "service", "stage", "instance", "source", "host"];
 
@@ -64,18 +94,18 @@ pub fn v1() -> (Schema, Fields) {
         .set_indexed()
         .set_fast()
         .set_stored();
-    let timestamp = b.add_i64_field("timestamp", num.clone());
-    let received = b.add_i64_field("received", num.clone());
-    let seq = b.add_u64_field("seq", FAST);
-    let team = b.add_text_field("team", STRING | STORED);
-    let service = b.add_text_field("service", STRING | STORED);
-    let stage = b.add_text_field("stage", STRING | STORED);
-    let instance = b.add_text_field("instance", STRING | STORED);
-    let source = b.add_text_field("source", STRING | STORED);
-    let host = b.add_text_field("host", STRING | STORED);
-    let level = b.add_u64_field("level", num | INDEXED);
-    let message = b.add_text_field("message", TEXT | STORED);
-    let full_message = b.add_text_field("full_message", TEXT | STORED);
+    b.add_i64_field("timestamp", num.clone());
+    b.add_i64_field("received", num.clone());
+    b.add_u64_field("seq", FAST);
+    b.add_text_field("team", STRING | STORED);
+    b.add_text_field("service", STRING | STORED);
+    b.add_text_field("stage", STRING | STORED);
+    b.add_text_field("instance", STRING | STORED);
+    b.add_text_field("source", STRING | STORED);
+    b.add_text_field("host", STRING | STORED);
+    b.add_u64_field("level", num | INDEXED);
+    b.add_text_field("message", TEXT | STORED);
+    b.add_text_field("full_message", TEXT | STORED);
     let json = JsonObjectOptions::from(STORED)
         .set_indexing_options(
             TextFieldIndexing::default()
@@ -84,49 +114,33 @@ pub fn v1() -> (Schema, Fields) {
         )
         .set_expand_dots_enabled()
         .set_fast(Some(KEYWORD_TOKENIZER));
-    let fields = b.add_json_field("fields", json);
-    let present = b.add_text_field("present", STRING);
-    let f = Fields {
-        timestamp,
-        received,
-        seq,
-        team,
-        service,
-        stage,
-        instance,
-        source,
-        host,
-        level,
-        message,
-        full_message,
-        fields,
-        present,
-        nums: None,
-        record: None,
-    };
-    (b.build(), f)
+    b.add_json_field("fields", json);
+    b.add_text_field("present", STRING);
+    let schema = b.build();
+    let f = Fields::of(&schema);
+    (schema, f)
 }
 
 /// The layout of version 2.
 pub fn v2() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let fast_i64 = NumericOptions::default().set_fast();
-    let timestamp = b.add_i64_field("timestamp", fast_i64.clone());
-    let received = b.add_i64_field("received", fast_i64);
-    let seq = b.add_u64_field("seq", FAST);
+    b.add_i64_field("timestamp", fast_i64.clone());
+    b.add_i64_field("received", fast_i64);
+    b.add_u64_field("seq", FAST);
     let raw = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer("raw")
             .set_fieldnorms(false)
             .set_index_option(IndexRecordOption::Basic),
     );
-    let team = b.add_text_field("team", raw.clone());
-    let service = b.add_text_field("service", raw.clone());
-    let stage = b.add_text_field("stage", raw.clone());
-    let instance = b.add_text_field("instance", raw.clone());
-    let source = b.add_text_field("source", raw.clone());
-    let host = b.add_text_field("host", raw.clone());
-    let level = b.add_u64_field("level", INDEXED);
+    b.add_text_field("team", raw.clone());
+    b.add_text_field("service", raw.clone());
+    b.add_text_field("stage", raw.clone());
+    b.add_text_field("instance", raw.clone());
+    b.add_text_field("source", raw.clone());
+    b.add_text_field("host", raw.clone());
+    b.add_u64_field("level", INDEXED);
     // positions, for phrases
     let words = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
@@ -134,8 +148,8 @@ pub fn v2() -> (Schema, Fields) {
             .set_fieldnorms(false)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
-    let message = b.add_text_field("message", words.clone());
-    let full_message = b.add_text_field("full_message", words);
+    b.add_text_field("message", words.clone());
+    b.add_text_field("full_message", words);
     let json = JsonObjectOptions::default()
         .set_indexing_options(
             TextFieldIndexing::default()
@@ -144,34 +158,18 @@ pub fn v2() -> (Schema, Fields) {
                 .set_index_option(IndexRecordOption::Basic),
         )
         .set_expand_dots_enabled();
-    let fields = b.add_json_field("fields", json);
-    let nums = b.add_json_field(
+    b.add_json_field("fields", json);
+    b.add_json_field(
         "nums",
         JsonObjectOptions::default()
             .set_fast(None)
             .set_expand_dots_enabled(),
     );
-    let present = b.add_text_field("present", raw);
-    let record = b.add_bytes_field("record", BytesOptions::default().set_stored());
-    let f = Fields {
-        timestamp,
-        received,
-        seq,
-        team,
-        service,
-        stage,
-        instance,
-        source,
-        host,
-        level,
-        message,
-        full_message,
-        fields,
-        present,
-        nums: Some(nums),
-        record: Some(record),
-    };
-    (b.build(), f)
+    b.add_text_field("present", raw);
+    b.add_bytes_field("record", BytesOptions::default().set_stored());
+    let schema = b.build();
+    let f = Fields::of(&schema);
+    (schema, f)
 }
 
 pub fn keyword_analyzer() -> TextAnalyzer {
