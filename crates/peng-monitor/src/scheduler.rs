@@ -33,7 +33,8 @@ use crate::alerting::{engine, AlertEvent, AlertRecord, AlertState, Transition};
 use crate::error::MonitorError;
 use crate::notify::{Notification, Notifier, RetryPolicy};
 use crate::sensors::{
-    Endpoint, InstanceDirectory, Outcome, Probes, SensorResult, SqlRunner, HEALTH_SENSOR,
+    Endpoint, InstanceDirectory, LogCounter, Outcome, Probes, SensorResult, SqlRunner,
+    HEALTH_SENSOR,
 };
 
 /// Probes running at once, over all services.
@@ -52,6 +53,9 @@ pub struct MonitorConfig {
     /// Runs the queries of sql sensors; `None` makes every sql run fail with
     /// [`NO_RUNNER`](crate::sensors::NO_RUNNER).
     pub sql: Option<Arc<dyn SqlRunner>>,
+    /// Counts log messages for log sensors; `None` makes every log run fail with
+    /// [`NO_COUNTER`](crate::sensors::NO_COUNTER).
+    pub logs: Option<Arc<dyn LogCounter>>,
     /// Alert records as persisted before a restart; adopted when their service is applied.
     pub initial_alerts: Vec<AlertRecord>,
     /// Every alert transition, in order. The server persists the record and audits it.
@@ -158,12 +162,13 @@ impl Monitor {
 
     /// [`Monitor::start`] with another delivery policy for notifications.
     pub fn start_with(cfg: MonitorConfig, retry: RetryPolicy) -> Monitor {
-        let probes = Probes::new(cfg.sql.clone()).unwrap_or_else(|error| {
+        let probes = Probes::new(cfg.sql.clone(), cfg.logs.clone()).unwrap_or_else(|error| {
             tracing::error!(%error, "sensor http client setup failed, using defaults");
             Probes {
                 clients: peng_sensors::Clients {
                     http: reqwest::Client::default(),
                     sql: cfg.sql,
+                    logs: cfg.logs,
                 },
             }
         });

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use peng_core::{ServiceId, StageName};
 
+use crate::log::LogCounter;
 use crate::sql::SqlRunner;
 
 /// One instance of a service on a stage and the address it listens on.
@@ -17,21 +18,28 @@ pub struct Endpoint {
     pub running: bool,
 }
 
-/// What probes share, made once: the http client and the server's runner of sql queries.
+/// What probes share, made once: the http client, the server's runner of sql queries and its
+/// counter of log messages.
 #[derive(Clone)]
 pub struct Clients {
     pub http: reqwest::Client,
     /// `None` makes every sql run fail with [`NO_RUNNER`](crate::sql::NO_RUNNER).
     pub sql: Option<Arc<dyn SqlRunner>>,
+    /// `None` makes every log run fail with [`NO_COUNTER`](crate::log::NO_COUNTER).
+    pub logs: Option<Arc<dyn LogCounter>>,
 }
 
 impl Clients {
     /// The http client every probe shares (rustls, no proxy from the environment, one redirect
-    /// at most), and `sql`.
-    pub fn new(sql: Option<Arc<dyn SqlRunner>>) -> Result<Clients, reqwest::Error> {
+    /// at most), `sql` and `logs`.
+    pub fn new(
+        sql: Option<Arc<dyn SqlRunner>>,
+        logs: Option<Arc<dyn LogCounter>>,
+    ) -> Result<Clients, reqwest::Error> {
         Ok(Clients {
             http: crate::http::client()?,
             sql,
+            logs,
         })
     }
 }
@@ -58,7 +66,7 @@ pub struct Observation {
     /// The first [`MAX_BODY_BYTES`](crate::http::MAX_BODY_BYTES) of the body, for http probes
     /// that needed it.
     pub body: Option<String>,
-    /// The number an sql probe read.
+    /// The number an sql probe read, or the count a log probe got.
     pub value: Option<f64>,
 }
 

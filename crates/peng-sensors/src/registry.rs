@@ -122,13 +122,14 @@ impl SensorKind {
 mod tests {
     use super::*;
     use crate::http::{Http, HttpTarget};
+    use crate::log::Log;
     use crate::sql::Sql;
     use crate::tcp::Tcp;
 
     #[test]
     fn the_registry_lists_every_kind_in_order() {
         let keys: Vec<&str> = KINDS.iter().map(|k| k.key).collect();
-        assert_eq!(keys, ["http", "tcp", "sql"]);
+        assert_eq!(keys, ["http", "tcp", "sql", "log"]);
         for kind in KINDS {
             assert!(kind.observes.contains(&Subject::Latency), "{}", kind.key);
         }
@@ -147,12 +148,17 @@ mod tests {
         let sql = SensorKind::Sql(Sql {
             query: "SELECT 1".into(),
         });
-        for kind in [&http, &tcp, &sql] {
+        let log = SensorKind::Log(Log {
+            query: "level:3".into(),
+            window: peng_core::Duration::from_secs(60),
+        });
+        for kind in [&http, &tcp, &sql, &log] {
             assert_eq!(kind.misfit(Subject::Latency), None, "{kind}");
         }
         assert_eq!(http.misfit(Subject::Status), None);
         assert_eq!(http.misfit(Subject::Body), None);
         assert_eq!(sql.misfit(Subject::Value), None);
+        assert_eq!(log.misfit(Subject::Value), None);
         let why = |kind: &SensorKind, subject| kind.misfit(subject).unwrap();
         assert_eq!(
             why(&tcp, Subject::Status),
@@ -163,12 +169,16 @@ mod tests {
             "needs an http sensor; an sql sensor checks value and latency"
         );
         assert_eq!(
+            why(&log, Subject::Status),
+            "needs an http sensor; a log sensor checks value and latency"
+        );
+        assert_eq!(
             why(&http, Subject::Value),
-            "needs an sql sensor; an http sensor checks status, latency and body"
+            "needs an sql sensor or a log sensor; an http sensor checks status, latency and body"
         );
         assert_eq!(
             why(&tcp, Subject::Value),
-            "needs an sql sensor; a tcp sensor can only check latency"
+            "needs an sql sensor or a log sensor; a tcp sensor can only check latency"
         );
     }
 }

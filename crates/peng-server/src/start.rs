@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use peng_core::{ServiceId, StageName};
-use peng_logs::index::LogStore;
+use peng_core::{ServiceId, StageName, TeamName};
+use peng_logs::index::{LogStore, SearchRequest};
 use peng_logs::ingest::{IngestAuth, IngestContext};
 use peng_logs::pipeline::Pipeline;
 use peng_monitor::{AlertRecord, Endpoint, InstanceDirectory, Monitor};
@@ -181,6 +181,7 @@ impl Server {
                 databases: databases.clone(),
                 state: state.clone(),
             })),
+            logs: Some(Arc::new(LogSensors(logs.clone()))),
         });
 
         let ops = Ops::new(Parts {
@@ -407,6 +408,35 @@ impl peng_monitor::SqlRunner for SqlSensors {
             {
                 Ok(result) => result,
                 Err(_) => Err(format!("no answer within {timeout:?}")),
+            }
+        })
+    }
+}
+
+/// Counts for `log` sensors in the log store. The store adds the team as a mandatory clause, so
+/// a sensor counts its own team's messages whatever its query says.
+struct LogSensors(Arc<LogStore>);
+
+impl peng_monitor::LogCounter for LogSensors {
+    fn count(
+        &self,
+        team: &TeamName,
+        query: &str,
+        since_ns: i64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send + '_>> {
+        let store = self.0.clone();
+        let req = SearchRequest {
+            team: Some(team.clone()),
+            query: query.to_string(),
+            since_ns: Some(since_ns),
+            limit: 0,
+            ..SearchRequest::default()
+        };
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || store.search(&req)).await {
+                Ok(Ok(found)) => Ok(u64::try_from(found.total).unwrap_or(u64::MAX)),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("the log count did not finish: {e}")),
             }
         })
     }

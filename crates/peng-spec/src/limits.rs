@@ -17,12 +17,14 @@
 //! | action plans | 50 ([`MAX_ACTION_PLANS`]), each notifying at most 20 targets ([`MAX_NOTIFY`]) |
 //! | log retention | 365 days ([`MAX_RETENTION`]) |
 //! | an sql sensor's query | 4096 bytes, one statement ([`MAX_SQL_QUERY_BYTES`]) |
+//! | a log sensor's query and window | 1024 bytes ([`MAX_LOG_QUERY_BYTES`]); 1m to 24h |
 //! | database backups | every 1m or more ([`MIN_BACKUP_EVERY`]), kept at most 3650 days ([`MAX_BACKUP_RETENTION`]) |
 //! | names of database plans and shared servers | 32 characters ([`MAX_OFFERING_NAME`]) |
 //! | platform file: plans, shared servers, versions, settings per list; isolation's directories per list and teams | 100 each ([`MAX_OFFERINGS`]) |
 
 use peng_core::Duration;
 
+pub use peng_sensors::log::MAX_LOG_QUERY_BYTES;
 pub use peng_sensors::sql::MAX_SQL_QUERY_BYTES;
 pub use peng_yaml::limits::{MAX_DEPTH, MAX_FILE_BYTES, MAX_STRING_BYTES};
 

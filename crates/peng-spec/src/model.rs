@@ -186,7 +186,7 @@ pub struct SensorSpec {
 }
 
 /// One `expect` entry: `status == 200`, `latency < 500ms`, `body contains 'Bestellung'`,
-/// `value > 0`. `status` and `body` need an http sensor, `value` an sql sensor.
+/// `value > 0`. `status` and `body` need an http sensor, `value` an sql or log sensor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
     Status { op: CmpOp, value: u16 },

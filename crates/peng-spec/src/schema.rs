@@ -365,7 +365,7 @@ fn sensor() -> Value {
                 "$ref": "#/$defs/duration"
             },
             "expect": {
-                "description": "Conditions that must all hold: 'status == 200', 'latency < 500ms', \"body contains 'text'\", \"body not contains 'text'\", 'value > 0'. status and body need an http sensor, value an sql sensor.",
+                "description": "Conditions that must all hold: 'status == 200', 'latency < 500ms', \"body contains 'text'\", \"body not contains 'text'\", 'value > 0'. status and body need an http sensor, value an sql or log sensor.",
                 "type": "array",
                 "maxItems": MAX_CONDITIONS,
                 "items": { "type": "string", "pattern": CONDITION_PATTERN }

@@ -1,11 +1,11 @@
 //! Running sensors: one run of a file sensor or of an instance's health check, bounded by its
 //! timeout and judged against its `expect` conditions.
 //!
-//! The kinds themselves (what a run of `http`, `tcp` or `sql` does) are `peng-sensors`'s, one
-//! folder each; a kind only observes (status, latency, body, value). The conditions are judged
-//! here, the same way for every kind, so that a message such as `expected status == 200, got
-//! 503` reads the same everywhere. A run never panics on what the network sends and never takes
-//! longer than its timeout.
+//! The kinds themselves (what a run of `http`, `tcp`, `sql` or `log` does) are
+//! `peng-sensors`'s, one folder each; a kind only observes (status, latency, body, value). The
+//! conditions are judged here, the same way for every kind, so that a message such as
+//! `expected status == 200, got 503` reads the same everywhere. A run never panics on what the
+//! network sends and never takes longer than its timeout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use peng_spec::{Condition, HealthProbe, SensorKind, SensorSpec};
 
 pub(crate) use peng_sensors::error_chain;
 pub use peng_sensors::http::MAX_BODY_BYTES;
+pub use peng_sensors::log::{LogCounter, NO_COUNTER};
 pub use peng_sensors::sql::{SqlRunner, NO_RUNNER};
 pub use peng_sensors::{Endpoint, Observation};
 
@@ -42,8 +43,8 @@ pub struct SensorResult {
     pub ok: bool,
     pub latency_ms: f64,
     /// The measured value: the latency for http and tcp sensors when a response was obtained,
-    /// the query's number for sql sensors, the first of the values of a run recorded with
-    /// [`Monitor::record_external`](crate::Monitor::record_external).
+    /// the query's number for sql sensors, the count for log sensors, the first of the values of
+    /// a run recorded with [`Monitor::record_external`](crate::Monitor::record_external).
     pub value: Option<f64>,
     /// Further named values of a run recorded with `record_external`, stored as fields of
     /// those names; empty for the scheduler's sensors.
@@ -188,9 +189,12 @@ pub(crate) struct Probes {
 }
 
 impl Probes {
-    pub fn new(sql: Option<Arc<dyn SqlRunner>>) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        sql: Option<Arc<dyn SqlRunner>>,
+        logs: Option<Arc<dyn LogCounter>>,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            clients: Clients::new(sql)?,
+            clients: Clients::new(sql, logs)?,
         })
     }
 

@@ -258,6 +258,7 @@ pub fn start_monitor_full(
             tsdb: tsdb.clone(),
             directory: directory.clone(),
             sql,
+            logs: None,
             initial_alerts,
             events: tx,
         },

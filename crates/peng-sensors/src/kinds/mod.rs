@@ -5,4 +5,5 @@ kinds! {
     http => Http,
     tcp => Tcp,
     sql => Sql,
+    log => Log,
 }
