@@ -1,5 +1,6 @@
 //! Logs: search and tail within the caller's team (the team filter is a mandatory clause inside
-//! `peng-logs`), the refused GELF messages (admins), and GELF arriving over HTTP.
+//! `peng-logs`), the refused GELF messages (admins), GELF arriving over HTTP, and the check of
+//! the queries of a service file's log sensors.
 
 use std::net::SocketAddr;
 
@@ -7,6 +8,7 @@ use peng_core::{now_ns, TeamName};
 use peng_logs::index::{SearchRequest, SearchResponse, TailResponse};
 use peng_logs::ingest::Rejection;
 use peng_logs::LogSource;
+use peng_spec::{SensorKind, ServiceSpec};
 
 use super::{blocking, Caller, Error, Ops, Result};
 
@@ -120,6 +122,36 @@ impl Ops {
             Ok::<_, Error>(())
         });
         task.await.map_err(|e| Error::task("gelf", e))?
+    }
+}
+
+/// Parses the query of every log sensor of `spec` as its runs will: one that does not parse
+/// refuses the file, with the sensor named and the position in the query. The syntax is
+/// `peng-logs`'s, which the service file's reader does not know. A query that parses but asks
+/// what the store cannot search (`level:error`) makes the sensor's runs fail with the store's
+/// message.
+pub(super) fn check_log_sensors(file_name: &str, spec: &ServiceSpec) -> Result<()> {
+    let problems: Vec<String> = spec
+        .sensors
+        .iter()
+        .filter_map(|sensor| match &sensor.kind {
+            SensorKind::Log(log) => peng_logs::query::parse(&log.query)
+                .err()
+                .map(|e| format!("sensor '{}': {e}", sensor.name)),
+            _ => None,
+        })
+        .collect();
+    match problems.len() {
+        0 => Ok(()),
+        n => Err(Error::invalid(format!(
+            "{file_name}: {n} log sensor {}; nothing was changed",
+            if n == 1 {
+                "query has an error"
+            } else {
+                "queries have errors"
+            }
+        ))
+        .with_details(problems)),
     }
 }
 

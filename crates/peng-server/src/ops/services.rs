@@ -421,6 +421,7 @@ async fn plan_request(p: &Parts, caller: &Caller, req: &FileRequest) -> Result<P
             id.team, id.team
         )));
     }
+    super::logs::check_log_sensors(&req.file_name, &desired)?;
     let base_dir =
         super::isolation::check_service_dir(p, &req.file_name, &desired, &req.base_dir).await?;
     let current = current(p, &id).await?;

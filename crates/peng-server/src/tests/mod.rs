@@ -3,6 +3,7 @@
 //! beyond 127.0.0.1), driven through the application layer or the router.
 
 mod isolation;
+mod log_sensors;
 mod workflows;
 
 use std::net::SocketAddr;
