@@ -87,10 +87,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         })?
         .total;
-    let bytes: u64 = std::fs::read_dir(dir.path())?
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    // the whole store: partitions and WAL
+    let bytes = store.disk_bytes();
     let t = Instant::now();
     let hits = store.search(&SearchRequest {
         team: Some(team),

@@ -22,7 +22,7 @@ use crate::record::LogRecord;
 use crate::LogError;
 
 /// Size past which a new segment is started.
-pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
 /// The largest frame payload accepted when reading (a batch is far smaller).
 const MAX_FRAME: usize = 256 * 1024 * 1024;
 const HEADER: usize = 8;
