@@ -336,6 +336,264 @@ impl Gen {
     }
 }
 
+/// Java services of a web shop, each logging through a GELF appender (logback-gelf style).
+const JAVA_SERVICES: &[(&str, &str)] = &[
+    ("orders", "com.shop.orders"),
+    ("payments", "com.shop.payments"),
+    ("inventory", "com.shop.inventory"),
+    ("shipping", "com.shop.shipping"),
+    ("customers", "com.shop.customers"),
+    ("gateway", "com.shop.gateway"),
+];
+
+/// Classes of a service; `{S}` is the service's name, capitalised.
+const JAVA_CLASSES: &[&str] = &[
+    "web.{S}Controller",
+    "service.{S}Service",
+    "client.PspClient",
+    "repo.{S}Repository",
+    "kafka.EventPublisher",
+];
+
+/// (level, weight): info most of the time; level 3 (about 5%) always carries a stack trace.
+const JAVA_LEVELS: &[(u8, u32)] = &[(6, 80), (7, 8), (4, 7), (3, 5)];
+
+const CARRIERS: &[&str] = &["dhl", "ups", "dpd", "gls"];
+
+const JAVA_ERRORS: &[&str] = &[
+    "java.net.SocketTimeoutException: Read timed out",
+    "java.lang.IllegalStateException: Order is already captured",
+    "org.springframework.dao.DataAccessResourceFailureException: Unable to acquire JDBC Connection",
+    "java.lang.NullPointerException: Cannot invoke \"Customer.getAddress()\" because \"customer\" is null",
+    "org.springframework.web.client.HttpServerErrorException$BadGateway: 502 Bad Gateway",
+];
+
+const JAVA_FRAMES: &[&str] = &[
+    "org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:883)",
+    "org.apache.catalina.core.ApplicationFilterChain.doFilter(ApplicationFilterChain.java:166)",
+    "org.springframework.transaction.interceptor.TransactionInterceptor.invoke(TransactionInterceptor.java:119)",
+    "com.zaxxer.hikari.pool.HikariPool.getConnection(HikariPool.java:181)",
+    "org.springframework.retry.support.RetryTemplate.doExecute(RetryTemplate.java:357)",
+    "java.base/java.lang.Thread.run(Thread.java:1583)",
+];
+
+/// GELF messages held in one buffer, each followed by a newline (newline-separated JSON, the
+/// body `POST /gelf` takes in bulk and the file the peers read).
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Every message followed by `\n`.
+    pub bytes: Vec<u8>,
+    /// Where each message starts in `bytes`; one more entry, `bytes.len()`, at the end.
+    starts: Vec<usize>,
+    /// Where the value of `_ingest_token` starts in `bytes`, per message.
+    token_at: Vec<usize>,
+    token_len: usize,
+    /// Messages with a `full_message` (a stack trace).
+    pub with_trace: usize,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Message `i`, without its newline.
+    pub fn message(&self, i: usize) -> &[u8] {
+        &self.bytes[self.starts[i]..self.starts[i + 1] - 1]
+    }
+
+    /// Messages `from..to`, separated by newlines, without the last one's.
+    pub fn span(&self, from: usize, to: usize) -> &[u8] {
+        &self.bytes[self.starts[from]..self.starts[to] - 1]
+    }
+
+    /// Average size of a message's JSON, bytes (without the separator).
+    pub fn avg_len(&self) -> f64 {
+        if self.is_empty() {
+            0.0
+        } else {
+            (self.bytes.len() - self.len()) as f64 / self.len() as f64
+        }
+    }
+
+    /// Puts another ingest token of the same length into every message (a fresh peng hands out
+    /// a new token; the messages stay the same otherwise).
+    pub fn set_ingest_token(&mut self, token: &str) -> Result<(), String> {
+        if token.len() != self.token_len
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(format!(
+                "ingest token {token:?} is not {} plain characters like the one the data set was made with",
+                self.token_len
+            ));
+        }
+        for &at in &self.token_at {
+            self.bytes[at..at + token.len()].copy_from_slice(token.as_bytes());
+        }
+        Ok(())
+    }
+
+    /// The `_request_id` of message `i`.
+    pub fn request_id(&self, i: usize) -> Option<String> {
+        let v: Value = serde_json::from_slice(self.message(i)).ok()?;
+        v.get("_request_id")?.as_str().map(str::to_string)
+    }
+}
+
+/// Generates `n` messages as Java services behind a web shop log them through a GELF appender:
+/// about 400 bytes of JSON each, a unique `_request_id` (UUID) and `_trace_id` (W3C, 32 hex
+/// digits) per message, order ids in the text and in `_order_id` of order-related messages,
+/// and a Java stack trace in `full_message` on errors (about 5% of messages). The same seed
+/// gives the same bytes; timestamps are `now_secs` plus 10 µs per message.
+pub fn java_services(n: usize, seed: u64, ingest_token: &str, now_secs: f64) -> Dataset {
+    let mut g = Gen {
+        rng: StdRng::seed_from_u64(seed),
+        hosts: Vec::new(),
+    };
+    // 4 pods per service, named as Kubernetes names a deployment's pods.
+    g.hosts = (0..JAVA_SERVICES.len() * 4)
+        .map(|i| {
+            let (svc, _) = JAVA_SERVICES[i % JAVA_SERVICES.len()];
+            format!("{svc}-{}-{}", g.hex(8), g.pod_suffix())
+        })
+        .collect();
+    let mut bytes = Vec::with_capacity(n * 420);
+    let mut starts = Vec::with_capacity(n + 1);
+    let mut token_at = Vec::with_capacity(n);
+    let mut with_trace = 0;
+    const TOKEN_KEY: &[u8] = b"\"_ingest_token\":\"";
+    for i in 0..n {
+        let (m, trace) = g.java_message(ingest_token, now_secs + i as f64 * 1e-5);
+        let at = m
+            .windows(TOKEN_KEY.len())
+            .position(|w| w == TOKEN_KEY)
+            .map_or(0, |p| p + TOKEN_KEY.len());
+        starts.push(bytes.len());
+        token_at.push(bytes.len() + at);
+        bytes.extend_from_slice(&m);
+        bytes.push(b'\n');
+        with_trace += usize::from(trace);
+    }
+    starts.push(bytes.len());
+    Dataset {
+        bytes,
+        starts,
+        token_at,
+        token_len: ingest_token.len(),
+        with_trace,
+    }
+}
+
+impl Gen {
+    /// One message and whether it has a stack trace.
+    fn java_message(&mut self, ingest_token: &str, ts: f64) -> (Vec<u8>, bool) {
+        let s = self.rng.random_range(0..JAVA_SERVICES.len());
+        let (service, package) = JAVA_SERVICES[s];
+        let host = self.hosts[s + JAVA_SERVICES.len() * self.rng.random_range(0..4)].clone();
+        let level = self.weighted(JAVA_LEVELS);
+        let order = self.rng.random_range(10_000_000..99_999_999u32);
+        let customer = self.rng.random_range(100_000..999_999u32);
+        let n = self.rng.random_range(1..9u32);
+        let ms = self.rng.random_range(2..900u32);
+        let class = {
+            let mut name = service.to_string();
+            name[..1].make_ascii_uppercase();
+            self.pick(JAVA_CLASSES).replace("{S}", &name)
+        };
+        let (text, about_order) = match level {
+            3 => match self.rng.random_range(0..3) {
+                0 => (format!("Payment capture failed for order {order}"), true),
+                1 => (format!("Could not reserve stock for order {order}"), true),
+                _ => (format!("Request failed for customer {customer}"), false),
+            },
+            4 => match self.rng.random_range(0..3) {
+                0 => (
+                    format!("Retrying inventory call for order {order} ({n}/3)"),
+                    true,
+                ),
+                1 => (format!("Slow query findByCustomer took {ms} ms"), false),
+                _ => (
+                    format!("Pool near exhaustion: active={} waiting={n}", 18 + n),
+                    false,
+                ),
+            },
+            7 => (
+                format!("Cache miss for order {order}, loaded in {ms} ms"),
+                true,
+            ),
+            _ => match self.rng.random_range(0..6) {
+                0 => (format!("Order {order} created with {n} items"), true),
+                1 => (
+                    format!("Payment authorized for order {order} in {ms} ms"),
+                    true,
+                ),
+                2 => (
+                    format!("Order {order} shipped with {}", self.pick(CARRIERS)),
+                    true,
+                ),
+                3 => (format!("Customer {customer} logged in"), false),
+                4 => (format!("GET /api/orders/{order} 200 {ms}ms"), true),
+                _ => (
+                    format!("Stock updated for sku {}: {n}", order % 100_000),
+                    false,
+                ),
+            },
+        };
+        let mut m = Map::new();
+        m.insert("version".into(), "1.1".into());
+        m.insert("host".into(), host.into());
+        m.insert("short_message".into(), text.into());
+        let trace = level <= 3;
+        if trace {
+            m.insert(
+                "full_message".into(),
+                self.java_trace(package, &class).into(),
+            );
+        }
+        m.insert(
+            "timestamp".into(),
+            Value::from((ts * 1000.0).round() / 1000.0),
+        );
+        m.insert("level".into(), u64::from(level).into());
+        m.insert("_ingest_token".into(), ingest_token.into());
+        m.insert("_service".into(), service.into());
+        m.insert("_logger".into(), format!("{package}.{class}").into());
+        m.insert("_request_id".into(), self.uuid().into());
+        m.insert("_trace_id".into(), self.hex(32).into());
+        if about_order {
+            m.insert("_order_id".into(), u64::from(order).into());
+        }
+        (
+            serde_json::to_vec(&Value::Object(m)).unwrap_or_default(),
+            trace,
+        )
+    }
+
+    fn java_trace(&mut self, package: &str, class: &str) -> String {
+        let mut s = self.pick(JAVA_ERRORS).to_string();
+        let simple = class.rsplit('.').next().unwrap_or(class);
+        for i in 0..self.rng.random_range(3..6) {
+            s.push_str(&format!(
+                "\n\tat {package}.{class}.{}({simple}.java:{})",
+                ["handle", "process", "execute", "call"][i % 4],
+                self.rng.random_range(20..900)
+            ));
+        }
+        for _ in 0..self.rng.random_range(2..5) {
+            s.push_str("\n\tat ");
+            s.push_str(self.pick(JAVA_FRAMES));
+        }
+        s.push_str(&format!("\n\t... {} more", self.rng.random_range(20..90)));
+        s
+    }
+}
+
 /// zlib-compresses a message, as GELF UDP senders do (graypy's default).
 pub fn zlib(payload: &[u8]) -> std::io::Result<Vec<u8>> {
     use std::io::Write;
@@ -396,6 +654,48 @@ mod tests {
     fn generation_is_deterministic() {
         assert_eq!(generate(50, 1, &tags(), 1.0), generate(50, 1, &tags(), 1.0));
         assert_ne!(generate(50, 1, &tags(), 1.0), generate(50, 2, &tags(), 1.0));
+    }
+
+    #[test]
+    fn java_services_are_about_400_bytes_with_unique_ids_and_5_percent_traces() {
+        let token = format!("pgi_{}", "ab".repeat(20));
+        let d = java_services(20_000, 3, &token, 1_700_000_000.0);
+        assert_eq!(d.len(), 20_000);
+        let (mut requests, mut traces) = (
+            std::collections::HashSet::new(),
+            std::collections::HashSet::new(),
+        );
+        let mut orders = 0;
+        for i in 0..d.len() {
+            let v: Value = serde_json::from_slice(d.message(i)).unwrap();
+            assert_eq!(v["_ingest_token"], token.as_str());
+            assert!(v["short_message"].as_str().is_some_and(|s| !s.is_empty()));
+            assert!(requests.insert(v["_request_id"].as_str().unwrap().to_string()));
+            assert!(traces.insert(v["_trace_id"].as_str().unwrap().to_string()));
+            orders += usize::from(v.get("_order_id").is_some());
+            assert_eq!(v.get("full_message").is_some(), v["level"] == 3);
+        }
+        let avg = d.avg_len();
+        assert!((370.0..=430.0).contains(&avg), "average {avg}");
+        let share = d.with_trace as f64 / d.len() as f64;
+        assert!((0.04..0.06).contains(&share), "{share}");
+        assert!(orders > d.len() / 3, "{orders}");
+        assert_eq!(d.span(0, 2).split(|b| *b == b'\n').count(), 2);
+        assert_eq!(d.request_id(5).unwrap(), {
+            let v: Value = serde_json::from_slice(d.message(5)).unwrap();
+            v["_request_id"].as_str().unwrap().to_string()
+        });
+    }
+
+    #[test]
+    fn java_services_take_a_new_token_and_are_deterministic() {
+        let a = format!("pgi_{}", "ab".repeat(20));
+        let b = format!("pgi_{}", "cd".repeat(20));
+        let mut d = java_services(100, 9, &a, 1.0);
+        d.set_ingest_token(&b).unwrap();
+        assert_eq!(d.bytes, java_services(100, 9, &b, 1.0).bytes);
+        assert!(d.set_ingest_token("pgi_short").is_err());
+        assert_ne!(d.bytes, java_services(100, 10, &b, 1.0).bytes);
     }
 
     #[test]

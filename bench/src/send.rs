@@ -1,6 +1,6 @@
-//! The senders: GELF over TCP (null-delimited, several connections) and UDP (one datagram per
-//! message), as fast as possible or paced to a rate. Messages are generated beforehand; only
-//! writing them is timed.
+//! The senders: GELF over TCP (several connections, many messages per write or one each), UDP
+//! (one datagram per message) and HTTP (batches per `POST /gelf`), as fast as possible or (TCP,
+//! UDP) paced to a rate. Messages are generated beforehand; only sending them is timed.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -59,11 +59,23 @@ impl Pacer {
     }
 }
 
-/// Sends each connection's messages (each already ending in `\0`) over its own connection, all
-/// connections at once. `rate` is the total over all connections.
+/// How a TCP sender hands its messages to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpWrites {
+    /// Through a 256 KiB buffer: many messages per `write`, as fast as the kernel takes them.
+    Buffered,
+    /// One `write` per message (the message and its terminator), Nagle's algorithm off
+    /// (`TCP_NODELAY`), as an appender that sends each event on its own does.
+    PerMessage,
+}
+
+/// Sends each connection's messages, each followed by `terminator`, over its own connection,
+/// all connections at once (one thread each). `rate` is the total over all connections.
 pub fn send_tcp(
     addr: SocketAddr,
-    per_conn: &[Vec<Vec<u8>>],
+    per_conn: &[Vec<&[u8]>],
+    terminator: &[u8],
+    writes: TcpWrites,
     rate: Option<f64>,
     deadline: Instant,
 ) -> Result<SendOutcome> {
@@ -71,8 +83,9 @@ pub fn send_tcp(
         .iter()
         .map(|_| {
             let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                .with_context(|| format!("cannot connect to gelf tcp {addr}"))?;
-            s.set_write_timeout(Some(Duration::from_secs(10)))?;
+                .with_context(|| format!("cannot connect to tcp {addr}"))?;
+            s.set_write_timeout(Some(Duration::from_secs(30)))?;
+            s.set_nodelay(writes == TcpWrites::PerMessage)?;
             Ok(s)
         })
         .collect::<Result<_>>()?;
@@ -88,38 +101,25 @@ pub fn send_tcp(
                 std::thread::Builder::new()
                     .name(format!("tcp-sender-{n}"))
                     .spawn_scoped(scope, move || -> Result<ConnOutcome> {
-                        let mut out = std::io::BufWriter::with_capacity(256 * 1024, stream);
                         barrier.wait();
                         let start = Instant::now();
                         let pacer = Pacer {
                             rate: per_rate,
                             start,
                         };
-                        let (mut sent, mut bytes, mut cut) = (0u64, 0u64, false);
-                        for (i, m) in msgs.iter().enumerate() {
-                            if i % 1024 == 0 && Instant::now() > deadline {
-                                cut = true;
-                                break;
+                        let (sent, bytes, cut) = match writes {
+                            TcpWrites::Buffered => {
+                                write_buffered(stream, msgs, terminator, &pacer, deadline)?
                             }
-                            if per_rate.is_some() && pacer.wait_for(i as u64) {
-                                out.flush().context("gelf tcp: write failed")?;
+                            TcpWrites::PerMessage => {
+                                write_each(stream, msgs, terminator, &pacer, deadline)?
                             }
-                            out.write_all(m)
-                                .context("gelf tcp: write failed (did peng stop reading?)")?;
-                            sent += 1;
-                            bytes += m.len() as u64;
-                        }
-                        out.flush().context("gelf tcp: write failed")?;
-                        let end = Instant::now();
-                        let stream = out
-                            .into_inner()
-                            .map_err(|e| anyhow::anyhow!("gelf tcp: {}", e.error()))?;
-                        let _ = stream.shutdown(std::net::Shutdown::Write);
+                        };
                         Ok(ConnOutcome {
                             sent,
                             bytes,
                             start,
-                            end,
+                            end: Instant::now(),
                             cut,
                         })
                     })
@@ -135,6 +135,72 @@ pub fn send_tcp(
             })
             .collect()
     });
+    merge(results)
+}
+
+/// `(sent, bytes, cut short)` of one connection writing through a buffer.
+fn write_buffered(
+    stream: TcpStream,
+    msgs: &[&[u8]],
+    terminator: &[u8],
+    pacer: &Pacer,
+    deadline: Instant,
+) -> Result<(u64, u64, bool)> {
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, stream);
+    let (mut sent, mut bytes, mut cut) = (0u64, 0u64, false);
+    for (i, m) in msgs.iter().enumerate() {
+        if i % 1024 == 0 && Instant::now() > deadline {
+            cut = true;
+            break;
+        }
+        if pacer.rate.is_some() && pacer.wait_for(i as u64) {
+            out.flush().context("tcp: write failed")?;
+        }
+        out.write_all(m)
+            .and_then(|()| out.write_all(terminator))
+            .context("tcp: write failed (did the server stop reading?)")?;
+        sent += 1;
+        bytes += (m.len() + terminator.len()) as u64;
+    }
+    out.flush().context("tcp: write failed")?;
+    let stream = out
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("tcp: {}", e.error()))?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok((sent, bytes, cut))
+}
+
+/// `(sent, bytes, cut short)` of one connection writing every message on its own.
+fn write_each(
+    mut stream: TcpStream,
+    msgs: &[&[u8]],
+    terminator: &[u8],
+    pacer: &Pacer,
+    deadline: Instant,
+) -> Result<(u64, u64, bool)> {
+    let mut frame = Vec::with_capacity(64 * 1024);
+    let (mut sent, mut bytes, mut cut) = (0u64, 0u64, false);
+    for (i, m) in msgs.iter().enumerate() {
+        if i % 1024 == 0 && Instant::now() > deadline {
+            cut = true;
+            break;
+        }
+        pacer.wait_for(i as u64);
+        frame.clear();
+        frame.extend_from_slice(m);
+        frame.extend_from_slice(terminator);
+        stream
+            .write_all(&frame)
+            .context("tcp: write failed (did the server stop reading?)")?;
+        sent += 1;
+        bytes += frame.len() as u64;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok((sent, bytes, cut))
+}
+
+/// One outcome of several senders: the sums, the first start and the last end.
+fn merge(results: Vec<Result<ConnOutcome>>) -> Result<SendOutcome> {
     let mut o = SendOutcome {
         sent: 0,
         bytes: 0,
@@ -160,6 +226,141 @@ pub fn send_tcp(
     }
     o.last = last.unwrap_or(o.first);
     Ok(o)
+}
+
+/// What the HTTP senders did besides sending.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpCounts {
+    /// Requests answered 2xx (one per batch).
+    pub accepted: u64,
+    /// Answers `503` (the write queue was full), each followed by a wait and the same batch.
+    pub retried_503: u64,
+    /// Seconds waited for `Retry-After` in all, over all senders.
+    pub retry_wait: Duration,
+}
+
+/// Sends GELF over HTTP: each sender (one thread, one connection) posts its batches, each a
+/// body of newline-separated messages, to `POST {base}/gelf` one after the other with the
+/// ingest token in `X-Peng-Ingest-Token`. A `503` is answered by waiting its `Retry-After`
+/// (seconds; 1 when absent) and posting the same batch again; any other answer but 2xx is an
+/// error. `SendOutcome::sent` counts the messages of accepted batches.
+pub fn send_http(
+    base: &str,
+    ingest_token: &str,
+    per_sender: &[Vec<(&[u8], u64)>],
+    deadline: Instant,
+) -> Result<(SendOutcome, HttpCounts)> {
+    let barrier = Barrier::new(per_sender.len());
+    let url = format!("{base}/gelf");
+    let results: Vec<Result<(ConnOutcome, HttpCounts)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = per_sender
+            .iter()
+            .enumerate()
+            .map(|(n, batches)| {
+                let (barrier, url) = (&barrier, &url);
+                std::thread::Builder::new()
+                    .name(format!("http-sender-{n}"))
+                    .spawn_scoped(scope, move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .context("cannot start an async runtime for an http sender")?;
+                        let client = reqwest::Client::builder()
+                            .no_proxy()
+                            .timeout(Duration::from_secs(120))
+                            .build()
+                            .context("cannot build the http client")?;
+                        barrier.wait();
+                        rt.block_on(post_batches(&client, url, ingest_token, batches, deadline))
+                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an http sender thread panicked"))),
+                Err(e) => Err(anyhow::anyhow!("cannot start a sender thread: {e}")),
+            })
+            .collect()
+    });
+    let mut counts = HttpCounts::default();
+    let mut conns = Vec::new();
+    for r in results {
+        match r {
+            Ok((c, n)) => {
+                counts.accepted += n.accepted;
+                counts.retried_503 += n.retried_503;
+                counts.retry_wait += n.retry_wait;
+                conns.push(Ok(c));
+            }
+            Err(e) => conns.push(Err(e)),
+        }
+    }
+    Ok((merge(conns)?, counts))
+}
+
+async fn post_batches(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    batches: &[(&[u8], u64)],
+    deadline: Instant,
+) -> Result<(ConnOutcome, HttpCounts)> {
+    let start = Instant::now();
+    let mut counts = HttpCounts::default();
+    let (mut sent, mut bytes, mut cut) = (0u64, 0u64, false);
+    'batches: for (body, messages) in batches {
+        loop {
+            if Instant::now() > deadline {
+                cut = true;
+                break 'batches;
+            }
+            let r = client
+                .post(url)
+                .header("x-peng-ingest-token", token)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_vec())
+                .send()
+                .await
+                .context("POST /gelf failed")?;
+            let status = r.status();
+            if status.is_success() {
+                counts.accepted += 1;
+                sent += messages;
+                bytes += body.len() as u64;
+                continue 'batches;
+            }
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                let wait = r
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(Duration::from_secs(1), Duration::from_secs);
+                counts.retried_503 += 1;
+                counts.retry_wait += wait;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let text = r.text().await.unwrap_or_default();
+            bail!(
+                "POST /gelf: {status}: {}",
+                text.chars().take(300).collect::<String>()
+            );
+        }
+    }
+    Ok((
+        ConnOutcome {
+            sent,
+            bytes,
+            start,
+            end: Instant::now(),
+            cut,
+        },
+        counts,
+    ))
 }
 
 /// Sends every message as one datagram from one socket.

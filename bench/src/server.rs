@@ -2,12 +2,13 @@
 //! when the guard is dropped (also on errors and panics), and a small client of its API.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+use crate::child::ChildGuard;
 
 /// Addresses peng is told to listen on.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +39,7 @@ pub fn free_ports() -> Result<Ports> {
 
 /// A running `peng serve`; dropping it stops the process (SIGTERM, then SIGKILL after 5 s).
 pub struct ServerGuard {
-    child: Option<Child>,
+    child: ChildGuard,
     pub pid: u32,
     pub ports: Ports,
     pub data_dir: PathBuf,
@@ -75,21 +76,10 @@ impl ServerGuard {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", peng.display()))?;
+        let child = ChildGuard::spawn(cmd, &peng.display().to_string())?;
         Ok(ServerGuard {
-            pid: child.id(),
-            child: Some(child),
+            pid: child.pid,
+            child,
             ports,
             data_dir: data_dir.to_path_buf(),
             log_file: log_file.to_path_buf(),
@@ -98,9 +88,7 @@ impl ServerGuard {
 
     /// `Some(status)` when the server has already exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.child.exited()
     }
 
     /// The last lines the server wrote, for error messages.
@@ -113,29 +101,10 @@ impl ServerGuard {
     pub fn base_url(&self) -> String {
         format!("http://{}", self.ports.http)
     }
-}
 
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        // SAFETY: signalling our own child by its pid, which we have not yet reaped.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let until = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+    /// Stops the server now (what dropping the guard does).
+    pub fn stop(&mut self) {
+        self.child.stop();
     }
 }
 
@@ -150,6 +119,10 @@ impl Api {
     pub fn new(base: String, token: String) -> Result<Api> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
+            // The runtime is not driven while the benchmark sends from its own threads, so a
+            // pooled connection the server closed meanwhile (it closes idle ones after 30 s)
+            // goes unnoticed: never reuse one that has been idle that long.
+            .pool_idle_timeout(Duration::from_secs(10))
             .no_proxy()
             .build()
             .context("cannot build the http client")?;
@@ -233,6 +206,29 @@ impl Api {
         v.get("total")
             .and_then(|t| t.as_u64())
             .with_context(|| format!("{what}: no total in the answer"))
+    }
+
+    /// `GET /api/v1/logs/search` with the given parameters besides `q`: the answer's `total`
+    /// and how long the request took, to the end of its body.
+    pub async fn search_total(
+        &self,
+        query: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(u64, Duration)> {
+        let what = "GET /api/v1/logs/search";
+        let req = self
+            .http
+            .get(format!("{}/api/v1/logs/search", self.base))
+            .query(&[("q", query)])
+            .query(params);
+        let t = Instant::now();
+        let v = self.json(req, what).await?;
+        let took = t.elapsed();
+        let total = v
+            .get("total")
+            .and_then(|t| t.as_u64())
+            .with_context(|| format!("{what}: no total in the answer"))?;
+        Ok((total, took))
     }
 
     /// `GET /metrics`, Prometheus text.

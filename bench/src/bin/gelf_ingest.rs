@@ -420,23 +420,12 @@ async fn run_transport(
     let gen_start = Instant::now();
     let msgs = gen::generate(args.messages, seed, &tags, now_secs());
     let avg_payload = msgs.iter().map(|m| m.len()).sum::<usize>() as f64 / msgs.len() as f64;
-    let (udp_payloads, tcp_payloads): (Vec<Vec<u8>>, Vec<Vec<Vec<u8>>>) = match t {
-        Transport::Udp => (msgs, Vec::new()),
-        Transport::UdpZlib => (
-            msgs.iter()
-                .map(|m| gen::zlib(m))
-                .collect::<std::io::Result<_>>()?,
-            Vec::new(),
-        ),
-        Transport::Tcp => {
-            let mut conns =
-                vec![Vec::with_capacity(msgs.len() / args.connections + 1); args.connections];
-            for (i, mut m) in msgs.into_iter().enumerate() {
-                m.push(0);
-                conns[i % args.connections].push(m);
-            }
-            (Vec::new(), conns)
-        }
+    let zlib_payloads: Vec<Vec<u8>> = match t {
+        Transport::UdpZlib => msgs
+            .iter()
+            .map(|m| gen::zlib(m))
+            .collect::<std::io::Result<_>>()?,
+        Transport::Udp | Transport::Tcp => Vec::new(),
     };
     eprintln!(
         "gelf-ingest: [{}] generated {} messages (avg {avg_payload:.0} B) in {:.1} s; sending{}",
@@ -458,18 +447,30 @@ async fn run_transport(
     sampler.reset_phase();
 
     let outcome = match t {
-        Transport::Udp | Transport::UdpZlib => {
-            send::send_udp(server.ports.gelf_udp, &udp_payloads, args.rate, deadline)?
+        Transport::Udp => send::send_udp(server.ports.gelf_udp, &msgs, args.rate, deadline)?,
+        Transport::UdpZlib => {
+            send::send_udp(server.ports.gelf_udp, &zlib_payloads, args.rate, deadline)?
         }
         Transport::Tcp => {
-            send::send_tcp(server.ports.gelf_tcp, &tcp_payloads, args.rate, deadline)?
+            let mut conns: Vec<Vec<&[u8]>> = vec![Vec::new(); args.connections];
+            for (i, m) in msgs.iter().enumerate() {
+                conns[i % args.connections].push(m);
+            }
+            send::send_tcp(
+                server.ports.gelf_tcp,
+                &conns,
+                b"\0",
+                send::TcpWrites::Buffered,
+                args.rate,
+                deadline,
+            )?
         }
     };
     let hz = procfs::clock_ticks();
     let peng_at_send_end = procfs::process_ticks(pid).unwrap_or(0);
     let self_at_send_end = procfs::process_ticks(std::process::id()).unwrap_or(0);
-    drop(udp_payloads);
-    drop(tcp_payloads);
+    drop(zlib_payloads);
+    drop(msgs);
     eprintln!(
         "gelf-ingest: [{}] sent {} in {:.2} s ({:.0} msg/s); waiting until searchable",
         t.name(),
