@@ -251,3 +251,16 @@ impl Api {
         Ok(body)
     }
 }
+
+/// The release binary the benchmarks start unless told otherwise: `$CARGO_TARGET_DIR`, else the
+/// workspace's `target`, `/release/peng`.
+pub fn default_peng() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        });
+    target.join("release").join("peng")
+}

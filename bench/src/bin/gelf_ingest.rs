@@ -3,7 +3,7 @@
 //! See `bench/README.md`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,23 +51,12 @@ enum Compress {
     Zlib,
 }
 
-fn default_peng() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-        });
-    target.join("release").join("peng")
-}
-
 /// GELF ingest benchmark against the real `peng serve`.
 #[derive(Debug, Parser)]
 #[command(name = "gelf-ingest", version)]
 struct Args {
     /// The peng binary to start.
-    #[arg(long, default_value_os_t = default_peng())]
+    #[arg(long, default_value_os_t = peng_bench::server::default_peng())]
     peng: PathBuf,
     /// Transports to measure, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "udp,tcp")]

@@ -52,23 +52,12 @@ enum Peer {
     SyslogNg,
 }
 
-fn default_peng() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-        });
-    target.join("release").join("peng")
-}
-
 /// Log ingest of the real `peng serve` next to tantivy-cli and syslog-ng, on the same messages.
 #[derive(Debug, Parser)]
 #[command(name = "log-ingest", version)]
 struct Args {
     /// The peng binary to start.
-    #[arg(long, default_value_os_t = default_peng())]
+    #[arg(long, default_value_os_t = peng_bench::server::default_peng())]
     peng: PathBuf,
     /// Messages in the data set (each path and peer takes all of them).
     #[arg(long, default_value_t = 1_000_000)]

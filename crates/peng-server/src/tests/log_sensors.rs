@@ -12,27 +12,9 @@ use peng_monitor::{AlertState, SensorState};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::Fixture;
+use super::{eventually, Fixture, WAIT};
 use crate::ops::teams::TeamCreated;
 use crate::ops::Caller;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// Polls `what` every 50 ms until it gives a value, at most `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "waited {WAIT:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn checkout(team: &str) -> ServiceId {
     ServiceId::new(

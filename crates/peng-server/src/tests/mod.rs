@@ -14,6 +14,28 @@ use crate::ops::teams::TeamCreated;
 use crate::ops::{Caller, Ops};
 use crate::start::{Server, ServerConfig};
 
+/// Longest wait of [`eventually`].
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `what` every 50 ms until it gives a value, at most [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {WAIT:?} for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// A running server whose instances are not sandboxed (these tests are about workflows and
 /// tokens, not OS users), and a directory of service directories, one per team.
 pub struct Fixture {

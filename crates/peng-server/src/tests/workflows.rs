@@ -7,33 +7,14 @@
 //!   locked; a promote moves them to the new primary after it took over.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use peng_core::{ServiceId, ServiceName, StageName};
 use peng_provision::driver::process::InstanceState;
 use peng_state::AuditAction;
 
-use super::Fixture;
+use super::{eventually, Fixture};
 use crate::ops::services::ServiceStatus;
 use crate::ops::Caller;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-/// Polls `what` every 50 ms until it gives a value, at most `WAIT`.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "waited {WAIT:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn running_pids(s: &ServiceStatus) -> Vec<u32> {
     s.stages
