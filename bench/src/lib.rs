@@ -1,6 +1,7 @@
 //! Benchmarks of peng, run against the real `peng serve` binary. See `bench/README.md`.
 
 pub mod child;
+pub mod figures;
 pub mod gen;
 pub mod peers;
 pub mod procfs;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use peng_bench::figures::{mib, thousands};
 use peng_bench::procfs::{self, MachineInfo};
 use peng_bench::send::{self, SendOutcome};
 use peng_bench::server::{free_ports, Api, ServerGuard};
@@ -573,26 +574,6 @@ async fn run_transport(
         }
     );
     Ok(row)
-}
-
-fn thousands(n: f64) -> String {
-    let s = format!("{:.0}", n.abs());
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0.0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.0} MiB", kib as f64 / 1024.0)
 }
 
 #[allow(clippy::too_many_arguments)]

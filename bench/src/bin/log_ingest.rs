@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use peng_bench::figures::{mib, thousands};
 use peng_bench::gen::{self, Dataset};
 use peng_bench::peers::{self, PeerRun, SyslogNg, TantivyCli};
 use peng_bench::procfs::{self, MachineInfo};
@@ -187,26 +188,6 @@ fn median(v: &[Duration]) -> Option<Duration> {
     let mut v = v.to_vec();
     v.sort();
     v.get(v.len() / 2).copied()
-}
-
-fn thousands(n: f64) -> String {
-    let s = format!("{:.0}", n.abs());
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0.0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.0} MiB", kib as f64 / 1024.0)
 }
 
 fn ms(d: Duration) -> String {

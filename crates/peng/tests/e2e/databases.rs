@@ -901,9 +901,7 @@ async fn a_crash_in_the_middle_of_an_apply_leaves_nothing_half_made() {
     let server =
         Peng::start_with(&data, http_port, gelf_port, &["--db-reconcile-every", "2s"]).await;
     let url = server.url();
-    let admin = server.admin_token();
-    let team = peng(&url, &admin, &["team", "create", "books", "--json"]).await;
-    let team: Value = serde_json::from_str(&team.stdout).expect("team json");
+    let team = server.create_team("books").await;
     let token = team["token"].as_str().expect("token").to_string();
     let file = service_file(
         tmp.path(),
@@ -998,9 +996,7 @@ async fn a_promote_cut_short_is_undone_or_finished_with_nothing_lost() {
     let args = ["--db-reconcile-every", "2s"];
     let server = Peng::start_with(&data, http_port, gelf_port, &args).await;
     let url = server.url();
-    let admin = server.admin_token();
-    let team = peng(&url, &admin, &["team", "create", "books", "--json"]).await;
-    let team: Value = serde_json::from_str(&team.stdout).expect("team json");
+    let team = server.create_team("books").await;
     let token = team["token"].as_str().expect("token").to_string();
     let file = service_file(
         tmp.path(),

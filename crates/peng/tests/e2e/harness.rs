@@ -143,6 +143,18 @@ impl Peng {
             .to_string()
     }
 
+    /// `peng team create NAME --json` as the admin: the new team's tokens.
+    pub async fn create_team(&self, name: &str) -> serde_json::Value {
+        let out = peng(
+            &self.url(),
+            &self.admin_token(),
+            &["team", "create", name, "--json"],
+        )
+        .await;
+        assert_eq!(out.code, 0, "team create {name}: {out:?}");
+        serde_json::from_str(&out.stdout).expect("team json")
+    }
+
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.data_dir.with_extension("serve.log")).unwrap_or_default()
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{eventually, free_port, peng, Peng};
+use crate::harness::{eventually, free_port, Peng};
 use crate::LONG;
 
 const BATCHES: usize = 200;
@@ -46,9 +46,7 @@ async fn every_acknowledged_message_survives_a_kill_exactly_once() {
     let server = Peng::start(&data, http_port, gelf_port).await;
     let url = server.url();
     let admin = server.admin_token();
-    let out = peng(&url, &admin, &["team", "create", "books", "--json"]).await;
-    assert_eq!(out.code, 0, "{out:?}");
-    let team: Value = serde_json::from_str(&out.stdout).expect("team json");
+    let team = server.create_team("books").await;
     let ingest = team["ingest_token"]
         .as_str()
         .expect("ingest token")
