@@ -123,10 +123,12 @@ impl std::fmt::Debug for LogStore {
     }
 }
 
-/// A hit before it is loaded: where it is, and what it is ordered by.
+/// A hit before it is loaded: what it is ordered by, and where it is in the searcher that found
+/// it (a reload in between may renumber the segments, so the same searcher loads it).
 struct Found<K> {
     key: K,
     partition: Arc<Partition>,
+    searcher: Searcher,
     addr: DocAddress,
 }
 
@@ -348,6 +350,7 @@ impl LogStore {
             found.extend(docs.into_iter().map(|(key, addr)| Found {
                 key,
                 partition: p.clone(),
+                searcher: searcher.clone(),
                 addr,
             }));
         }
@@ -377,13 +380,15 @@ impl LogStore {
                 continue;
             }
             let query = request_query(&p, &node, req, after)?;
-            let docs = p.reader.searcher().search(
+            let searcher = p.reader.searcher();
+            let docs = searcher.search(
                 &query,
                 &TopDocs::with_limit(limit).order_by_fast_field::<u64>("seq", order.clone()),
             )?;
             found.extend(docs.into_iter().map(|(key, addr)| Found {
                 key,
                 partition: p.clone(),
+                searcher: searcher.clone(),
                 addr,
             }));
         }
@@ -697,19 +702,8 @@ fn to_doc(f: &schema::Fields, r: &LogRecord, seq: u64) -> TantivyDocument {
 
 fn load<K>(found: Vec<Found<K>>) -> Result<Vec<LogRecord>, LogError> {
     let mut out = Vec::with_capacity(found.len());
-    // one searcher per partition, opened once
-    let mut searchers: Vec<(*const Partition, Searcher)> = Vec::new();
     for f in found {
-        let key = Arc::as_ptr(&f.partition);
-        let searcher = match searchers.iter().find(|(k, _)| *k == key) {
-            Some((_, s)) => s.clone(),
-            None => {
-                let s = f.partition.reader.searcher();
-                searchers.push((key, s.clone()));
-                s
-            }
-        };
-        let doc: TantivyDocument = searcher.doc(f.addr)?;
+        let doc: TantivyDocument = f.searcher.doc(f.addr)?;
         if let Some(r) = read_doc(&f.partition.fields, &doc) {
             out.push(r);
         }
