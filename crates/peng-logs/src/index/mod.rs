@@ -1,7 +1,6 @@
 //! The log store: every team's records, in time partitions of one day (by received time), each
-//! a tantivy index (`DIR/v2/YYYY-MM-DD/`, layout [`schema::v2`]); a store made before
-//! partitions keeps its one index (`DIR/`, layout [`schema::v1`]) as a partition that is read
-//! and pruned, never written.
+//! a tantivy index (`DIR/v3/YYYY-MM-DD/`, index layout [`schema::SCHEMA_V3`]). A store of an
+//! older layout is migrated when it opens (`migrate.rs`).
 //!
 //! Owns the layouts ([`schema`]), writing (called by the pipeline's index thread), search,
 //! tail and retention. A search passes by the partitions whose timestamps lie outside its time
@@ -17,6 +16,7 @@
 //! them forever.
 
 mod build;
+mod migrate;
 mod partition;
 pub mod schema;
 
@@ -93,15 +93,15 @@ impl Default for StoreOptions {
     }
 }
 
-/// The layout of the store's directory: `v2/` day partitions (and maybe a version 1 index in
-/// the directory itself).
-const STORE_LAYOUT: u32 = 2;
+/// The layout of the store's directory: `v3/` day partitions. Layout 1 was one index in the
+/// directory itself, layout 2 added `v2/` day partitions beside it.
+const STORE_LAYOUT: u32 = 3;
 
 /// Every team's logs.
 pub struct LogStore {
     dir: PathBuf,
     opts: StoreOptions,
-    /// By day; the version 1 index, when there is one, first (key `i64::MIN`).
+    /// By day.
     partitions: RwLock<BTreeMap<i64, Arc<Partition>>>,
     /// Next `seq` to hand out; only the index thread adds.
     next_seq: AtomicU64,
@@ -146,25 +146,18 @@ impl LogStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
-        let has_v1 = match layout.as_deref() {
-            // a store of one index: it stays, as the oldest partition
-            Some("1") => true,
-            Some("2") => dir.join("meta.json").exists(),
-            None => false,
-            Some(other) => {
-                return Err(LogError::Directory(format!(
-                "{} holds log store layout {other}, this peng reads layouts 1 and {STORE_LAYOUT}",
+        match layout.as_deref() {
+            None | Some("1" | "2" | "3") => {}
+            Some(other) => return Err(LogError::Directory(format!(
+                "{} holds log store layout {other}, this peng reads layouts 1 to {STORE_LAYOUT}",
                 dir.display()
-            )))
-            }
-        };
-        let mut partitions = BTreeMap::new();
-        if has_v1 {
-            partitions.insert(i64::MIN, Arc::new(Partition::open_v1(dir, opts)?));
+            ))),
         }
-        let v2 = dir.join("v2");
-        std::fs::create_dir_all(&v2)?;
-        for e in std::fs::read_dir(&v2)? {
+        migrate::migrate(dir, opts)?;
+        let mut partitions = BTreeMap::new();
+        let current = dir.join(migrate::CURRENT_DIR);
+        std::fs::create_dir_all(&current)?;
+        for e in std::fs::read_dir(&current)? {
             let e = e?;
             let name = e.file_name();
             let Some(day) = name.to_str().and_then(partition::day_of_name) else {
@@ -172,14 +165,13 @@ impl LogStore {
             };
             partitions.insert(day, Arc::new(Partition::open_day(&e.path(), day, opts)?));
         }
-        if layout.as_deref() != Some("2") {
+        if layout.as_deref() != Some("3") {
             std::fs::write(&layout_file, format!("{STORE_LAYOUT}\n"))?;
         }
         let max_seq = partitions.values().map(|p| p.max_seq()).max().unwrap_or(0);
         // Replay starts at the least any partition covers; each partition skips what it has.
         let committed = partitions
             .values()
-            .filter(|p| p.day.is_some())
             .map(|p| p.committed_through())
             .min()
             .unwrap_or(0);
@@ -218,7 +210,10 @@ impl LogStore {
         if let Some(p) = map.get(&day) {
             return Ok(p.clone());
         }
-        let dir = self.dir.join("v2").join(partition::day_name(day));
+        let dir = self
+            .dir
+            .join(migrate::CURRENT_DIR)
+            .join(partition::day_name(day));
         let p = Arc::new(Partition::open_day(&dir, day, self.opts)?);
         map.insert(day, p.clone());
         Ok(p)
@@ -300,9 +295,9 @@ impl LogStore {
         self.committed_through
             .store(through, AtomicOrdering::Relaxed);
         self.committed_seq.store(seq, AtomicOrdering::Relaxed);
-        let newest = all.iter().filter_map(|p| p.day).max();
+        let newest = all.iter().map(|p| p.day).max();
         for p in &all {
-            if p.day.is_some() && p.day != newest {
+            if Some(p.day) != newest {
                 p.close_writer();
             }
         }
@@ -436,57 +431,29 @@ impl LogStore {
         let mut deleted = 0u64;
         for p in self.all() {
             // a day ends at the start of the next
-            if let Some(day) = p.day {
-                let day_end = (day + 1).saturating_mul(86_400_000_000_000);
-                if day_end <= now_ns.saturating_sub(longest) {
-                    deleted += p.num_docs();
-                    self.drop_partition(&p)?;
-                    continue;
-                }
-                let day_start = day.saturating_mul(86_400_000_000_000);
-                if day_start >= now_ns.saturating_sub(shortest) {
-                    continue; // nothing in it is old enough for any retention
-                }
+            let day_end = (p.day + 1).saturating_mul(86_400_000_000_000);
+            if day_end <= now_ns.saturating_sub(longest) {
+                deleted += p.num_docs();
+                self.drop_partition(&p)?;
+                continue;
+            }
+            let day_start = p.day.saturating_mul(86_400_000_000_000);
+            if day_start >= now_ns.saturating_sub(shortest) {
+                continue; // nothing in it is old enough for any retention
             }
             deleted += prune(&p, policies, default, now_ns)?;
-        }
-        if let Some(v1) = self.all().into_iter().find(|p| p.day.is_none()) {
-            if v1.num_docs() == 0 && deleted > 0 {
-                self.drop_v1(&v1)?;
-            }
         }
         Ok(deleted)
     }
 
     fn drop_partition(&self, p: &Arc<Partition>) -> Result<(), LogError> {
-        let Some(day) = p.day else {
-            return Ok(());
-        };
         self.partitions
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&day);
+            .remove(&p.day);
         p.close_writer();
         tracing::info!(partition = %p.name, "log partition past every retention dropped");
         std::fs::remove_dir_all(&p.dir)?;
-        Ok(())
-    }
-
-    /// The version 1 index, once retention emptied it: its files go, the partitions stay.
-    fn drop_v1(&self, p: &Arc<Partition>) -> Result<(), LogError> {
-        self.partitions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&i64::MIN);
-        p.close_writer();
-        for e in std::fs::read_dir(&self.dir)? {
-            let path = e?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if path.is_file() && name != partition::LAYOUT_FILE {
-                std::fs::remove_file(&path)?;
-            }
-        }
-        tracing::info!("the version 1 log index is empty and removed");
         Ok(())
     }
 
@@ -506,7 +473,7 @@ impl LogStore {
         Ok(n)
     }
 
-    /// The number of time partitions (the version 1 index counts as one).
+    /// The number of time partitions.
     pub fn partitions(&self) -> usize {
         self.all().len()
     }

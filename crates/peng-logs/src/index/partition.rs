@@ -1,6 +1,5 @@
-//! One tantivy index of the store: a day of received records (layout version 2, in
-//! `v2/YYYY-MM-DD/`), or the one index a store had before time partitions (version 1, in the
-//! store's own directory), which is read and pruned but never written.
+//! One tantivy index of the store: a day of received records (layout version 3, in
+//! `v3/YYYY-MM-DD/`). Older layouts are migrated when the store opens (`migrate.rs`).
 //!
 //! A partition keeps what lets a search pass it by without opening a searcher on it: the
 //! smallest and largest message timestamp and the largest `seq` it holds (committed), read from
@@ -25,10 +24,10 @@ const NS_PER_DAY: i64 = 86_400_000_000_000;
 pub(crate) const LAYOUT_FILE: &str = "peng-logs-schema";
 
 pub(crate) struct Partition {
-    /// `YYYY-MM-DD` of received time, or `v1`.
+    /// `YYYY-MM-DD` of received time.
     pub name: String,
-    /// Days since the epoch (UTC) of received time; `None` for the version 1 index.
-    pub day: Option<i64>,
+    /// Days since the epoch (UTC) of received time.
+    pub day: i64,
     pub dir: PathBuf,
     pub index: Index,
     pub reader: IndexReader,
@@ -113,12 +112,12 @@ impl Partition {
         std::fs::create_dir_all(dir)?;
         let (schema, fields) = schema::v2();
         let index = match read_layout(dir)? {
-            Some(schema::SCHEMA_V2) => Index::open_in_dir(dir)?,
+            Some(schema::SCHEMA_V3) => Index::open_in_dir(dir)?,
             Some(v) => {
                 return Err(LogError::Directory(format!(
                     "{} holds log index layout {v}, a time partition has layout {}",
                     dir.display(),
-                    schema::SCHEMA_V2
+                    schema::SCHEMA_V3
                 )))
             }
             None => {
@@ -143,26 +142,17 @@ impl Partition {
                     .schema(schema)
                     .settings(settings)
                     .create_in_dir(dir)?;
-                std::fs::write(dir.join(LAYOUT_FILE), format!("{}\n", schema::SCHEMA_V2))?;
+                std::fs::write(dir.join(LAYOUT_FILE), format!("{}\n", schema::SCHEMA_V3))?;
                 index
             }
         };
-        Self::from_index(dir, day_name(day), Some(day), index, fields, opts)
-    }
-
-    /// The version 1 index in `dir`.
-    pub fn open_v1(dir: &Path, opts: StoreOptions) -> Result<Partition, LogError> {
-        let (schema, fields) = schema::v1();
-        let mmap = tantivy::directory::MmapDirectory::open(dir)
-            .map_err(|e| LogError::Directory(format!("{}: {e}", dir.display())))?;
-        let index = Index::open_or_create(mmap, schema)?;
-        Self::from_index(dir, "v1".into(), None, index, fields, opts)
+        Self::from_index(dir, day_name(day), day, index, fields, opts)
     }
 
     fn from_index(
         dir: &Path,
         name: String,
-        day: Option<i64>,
+        day: i64,
         index: Index,
         fields: Fields,
         opts: StoreOptions,

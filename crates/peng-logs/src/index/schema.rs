@@ -3,8 +3,12 @@
 //!
 //! - **Version 1** (one index in the store's directory, up to the store layout 2): every column
 //!   indexed, stored and partly fast; additional fields in a JSON column that is indexed, stored
-//!   and fast. Still read (and pruned by retention), never written.
-//! - **Version 2** (each time partition): only what a query or a hit needs. `timestamp`,
+//!   and fast. Read only to migrate it.
+//! - **Version 2** (each time partition in `v2/`): the columns of [`v2`] with FST term
+//!   dictionaries. Read only to migrate it.
+//! - **Version 3** (each time partition in `v3/`): the columns of [`v2`], with sstable term
+//!   dictionaries (compact, and cheap to build from the unique ids logs are full of); only what
+//!   a query or a hit needs. `timestamp`,
 //!   `received` and `seq` are fast columns only (range filters, order, the tail cursor);
 //!   names and words are indexed without field norms (searches never score); additional fields
 //!   are indexed as whole lower-cased values, and their numbers and booleans also go to a fast
@@ -19,8 +23,10 @@ use tantivy::tokenizer::{LowerCaser, RawTokenizer, RemoveLongFilter, TextAnalyze
 
 /// The index layout of the one index the store held before time partitions.
 pub const SCHEMA_V1: u32 = 1;
-/// The index layout of each time partition.
+/// The index layout of the time partitions before sstable term dictionaries.
 pub const SCHEMA_V2: u32 = 2;
+/// The index layout of each time partition: the columns of [`v2`], sstable dictionaries.
+pub const SCHEMA_V3: u32 = 3;
 
 /// Tokenizer of additional-field strings: the whole value as one lower-cased term (values
 /// over 256 bytes are stored but not searchable by value).
@@ -121,7 +127,7 @@ pub fn v1() -> (Schema, Fields) {
     (schema, f)
 }
 
-/// The layout of version 2.
+/// The columns of layouts 2 and 3.
 pub fn v2() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let fast_i64 = NumericOptions::default().set_fast();

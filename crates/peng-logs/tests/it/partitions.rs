@@ -35,7 +35,7 @@ fn search(store: &LogStore, q: &str, since: Option<i64>, until: Option<i64>) -> 
 }
 
 fn day_dirs(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(dir.join("v2"))
+    let mut out: Vec<String> = std::fs::read_dir(dir.join("v3"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
