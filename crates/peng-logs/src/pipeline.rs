@@ -108,7 +108,7 @@ impl Pipeline {
         let mut replayed = 0usize;
         wal::replay(&dir, from, |records, end| {
             replayed += records.len();
-            store.add_through(&records, end)?;
+            store.add_through(records, end)?;
             if replayed >= cfg.max_uncommitted {
                 store.commit()?;
                 replayed = 0;
@@ -498,16 +498,17 @@ fn index_loop(
                 records, wal_end, ..
             }) => {
                 received = wal_end;
-                match store.add_through(&records, wal_end) {
+                // counted before the records move into the index (a failed add starts the
+                // count over: `recover` resets `p`)
+                p.docs += records.len();
+                for r in &records {
+                    if let Some(slot) = p.by_source.iter_mut().find(|(s, _)| *s == r.source) {
+                        slot.1 += 1;
+                    }
+                }
+                match store.add_through(records, wal_end) {
                     Ok(()) => {
-                        p.docs += records.len();
                         p.since.get_or_insert_with(Instant::now);
-                        for r in &records {
-                            if let Some(slot) = p.by_source.iter_mut().find(|(s, _)| *s == r.source)
-                            {
-                                slot.1 += 1;
-                            }
-                        }
                     }
                     Err(error) => {
                         tracing::error!(%error, "log index cannot add records; they stay in the WAL");
@@ -587,7 +588,7 @@ fn recover(store: &LogStore, dir: &std::path::Path, p: &mut Pending, received: u
         }
         p.docs += records.len();
         p.since.get_or_insert_with(Instant::now);
-        store.add_through(&records, end)
+        store.add_through(records, end)
     });
     if let Err(error) = replayed {
         tracing::error!(%error, "log index cannot add the WAL again; a restart will");

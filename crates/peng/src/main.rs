@@ -233,8 +233,25 @@ enum LogsCmd {
     },
 }
 
+/// Caps glibc's malloc at two arenas, before any thread starts. By default each thread that
+/// allocates may get an arena of its own (up to 8 per core); log records are allocated by the
+/// receiving tasks and freed by the index threads, and the freed memory then sits in many
+/// arenas: at full log ingest the server's RSS was 350 MiB with the default and 247 MiB with
+/// two arenas, at the same throughput (`bench/gelf-ingest.sh --transports tcp`).
+fn few_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a parameter of the allocator; it is called before any other
+    // thread exists. A refusal (0) leaves the default, which is only less frugal.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. }) {
+        few_malloc_arenas();
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     // `serve` owns sockets that peers may close at any time: there SIGPIPE stays ignored (as

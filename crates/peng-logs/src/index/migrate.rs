@@ -171,7 +171,7 @@ fn copy(s: &Source, out: &mut Target) -> Result<(), LogError> {
                 )));
             };
             let seq = seqs.first(doc).unwrap_or(0);
-            out.add(&record, seq, wal)?;
+            out.add(record, seq, wal)?;
             n += 1;
         }
     }
@@ -201,7 +201,7 @@ impl Target {
         }
     }
 
-    fn add(&mut self, r: &crate::record::LogRecord, seq: u64, wal: u64) -> Result<(), LogError> {
+    fn add(&mut self, r: crate::record::LogRecord, seq: u64, wal: u64) -> Result<(), LogError> {
         let day = partition::day_of(r.received_ns);
         if self.open.as_ref().is_some_and(|(d, _)| *d != day) {
             self.close()?;
@@ -215,7 +215,7 @@ impl Target {
         if let Some((_, p)) = &self.open {
             let guard = p.writer()?;
             if let Some(w) = guard.as_ref() {
-                w.add_document(super::to_doc(&p.fields, r, seq))?;
+                w.add_document(super::doc::RecordDoc::new(p.fields, r, seq))?;
             }
             p.added(*covers);
         }

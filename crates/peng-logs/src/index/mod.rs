@@ -16,6 +16,7 @@
 //! them forever.
 
 mod build;
+mod doc;
 mod migrate;
 mod partition;
 pub mod schema;
@@ -30,7 +31,7 @@ use std::time::Duration;
 use peng_core::TeamName;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
-use tantivy::schema::{IndexRecordOption, OwnedValue, Value};
+use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, Term};
 
 use partition::Partition;
@@ -148,10 +149,12 @@ impl LogStore {
         };
         match layout.as_deref() {
             None | Some("1" | "2" | "3") => {}
-            Some(other) => return Err(LogError::Directory(format!(
+            Some(other) => {
+                return Err(LogError::Directory(format!(
                 "{} holds log store layout {other}, this peng reads layouts 1 to {STORE_LAYOUT}",
                 dir.display()
-            ))),
+            )))
+            }
         }
         migrate::migrate(dir, opts)?;
         let mut partitions = BTreeMap::new();
@@ -223,44 +226,42 @@ impl LogStore {
     /// [`LogStore::commit`].
     pub fn add(&self, records: &[LogRecord]) -> Result<(), LogError> {
         let through = self.wal_through.load(AtomicOrdering::Relaxed);
-        self.add_inner(records, through, false)
+        self.add_inner(records.to_vec(), through, false)
     }
 
     /// Adds a batch read from the WAL, which ends at `wal_end`, each record to the partition of
     /// the day it was received; a partition whose last commit covers `wal_end` has the batch
     /// already (a replay after a crash) and skips it. Called by the pipeline's index thread, in
     /// WAL order.
-    pub fn add_through(&self, records: &[LogRecord], wal_end: u64) -> Result<(), LogError> {
+    pub fn add_through(&self, records: Vec<LogRecord>, wal_end: u64) -> Result<(), LogError> {
         self.add_inner(records, wal_end, true)
     }
 
     fn add_inner(
         &self,
-        records: &[LogRecord],
+        records: Vec<LogRecord>,
         wal_end: u64,
         from_wal: bool,
     ) -> Result<(), LogError> {
-        let mut start = 0;
-        while start < records.len() {
-            let day = partition::day_of(records[start].received_ns);
-            let mut end = start + 1;
-            while end < records.len() && partition::day_of(records[end].received_ns) == day {
-                end += 1;
-            }
+        let mut records = records.into_iter().peekable();
+        while let Some(first) = records.next() {
+            let day = partition::day_of(first.received_ns);
             let p = self.day(day)?;
             // a batch with nothing new for this partition: its last commit covers it
             let covered = from_wal && p.committed_through() >= wal_end;
-            if !covered {
-                let guard = p.writer()?;
-                if let Some(writer) = guard.as_ref() {
-                    for r in &records[start..end] {
-                        let seq = self.next_seq.fetch_add(1, AtomicOrdering::Relaxed);
-                        writer.add_document(to_doc(&p.fields, r, seq))?;
-                    }
+            let guard = if covered { None } else { Some(p.writer()?) };
+            let mut next = Some(first);
+            while let Some(r) = next.take() {
+                if let Some(writer) = guard.as_ref().and_then(|g| g.as_ref()) {
+                    let seq = self.next_seq.fetch_add(1, AtomicOrdering::Relaxed);
+                    writer.add_document(doc::RecordDoc::new(p.fields, r, seq))?;
                 }
+                next = records.next_if(|r| partition::day_of(r.received_ns) == day);
+            }
+            drop(guard);
+            if !covered {
                 p.added(wal_end);
             }
-            start = end;
         }
         self.wal_through.store(wal_end, AtomicOrdering::Relaxed);
         Ok(())
@@ -608,63 +609,6 @@ fn request_query(
         ));
     }
     Ok(Box::new(BooleanQuery::new(clauses)))
-}
-
-fn to_doc(f: &schema::Fields, r: &LogRecord, seq: u64) -> TantivyDocument {
-    let mut doc = TantivyDocument::new();
-    doc.add_i64(f.timestamp, r.timestamp_ns);
-    doc.add_i64(f.received, r.received_ns);
-    doc.add_u64(f.seq, seq);
-    doc.add_text(f.team, r.team.as_str());
-    doc.add_text(f.service, &r.service);
-    doc.add_text(f.stage, &r.stage);
-    doc.add_text(f.instance, &r.instance);
-    doc.add_text(f.source, r.source.as_str());
-    doc.add_text(f.host, &r.host);
-    doc.add_u64(f.level, u64::from(r.level));
-    doc.add_text(f.message, &r.message);
-    let optional = [
-        ("service", r.service.is_empty()),
-        ("stage", r.stage.is_empty()),
-        ("instance", r.instance.is_empty()),
-        ("host", r.host.is_empty()),
-    ];
-    for (name, empty) in optional {
-        if !empty {
-            doc.add_text(f.present, name);
-        }
-    }
-    if let Some(full) = &r.full_message {
-        doc.add_text(f.full_message, full);
-        doc.add_text(f.present, "full_message");
-    }
-    if !r.fields.is_empty() {
-        let mut obj = BTreeMap::new();
-        let mut nums = BTreeMap::new();
-        for (k, v) in &r.fields {
-            doc.add_text(f.present, k);
-            let v = match v {
-                FieldValue::Str(s) => OwnedValue::Str(s.clone()),
-                FieldValue::I64(i) => OwnedValue::I64(*i),
-                FieldValue::F64(x) => OwnedValue::F64(*x),
-                FieldValue::Bool(b) => OwnedValue::Bool(*b),
-            };
-            if !matches!(v, OwnedValue::Str(_)) {
-                nums.insert(k.clone(), v.clone());
-            }
-            obj.insert(k.clone(), v);
-        }
-        doc.add_object(f.fields, obj);
-        if let (Some(field), false) = (f.nums, nums.is_empty()) {
-            doc.add_object(field, nums);
-        }
-    }
-    if let Some(field) = f.record {
-        let mut bytes = Vec::with_capacity(r.approx_bytes());
-        crate::wal::codec::encode(std::slice::from_ref(r), &mut bytes);
-        doc.add_bytes(field, &bytes);
-    }
-    doc
 }
 
 fn load<K>(found: Vec<Found<K>>) -> Result<Vec<LogRecord>, LogError> {

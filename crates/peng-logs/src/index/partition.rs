@@ -15,6 +15,7 @@ use tantivy::merge_policy::LogMergePolicy;
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy};
 
+use super::doc::RecordDoc;
 use super::schema::{self, Fields};
 use super::StoreOptions;
 use crate::LogError;
@@ -32,7 +33,7 @@ pub(crate) struct Partition {
     pub index: Index,
     pub reader: IndexReader,
     pub fields: Fields,
-    writer: Mutex<Option<IndexWriter>>,
+    writer: Mutex<Option<IndexWriter<RecordDoc>>>,
     opts: StoreOptions,
     /// The WAL position just past the last batch added here.
     wal_through: AtomicU64,
@@ -184,12 +185,13 @@ impl Partition {
     }
 
     /// The writer, opened when needed.
-    pub fn writer(&self) -> Result<MutexGuard<'_, Option<IndexWriter>>, LogError> {
+    pub fn writer(&self) -> Result<MutexGuard<'_, Option<IndexWriter<RecordDoc>>>, LogError> {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             let threads = self.opts.writer_threads.max(1);
             let memory = self.opts.writer_memory.max(threads * 16 * 1024 * 1024);
-            let writer: IndexWriter = self.index.writer_with_num_threads(threads, memory)?;
+            let writer: IndexWriter<RecordDoc> =
+                self.index.writer_with_num_threads(threads, memory)?;
             // Append-only: segments of similar size merge in larger steps, and the newest
             // small ones wait for company rather than being merged at every commit.
             let mut policy = LogMergePolicy::default();
@@ -217,7 +219,7 @@ impl Partition {
 
     /// Commits with the WAL position of what was added as its payload (with the writer
     /// locked, so no add slips between the documents and the position).
-    pub fn commit_locked(&self, writer: &mut IndexWriter) -> Result<(), LogError> {
+    pub fn commit_locked(&self, writer: &mut IndexWriter<RecordDoc>) -> Result<(), LogError> {
         let through = self.wal_through.load(Ordering::Relaxed);
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&format!("{{\"wal\":{through}}}"));

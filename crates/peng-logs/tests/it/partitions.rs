@@ -138,12 +138,12 @@ fn a_batch_a_partition_has_committed_is_not_added_again() {
     let dir = tempfile::tempdir().unwrap();
     let store = LogStore::open(dir.path()).unwrap();
     let batch = [at(D0 + 1, "x1"), at(D0 + DAY + 1, "y1")];
-    store.add_through(&batch, 100).unwrap();
+    store.add_through(batch.to_vec(), 100).unwrap();
     store.commit().unwrap();
     assert_eq!(store.committed_wal_position(), 100);
     // a replay of the same batch (a crash after the commit, before the WAL was cut)
-    store.add_through(&batch, 100).unwrap();
-    store.add_through(&[at(D0 + 2, "x2")], 130).unwrap();
+    store.add_through(batch.to_vec(), 100).unwrap();
+    store.add_through(vec![at(D0 + 2, "x2")], 130).unwrap();
     store.commit().unwrap();
     assert_eq!(search(&store, "", None, None), ["y1", "x2", "x1"]);
     drop(store);
@@ -153,7 +153,7 @@ fn a_batch_a_partition_has_committed_is_not_added_again() {
         100,
         "the least any day covers"
     );
-    store.add_through(&[at(D0 + 2, "x2")], 130).unwrap();
+    store.add_through(vec![at(D0 + 2, "x2")], 130).unwrap();
     store.commit().unwrap();
     assert_eq!(search(&store, "x2", None, None), ["x2"]);
 }
