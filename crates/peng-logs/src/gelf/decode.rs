@@ -99,40 +99,38 @@ pub(crate) fn read_capped(
     Ok(out)
 }
 
-fn from_object(map: Map<String, Value>, limits: &GelfLimits) -> Result<GelfMessage, GelfError> {
-    let host = match map.get("host") {
+/// Takes the message apart, moving its strings rather than copying them.
+fn from_object(mut map: Map<String, Value>, limits: &GelfLimits) -> Result<GelfMessage, GelfError> {
+    let host = match map.remove("host") {
         None => String::new(),
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(s)) if !s.trim().is_empty() => s,
         Some(_) => return Err(GelfError::BadHost),
     };
-    let short_message = [map.get("short_message"), map.get("message")]
+    // `message` is only a fallback for `short_message`, as in Graylog.
+    let (short, fallback) = (map.remove("short_message"), map.remove("message"));
+    let short_message = [short, fallback]
         .into_iter()
         .flatten()
         .find_map(|v| match v {
-            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::String(s) if !s.trim().is_empty() => Some(s),
             _ => None,
         })
         .ok_or(GelfError::NoShortMessage)?;
-    let full_message = match map.get("full_message") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+    let full_message = match map.remove("full_message") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
         _ => None,
     };
-    let timestamp_ns = map.get("timestamp").and_then(timestamp_ns);
-    let level = map.get("level").and_then(level).unwrap_or(1);
+    let timestamp_ns = map.remove("timestamp").as_ref().and_then(timestamp_ns);
+    let level = map.remove("level").as_ref().and_then(level).unwrap_or(1);
+    map.remove("version");
 
     let mut fields = BTreeMap::new();
     let mut dropped_fields = 0;
-    for (key, value) in map {
-        match key.as_str() {
-            "version" | "host" | "short_message" | "full_message" | "timestamp" | "level" => {
-                continue
-            }
-            // `message` is only a fallback for `short_message`, as in Graylog.
-            "message" => continue,
-            _ => {}
+    for (mut name, value) in map {
+        if name.starts_with('_') {
+            name.remove(0);
         }
-        let name = key.strip_prefix('_').unwrap_or(&key);
-        if !valid_name(name) || RESERVED.contains(&name) {
+        if !valid_name(&name) || RESERVED.contains(&name.as_str()) {
             dropped_fields += 1;
             continue;
         }
@@ -153,7 +151,7 @@ fn from_object(map: Map<String, Value>, limits: &GelfLimits) -> Result<GelfMessa
             dropped_fields += 1;
             continue;
         }
-        fields.insert(name.to_string(), value);
+        fields.insert(name, value);
     }
     Ok(GelfMessage {
         host,
