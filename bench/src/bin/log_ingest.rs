@@ -148,7 +148,13 @@ struct PengRow {
     hwm_kib: u64,
     needle: Vec<Duration>,
     needle_hits: u64,
+    /// [`RECENT_QUERY`] over the last 15 minutes, as many times as the needle.
+    recent: Vec<Duration>,
+    recent_hits: u64,
 }
+
+/// A search of the kind people run most: the errors of the last 15 minutes, newest 100.
+const RECENT_QUERY: &str = "level:<=3";
 
 /// A line of the results table.
 struct Line {
@@ -614,6 +620,16 @@ fn measure_peng(
         hits = Some(n);
         needle_times.push(took);
     }
+    let mut recent = Vec::with_capacity(args.needle_searches);
+    let mut recent_hits = 0;
+    for _ in 0..args.needle_searches {
+        let (n, took) = rt.block_on(api.search_total(
+            RECENT_QUERY,
+            &[("limit", "100"), ("team", "bench"), ("since", "15m")],
+        ))?;
+        recent_hits = n;
+        recent.push(took);
+    }
     Ok(PengRow {
         path: p,
         send: outcome,
@@ -628,6 +644,8 @@ fn measure_peng(
         hwm_kib,
         needle: needle_times,
         needle_hits: hits.unwrap_or(0),
+        recent,
+        recent_hits,
     })
 }
 
@@ -796,6 +814,13 @@ impl Report<'_> {
                 r.wal_bytes >> 20,
                 r.needle_hits
             );
+            println!(
+                "  peng {}: `{RECENT_QUERY}` since 15m, newest 100 of {} hits: median {} of {}",
+                r.path.name(),
+                thousands(r.recent_hits as f64),
+                median(&r.recent).map_or("-".into(), ms),
+                r.recent.len()
+            );
         }
         if let Some(t) = self.tantivy {
             println!(
@@ -837,7 +862,21 @@ impl Report<'_> {
                 })
             })
             .collect();
+        let recent: Vec<serde_json::Value> = self
+            .peng
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "path": r.path.name(),
+                    "query": RECENT_QUERY,
+                    "since": "15m",
+                    "hits": r.recent_hits,
+                    "median_seconds": median(&r.recent).map(|d| d.as_secs_f64()),
+                })
+            })
+            .collect();
         serde_json::json!({
+            "recent_searches": recent,
             "messages": self.data.len(),
             "avg_message_bytes": self.data.avg_len(),
             "with_stack_trace": self.data.with_trace,
