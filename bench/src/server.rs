@@ -116,6 +116,11 @@ pub struct Api {
 }
 
 impl Api {
+    /// Another client for the same server, for a thread of its own.
+    pub fn another(&self) -> Result<Api> {
+        Api::new(self.base.clone(), self.token.clone())
+    }
+
     pub fn new(base: String, token: String) -> Result<Api> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))

@@ -89,6 +89,77 @@ struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// While each transport sends, search every 500 ms (`level:<=3`, the last 15 minutes,
+    /// newest 100) and report how those searches fared: does peng answer under load?
+    #[arg(long)]
+    probe_searches: bool,
+}
+
+/// Searches from a thread of its own while a transport sends.
+struct Prober {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<Result<Duration, String>>>,
+}
+
+/// How the searches during sending fared.
+#[derive(Debug, Clone, Default)]
+struct Probes {
+    answered: Vec<Duration>,
+    failed: Vec<String>,
+}
+
+impl Probes {
+    /// Answered and failed, the median and slowest answer, the first failure.
+    fn summary(&self) -> String {
+        let mut sorted = self.answered.clone();
+        sorted.sort();
+        let ms = |d: &Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+        let mut out = format!("{} answered", sorted.len());
+        if let (Some(mid), Some(max)) = (sorted.get(sorted.len() / 2), sorted.last()) {
+            out += &format!(" (median {}, slowest {})", ms(mid), ms(max));
+        }
+        out += &format!(", {} failed", self.failed.len());
+        if let Some(first) = self.failed.first() {
+            out += &format!(" (first: {first})");
+        }
+        out
+    }
+}
+
+impl Prober {
+    fn start(api: Api) -> Result<Prober> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = std::thread::Builder::new()
+            .name("prober".into())
+            .spawn(move || {
+                let mut out = Vec::new();
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = rt.block_on(
+                        api.search_total("level:<=3", &[("limit", "100"), ("since", "15m")]),
+                    );
+                    out.push(r.map(|(_, took)| took).map_err(|e| format!("{e:#}")));
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                out
+            })?;
+        Ok(Prober { stop, handle })
+    }
+
+    fn finish(self) -> Probes {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut p = Probes::default();
+        for r in self.handle.join().unwrap_or_default() {
+            match r {
+                Ok(d) => p.answered.push(d),
+                Err(e) => p.failed.push(e),
+            }
+        }
+        p
+    }
 }
 
 fn main() -> ExitCode {
@@ -276,6 +347,7 @@ struct Row {
     peng_cpu_searchable: f64,
     bench_cpu_send: f64,
     hot_threads: Vec<(String, usize, f64)>,
+    probes: Option<Probes>,
     metric_deltas: Vec<(String, f64)>,
     kernel_udp: Vec<(String, i64)>,
 }
@@ -436,6 +508,11 @@ async fn run_transport(
     let self_before = procfs::process_ticks(std::process::id()).unwrap_or(0);
     sampler.reset_phase();
 
+    let prober = if args.probe_searches {
+        Some(Prober::start(api.another()?)?)
+    } else {
+        None
+    };
     let outcome = match t {
         Transport::Udp => send::send_udp(server.ports.gelf_udp, &msgs, args.rate, deadline)?,
         Transport::UdpZlib => {
@@ -456,6 +533,7 @@ async fn run_transport(
             )?
         }
     };
+    let probes = prober.map(Prober::finish);
     let hz = procfs::clock_ticks();
     let peng_at_send_end = procfs::process_ticks(pid).unwrap_or(0);
     let self_at_send_end = procfs::process_ticks(std::process::id()).unwrap_or(0);
@@ -551,6 +629,7 @@ async fn run_transport(
             }
             hot
         },
+        probes,
         metric_deltas: prom::delta(&metrics_before, &metrics_after)
             .into_iter()
             .filter(|(k, _)| k.starts_with("peng_"))
@@ -736,6 +815,13 @@ fn print_report(
                 secs / wall * 100.0
             );
         }
+        if let Some(p) = &r.probes {
+            println!(
+                "  [{}] searches while sending (`level:<=3`, since 15m, newest 100, every 500 ms): {}",
+                r.transport.name(),
+                p.summary()
+            );
+        }
         if !r.kernel_udp.is_empty() {
             println!(
                 "  [{}] kernel UDP counters (whole namespace):",
@@ -787,6 +873,10 @@ fn json_report(
                     "peng_vmhwm_kib": r.hwm_kib,
                     "peng_cpu_cores_while_sending": r.peng_cpu_send,
                     "peng_cpu_cores_until_searchable": r.peng_cpu_searchable,
+                    "searches_while_sending": r.probes.as_ref().map(|p| serde_json::json!({
+                        "answered_seconds": p.answered.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+                        "failed": p.failed,
+                    })),
                     "hot_threads": r.hot_threads.iter().take(8).map(|(n, c, s)| serde_json::json!({"name": n, "threads": c, "cpu_seconds": s})).collect::<Vec<_>>(),
                     "metrics_delta": r.metric_deltas.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
                     "kernel_udp_delta": r.kernel_udp.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
