@@ -450,8 +450,14 @@ impl Dataset {
 /// about 400 bytes of JSON each, a unique `_request_id` (UUID) and `_trace_id` (W3C, 32 hex
 /// digits) per message, order ids in the text and in `_order_id` of order-related messages,
 /// and a Java stack trace in `full_message` on errors (about 5% of messages). The same seed
-/// gives the same bytes; timestamps are `now_secs` plus 10 µs per message.
-pub fn java_services(n: usize, seed: u64, ingest_token: &str, now_secs: f64) -> Dataset {
+/// gives the same bytes; timestamps start at `first_secs` and go up by `step_secs` per message.
+pub fn java_services(
+    n: usize,
+    seed: u64,
+    ingest_token: &str,
+    first_secs: f64,
+    step_secs: f64,
+) -> Dataset {
     let mut g = Gen {
         rng: StdRng::seed_from_u64(seed),
         hosts: Vec::new(),
@@ -469,7 +475,7 @@ pub fn java_services(n: usize, seed: u64, ingest_token: &str, now_secs: f64) -> 
     let mut with_trace = 0;
     const TOKEN_KEY: &[u8] = b"\"_ingest_token\":\"";
     for i in 0..n {
-        let (m, trace) = g.java_message(ingest_token, now_secs + i as f64 * 1e-5);
+        let (m, trace) = g.java_message(ingest_token, first_secs + i as f64 * step_secs);
         let at = m
             .windows(TOKEN_KEY.len())
             .position(|w| w == TOKEN_KEY)
@@ -659,7 +665,7 @@ mod tests {
     #[test]
     fn java_services_are_about_400_bytes_with_unique_ids_and_5_percent_traces() {
         let token = format!("pgi_{}", "ab".repeat(20));
-        let d = java_services(20_000, 3, &token, 1_700_000_000.0);
+        let d = java_services(20_000, 3, &token, 1_700_000_000.0, 1e-5);
         assert_eq!(d.len(), 20_000);
         let (mut requests, mut traces) = (
             std::collections::HashSet::new(),
@@ -691,11 +697,11 @@ mod tests {
     fn java_services_take_a_new_token_and_are_deterministic() {
         let a = format!("pgi_{}", "ab".repeat(20));
         let b = format!("pgi_{}", "cd".repeat(20));
-        let mut d = java_services(100, 9, &a, 1.0);
+        let mut d = java_services(100, 9, &a, 1.0, 1e-5);
         d.set_ingest_token(&b).unwrap();
-        assert_eq!(d.bytes, java_services(100, 9, &b, 1.0).bytes);
+        assert_eq!(d.bytes, java_services(100, 9, &b, 1.0, 1e-5).bytes);
         assert!(d.set_ingest_token("pgi_short").is_err());
-        assert_ne!(d.bytes, java_services(100, 10, &b, 1.0).bytes);
+        assert_ne!(d.bytes, java_services(100, 10, &b, 1.0, 1e-5).bytes);
     }
 
     #[test]

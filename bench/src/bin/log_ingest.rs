@@ -98,6 +98,12 @@ struct Args {
     /// Indexing memory of tantivy-cli (`--memory_size`), MiB; peng's index writer has 64.
     #[arg(long, default_value_t = 64)]
     tantivy_memory_mib: usize,
+    /// The messages' timestamps spread evenly over this many seconds up to now (0: 10 µs
+    /// apart from now on), so that a search of the last 15 minutes meets a store with that much
+    /// history: e.g. 1,000,000 messages over 8,640 s and 10,000,000 over 86,400 s have the same
+    /// messages per minute, and the last 15 minutes hold the same number in both.
+    #[arg(long, default_value_t = 0.0)]
+    span_seconds: f64,
     /// Needle searches (one unique request id) per system; the median is reported.
     #[arg(long, default_value_t = 21)]
     needle_searches: usize,
@@ -286,6 +292,9 @@ fn run(args: Args) -> Result<()> {
     if !(0.5..=600.0).contains(&args.settle_quiet) || !(0.5..=600.0).contains(&args.settle_max) {
         bail!("--settle-quiet and --settle-max must be between 0.5 and 600 seconds");
     }
+    if !(0.0..=30.0 * 86_400.0).contains(&args.span_seconds) {
+        bail!("--span-seconds must be between 0 and 30 days");
+    }
     if args.tantivy_memory_mib < 16 || args.tantivy_memory_mib > 4000 {
         bail!("--tantivy-memory-mib must be between 16 and 4000");
     }
@@ -328,7 +337,15 @@ fn run(args: Args) -> Result<()> {
     // token, of the same length; it is put into the messages before that peng's run.
     let t = Instant::now();
     let placeholder = format!("pgi_{}", "0".repeat(40));
-    let mut data = gen::java_services(args.messages, args.seed, &placeholder, now_secs());
+    let (first, step) = if args.span_seconds > 0.0 {
+        (
+            now_secs() - args.span_seconds,
+            args.span_seconds / args.messages.max(1) as f64,
+        )
+    } else {
+        (now_secs(), 1e-5)
+    };
+    let mut data = gen::java_services(args.messages, args.seed, &placeholder, first, step);
     let needle_at = args.messages * 61 / 100;
     let needle = data
         .request_id(needle_at)
