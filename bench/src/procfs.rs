@@ -70,11 +70,14 @@ fn status_kib(text: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Resident memory of a process, KiB: now (`VmRSS`) and its peak so far (`VmHWM`).
+/// Resident memory of a process, KiB: now (`VmRSS`), its peak so far (`VmHWM`), and of it now
+/// what is anonymous (`RssAnon`: the heap and stacks, not pages of mapped files, which the
+/// kernel can drop and read again).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Memory {
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    pub anon_kib: u64,
 }
 
 pub fn memory(pid: u32) -> Option<Memory> {
@@ -82,7 +85,42 @@ pub fn memory(pid: u32) -> Option<Memory> {
     Some(Memory {
         rss_kib: status_kib(&text, "VmRSS:")?,
         hwm_kib: status_kib(&text, "VmHWM:")?,
+        anon_kib: status_kib(&text, "RssAnon:").unwrap_or(0),
     })
+}
+
+/// Samples a process's memory every 100 ms from a thread of its own, keeping the peaks.
+pub struct PeakSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Memory>,
+}
+
+impl PeakSampler {
+    pub fn start(pid: u32) -> std::io::Result<PeakSampler> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("peak-sampler".into())
+            .spawn(move || {
+                let mut peak = Memory::default();
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(m) = memory(pid) {
+                        peak.rss_kib = peak.rss_kib.max(m.rss_kib);
+                        peak.hwm_kib = peak.hwm_kib.max(m.hwm_kib);
+                        peak.anon_kib = peak.anon_kib.max(m.anon_kib);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                peak
+            })?;
+        Ok(PeakSampler { stop, handle })
+    }
+
+    /// Stops sampling; the peaks seen.
+    pub fn finish(self) -> Memory {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap_or_default()
+    }
 }
 
 /// Clock ticks per second of the CPU times in `/proc/*/stat`.

@@ -152,6 +152,8 @@ struct PengRow {
     logs_bytes: u64,
     wal_bytes: u64,
     hwm_kib: u64,
+    /// Peak of `RssAnon` sampled every 100 ms until settled: the heap, without mapped files.
+    peak_anon_kib: u64,
     needle: Vec<Duration>,
     needle_hits: u64,
     /// [`RECENT_QUERY`] over the last 15 minutes, as many times as the needle.
@@ -526,6 +528,7 @@ fn measure_peng(
             .block_on(api.search_total("*", &[("limit", "0"), ("team", "bench")]))?
             .0)
     };
+    let sampler = procfs::PeakSampler::start(pid)?;
     let ticks_before = procfs::process_ticks(pid).unwrap_or(0);
     let (outcome, http) = match p {
         Route::Http => {
@@ -624,6 +627,7 @@ fn measure_peng(
     let settle_wait = settle_start.elapsed();
     let wal_bytes = procfs::dir_size(&logs.join("wal"));
     let hwm_kib = procfs::memory(pid).map_or(0, |m| m.hwm_kib);
+    let peak_anon_kib = sampler.finish().anon_kib;
 
     let query = format!("request_id:\"{needle}\"");
     let mut needle_times = Vec::with_capacity(args.needle_searches);
@@ -659,6 +663,7 @@ fn measure_peng(
         logs_bytes: size,
         wal_bytes,
         hwm_kib,
+        peak_anon_kib,
         needle: needle_times,
         needle_hits: hits.unwrap_or(0),
         recent,
@@ -811,7 +816,7 @@ impl Report<'_> {
         println!();
         for r in self.peng {
             println!(
-                "  peng {}: sent in {:.2} s ({} msg/s){}; logs/ {} MiB after {:.1} s {} (of which WAL {} MiB); peak RSS is VmHWM; needle found {}",
+                "  peng {}: sent in {:.2} s ({} msg/s){}; logs/ {} MiB after {:.1} s {} (of which WAL {} MiB); peak RSS is VmHWM, of which anonymous at most {} (RssAnon sampled every 100 ms; the rest are pages of mapped index files); needle found {}",
                 r.path.name(),
                 r.send.duration().as_secs_f64(),
                 thousands(per_sec(r.send.sent, r.send.duration())),
@@ -829,6 +834,7 @@ impl Report<'_> {
                     "(still changing at --settle-max)".to_string()
                 },
                 r.wal_bytes >> 20,
+                mib(r.peak_anon_kib),
                 r.needle_hits
             );
             println!(
@@ -885,6 +891,7 @@ impl Report<'_> {
             .map(|r| {
                 serde_json::json!({
                     "path": r.path.name(),
+                    "peak_anon_kib": r.peak_anon_kib,
                     "query": RECENT_QUERY,
                     "since": "15m",
                     "hits": r.recent_hits,
@@ -893,7 +900,7 @@ impl Report<'_> {
             })
             .collect();
         serde_json::json!({
-            "recent_searches": recent,
+            "peng_paths": recent,
             "messages": self.data.len(),
             "avg_message_bytes": self.data.avg_len(),
             "with_stack_trace": self.data.with_trace,
