@@ -58,8 +58,11 @@ def follow(driver, element):
     """Clicks a link or button and waits until the next page has replaced this one (a click
     only starts the navigation)."""
     page = driver.find_element(By.TAG_NAME, "html")
+    # After a screenshot the window is resized twice; on a busy machine a click can land before
+    # the page is laid out again and go nowhere: wait until the element takes clicks.
+    WebDriverWait(driver, 15).until(expected_conditions.element_to_be_clickable(element))
     element.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
 
 
 def rows_of(driver, table_id):
