@@ -1,5 +1,7 @@
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use peng_core::{now_ns, AlertState, ServiceId, Severity, StageName, TeamName};
@@ -99,7 +101,24 @@ pub struct AlertRow {
 #[derive(Debug, Clone)]
 pub struct State {
     pub(crate) pool: SqlitePool,
+    tokens: Arc<Mutex<TokenCache>>,
 }
+
+/// The principals of tokens found valid, by hash, so that a request does not wait for SQLite
+/// to learn who sent it (a query took about 0.13 ms of a 0.8 ms search through the API).
+///
+/// Only valid tokens are kept, and a token is only ever revoked by [`State::rotate_team_token`],
+/// which empties the cache after its commit and moves `generation` on. A lookup that read the
+/// database before that commit may finish after it: it keeps its answer only when the
+/// generation it started with is still current, so no revoked token survives the rotation.
+#[derive(Debug, Default)]
+struct TokenCache {
+    generation: u64,
+    by_hash: HashMap<String, Principal>,
+}
+
+/// Tokens held in the cache at most; past it, the cache starts over.
+const TOKEN_CACHE_MAX: usize = 10_000;
 
 /// A new random token: `peng_` and 32 random bytes in URL-safe base64.
 pub fn new_token(prefix: &str) -> String {
@@ -157,7 +176,10 @@ impl State {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(State { pool })
+        Ok(State {
+            pool,
+            tokens: Arc::default(),
+        })
     }
 
     /// Creates the admin token if none exists and returns it; `None` when one exists already.
@@ -181,18 +203,41 @@ impl State {
 
     /// Who holds this token, if anyone.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StateError> {
+        let hash = hash_token(token);
+        let generation = {
+            let cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(p) = cache.by_hash.get(&hash) {
+                return Ok(Some(p.clone()));
+            }
+            cache.generation
+        };
         let row = sqlx::query("SELECT team FROM tokens WHERE hash = ?")
-            .bind(hash_token(token))
+            .bind(&hash)
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let team: Option<String> = row.try_get("team")?;
-        match team {
-            None => Ok(Some(Principal::Admin)),
-            Some(t) => Ok(Some(Principal::Team(
+        let principal = match team {
+            None => Principal::Admin,
+            Some(t) => Principal::Team(
                 TeamName::parse(&t).map_err(|e| StateError::Corrupt(e.to_string()))?,
-            ))),
+            ),
+        };
+        let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.generation == generation {
+            if cache.by_hash.len() >= TOKEN_CACHE_MAX {
+                cache.by_hash.clear();
+            }
+            cache.by_hash.insert(hash, principal.clone());
         }
+        Ok(Some(principal))
+    }
+
+    /// Forgets every cached token (after a revocation is committed).
+    fn forget_tokens(&self) {
+        let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        cache.generation += 1;
+        cache.by_hash.clear();
     }
 
     /// Creates a team and its first API token, which is returned in plaintext this once.
@@ -240,7 +285,10 @@ impl State {
             .await?;
         let token = insert_team_token(&mut tx, name).await?;
         insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
+        let committed = tx.commit().await;
+        // also when the commit failed: whether it took effect is then unknown
+        self.forget_tokens();
+        committed?;
         Ok(token)
     }
 

@@ -327,3 +327,45 @@ async fn an_unknown_word_in_the_state_is_an_error_never_a_default() {
     assert_eq!(e.kind(), peng_core::ErrorKind::Internal, "{e}");
     assert!(e.to_string().contains("'urgent' is not a severity"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_is_refused_at_once_though_it_was_just_used_from_every_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(&dir.path().join("state.db")).await.unwrap();
+    let team = TeamName::parse("books").unwrap();
+    let mut token = state
+        .create_team(&team, audit("team.create", "books"))
+        .await
+        .unwrap();
+    let other = state.clone();
+    for round in 0..20 {
+        // the token is in use, from two handles, while it is rotated
+        assert_eq!(
+            other.authenticate(&token).await.unwrap(),
+            Some(Principal::Team(team.clone()))
+        );
+        let user = {
+            let other = other.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    let _ = other.authenticate(&token).await;
+                }
+            })
+        };
+        let rotated = state
+            .rotate_team_token(&team, audit("team.token.rotate", "books"))
+            .await
+            .unwrap();
+        for handle in [&state, &other] {
+            assert_eq!(
+                handle.authenticate(&token).await.unwrap(),
+                None,
+                "round {round}: the old token stops working when the rotation returns"
+            );
+        }
+        user.await.unwrap();
+        assert_eq!(other.authenticate(&token).await.unwrap(), None, "round {round}");
+        token = rotated;
+    }
+}
