@@ -365,7 +365,11 @@ async fn a_rotated_token_is_refused_at_once_though_it_was_just_used_from_every_h
             );
         }
         user.await.unwrap();
-        assert_eq!(other.authenticate(&token).await.unwrap(), None, "round {round}");
+        assert_eq!(
+            other.authenticate(&token).await.unwrap(),
+            None,
+            "round {round}"
+        );
         token = rotated;
     }
 }
