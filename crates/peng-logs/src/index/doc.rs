@@ -15,7 +15,8 @@ use tantivy::schema::Field;
 use super::schema::Fields;
 use crate::record::{FieldValue, LogRecord};
 
-/// One record with its `seq` and its stored bytes (the WAL encoding).
+/// One record with its `seq` and its stored bytes (the WAL encoding without the two times,
+/// which the fast columns hold; a hit takes them from there, see `load`).
 pub(crate) struct RecordDoc {
     f: Fields,
     seq: u64,
@@ -27,7 +28,7 @@ impl RecordDoc {
     pub(crate) fn new(f: Fields, r: LogRecord, seq: u64) -> RecordDoc {
         let stored = if f.record.is_some() {
             let mut bytes = Vec::with_capacity(r.approx_bytes());
-            crate::wal::codec::encode(std::slice::from_ref(&r), &mut bytes);
+            crate::wal::codec::encode_without_times(&r, &mut bytes);
             bytes
         } else {
             Vec::new()

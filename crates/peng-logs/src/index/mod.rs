@@ -611,13 +611,27 @@ fn request_query(
     Ok(Box::new(BooleanQuery::new(clauses)))
 }
 
+/// The records of hits: the stored record, with its two times from the fast columns (layout
+/// 3 stores them only there).
 fn load<K>(found: Vec<Found<K>>) -> Result<Vec<LogRecord>, LogError> {
     let mut out = Vec::with_capacity(found.len());
     for f in found {
         let doc: TantivyDocument = f.searcher.doc(f.addr)?;
-        if let Some(r) = read_doc(&f.partition.fields, &doc) {
-            out.push(r);
-        }
+        let Some(mut r) = read_doc(&f.partition.fields, &doc) else {
+            continue;
+        };
+        let columns = f.searcher.segment_reader(f.addr.segment_ord).fast_fields();
+        let time = |name: &str| -> Result<i64, LogError> {
+            columns.i64(name)?.first(f.addr.doc_id).ok_or_else(|| {
+                LogError::Directory(format!(
+                    "log partition {}: a record without its {name}",
+                    f.partition.name
+                ))
+            })
+        };
+        r.timestamp_ns = time("timestamp")?;
+        r.received_ns = time("received")?;
+        out.push(r);
     }
     Ok(out)
 }

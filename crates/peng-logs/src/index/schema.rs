@@ -13,7 +13,8 @@
 //!   names and words are indexed without field norms (searches never score); additional fields
 //!   are indexed as whole lower-cased values, and their numbers and booleans also go to a fast
 //!   JSON column for ranges; a hit is read from one stored column holding the record in the
-//!   WAL's encoding, in zstd-compressed blocks.
+//!   WAL's encoding (its two times left as 0: they are read from the fast columns), in
+//!   zstd-compressed blocks.
 
 use tantivy::schema::{
     BytesOptions, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, Schema,
