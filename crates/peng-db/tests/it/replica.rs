@@ -222,6 +222,15 @@ async fn a_hung_primary_is_failed_over() {
     unsafe {
         libc::kill(pid as i32, libc::SIGSTOP);
     }
+    // A busy machine may let the server answer a moment longer: hung means stopped.
+    let stopped = Instant::now();
+    while !is_stopped(pid) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "the primary did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let started = Instant::now();
     let promotion = replica::promote(
         Some(&primary),
@@ -241,4 +250,19 @@ async fn a_hung_primary_is_failed_over() {
     }
     replica.stop().await;
     primary.take().destroy().await.unwrap();
+}
+
+/// Whether every thread of process `pid` is stopped (`T` in `/proc/PID/task/*/stat`).
+fn is_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            stat.rfind(')')
+                .and_then(|i| stat.get(i + 1..))
+                .and_then(|rest| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    })
 }
