@@ -6,6 +6,7 @@
 //! in-process counters every component reports. It must never do I/O, spawn tasks or
 //! know about HTTP: everything here is pure and cheap to test.
 
+pub mod calendar;
 pub mod metrics;
 mod names;
 mod quantity;

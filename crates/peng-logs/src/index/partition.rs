@@ -50,18 +50,9 @@ pub(crate) fn day_of(ns: i64) -> i64 {
     ns.div_euclid(NS_PER_DAY)
 }
 
-/// `YYYY-MM-DD` of a day since the epoch (the proleptic Gregorian calendar).
+/// `YYYY-MM-DD` of a day since the epoch.
 pub(crate) fn day_name(day: i64) -> String {
-    // Howard Hinnant's civil_from_days
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = peng_core::calendar::civil_from_days(day);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
@@ -72,15 +63,8 @@ pub(crate) fn day_of_name(name: &str) -> Option<i64> {
     if y.len() != 4 || m.len() != 2 || d.len() != 2 {
         return None;
     }
-    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-    // days_from_civil
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let day = era * 146_097 + doe - 719_468;
+    let (y, m, d): (i64, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let day = peng_core::calendar::days_from_civil(y, m, d);
     (day_name(day) == name).then_some(day)
 }
 
