@@ -14,7 +14,8 @@ const SOURCE: LogSource = LogSource::GelfUdp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpOptions {
-    /// SO_RCVBUF asked for; the kernel may cap it (`net.core.rmem_max`).
+    /// SO_RCVBUF asked for. The kernel caps it at `net.core.rmem_max` unless peng may raise it
+    /// past that (`CAP_NET_ADMIN`, as root), which it then does.
     pub recv_buffer: usize,
     pub chunks: ChunkLimits,
     /// Most records handed to the pipeline in one batch.
@@ -24,7 +25,7 @@ pub struct UdpOptions {
 impl Default for UdpOptions {
     fn default() -> Self {
         Self {
-            recv_buffer: 8 * 1024 * 1024,
+            recv_buffer: 16 * 1024 * 1024,
             chunks: ChunkLimits::default(),
             batch: 256,
         }
@@ -36,6 +37,10 @@ pub async fn serve_udp(socket: UdpSocket, ctx: IngestContext, shutdown: Cancella
     let sock = socket2::SockRef::from(&socket);
     if let Err(error) = sock.set_recv_buffer_size(ctx.udp.recv_buffer) {
         tracing::warn!(%error, "cannot enlarge the gelf udp receive buffer");
+    }
+    // Linux reports twice what was set (the other half is its bookkeeping); less means capped.
+    if sock.recv_buffer_size().unwrap_or(0) < ctx.udp.recv_buffer.saturating_mul(2) {
+        force_recv_buffer(&socket, ctx.udp.recv_buffer);
     }
     let local_port = socket.local_addr().map(|a| a.port()).ok();
     tracing::info!(
@@ -122,6 +127,36 @@ pub async fn serve_udp(socket: UdpSocket, ctx: IngestContext, shutdown: Cancella
     }
 }
 
+/// Raises the receive buffer past `net.core.rmem_max` where peng may (`SO_RCVBUFFORCE` needs
+/// `CAP_NET_ADMIN`): the buffer is what absorbs a burst while the receiving task waits for a
+/// core, and the default cap (often 208 KiB or 4 MiB) holds well under a second of traffic.
+fn force_recv_buffer(socket: &UdpSocket, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: the descriptor is the open socket borrowed for this call, and the option
+        // value is a c_int whose size is passed with it.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                std::ptr::from_ref(&value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "gelf udp receive buffer stays at net.core.rmem_max"
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (socket, bytes);
+}
+
 /// The kernel's drop count for the UDP socket bound to `port` (`/proc/net/udp*`, last
 /// column), or `None` where that is not visible.
 fn kernel_udp_drops(port: u16) -> Option<u64> {
@@ -141,4 +176,34 @@ fn kernel_udp_drops(port: u16) -> Option<u64> {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rmem_max() -> Option<usize> {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn the_receive_buffer_goes_past_rmem_max_where_peng_may() {
+        let Some(max) = rmem_max() else {
+            return; // not Linux: nothing to force
+        };
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let want = max * 2;
+        force_recv_buffer(&socket, want);
+        let got = socket2::SockRef::from(&socket).recv_buffer_size().unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(got, want * 2, "root may set SO_RCVBUFFORCE past rmem_max");
+        } else {
+            assert!(got <= max * 2, "without CAP_NET_ADMIN the cap holds: {got}");
+        }
+    }
 }
