@@ -260,6 +260,22 @@ impl Tsdb {
         Ok(keys)
     }
 
+    /// The fields of a measurement with their types, over all its series (a field written with
+    /// different types in different series is listed once per type).
+    pub fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, TsdbError> {
+        let state = self.read_state()?;
+        let mut out: Vec<(String, FieldType)> = state
+            .index
+            .measurement(measurement)
+            .iter()
+            .filter_map(|id| state.index.entry(*id))
+            .flat_map(|e| e.fields.iter().map(|(f, t)| (f.clone(), *t)))
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Retention: deletes every value older than `cutoff_ns` and from then on refuses writes
     /// older than it. Block files that end before the cutoff are deleted; blocks straddling it
     /// are filtered on read until their file goes. Returns the number of stored values removed,

@@ -1,0 +1,178 @@
+//! Team databases: `ROOT/TEAM/DB/`, each its own peng-tsdb store.
+//!
+//! A database is named by the team that owns it and its name, so two teams may both have a
+//! `telegraf` database and neither can name the other's: the team always comes from the
+//! caller's token, never from the request. Stores are opened on first use and stay open.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use peng_core::TeamName;
+use peng_tsdb::{Tsdb, TsdbError};
+
+/// Most databases one team may have.
+pub const MAX_DATABASES_PER_TEAM: usize = 64;
+/// Longest database name.
+pub const MAX_DATABASE_NAME: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("database not found: \"{0}\"")]
+    NotFound(String),
+    #[error("invalid database name \"{name}\": {why}")]
+    BadName { name: String, why: &'static str },
+    #[error("a team may have at most {MAX_DATABASES_PER_TEAM} databases")]
+    TooMany,
+    #[error(transparent)]
+    Tsdb(#[from] TsdbError),
+    #[error("{context} {}: {source}", path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Every team's databases.
+pub struct Catalog {
+    root: PathBuf,
+    open: Mutex<HashMap<(TeamName, String), Arc<Tsdb>>>,
+}
+
+/// Checks a database name: it becomes a directory name.
+pub fn check_name(name: &str) -> Result<(), CatalogError> {
+    let bad = |why| {
+        Err(CatalogError::BadName {
+            name: name.chars().take(80).collect(),
+            why,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > MAX_DATABASE_NAME {
+        return bad("longer than 64 bytes");
+    }
+    if name.starts_with('.') {
+        return bad("starts with a dot");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return bad("only letters, digits, '_', '-' and '.' are allowed");
+    }
+    Ok(())
+}
+
+impl Catalog {
+    pub fn new(root: &Path) -> Catalog {
+        Catalog {
+            root: root.to_path_buf(),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn dir(&self, team: &TeamName, db: &str) -> PathBuf {
+        self.root.join(team.as_str()).join(db)
+    }
+
+    /// The team's databases, sorted.
+    pub fn list(&self, team: &TeamName) -> Result<Vec<String>, CatalogError> {
+        let dir = self.root.join(team.as_str());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(CatalogError::Io {
+                    context: "listing",
+                    path: dir,
+                    source,
+                })
+            }
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| check_name(n).is_ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Creates the database if it does not exist (as InfluxDB does, without error).
+    pub fn create(&self, team: &TeamName, db: &str) -> Result<Arc<Tsdb>, CatalogError> {
+        check_name(db)?;
+        if let Some(t) = self.get(team, db)? {
+            return Ok(t);
+        }
+        if self.list(team)?.len() >= MAX_DATABASES_PER_TEAM {
+            return Err(CatalogError::TooMany);
+        }
+        let dir = self.dir(team, db);
+        std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Io {
+            context: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        self.open_at(team, db, &dir)
+    }
+
+    /// The database, or `None` if the team has none of that name.
+    pub fn get(&self, team: &TeamName, db: &str) -> Result<Option<Arc<Tsdb>>, CatalogError> {
+        if check_name(db).is_err() {
+            return Ok(None);
+        }
+        let key = (team.clone(), db.to_string());
+        if let Some(t) = self.lock().get(&key) {
+            return Ok(Some(Arc::clone(t)));
+        }
+        let dir = self.dir(team, db);
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        self.open_at(team, db, &dir).map(Some)
+    }
+
+    /// The database, or `NotFound`.
+    pub fn require(&self, team: &TeamName, db: &str) -> Result<Arc<Tsdb>, CatalogError> {
+        self.get(team, db)?
+            .ok_or_else(|| CatalogError::NotFound(db.chars().take(80).collect()))
+    }
+
+    /// Removes the database and its data; nothing if it does not exist.
+    pub fn drop_database(&self, team: &TeamName, db: &str) -> Result<(), CatalogError> {
+        check_name(db)?;
+        let key = (team.clone(), db.to_string());
+        // Closing the store (its lock) before removing its files.
+        self.lock().remove(&key);
+        let dir = self.dir(team, db);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(CatalogError::Io {
+                context: "removing",
+                path: dir,
+                source,
+            }),
+        }
+    }
+
+    fn open_at(&self, team: &TeamName, db: &str, dir: &Path) -> Result<Arc<Tsdb>, CatalogError> {
+        let mut open = self.lock();
+        let key = (team.clone(), db.to_string());
+        if let Some(t) = open.get(&key) {
+            return Ok(Arc::clone(t));
+        }
+        let tsdb = Arc::new(Tsdb::open(dir)?);
+        open.insert(key, Arc::clone(&tsdb));
+        Ok(tsdb)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TeamName, String), Arc<Tsdb>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

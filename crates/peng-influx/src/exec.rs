@@ -1,0 +1,1175 @@
+//! Runs statements against a team's databases and shapes the answers as InfluxDB does.
+//!
+//! Statements run in order; the first that fails answers with its error and the ones after
+//! it are not run (InfluxDB does the same). A failing statement is an answer, not an HTTP
+//! error: `200 {"results":[{"statement_id":1,"error":"..."}]}`.
+
+use std::collections::BTreeMap;
+
+use peng_core::TeamName;
+use peng_tsdb::{FieldType, FieldValue, Query, SeriesKey, Tsdb};
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::influxql::{
+    Cond, Expr, Fill, GroupTags, Matcher, Select, SelectField, Source, Statement,
+};
+use crate::line::Precision;
+use crate::response::{QueryResponse, Series, StatementResult, Value};
+
+/// Most buckets one series of a `GROUP BY time` answer may have.
+pub const MAX_BUCKETS: i64 = 500_000;
+/// Most rows one raw `SELECT` may return in all.
+pub const MAX_RAW_ROWS: usize = 2_000_000;
+
+/// Who asks and how the answer is written.
+pub struct Context<'a> {
+    pub team: &'a TeamName,
+    /// The `db` parameter: the database of statements that do not name one.
+    pub db: Option<&'a str>,
+    /// The `epoch` parameter: times as integers of this unit; RFC 3339 strings without it.
+    pub epoch: Option<Precision>,
+    pub now_ns: i64,
+}
+
+/// Runs the statements in order.
+pub fn execute(catalog: &Catalog, statements: &[Statement], cx: &Context<'_>) -> QueryResponse {
+    let mut results = Vec::new();
+    for (statement_id, st) in statements.iter().enumerate() {
+        match run(catalog, st, cx) {
+            Ok(series) => results.push(StatementResult {
+                statement_id,
+                series,
+                error: None,
+            }),
+            Err(error) => {
+                results.push(StatementResult {
+                    statement_id,
+                    series: Vec::new(),
+                    error: Some(error),
+                });
+                break;
+            }
+        }
+    }
+    QueryResponse { results }
+}
+
+fn catalog_error(e: CatalogError) -> String {
+    e.to_string()
+}
+
+fn database<'a>(
+    catalog: &Catalog,
+    cx: &Context<'a>,
+    on: Option<&'a str>,
+) -> Result<std::sync::Arc<Tsdb>, String> {
+    let db = on.or(cx.db).ok_or("database name required")?;
+    catalog.require(cx.team, db).map_err(catalog_error)
+}
+
+fn one_column(name: &str, column: &str, values: Vec<String>) -> Vec<Series> {
+    if values.is_empty() {
+        return Vec::new();
+    }
+    vec![Series {
+        name: name.to_string(),
+        tags: None,
+        columns: vec![column.to_string()],
+        values: values.into_iter().map(|v| vec![Value::String(v)]).collect(),
+    }]
+}
+
+fn page<T>(items: Vec<T>, limit: Option<u64>, offset: u64) -> Vec<T> {
+    let it = items.into_iter().skip(offset as usize);
+    match limit {
+        Some(n) if n > 0 => it.take(n as usize).collect(),
+        _ => it.collect(),
+    }
+}
+
+fn measurements(tsdb: &Tsdb) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = tsdb
+        .series(None)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|k| k.measurement)
+        .collect();
+    names.dedup();
+    Ok(names)
+}
+
+fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series>, String> {
+    match st {
+        Statement::CreateDatabase { name } => {
+            catalog.create(cx.team, name).map_err(catalog_error)?;
+            Ok(Vec::new())
+        }
+        Statement::DropDatabase { name } => {
+            catalog
+                .drop_database(cx.team, name)
+                .map_err(catalog_error)?;
+            Ok(Vec::new())
+        }
+        Statement::ShowDatabases => Ok(vec![Series {
+            name: "databases".into(),
+            tags: None,
+            columns: vec!["name".into()],
+            values: catalog
+                .list(cx.team)
+                .map_err(catalog_error)?
+                .into_iter()
+                .map(|d| vec![Value::String(d)])
+                .collect(),
+        }]),
+        Statement::ShowRetentionPolicies { on } => {
+            database(catalog, cx, on.as_deref())?;
+            Ok(vec![Series {
+                name: String::new(),
+                tags: None,
+                columns: [
+                    "name",
+                    "duration",
+                    "shardGroupDuration",
+                    "replicaN",
+                    "default",
+                ]
+                .map(String::from)
+                .to_vec(),
+                values: vec![vec![
+                    Value::String("autogen".into()),
+                    Value::String("0s".into()),
+                    Value::String("168h0m0s".into()),
+                    Value::Integer(1),
+                    Value::Boolean(true),
+                ]],
+            }])
+        }
+        Statement::ShowMeasurements {
+            on,
+            with,
+            limit,
+            offset,
+        } => {
+            let tsdb = database(catalog, cx, on.as_deref())?;
+            let names: Vec<String> = measurements(&tsdb)?
+                .into_iter()
+                .filter(|m| with.as_ref().is_none_or(|w| w.matches(m)))
+                .collect();
+            Ok(one_column(
+                "measurements",
+                "name",
+                page(names, *limit, *offset),
+            ))
+        }
+        Statement::ShowTagKeys {
+            on,
+            from,
+            limit,
+            offset,
+        } => {
+            let tsdb = database(catalog, cx, on.as_deref())?;
+            let mut out = Vec::new();
+            for m in chosen(&tsdb, from.as_deref())? {
+                let mut keys: Vec<String> = series_of(&tsdb, &m)?
+                    .into_iter()
+                    .flat_map(|k| k.tags.into_keys())
+                    .collect();
+                keys.sort();
+                keys.dedup();
+                out.extend(one_column(&m, "tagKey", page(keys, *limit, *offset)));
+            }
+            Ok(out)
+        }
+        Statement::ShowTagValues {
+            on,
+            from,
+            keys,
+            condition,
+            limit,
+            offset,
+        } => {
+            let tsdb = database(catalog, cx, on.as_deref())?;
+            let tags_only = condition.as_ref().map(tag_part).transpose()?.flatten();
+            let mut out = Vec::new();
+            for m in chosen(&tsdb, from.as_deref())? {
+                let mut pairs: Vec<(String, String)> = series_of(&tsdb, &m)?
+                    .into_iter()
+                    .filter(|k| tags_only.as_ref().is_none_or(|c| tags_match(c, &k.tags)))
+                    .flat_map(|k| k.tags.into_iter())
+                    .filter(|(key, _)| keys.matches(key))
+                    .collect();
+                pairs.sort();
+                pairs.dedup();
+                let pairs = page(pairs, *limit, *offset);
+                if !pairs.is_empty() {
+                    out.push(Series {
+                        name: m.clone(),
+                        tags: None,
+                        columns: vec!["key".into(), "value".into()],
+                        values: pairs
+                            .into_iter()
+                            .map(|(k, v)| vec![Value::String(k), Value::String(v)])
+                            .collect(),
+                    });
+                }
+            }
+            Ok(out)
+        }
+        Statement::ShowFieldKeys { on, from } => {
+            let tsdb = database(catalog, cx, on.as_deref())?;
+            let mut out = Vec::new();
+            for m in chosen(&tsdb, from.as_deref())? {
+                let fields = tsdb.fields(&m).map_err(|e| e.to_string())?;
+                if fields.is_empty() {
+                    continue;
+                }
+                out.push(Series {
+                    name: m.clone(),
+                    tags: None,
+                    columns: vec!["fieldKey".into(), "fieldType".into()],
+                    values: fields
+                        .into_iter()
+                        .map(|(f, t)| vec![Value::String(f), Value::String(type_name(t).into())])
+                        .collect(),
+                });
+            }
+            Ok(out)
+        }
+        Statement::ShowSeries {
+            on,
+            from,
+            condition,
+            limit,
+            offset,
+        } => {
+            let tsdb = database(catalog, cx, on.as_deref())?;
+            let tags_only = condition.as_ref().map(tag_part).transpose()?.flatten();
+            let keys: Vec<String> = tsdb
+                .series(from.as_deref())
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|k| tags_only.as_ref().is_none_or(|c| tags_match(c, &k.tags)))
+                .map(|k| series_key_text(&k))
+                .collect();
+            Ok(one_column("", "key", page(keys, *limit, *offset)))
+        }
+        Statement::Select(s) => {
+            let Source::Measurement(m) = &s.from else {
+                return Err("subqueries are not supported by peng".into());
+            };
+            if m.rp.as_deref().is_some_and(|rp| rp != "autogen") {
+                return Err(format!(
+                    "retention policy not found: {}",
+                    m.rp.as_deref().unwrap_or_default()
+                ));
+            }
+            let tsdb = database(catalog, cx, m.db.as_deref())?;
+            select(&tsdb, s, &m.name, cx)
+        }
+    }
+}
+
+fn type_name(t: FieldType) -> &'static str {
+    match t {
+        FieldType::Float => "float",
+        FieldType::Integer => "integer",
+        FieldType::Unsigned => "unsigned",
+        FieldType::Boolean => "boolean",
+        FieldType::String => "string",
+    }
+}
+
+fn series_key_text(k: &SeriesKey) -> String {
+    let mut s = k.measurement.clone();
+    for (t, v) in &k.tags {
+        s.push(',');
+        s.push_str(t);
+        s.push('=');
+        s.push_str(v);
+    }
+    s
+}
+
+fn chosen(tsdb: &Tsdb, from: Option<&str>) -> Result<Vec<String>, String> {
+    Ok(match from {
+        Some(m) => vec![m.to_string()],
+        None => measurements(tsdb)?,
+    })
+}
+
+fn series_of(tsdb: &Tsdb, measurement: &str) -> Result<Vec<SeriesKey>, String> {
+    tsdb.series(Some(measurement)).map_err(|e| e.to_string())
+}
+
+/// The condition without its time comparisons, which must not sit under an OR.
+fn tag_part(c: &Cond) -> Result<Option<Cond>, String> {
+    Ok(match c {
+        Cond::Time { .. } => None,
+        Cond::Tag { .. } => Some(c.clone()),
+        Cond::And(a, b) => match (tag_part(a)?, tag_part(b)?) {
+            (Some(a), Some(b)) => Some(Cond::And(Box::new(a), Box::new(b))),
+            (x, None) | (None, x) => x,
+        },
+        Cond::Or(a, b) => {
+            if has_time(a) || has_time(b) {
+                return Err("invalid time condition: time cannot be compared under OR".into());
+            }
+            Some(c.clone())
+        }
+    })
+}
+
+fn has_time(c: &Cond) -> bool {
+    match c {
+        Cond::Time { .. } => true,
+        Cond::Tag { .. } => false,
+        Cond::And(a, b) | Cond::Or(a, b) => has_time(a) || has_time(b),
+    }
+}
+
+/// The inclusive time range the condition's AND-ed time comparisons allow.
+fn time_range(c: Option<&Cond>, now_ns: i64) -> (Option<i64>, Option<i64>) {
+    let mut lo: Option<i64> = None;
+    let mut hi: Option<i64> = None;
+    fn walk(c: &Cond, now: i64, lo: &mut Option<i64>, hi: &mut Option<i64>) {
+        match c {
+            Cond::And(a, b) => {
+                walk(a, now, lo, hi);
+                walk(b, now, lo, hi);
+            }
+            Cond::Time { op, at } => {
+                let t = at.resolve(now);
+                let (l, h) = match *op {
+                    ">" => (Some(t.saturating_add(1)), None),
+                    ">=" => (Some(t), None),
+                    "<" => (None, Some(t.saturating_sub(1))),
+                    "<=" => (None, Some(t)),
+                    _ => (Some(t), Some(t)),
+                };
+                if let Some(l) = l {
+                    *lo = Some(lo.map_or(l, |x| x.max(l)));
+                }
+                if let Some(h) = h {
+                    *hi = Some(hi.map_or(h, |x| x.min(h)));
+                }
+            }
+            Cond::Tag { .. } | Cond::Or(..) => {}
+        }
+    }
+    if let Some(c) = c {
+        walk(c, now_ns, &mut lo, &mut hi);
+    }
+    (lo, hi)
+}
+
+/// A tag condition on a series' tags; a missing tag is the empty string, as in InfluxDB.
+fn tags_match(c: &Cond, tags: &BTreeMap<String, String>) -> bool {
+    match c {
+        Cond::And(a, b) => tags_match(a, tags) && tags_match(b, tags),
+        Cond::Or(a, b) => tags_match(a, tags) || tags_match(b, tags),
+        Cond::Time { .. } => true,
+        Cond::Tag {
+            key,
+            negate,
+            matcher,
+        } => {
+            let v = tags.get(key).map_or("", String::as_str);
+            let hit = match matcher {
+                Matcher::Eq(want) => v == want,
+                Matcher::Regex(r) => r.is_match(v),
+            };
+            hit != *negate
+        }
+    }
+}
+
+/// What one column of a SELECT computes.
+#[derive(Debug, Clone)]
+enum Column {
+    /// The raw values of a field.
+    Raw(String),
+    /// An aggregate of a field over each bucket.
+    Agg { func: Agg, field: String },
+    /// The derivative of a column per `unit`.
+    Derivative {
+        inner: Box<Column>,
+        unit: i64,
+        non_negative: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Agg {
+    Count,
+    Mean,
+    Median,
+    Min,
+    Max,
+    Sum,
+    First,
+    Last,
+    Spread,
+    Stddev,
+    Percentile(f64),
+}
+
+impl Column {
+    fn field(&self) -> &str {
+        match self {
+            Column::Raw(f) | Column::Agg { field: f, .. } => f,
+            Column::Derivative { inner, .. } => inner.field(),
+        }
+    }
+
+    fn is_aggregate(&self) -> bool {
+        match self {
+            Column::Raw(_) => false,
+            Column::Agg { .. } => true,
+            Column::Derivative { inner, .. } => inner.is_aggregate(),
+        }
+    }
+}
+
+fn column_of(e: &Expr) -> Result<(Column, String), String> {
+    match e {
+        Expr::Field(f) => Ok((Column::Raw(f.clone()), f.clone())),
+        Expr::Call { name, args } => {
+            let field = |i: usize| -> Result<String, String> {
+                match args.get(i) {
+                    Some(Expr::Field(f)) => Ok(f.clone()),
+                    Some(Expr::Wildcard) => Err(format!(
+                        "{name}(*) is not supported by peng: name the field"
+                    )),
+                    _ => Err(format!("expected field argument in {name}()")),
+                }
+            };
+            let simple = |func: Agg| -> Result<(Column, String), String> {
+                if args.len() != 1 {
+                    return Err(format!(
+                        "invalid number of arguments for {name}, expected 1, got {}",
+                        args.len()
+                    ));
+                }
+                Ok((
+                    Column::Agg {
+                        func,
+                        field: field(0)?,
+                    },
+                    name.clone(),
+                ))
+            };
+            match name.as_str() {
+                "count" => simple(Agg::Count),
+                "mean" => simple(Agg::Mean),
+                "median" => simple(Agg::Median),
+                "min" => simple(Agg::Min),
+                "max" => simple(Agg::Max),
+                "sum" => simple(Agg::Sum),
+                "first" => simple(Agg::First),
+                "last" => simple(Agg::Last),
+                "spread" => simple(Agg::Spread),
+                "stddev" => simple(Agg::Stddev),
+                "percentile" => {
+                    let n = match args.get(1) {
+                        Some(Expr::Number(n)) if args.len() == 2 && (0.0..=100.0).contains(n) => *n,
+                        _ => {
+                            return Err(
+                                "percentile() takes a field and a number from 0 to 100".into()
+                            )
+                        }
+                    };
+                    Ok((
+                        Column::Agg {
+                            func: Agg::Percentile(n),
+                            field: field(0)?,
+                        },
+                        name.clone(),
+                    ))
+                }
+                "derivative" | "non_negative_derivative" => {
+                    let inner = match args.first() {
+                        Some(e @ (Expr::Field(_) | Expr::Call { .. })) => column_of(e)?.0,
+                        _ => return Err(format!("expected field argument in {name}()")),
+                    };
+                    if matches!(inner, Column::Derivative { .. }) {
+                        return Err(format!("{name}() of a derivative is not supported by peng"));
+                    }
+                    let unit = match args.get(1) {
+                        None => 1_000_000_000,
+                        Some(Expr::Duration(ns)) if *ns > 0 && args.len() == 2 => *ns,
+                        _ => return Err(format!("second argument to {name} must be a duration")),
+                    };
+                    Ok((
+                        Column::Derivative {
+                            inner: Box::new(inner),
+                            unit,
+                            non_negative: name == "non_negative_derivative",
+                        },
+                        name.clone(),
+                    ))
+                }
+                other => Err(format!("function {other}() is not supported by peng")),
+            }
+        }
+        Expr::Wildcard => Err("internal: wildcard is expanded before".into()),
+        Expr::Number(_) | Expr::Duration(_) => {
+            Err("a constant as a column is not supported by peng".into())
+        }
+    }
+}
+
+fn select(
+    tsdb: &Tsdb,
+    s: &Select,
+    measurement: &str,
+    cx: &Context<'_>,
+) -> Result<Vec<Series>, String> {
+    let tags_only = s.condition.as_ref().map(tag_part).transpose()?.flatten();
+    let (lo, hi) = time_range(s.condition.as_ref(), cx.now_ns);
+    // Columns, with `*` expanded to every field (and every tag not grouped by).
+    let mut columns: Vec<(Column, String)> = Vec::new();
+    let mut tag_columns: Vec<String> = Vec::new();
+    for SelectField { expr, alias } in &s.fields {
+        if *expr == Expr::Wildcard {
+            for (f, _) in tsdb.fields(measurement).map_err(|e| e.to_string())? {
+                columns.push((Column::Raw(f.clone()), f));
+            }
+            let mut keys: Vec<String> = series_of(tsdb, measurement)?
+                .into_iter()
+                .flat_map(|k| k.tags.into_keys())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            tag_columns = keys
+                .into_iter()
+                .filter(|k| match &s.group_tags {
+                    GroupTags::None => true,
+                    GroupTags::All => false,
+                    GroupTags::List(l) => !l.contains(k),
+                })
+                .collect();
+            continue;
+        }
+        let (col, name) = column_of(expr)?;
+        columns.push((col, alias.clone().unwrap_or(name)));
+    }
+    let aggregate = columns.iter().any(|(c, _)| c.is_aggregate());
+    if aggregate && columns.iter().any(|(c, _)| !c.is_aggregate()) {
+        return Err("mixing aggregate and non-aggregate queries is not supported".into());
+    }
+    if aggregate && !tag_columns.is_empty() {
+        return Err("mixing aggregate and non-aggregate queries is not supported".into());
+    }
+    if s.interval.is_some() && !aggregate {
+        return Err("GROUP BY requires at least one aggregate function".into());
+    }
+    let names = unique_names(columns.iter().map(|(_, n)| n.clone()).collect());
+    let mut fields: Vec<String> = columns.iter().map(|(c, _)| c.field().to_string()).collect();
+    fields.sort();
+    fields.dedup();
+    // For GROUP BY time the range ends now when no upper bound is given, as in InfluxDB.
+    let hi = hi.or(if s.interval.is_some() {
+        Some(cx.now_ns)
+    } else {
+        None
+    });
+    let data = tsdb
+        .query(&Query {
+            measurement: measurement.to_string(),
+            tag_filter: BTreeMap::new(),
+            fields: Some(fields),
+            start_ns: lo.unwrap_or(i64::MIN),
+            end_ns: hi.map_or(i64::MAX, |h| h.saturating_add(1)),
+        })
+        .map_err(|e| e.to_string())?;
+    // Groups: tag set → field → points (with the series' tags, for tag columns).
+    type Points = Vec<(i64, FieldValue, usize)>;
+    let mut groups: BTreeMap<BTreeMap<String, String>, BTreeMap<String, Points>> = BTreeMap::new();
+    let mut series_tags: Vec<BTreeMap<String, String>> = Vec::new();
+    for sd in data {
+        if !tags_only
+            .as_ref()
+            .is_none_or(|c| tags_match(c, &sd.key.tags))
+        {
+            continue;
+        }
+        let group: BTreeMap<String, String> = match &s.group_tags {
+            GroupTags::None => BTreeMap::new(),
+            GroupTags::All => sd.key.tags.clone(),
+            GroupTags::List(l) => l
+                .iter()
+                .map(|t| (t.clone(), sd.key.tags.get(t).cloned().unwrap_or_default()))
+                .collect(),
+        };
+        let idx = match series_tags.iter().position(|t| *t == sd.key.tags) {
+            Some(i) => i,
+            None => {
+                series_tags.push(sd.key.tags.clone());
+                series_tags.len() - 1
+            }
+        };
+        let slot = groups
+            .entry(group)
+            .or_default()
+            .entry(sd.field)
+            .or_default();
+        slot.extend(sd.points.into_iter().map(|(t, v)| (t, v, idx)));
+    }
+    let mut out = Vec::new();
+    let mut raw_rows = 0usize;
+    for (group, mut by_field) in groups {
+        for pts in by_field.values_mut() {
+            pts.sort_by_key(|p| p.0);
+        }
+        let mut rows: Vec<Vec<Value>> = if aggregate {
+            let earliest = by_field
+                .values()
+                .filter_map(|p| p.first())
+                .map(|p| p.0)
+                .min();
+            let latest = by_field
+                .values()
+                .filter_map(|p| p.last())
+                .map(|p| p.0)
+                .max();
+            let (Some(start), Some(end)) = (lo.or(earliest), hi.or(latest)) else {
+                continue;
+            };
+            aggregate_rows(&columns, &by_field, s, start, end, cx.epoch)?
+        } else {
+            let rows = raw_rows_of(&columns, &tag_columns, &series_tags, &by_field, cx.epoch);
+            raw_rows += rows.len();
+            if raw_rows > MAX_RAW_ROWS {
+                return Err(format!(
+                    "more than {MAX_RAW_ROWS} rows: narrow the time range or aggregate with GROUP BY time"
+                ));
+            }
+            rows
+        };
+        if s.descending {
+            rows.reverse();
+        }
+        let rows = page(rows, s.limit, s.offset);
+        if rows.is_empty() {
+            continue;
+        }
+        let mut cols = vec!["time".to_string()];
+        cols.extend(names.iter().cloned());
+        cols.extend(tag_columns.iter().cloned());
+        out.push(Series {
+            name: measurement.to_string(),
+            tags: (s.group_tags != GroupTags::None).then_some(group),
+            columns: cols,
+            values: rows,
+        });
+    }
+    Ok(page(out, s.slimit, s.soffset))
+}
+
+/// InfluxDB names repeated columns `mean`, `mean_1`, `mean_2`.
+fn unique_names(names: Vec<String>) -> Vec<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    names
+        .into_iter()
+        .map(|n| {
+            let count = seen.entry(n.clone()).or_insert(0);
+            let out = if *count == 0 {
+                n.clone()
+            } else {
+                format!("{n}_{count}")
+            };
+            *count += 1;
+            out
+        })
+        .collect()
+}
+
+fn raw_rows_of(
+    columns: &[(Column, String)],
+    tag_columns: &[String],
+    series_tags: &[BTreeMap<String, String>],
+    by_field: &BTreeMap<String, Vec<(i64, FieldValue, usize)>>,
+    epoch: Option<Precision>,
+) -> Vec<Vec<Value>> {
+    // One row per time and series, as InfluxDB merges the fields of one point.
+    let mut rows: BTreeMap<(i64, usize), Vec<Value>> = BTreeMap::new();
+    let width = columns.len();
+    for (i, (col, _)) in columns.iter().enumerate() {
+        let Some(points) = by_field.get(col.field()) else {
+            continue;
+        };
+        match col {
+            Column::Derivative {
+                unit, non_negative, ..
+            } => {
+                for (t, v, s) in raw_derivative(points, *unit, *non_negative) {
+                    rows.entry((t, s))
+                        .or_insert_with(|| vec![Value::Null; width])[i] = v;
+                }
+            }
+            _ => {
+                for (t, v, s) in points {
+                    rows.entry((*t, *s))
+                        .or_insert_with(|| vec![Value::Null; width])[i] = value_of(v);
+                }
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|((t, s), cells)| {
+            let mut row = vec![Value::Time(t, epoch)];
+            row.extend(cells);
+            for k in tag_columns {
+                row.push(
+                    series_tags
+                        .get(s)
+                        .and_then(|tags| tags.get(k))
+                        .map_or(Value::Null, |v| Value::String(v.clone())),
+                );
+            }
+            row
+        })
+        .collect()
+}
+
+fn raw_derivative(
+    points: &[(i64, FieldValue, usize)],
+    unit: i64,
+    non_negative: bool,
+) -> Vec<(i64, Value, usize)> {
+    let mut out = Vec::new();
+    let mut prev: Option<(i64, f64)> = None;
+    for (t, v, s) in points {
+        let Some(x) = numeric(v) else { continue };
+        if let Some((pt, px)) = prev {
+            if *t > pt {
+                let d = (x - px) / ((*t - pt) as f64 / unit as f64);
+                if !(non_negative && d < 0.0) {
+                    out.push((*t, Value::Float(d), *s));
+                }
+            }
+        }
+        prev = Some((*t, x));
+    }
+    out
+}
+
+fn numeric(v: &FieldValue) -> Option<f64> {
+    match v {
+        FieldValue::Float(f) => Some(*f),
+        FieldValue::Integer(i) => Some(*i as f64),
+        FieldValue::Unsigned(u) => Some(*u as f64),
+        FieldValue::Boolean(_) | FieldValue::String(_) => None,
+    }
+}
+
+fn value_of(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Float(f) => Value::Float(*f),
+        FieldValue::Integer(i) => Value::Integer(*i),
+        FieldValue::Unsigned(u) => Value::Unsigned(*u),
+        FieldValue::Boolean(b) => Value::Boolean(*b),
+        FieldValue::String(s) => Value::String(s.clone()),
+    }
+}
+
+fn aggregate_rows(
+    columns: &[(Column, String)],
+    by_field: &BTreeMap<String, Vec<(i64, FieldValue, usize)>>,
+    s: &Select,
+    start: i64,
+    end: i64,
+    epoch: Option<Precision>,
+) -> Result<Vec<Vec<Value>>, String> {
+    // Bucket starts: one bucket for the whole range without GROUP BY time.
+    let (first, every) = match s.interval {
+        Some(iv) => (start - (start - iv.offset).rem_euclid(iv.every), iv.every),
+        None => (start, end.saturating_sub(start).saturating_add(1).max(1)),
+    };
+    let count = (end.saturating_sub(first) / every).saturating_add(1);
+    if count > MAX_BUCKETS {
+        return Err(format!(
+            "the query would make {count} buckets, more than {MAX_BUCKETS}: use a larger GROUP BY time() interval or a shorter range"
+        ));
+    }
+    let count = count.max(0) as usize;
+    let mut cells: Vec<Vec<Value>> = Vec::with_capacity(columns.len());
+    for (col, _) in columns {
+        let points = by_field.get(col.field()).map_or(&[][..], Vec::as_slice);
+        let (agg_col, deriv) = match col {
+            Column::Derivative {
+                inner,
+                unit,
+                non_negative,
+            } => (inner.as_ref(), Some((*unit, *non_negative))),
+            other => (other, None),
+        };
+        let Column::Agg { func, .. } = agg_col else {
+            return Err("mixing aggregate and non-aggregate queries is not supported".into());
+        };
+        let mut values = vec![Value::Null; count];
+        let mut i = 0;
+        for (b, slot) in values.iter_mut().enumerate() {
+            let lo = first + b as i64 * every;
+            let hi = lo.saturating_add(every);
+            while i < points.len() && points[i].0 < lo {
+                i += 1;
+            }
+            let j = i + points[i..].iter().take_while(|p| p.0 < hi).count();
+            *slot = aggregate(*func, &points[i..j], col.field())?;
+            i = j;
+        }
+        if let Some((unit, non_negative)) = deriv {
+            values = bucket_derivative(&values, every, unit, non_negative);
+        }
+        cells.push(values);
+    }
+    let derivative = columns
+        .iter()
+        .any(|(c, _)| matches!(c, Column::Derivative { .. }));
+    let mut rows = Vec::with_capacity(count);
+    let mut previous: Vec<Value> = vec![Value::Null; columns.len()];
+    for b in 0..count {
+        let t = if s.interval.is_some() {
+            first + b as i64 * every
+        } else {
+            start
+        };
+        let mut row_cells: Vec<Value> = cells.iter().map(|c| c[b].clone()).collect();
+        let empty = row_cells.iter().all(|v| *v == Value::Null);
+        if empty
+            && (s.fill == Fill::None
+                || (derivative && b == 0)
+                || s.interval.is_none() && by_field.values().all(Vec::is_empty))
+        {
+            continue;
+        }
+        match s.fill {
+            Fill::Value(v) => {
+                for c in row_cells.iter_mut().filter(|c| **c == Value::Null) {
+                    *c = if v.fract() == 0.0 && v.abs() < 9e15 {
+                        Value::Integer(v as i64)
+                    } else {
+                        Value::Float(v)
+                    };
+                }
+            }
+            Fill::Previous => {
+                for (c, p) in row_cells.iter_mut().zip(previous.iter()) {
+                    if *c == Value::Null {
+                        *c = p.clone();
+                    }
+                }
+            }
+            Fill::Linear => {
+                for (ci, c) in row_cells.iter_mut().enumerate() {
+                    if *c == Value::Null {
+                        *c = linear(&cells[ci], b);
+                    }
+                }
+            }
+            Fill::Null | Fill::None => {}
+        }
+        for (p, c) in previous.iter_mut().zip(row_cells.iter()) {
+            if *c != Value::Null {
+                *p = c.clone();
+            }
+        }
+        let mut row = vec![Value::Time(t, epoch)];
+        row.extend(row_cells);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn linear(values: &[Value], b: usize) -> Value {
+    let before = values[..b]
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, v)| v.as_f64().map(|x| (i, x)));
+    let after = values[b + 1..]
+        .iter()
+        .enumerate()
+        .find_map(|(i, v)| v.as_f64().map(|x| (b + 1 + i, x)));
+    match (before, after) {
+        (Some((i0, x0)), Some((i1, x1))) => {
+            Value::Float(x0 + (x1 - x0) * (b - i0) as f64 / (i1 - i0) as f64)
+        }
+        _ => Value::Null,
+    }
+}
+
+/// The derivative of bucket values: between each bucket and the last non-empty one before it.
+fn bucket_derivative(values: &[Value], every: i64, unit: i64, non_negative: bool) -> Vec<Value> {
+    let mut out = vec![Value::Null; values.len()];
+    let mut prev: Option<(usize, f64)> = None;
+    for (b, v) in values.iter().enumerate() {
+        let Some(x) = v.as_f64() else { continue };
+        if let Some((pb, px)) = prev {
+            let dt = (b - pb) as f64 * every as f64 / unit as f64;
+            let d = (x - px) / dt;
+            if !(non_negative && d < 0.0) {
+                out[b] = Value::Float(d);
+            }
+        }
+        prev = Some((b, x));
+    }
+    out
+}
+
+fn aggregate(func: Agg, points: &[(i64, FieldValue, usize)], field: &str) -> Result<Value, String> {
+    if let Agg::Count = func {
+        return Ok(if points.is_empty() {
+            Value::Null
+        } else {
+            Value::Integer(points.len() as i64)
+        });
+    }
+    if points.is_empty() {
+        return Ok(Value::Null);
+    }
+    match func {
+        Agg::First => return Ok(value_of(&points[0].1)),
+        Agg::Last => return Ok(value_of(&points[points.len() - 1].1)),
+        _ => {}
+    }
+    let nums: Vec<f64> = points.iter().filter_map(|p| numeric(&p.1)).collect();
+    if nums.len() != points.len() {
+        return Err(
+            format!("field '{field}' is not numeric: {func:?} needs numbers").to_lowercase(),
+        );
+    }
+    let integer = points
+        .iter()
+        .all(|p| matches!(p.1, FieldValue::Integer(_) | FieldValue::Unsigned(_)));
+    let typed = |x: f64| {
+        if integer {
+            Value::Integer(x as i64)
+        } else {
+            Value::Float(x)
+        }
+    };
+    let n = nums.len() as f64;
+    Ok(match func {
+        Agg::Mean => Value::Float(nums.iter().sum::<f64>() / n),
+        Agg::Sum => typed(nums.iter().sum()),
+        Agg::Min => typed(nums.iter().copied().fold(f64::INFINITY, f64::min)),
+        Agg::Max => typed(nums.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+        Agg::Spread => {
+            let max = nums.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let min = nums.iter().copied().fold(f64::INFINITY, f64::min);
+            typed(max - min)
+        }
+        Agg::Median => {
+            let mut v = nums;
+            v.sort_by(f64::total_cmp);
+            let m = v.len() / 2;
+            Value::Float(if v.len().is_multiple_of(2) {
+                (v[m - 1] + v[m]) / 2.0
+            } else {
+                v[m]
+            })
+        }
+        Agg::Stddev => {
+            if nums.len() < 2 {
+                Value::Null
+            } else {
+                let mean = nums.iter().sum::<f64>() / n;
+                let var = nums.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+                Value::Float(var.sqrt())
+            }
+        }
+        Agg::Percentile(p) => {
+            let mut v = nums;
+            v.sort_by(f64::total_cmp);
+            // InfluxDB: the value at rank floor(n * p / 100 + 0.5), 1-based.
+            let rank = (v.len() as f64 * p / 100.0 + 0.5).floor() as i64 - 1;
+            match usize::try_from(rank).ok().and_then(|r| v.get(r)) {
+                Some(x) => typed(*x),
+                None => Value::Null,
+            }
+        }
+        Agg::Count | Agg::First | Agg::Last => Value::Null,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::influxql::parse_query;
+    use crate::line;
+
+    const S: i64 = 1_000_000_000;
+
+    fn setup() -> (tempfile::TempDir, Catalog, TeamName) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path());
+        let team: TeamName = "shop".parse().unwrap();
+        let db = catalog.create(&team, "telegraf").unwrap();
+        let body = "\
+cpu,host=a,cpu=total usage=10 0
+cpu,host=a,cpu=total usage=20 10000000000
+cpu,host=a,cpu=total usage=30 20000000000
+cpu,host=b,cpu=total usage=1 0
+cpu,host=b,cpu=total usage=3 20000000000
+net,host=a bytes=100i 0
+net,host=a bytes=400i 10000000000
+net,host=a bytes=100i 20000000000
+";
+        db.write(&line::parse(body, Precision::Nanoseconds, 0).unwrap())
+            .unwrap();
+        (dir, catalog, team)
+    }
+
+    fn query(catalog: &Catalog, team: &TeamName, q: &str) -> serde_json::Value {
+        let st = parse_query(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        let cx = Context {
+            team,
+            db: Some("telegraf"),
+            epoch: Some(Precision::Seconds),
+            now_ns: 100 * S,
+        };
+        serde_json::to_value(execute(catalog, &st, &cx)).unwrap()
+    }
+
+    #[test]
+    fn grafana_panel_mean_by_host() {
+        let (_d, c, t) = setup();
+        let r = query(
+            &c,
+            &t,
+            r#"SELECT mean("usage") FROM "cpu" WHERE time >= 0ms and time <= 29999ms GROUP BY time(10s), "host" fill(null)"#,
+        );
+        let series = &r["results"][0]["series"];
+        assert_eq!(series[0]["tags"]["host"], "a");
+        assert_eq!(series[0]["columns"], serde_json::json!(["time", "mean"]));
+        assert_eq!(
+            series[0]["values"],
+            serde_json::json!([[0, 10.0], [10, 20.0], [20, 30.0]])
+        );
+        assert_eq!(
+            series[1]["values"],
+            serde_json::json!([[0, 1.0], [10, null], [20, 3.0]])
+        );
+        let r = query(
+            &c,
+            &t,
+            r#"SELECT mean("usage") FROM "cpu" WHERE "host" = 'b' AND time >= 0ms and time <= 29999ms GROUP BY time(10s) fill(linear)"#,
+        );
+        assert_eq!(
+            r["results"][0]["series"][0]["values"],
+            serde_json::json!([[0, 1.0], [10, 2.0], [20, 3.0]])
+        );
+        let r = query(
+            &c,
+            &t,
+            r#"SELECT mean("usage") FROM "cpu" WHERE "host" = 'b' AND time >= 0ms and time <= 29999ms GROUP BY time(10s) fill(none)"#,
+        );
+        assert_eq!(
+            r["results"][0]["series"][0]["values"],
+            serde_json::json!([[0, 1.0], [20, 3.0]])
+        );
+        let r = query(
+            &c,
+            &t,
+            r#"SELECT max("usage"), count("usage"), percentile("usage", 50) FROM "cpu" WHERE "host" =~ /^(a|b)$/"#,
+        );
+        assert_eq!(
+            r["results"][0]["series"][0]["columns"],
+            serde_json::json!(["time", "max", "count", "percentile"])
+        );
+        assert_eq!(
+            r["results"][0]["series"][0]["values"][0],
+            serde_json::json!([0, 30.0, 5, 10.0])
+        );
+    }
+
+    #[test]
+    fn counter_panel_non_negative_derivative() {
+        let (_d, c, t) = setup();
+        let r = query(
+            &c,
+            &t,
+            r#"SELECT non_negative_derivative(mean("bytes"), 1s) FROM "net" WHERE time >= 0ms and time <= 29999ms GROUP BY time(10s) fill(null)"#,
+        );
+        assert_eq!(
+            r["results"][0]["series"][0]["values"],
+            serde_json::json!([[10, 30.0], [20, null]])
+        );
+        let r = query(&c, &t, r#"SELECT derivative("bytes", 10s) FROM "net""#);
+        assert_eq!(
+            r["results"][0]["series"][0]["values"],
+            serde_json::json!([[10, 300.0], [20, -300.0]])
+        );
+    }
+
+    #[test]
+    fn raw_selection_and_show_statements() {
+        let (_d, c, t) = setup();
+        let r = query(
+            &c,
+            &t,
+            r#"SELECT * FROM "cpu" WHERE host = 'b' ORDER BY time DESC LIMIT 1"#,
+        );
+        assert_eq!(
+            r["results"][0]["series"][0]["columns"],
+            serde_json::json!(["time", "usage", "cpu", "host"])
+        );
+        assert_eq!(
+            r["results"][0]["series"][0]["values"],
+            serde_json::json!([[20, 3.0, "total", "b"]])
+        );
+        let r = query(&c, &t, "SHOW MEASUREMENTS; SHOW TAG VALUES FROM cpu WITH KEY = host; SHOW FIELD KEYS FROM net; SHOW DATABASES");
+        assert_eq!(
+            r["results"][0]["series"][0]["values"],
+            serde_json::json!([["cpu"], ["net"]])
+        );
+        assert_eq!(
+            r["results"][1]["series"][0]["values"],
+            serde_json::json!([["host", "a"], ["host", "b"]])
+        );
+        assert_eq!(
+            r["results"][2]["series"][0]["values"],
+            serde_json::json!([["bytes", "integer"]])
+        );
+        assert_eq!(
+            r["results"][3]["series"][0]["values"],
+            serde_json::json!([["telegraf"]])
+        );
+    }
+
+    #[test]
+    fn errors_are_answers_and_stop_the_rest() {
+        let (_d, c, t) = setup();
+        let r = query(&c, &t, "SELECT mean(usage), usage FROM cpu; SHOW DATABASES");
+        assert_eq!(
+            r["results"][0]["error"],
+            "mixing aggregate and non-aggregate queries is not supported"
+        );
+        assert!(r["results"].get(1).is_none());
+        let r = query(&c, &t, "SHOW MEASUREMENTS ON nope");
+        assert_eq!(r["results"][0]["error"], "database not found: \"nope\"");
+        let r = query(
+            &c,
+            &t,
+            "SELECT mean(usage) FROM cpu WHERE time > now() - 1h OR host = 'a'",
+        );
+        assert!(r["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("under OR"));
+    }
+
+    #[test]
+    fn another_team_sees_nothing_of_the_database() {
+        let (_d, c, _t) = setup();
+        let other: TeamName = "other".parse().unwrap();
+        let r = query(&c, &other, "SHOW DATABASES; SELECT * FROM cpu");
+        assert_eq!(
+            r["results"][0]["series"][0]["values"],
+            serde_json::Value::Null
+        );
+        assert_eq!(r["results"][1]["error"], "database not found: \"telegraf\"");
+    }
+}
