@@ -9,6 +9,7 @@
 //! No networking here: peng-server's `/write`, `/query` and `/ping` routes authenticate the
 //! team and call into this crate on a blocking thread.
 
+pub mod body;
 pub mod catalog;
 pub mod exec;
 pub mod influxql;

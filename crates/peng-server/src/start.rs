@@ -126,6 +126,7 @@ impl Server {
 
         let tsdb =
             Arc::new(Tsdb::open(&dir.join("metrics")).context("cannot open the metrics store")?);
+        let influx = Arc::new(peng_influx::Catalog::new(&dir.join("influx")));
         let logs =
             Arc::new(LogStore::open(&dir.join("logs")).context("cannot open the log index")?);
         let pipeline = Pipeline::start(logs.clone(), Default::default())
@@ -191,6 +192,7 @@ impl Server {
             ingest: ingest_auth,
             ingest_ctx,
             tsdb,
+            influx,
             monitor,
             driver,
             databases,

@@ -10,6 +10,7 @@
 mod databases;
 pub(crate) mod error;
 mod extract;
+mod influx;
 mod logs;
 mod services;
 mod teams;
@@ -109,6 +110,36 @@ pub fn routes() -> Vec<Route> {
                 r#"{"version":"1.1","host":"h","short_message":"m"}"#,
             ),
             post(logs::gelf).layer(DefaultBodyLimit::max(GELF_BODY_LIMIT)),
+        ),
+        // InfluxDB's API (`influx.rs`); GET also answers HEAD.
+        route(M::GET, "/ping", Public, at("/ping"), get(influx::ping)),
+        route(
+            M::POST,
+            "/write",
+            Team,
+            with("/write?db={team}", "m v=1"),
+            post(influx::write).layer(DefaultBodyLimit::max(peng_influx::body::MAX_BODY)),
+        ),
+        route(
+            M::POST,
+            "/api/v2/write",
+            Team,
+            with("/api/v2/write?bucket={team}", "m v=1"),
+            post(influx::write_v2).layer(DefaultBodyLimit::max(peng_influx::body::MAX_BODY)),
+        ),
+        route(
+            M::GET,
+            "/query",
+            Team,
+            at("/query?q=SHOW%20DATABASES"),
+            get(influx::query),
+        ),
+        route(
+            M::POST,
+            "/query",
+            Team,
+            with("/query?q=SHOW%20DATABASES", ""),
+            post(influx::query).layer(DefaultBodyLimit::max(peng_influx::body::MAX_BODY)),
         ),
         route(
             M::POST,

@@ -14,6 +14,7 @@
 mod caller;
 pub mod databases;
 mod error;
+pub mod influx;
 pub mod isolation;
 pub mod logs;
 pub mod maintenance;
@@ -54,6 +55,8 @@ pub struct Parts {
     /// The GELF listeners' shared context (attribution, dead letters, pipeline).
     pub ingest_ctx: IngestContext,
     pub tsdb: Arc<Tsdb>,
+    /// The teams' own databases (`/write`, `/query`).
+    pub influx: Arc<peng_influx::Catalog>,
     pub monitor: Monitor,
     pub driver: ProcessDriver,
     pub databases: Arc<peng_databases::Databases>,
@@ -75,6 +78,8 @@ struct Inner {
     /// Applies, destroys, rotations and promotes run one at a time, so that a plan is applied
     /// to the state it was computed from and instances are converged by one writer.
     apply_lock: tokio::sync::Mutex<()>,
+    /// Writes to team databases being parsed and stored at once (each holds its batch twice).
+    influx_writes: tokio::sync::Semaphore,
 }
 
 impl Ops {
@@ -82,6 +87,7 @@ impl Ops {
         Ops(Arc::new(Inner {
             parts,
             apply_lock: tokio::sync::Mutex::new(()),
+            influx_writes: tokio::sync::Semaphore::new(4),
         }))
     }
 

@@ -154,6 +154,27 @@ async fn every_route_keeps_teams_apart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The victim's own database, so that a leak through the InfluxDB routes would show.
+    for (uri, body, want) in [
+        (
+            "/query?q=CREATE%20DATABASE%20victim_metrics",
+            "",
+            StatusCode::OK,
+        ),
+        (
+            "/write?db=victim_metrics",
+            "m,who=victim v=1",
+            StatusCode::NO_CONTENT,
+        ),
+    ] {
+        let req = Request::post(uri)
+            .header("authorization", format!("Bearer {victim_token}"))
+            .body(Body::from(body))
+            .expect("request");
+        let a = answer(&router, req).await;
+        assert_eq!(a.status, want, "victim's {uri}: {}", a.body);
+    }
+
     let all = routes();
     assert!(!all.is_empty());
     let mut failures = Vec::new();
@@ -266,7 +287,12 @@ fn routes_are_unique_and_well_formed() {
         );
         assert!(r.path.starts_with('/'), "{}", r.path);
         if r.path.starts_with("/api/") {
-            assert!(r.path.starts_with("/api/v1/"), "{}", r.path);
+            // `/api/v2/write` is InfluxDB's, for its v2 clients.
+            assert!(
+                r.path.starts_with("/api/v1/") || r.path == "/api/v2/write",
+                "{}",
+                r.path
+            );
         }
     }
 }

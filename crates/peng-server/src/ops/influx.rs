@@ -1,0 +1,127 @@
+//! Team databases spoken to in InfluxDB 1.x's dialect (`peng-influx`): what `/write`,
+//! `/api/v2/write` and `/query` do once the API has read the request.
+//!
+//! Databases belong to teams: the team is the caller's, never a name in the request, so a
+//! team reaches only its own databases whatever it writes in `db=` or `ON`. The admin token
+//! has no databases of its own here and is refused.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use peng_core::TeamName;
+use peng_influx::influxql::parse_query;
+use peng_influx::{Catalog, CatalogError, Precision, QueryResponse};
+
+use super::{Caller, Error, Ops, Result};
+
+/// A write, its body already decompressed.
+pub struct InfluxWrite {
+    pub db: String,
+    /// Only `autogen` (or none) exists.
+    pub rp: Option<String>,
+    pub precision: Option<String>,
+    pub body: String,
+}
+
+pub struct InfluxQuery {
+    pub q: String,
+    pub db: Option<String>,
+    pub epoch: Option<String>,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn team_of(caller: &Caller) -> Result<TeamName> {
+    match caller {
+        Caller::Team(t) => Ok(t.clone()),
+        Caller::Admin | Caller::System => Err(Error::forbidden(
+            "databases belong to teams: use the team's API token as the password",
+        )),
+    }
+}
+
+impl From<CatalogError> for Error {
+    fn from(e: CatalogError) -> Self {
+        match &e {
+            CatalogError::NotFound(_) => Error::not_found(e.to_string()),
+            CatalogError::BadName { .. } => Error::invalid(e.to_string()),
+            CatalogError::TooMany => Error::new(peng_core::ErrorKind::Conflict, e.to_string()),
+            CatalogError::Tsdb(t) => Error::new(t.kind(), e.to_string()),
+            CatalogError::Io { .. } => Error::new(peng_core::ErrorKind::Unavailable, e.to_string()),
+        }
+    }
+}
+
+fn precision(name: &str, value: Option<&str>) -> Result<Option<Precision>> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(v) => Precision::parse(v).map(Some).ok_or_else(|| {
+            Error::invalid(format!("invalid {name} '{v}': use ns, u, ms, s, m or h"))
+        }),
+    }
+}
+
+impl Ops {
+    fn influx(&self) -> Arc<Catalog> {
+        self.p().influx.clone()
+    }
+
+    /// Stores a write whole, or nothing of it.
+    pub async fn influx_write(&self, caller: &Caller, w: InfluxWrite) -> Result<()> {
+        let team = team_of(caller)?;
+        if w.db.is_empty() {
+            return Err(Error::invalid("database is required"));
+        }
+        if let Some(rp) =
+            w.rp.as_deref()
+                .filter(|rp| !rp.is_empty() && *rp != "autogen")
+        {
+            return Err(Error::not_found(format!(
+                "retention policy not found: {rp}"
+            )));
+        }
+        let precision = precision("precision", w.precision.as_deref())?.unwrap_or_default();
+        // Parsing makes a copy of the batch in memory: a few at a time.
+        let _turn = self
+            .0
+            .influx_writes
+            .acquire()
+            .await
+            .map_err(|_| Error::new(peng_core::ErrorKind::Unavailable, "peng is stopping"))?;
+        let catalog = self.influx();
+        tokio::task::spawn_blocking(move || {
+            let tsdb = catalog.require(&team, &w.db)?;
+            let points = peng_influx::line::parse(&w.body, precision, now_ns())
+                .map_err(|e| Error::invalid(e.to_string()))?;
+            tsdb.write(&points)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::task("write", e))?
+    }
+
+    /// Runs the statements of `q`; a statement that fails is an answer, a query that does not
+    /// parse is an error.
+    pub async fn influx_query(&self, caller: &Caller, q: InfluxQuery) -> Result<QueryResponse> {
+        let team = team_of(caller)?;
+        let epoch = precision("epoch", q.epoch.as_deref())?;
+        let statements =
+            parse_query(&q.q).map_err(|e| Error::invalid(format!("error parsing query: {e}")))?;
+        let catalog = self.influx();
+        tokio::task::spawn_blocking(move || {
+            let cx = peng_influx::Context {
+                team: &team,
+                db: q.db.as_deref().filter(|d| !d.is_empty()),
+                epoch,
+                now_ns: now_ns(),
+            };
+            peng_influx::execute(&catalog, &statements, &cx)
+        })
+        .await
+        .map_err(|e| Error::task("query", e))
+    }
+}
