@@ -553,6 +553,7 @@ fn select(
         let (col, name) = column_of(expr)?;
         columns.push((col, alias.clone().unwrap_or(name)));
     }
+    let wildcard = s.fields.iter().any(|f| f.expr == Expr::Wildcard);
     let aggregate = columns.iter().any(|(c, _)| c.is_aggregate());
     if aggregate && columns.iter().any(|(c, _)| !c.is_aggregate()) {
         return Err("mixing aggregate and non-aggregate queries is not supported".into());
@@ -656,6 +657,11 @@ fn select(
         let mut cols = vec!["time".to_string()];
         cols.extend(names.iter().cloned());
         cols.extend(tag_columns.iter().cloned());
+        let (cols, rows) = if wildcard {
+            wildcard_order(cols, rows)
+        } else {
+            (cols, rows)
+        };
         out.push(Series {
             name: measurement.to_string(),
             tags: (s.group_tags != GroupTags::None).then_some(group),
@@ -664,6 +670,19 @@ fn select(
         });
     }
     Ok(page(out, s.slimit, s.soffset))
+}
+
+/// `SELECT *` lists fields and tags together in name order after `time`, as InfluxDB does.
+fn wildcard_order(cols: Vec<String>, rows: Vec<Vec<Value>>) -> (Vec<String>, Vec<Vec<Value>>) {
+    let mut order: Vec<usize> = (1..cols.len()).collect();
+    order.sort_by(|a, b| cols[*a].cmp(&cols[*b]));
+    order.insert(0, 0);
+    let cols = order.iter().map(|i| cols[*i].clone()).collect();
+    let rows = rows
+        .into_iter()
+        .map(|row| order.iter().map(|i| row[*i].clone()).collect())
+        .collect();
+    (cols, rows)
 }
 
 /// InfluxDB names repeated columns `mean`, `mean_1`, `mean_2`.
@@ -1046,11 +1065,11 @@ net,host=a bytes=100i 20000000000
         assert_eq!(series[0]["columns"], serde_json::json!(["time", "mean"]));
         assert_eq!(
             series[0]["values"],
-            serde_json::json!([[0, 10.0], [10, 20.0], [20, 30.0]])
+            serde_json::json!([[0, 10], [10, 20], [20, 30]])
         );
         assert_eq!(
             series[1]["values"],
-            serde_json::json!([[0, 1.0], [10, null], [20, 3.0]])
+            serde_json::json!([[0, 1], [10, null], [20, 3]])
         );
         let r = query(
             &c,
@@ -1059,7 +1078,7 @@ net,host=a bytes=100i 20000000000
         );
         assert_eq!(
             r["results"][0]["series"][0]["values"],
-            serde_json::json!([[0, 1.0], [10, 2.0], [20, 3.0]])
+            serde_json::json!([[0, 1], [10, 2], [20, 3]])
         );
         let r = query(
             &c,
@@ -1068,7 +1087,7 @@ net,host=a bytes=100i 20000000000
         );
         assert_eq!(
             r["results"][0]["series"][0]["values"],
-            serde_json::json!([[0, 1.0], [20, 3.0]])
+            serde_json::json!([[0, 1], [20, 3]])
         );
         let r = query(
             &c,
@@ -1081,7 +1100,7 @@ net,host=a bytes=100i 20000000000
         );
         assert_eq!(
             r["results"][0]["series"][0]["values"][0],
-            serde_json::json!([0, 30.0, 5, 10.0])
+            serde_json::json!([0, 30, 5, 10])
         );
     }
 
@@ -1095,12 +1114,12 @@ net,host=a bytes=100i 20000000000
         );
         assert_eq!(
             r["results"][0]["series"][0]["values"],
-            serde_json::json!([[10, 30.0], [20, null]])
+            serde_json::json!([[10, 30], [20, null]])
         );
         let r = query(&c, &t, r#"SELECT derivative("bytes", 10s) FROM "net""#);
         assert_eq!(
             r["results"][0]["series"][0]["values"],
-            serde_json::json!([[10, 300.0], [20, -300.0]])
+            serde_json::json!([[10, 300], [20, -300]])
         );
     }
 
@@ -1114,11 +1133,11 @@ net,host=a bytes=100i 20000000000
         );
         assert_eq!(
             r["results"][0]["series"][0]["columns"],
-            serde_json::json!(["time", "usage", "cpu", "host"])
+            serde_json::json!(["time", "cpu", "host", "usage"])
         );
         assert_eq!(
             r["results"][0]["series"][0]["values"],
-            serde_json::json!([[20, 3.0, "total", "b"]])
+            serde_json::json!([[20, "total", "b", 3]])
         );
         let r = query(&c, &t, "SHOW MEASUREMENTS; SHOW TAG VALUES FROM cpu WITH KEY = host; SHOW FIELD KEYS FROM net; SHOW DATABASES");
         assert_eq!(

@@ -58,6 +58,8 @@ impl Serialize for Value {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Value::Null => s.serialize_none(),
+            // As Go writes a float64: without ".0" when it is whole.
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => s.serialize_i64(*f as i64),
             Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
             Value::Float(_) => s.serialize_none(),
             Value::Integer(i) => s.serialize_i64(*i),
@@ -106,8 +108,10 @@ mod tests {
             Value::Null,
             Value::Float(f64::NAN),
             Value::Integer(3),
+            Value::Float(9.0),
+            Value::Float(2.5),
         ])
         .unwrap();
-        assert_eq!(v, "[1690000000123,null,null,3]");
+        assert_eq!(v, "[1690000000123,null,null,3,9,2.5]");
     }
 }
