@@ -3,9 +3,10 @@
 # installs what the tests need (the MariaDB server and client the database tests start private
 # servers from; bubblewrap, which sandboxes instances when the tests run as root; the Python GELF client graypy; PyMySQL for the example service; a JDK
 # and Debian's log4j2, whose GelfLayout is the Java GELF client of the end-to-end tests; headless
-# Chromium, its driver and Python selenium for the web UI test), checks formatting and lints,
+# Chromium, its driver and Python selenium for the web UI test; InfluxDB 1.6, its `influx` CLI
+# and the Python influxdb client for the metrics API test), checks formatting and lints,
 # then runs every test of the workspace, the end-to-end tests of the real binary included.
-# Every server a test starts (peng, mariadbd) binds 127.0.0.1 on a free port in a temporary
+# Every server a test starts (peng, mariadbd, influxd) binds 127.0.0.1 on a free port in a temporary
 # directory and is stopped by the test.
 # Last, scripts/walkthrough.sh runs the README's walk-through as a user would: in a copy of the
 # repository, `cargo run --release -p peng -- serve` with the relative ./peng-data, and the
@@ -67,6 +68,17 @@ fi
 if ! python3 -c 'import pymysql' 2>/dev/null; then
   echo "installing PyMySQL (the MariaDB client of the example service)"
   python3 -m pip install --quiet --disable-pip-version-check pymysql
+fi
+
+if [ ! -x /usr/bin/influxd ] || [ ! -x /usr/bin/influx ]; then
+  # The metrics test runs the same writes and queries against InfluxDB 1.6 with its CLI.
+  echo "installing influxdb and influxdb-client (InfluxDB 1.6 and its CLI, for the differential metrics test)"
+  apt_install influxdb influxdb-client
+fi
+
+if ! python3 -c 'import influxdb' 2>/dev/null; then
+  echo "installing influxdb (the Python InfluxDB client of the metrics test)"
+  python3 -m pip install --quiet --disable-pip-version-check influxdb
 fi
 
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then

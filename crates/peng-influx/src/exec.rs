@@ -508,7 +508,7 @@ fn column_of(e: &Expr) -> Result<(Column, String), String> {
                         name.clone(),
                     ))
                 }
-                other => Err(format!("function {other}() is not supported by peng")),
+                other => Err(format!("undefined function {other}()")),
             }
         }
         Expr::Wildcard => Err("internal: wildcard is expanded before".into()),
@@ -636,7 +636,9 @@ fn select(
             let (Some(start), Some(end)) = (lo.or(earliest), hi.or(latest)) else {
                 continue;
             };
-            aggregate_rows(&columns, &by_field, s, start, end, cx.epoch)?
+            // Without GROUP BY time the row's time is the lower bound, or 0 without one.
+            let whole = lo.unwrap_or(0);
+            aggregate_rows(&columns, &by_field, s, (start, end, whole), cx.epoch)?
         } else {
             let rows = raw_rows_of(&columns, &tag_columns, &series_tags, &by_field, cx.epoch);
             raw_rows += rows.len();
@@ -796,8 +798,7 @@ fn aggregate_rows(
     columns: &[(Column, String)],
     by_field: &BTreeMap<String, Vec<(i64, FieldValue, usize)>>,
     s: &Select,
-    start: i64,
-    end: i64,
+    (start, end, whole): (i64, i64, i64),
     epoch: Option<Precision>,
 ) -> Result<Vec<Vec<Value>>, String> {
     // Bucket starts: one bucket for the whole range without GROUP BY time.
@@ -838,6 +839,8 @@ fn aggregate_rows(
             *slot = aggregate(*func, &points[i..j], col.field())?;
             i = j;
         }
+        // The fill applies to the aggregate, before a derivative of it (as in InfluxDB).
+        fill_column(&mut values, s.fill);
         if let Some((unit, non_negative)) = deriv {
             values = bucket_derivative(&values, every, unit, non_negative);
         }
@@ -846,59 +849,67 @@ fn aggregate_rows(
     let derivative = columns
         .iter()
         .any(|(c, _)| matches!(c, Column::Derivative { .. }));
+    let no_data = by_field.values().all(Vec::is_empty);
+    // One selector alone, without GROUP BY time: the row has the selected point's time.
+    let selector_time = match columns {
+        [(Column::Agg { func, field }, _)] if s.interval.is_none() => {
+            selected_time(*func, by_field.get(field).map_or(&[][..], Vec::as_slice))
+        }
+        _ => None,
+    };
     let mut rows = Vec::with_capacity(count);
-    let mut previous: Vec<Value> = vec![Value::Null; columns.len()];
     for b in 0..count {
         let t = if s.interval.is_some() {
             first + b as i64 * every
         } else {
-            start
+            selector_time.unwrap_or(whole)
         };
-        let mut row_cells: Vec<Value> = cells.iter().map(|c| c[b].clone()).collect();
+        let row_cells: Vec<Value> = cells.iter().map(|c| c[b].clone()).collect();
         let empty = row_cells.iter().all(|v| *v == Value::Null);
-        if empty
-            && (s.fill == Fill::None
-                || (derivative && b == 0)
-                || s.interval.is_none() && by_field.values().all(Vec::is_empty))
-        {
+        // A derivative has rows only where it could be computed.
+        if empty && (s.fill == Fill::None || derivative || s.interval.is_none() && no_data) {
             continue;
-        }
-        match s.fill {
-            Fill::Value(v) => {
-                for c in row_cells.iter_mut().filter(|c| **c == Value::Null) {
-                    *c = if v.fract() == 0.0 && v.abs() < 9e15 {
-                        Value::Integer(v as i64)
-                    } else {
-                        Value::Float(v)
-                    };
-                }
-            }
-            Fill::Previous => {
-                for (c, p) in row_cells.iter_mut().zip(previous.iter()) {
-                    if *c == Value::Null {
-                        *c = p.clone();
-                    }
-                }
-            }
-            Fill::Linear => {
-                for (ci, c) in row_cells.iter_mut().enumerate() {
-                    if *c == Value::Null {
-                        *c = linear(&cells[ci], b);
-                    }
-                }
-            }
-            Fill::Null | Fill::None => {}
-        }
-        for (p, c) in previous.iter_mut().zip(row_cells.iter()) {
-            if *c != Value::Null {
-                *p = c.clone();
-            }
         }
         let mut row = vec![Value::Time(t, epoch)];
         row.extend(row_cells);
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// `fill(...)` of the empty buckets of one column (`null` and `none` leave them empty).
+fn fill_column(values: &mut [Value], fill: Fill) {
+    match fill {
+        Fill::Value(v) => {
+            let filler = if v.fract() == 0.0 && v.abs() < 9e15 {
+                Value::Integer(v as i64)
+            } else {
+                Value::Float(v)
+            };
+            for c in values.iter_mut().filter(|c| **c == Value::Null) {
+                *c = filler.clone();
+            }
+        }
+        Fill::Previous => {
+            let mut previous = Value::Null;
+            for c in values.iter_mut() {
+                if *c == Value::Null {
+                    *c = previous.clone();
+                } else {
+                    previous = c.clone();
+                }
+            }
+        }
+        Fill::Linear => {
+            let original = values.to_vec();
+            for (b, c) in values.iter_mut().enumerate() {
+                if *c == Value::Null {
+                    *c = linear(&original, b);
+                }
+            }
+        }
+        Fill::Null | Fill::None => {}
+    }
 }
 
 fn linear(values: &[Value], b: usize) -> Value {
@@ -935,6 +946,35 @@ fn bucket_derivative(values: &[Value], every: i64, unit: i64, non_negative: bool
         prev = Some((b, x));
     }
     out
+}
+
+/// The time of the point a selector (`first`, `last`, `min`, `max`, `percentile`) picks; the
+/// earliest of equal values. `None` for aggregates, which make a value of their own.
+fn selected_time(func: Agg, points: &[(i64, FieldValue, usize)]) -> Option<i64> {
+    let value = |p: &(i64, FieldValue, usize)| numeric(&p.1).unwrap_or(f64::NAN);
+    match func {
+        Agg::First => points.first().map(|p| p.0),
+        Agg::Last => points.last().map(|p| p.0),
+        // The greatest value, and of equal ones the earliest (which orders as greater).
+        Agg::Max => points
+            .iter()
+            .max_by(|a, b| value(a).total_cmp(&value(b)).then(b.0.cmp(&a.0)))
+            .map(|p| p.0),
+        Agg::Min => points
+            .iter()
+            .min_by(|a, b| value(a).total_cmp(&value(b)).then(a.0.cmp(&b.0)))
+            .map(|p| p.0),
+        Agg::Percentile(p) => {
+            let mut v: Vec<&(i64, FieldValue, usize)> = points.iter().collect();
+            v.sort_by(|a, b| value(a).total_cmp(&value(b)).then(a.0.cmp(&b.0)));
+            let rank = (v.len() as f64 * p / 100.0 + 0.5).floor() as i64 - 1;
+            usize::try_from(rank)
+                .ok()
+                .and_then(|r| v.get(r))
+                .map(|p| p.0)
+        }
+        _ => None,
+    }
 }
 
 fn aggregate(func: Agg, points: &[(i64, FieldValue, usize)], field: &str) -> Result<Value, String> {
@@ -1114,7 +1154,7 @@ net,host=a bytes=100i 20000000000
         );
         assert_eq!(
             r["results"][0]["series"][0]["values"],
-            serde_json::json!([[10, 30], [20, null]])
+            serde_json::json!([[10, 30]])
         );
         let r = query(&c, &t, r#"SELECT derivative("bytes", 10s) FROM "net""#);
         assert_eq!(

@@ -501,11 +501,15 @@ impl Parser {
                 offset,
             });
         }
+        // What InfluxDB 1.x can show; peng shows the statements above.
+        const INFLUX_SHOWS: &str = "CONTINUOUS, DATABASES, DIAGNOSTICS, FIELD, GRANTS, MEASUREMENT, MEASUREMENTS, QUERIES, RETENTION, SERIES, SHARD, SHARDS, STATS, SUBSCRIPTIONS, TAG, USERS";
         if let Tok::Ident(s) = self.peek() {
-            let s = format!("SHOW {}", s.to_ascii_uppercase());
-            return Err(self.unsupported(&s));
+            let word = s.to_ascii_uppercase();
+            if INFLUX_SHOWS.split(", ").any(|w| w == word) {
+                return Err(self.unsupported(&format!("SHOW {word}")));
+            }
         }
-        Err(self.unexpected("DATABASES, RETENTION, MEASUREMENTS, TAG, FIELD, SERIES"))
+        Err(self.unexpected(INFLUX_SHOWS))
     }
 
     fn name_match(&mut self) -> Result<NameMatch, ParseError> {

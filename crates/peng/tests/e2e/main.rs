@@ -6,6 +6,7 @@ mod crash;
 mod databases;
 mod harness;
 mod hostile;
+mod influx;
 mod java;
 mod log_durability;
 mod rotate;
