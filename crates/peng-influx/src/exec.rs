@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use peng_core::TeamName;
-use peng_tsdb::{FieldType, FieldValue, Query, SeriesKey, Tsdb};
+use peng_tsdb::{FieldType, FieldValue, Query, SeriesData, SeriesKey, Tsdb};
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::influxql::{
@@ -253,19 +253,7 @@ fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series
                 .collect();
             Ok(one_column("", "key", page(keys, *limit, *offset)))
         }
-        Statement::Select(s) => {
-            let Source::Measurement(m) = &s.from else {
-                return Err("subqueries are not supported by peng".into());
-            };
-            if m.rp.as_deref().is_some_and(|rp| rp != "autogen") {
-                return Err(format!(
-                    "retention policy not found: {}",
-                    m.rp.as_deref().unwrap_or_default()
-                ));
-            }
-            let tsdb = database(catalog, cx, m.db.as_deref())?;
-            select(&tsdb, s, &m.name, cx)
-        }
+        Statement::Select(s) => run_select(catalog, s, cx, 0),
     }
 }
 
@@ -518,10 +506,182 @@ fn column_of(e: &Expr) -> Result<(Column, String), String> {
     }
 }
 
+/// Subqueries may nest this deep.
+const MAX_SUBQUERY_DEPTH: usize = 4;
+
+/// A SELECT over a measurement of a database, or over what its subquery answered.
+fn run_select(
+    catalog: &Catalog,
+    s: &Select,
+    cx: &Context<'_>,
+    depth: usize,
+) -> Result<Vec<Series>, String> {
+    match &s.from {
+        Source::Measurement(m) => {
+            if m.rp.as_deref().is_some_and(|rp| rp != "autogen") {
+                return Err(format!(
+                    "retention policy not found: {}",
+                    m.rp.as_deref().unwrap_or_default()
+                ));
+            }
+            let tsdb = database(catalog, cx, m.db.as_deref())?;
+            select(tsdb.as_ref(), s, &m.name, &m.name, cx)
+        }
+        Source::Subquery(inner) => {
+            if depth >= MAX_SUBQUERY_DEPTH {
+                return Err(format!("subqueries nest at most {MAX_SUBQUERY_DEPTH} deep"));
+            }
+            // The outer time range bounds the inner query too, as in InfluxDB.
+            let mut inner = inner.as_ref().clone();
+            if let Some(times) = s.condition.as_ref().and_then(time_part) {
+                inner.condition = Some(match inner.condition.take() {
+                    Some(c) => Cond::And(Box::new(c), Box::new(times)),
+                    None => times,
+                });
+            }
+            let inner_cx = Context {
+                team: cx.team,
+                db: cx.db,
+                epoch: None,
+                now_ns: cx.now_ns,
+            };
+            let answer = run_select(catalog, &inner, &inner_cx, depth + 1)?;
+            let derived = Derived::from_answer(answer);
+            select(&derived, s, DERIVED, &derived.name, cx)
+        }
+    }
+}
+
+/// The time comparisons of a condition that are AND-ed at its top.
+fn time_part(c: &Cond) -> Option<Cond> {
+    match c {
+        Cond::Time { .. } => Some(c.clone()),
+        Cond::And(a, b) => match (time_part(a), time_part(b)) {
+            (Some(a), Some(b)) => Some(Cond::And(Box::new(a), Box::new(b))),
+            (x, None) | (None, x) => x,
+        },
+        Cond::Tag { .. } | Cond::Or(..) => None,
+    }
+}
+
+/// Where a SELECT reads from: a database, or a subquery's answer.
+trait Data {
+    fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, String>;
+    fn series(&self, measurement: &str) -> Result<Vec<SeriesKey>, String>;
+    fn read(&self, q: &Query) -> Result<Vec<SeriesData>, String>;
+}
+
+impl Data for Tsdb {
+    fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, String> {
+        Tsdb::fields(self, measurement).map_err(|e| e.to_string())
+    }
+
+    fn series(&self, measurement: &str) -> Result<Vec<SeriesKey>, String> {
+        Tsdb::series(self, Some(measurement)).map_err(|e| e.to_string())
+    }
+
+    fn read(&self, q: &Query) -> Result<Vec<SeriesData>, String> {
+        self.query(q).map_err(|e| e.to_string())
+    }
+}
+
+/// The measurement name of a subquery's answer (its series are named as its FROM, but the
+/// outer query reads them all).
+const DERIVED: &str = "";
+
+/// A subquery's answer as the outer query reads it: each column a field, each group's tags a
+/// series.
+struct Derived {
+    data: Vec<SeriesData>,
+    name: String,
+}
+
+impl Derived {
+    fn from_answer(series: Vec<Series>) -> Derived {
+        let name = series.first().map(|s| s.name.clone()).unwrap_or_default();
+        let mut data = Vec::new();
+        for s in series {
+            let key = SeriesKey {
+                measurement: DERIVED.to_string(),
+                tags: s.tags.clone().unwrap_or_default(),
+            };
+            for (ci, column) in s.columns.iter().enumerate().skip(1) {
+                let points: Vec<(i64, FieldValue)> = s
+                    .values
+                    .iter()
+                    .filter_map(|row| {
+                        let Some(Value::Time(t, _)) = row.first() else {
+                            return None;
+                        };
+                        let v = match row.get(ci)? {
+                            Value::Float(f) => FieldValue::Float(*f),
+                            Value::Integer(i) => FieldValue::Integer(*i),
+                            Value::Unsigned(u) => FieldValue::Unsigned(*u),
+                            Value::Boolean(b) => FieldValue::Boolean(*b),
+                            Value::String(s) => FieldValue::String(s.clone()),
+                            Value::Null | Value::Time(..) => return None,
+                        };
+                        Some((*t, v))
+                    })
+                    .collect();
+                if !points.is_empty() {
+                    data.push(SeriesData {
+                        key: key.clone(),
+                        field: column.clone(),
+                        points,
+                    });
+                }
+            }
+        }
+        Derived { data, name }
+    }
+}
+
+impl Data for Derived {
+    fn fields(&self, _: &str) -> Result<Vec<(String, FieldType)>, String> {
+        let mut f: Vec<(String, FieldType)> = self
+            .data
+            .iter()
+            .filter_map(|d| Some((d.field.clone(), d.points.first()?.1.field_type())))
+            .collect();
+        f.sort();
+        f.dedup();
+        Ok(f)
+    }
+
+    fn series(&self, _: &str) -> Result<Vec<SeriesKey>, String> {
+        let mut k: Vec<SeriesKey> = self.data.iter().map(|d| d.key.clone()).collect();
+        k.sort();
+        k.dedup();
+        Ok(k)
+    }
+
+    fn read(&self, q: &Query) -> Result<Vec<SeriesData>, String> {
+        Ok(self
+            .data
+            .iter()
+            .filter(|d| q.fields.as_ref().is_none_or(|f| f.contains(&d.field)))
+            .map(|d| SeriesData {
+                key: d.key.clone(),
+                field: d.field.clone(),
+                points: d
+                    .points
+                    .iter()
+                    .filter(|(t, _)| *t >= q.start_ns && *t < q.end_ns)
+                    .cloned()
+                    .collect(),
+            })
+            .filter(|d| !d.points.is_empty())
+            .collect())
+    }
+}
+
+/// `measurement` is what to read, `name` what the answer's series are called.
 fn select(
-    tsdb: &Tsdb,
+    tsdb: &dyn Data,
     s: &Select,
     measurement: &str,
+    name: &str,
     cx: &Context<'_>,
 ) -> Result<Vec<Series>, String> {
     let tags_only = s.condition.as_ref().map(tag_part).transpose()?.flatten();
@@ -531,10 +691,11 @@ fn select(
     let mut tag_columns: Vec<String> = Vec::new();
     for SelectField { expr, alias } in &s.fields {
         if *expr == Expr::Wildcard {
-            for (f, _) in tsdb.fields(measurement).map_err(|e| e.to_string())? {
+            for (f, _) in tsdb.fields(measurement)? {
                 columns.push((Column::Raw(f.clone()), f));
             }
-            let mut keys: Vec<String> = series_of(tsdb, measurement)?
+            let mut keys: Vec<String> = tsdb
+                .series(measurement)?
                 .into_iter()
                 .flat_map(|k| k.tags.into_keys())
                 .collect();
@@ -574,15 +735,13 @@ fn select(
     } else {
         None
     });
-    let data = tsdb
-        .query(&Query {
-            measurement: measurement.to_string(),
-            tag_filter: BTreeMap::new(),
-            fields: Some(fields),
-            start_ns: lo.unwrap_or(i64::MIN),
-            end_ns: hi.map_or(i64::MAX, |h| h.saturating_add(1)),
-        })
-        .map_err(|e| e.to_string())?;
+    let data = tsdb.read(&Query {
+        measurement: measurement.to_string(),
+        tag_filter: BTreeMap::new(),
+        fields: Some(fields),
+        start_ns: lo.unwrap_or(i64::MIN),
+        end_ns: hi.map_or(i64::MAX, |h| h.saturating_add(1)),
+    })?;
     // Groups: tag set → field → points (with the series' tags, for tag columns).
     type Points = Vec<(i64, FieldValue, usize)>;
     let mut groups: BTreeMap<BTreeMap<String, String>, BTreeMap<String, Points>> = BTreeMap::new();
@@ -665,7 +824,7 @@ fn select(
             (cols, rows)
         };
         out.push(Series {
-            name: measurement.to_string(),
+            name: name.to_string(),
             tags: (s.group_tags != GroupTags::None).then_some(group),
             columns: cols,
             values: rows,
