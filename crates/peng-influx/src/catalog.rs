@@ -11,6 +11,10 @@ use std::sync::{Arc, Mutex};
 use peng_core::TeamName;
 use peng_tsdb::{Tsdb, TsdbError};
 
+/// The read-only database every team sees: peng's own series about it (sensor results,
+/// instance usage), from the platform's store, only those tagged with the team.
+pub const OWN_DATABASE: &str = "peng";
+
 /// Most databases one team may have.
 pub const MAX_DATABASES_PER_TEAM: usize = 64;
 /// Longest database name.
@@ -24,6 +28,8 @@ pub enum CatalogError {
     BadName { name: String, why: &'static str },
     #[error("a team may have at most {MAX_DATABASES_PER_TEAM} databases")]
     TooMany,
+    #[error("database \"{OWN_DATABASE}\" is peng's record of the team: read-only")]
+    ReadOnly,
     #[error(transparent)]
     Tsdb(#[from] TsdbError),
     #[error("{context} {}: {source}", path.display())]
@@ -39,6 +45,8 @@ pub enum CatalogError {
 pub struct Catalog {
     root: PathBuf,
     open: Mutex<HashMap<(TeamName, String), Arc<Tsdb>>>,
+    /// The platform's store, seen by each team as [`OWN_DATABASE`].
+    own: Option<Arc<Tsdb>>,
 }
 
 /// Checks a database name: it becomes a directory name.
@@ -72,7 +80,21 @@ impl Catalog {
         Catalog {
             root: root.to_path_buf(),
             open: Mutex::new(HashMap::new()),
+            own: None,
         }
+    }
+
+    /// With the platform's own store, which every team reads as [`OWN_DATABASE`].
+    pub fn with_own(root: &Path, own: Arc<Tsdb>) -> Catalog {
+        Catalog {
+            own: Some(own),
+            ..Catalog::new(root)
+        }
+    }
+
+    /// The platform's store, when this catalog shows it (reads must filter on the team).
+    pub fn own(&self) -> Option<&Arc<Tsdb>> {
+        self.own.as_ref()
     }
 
     fn dir(&self, team: &TeamName, db: &str) -> PathBuf {
@@ -82,9 +104,12 @@ impl Catalog {
     /// The team's databases, sorted.
     pub fn list(&self, team: &TeamName) -> Result<Vec<String>, CatalogError> {
         let dir = self.root.join(team.as_str());
+        let own = self.own.is_some().then(|| OWN_DATABASE.to_string());
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(own.into_iter().collect())
+            }
             Err(source) => {
                 return Err(CatalogError::Io {
                     context: "listing",
@@ -98,14 +123,19 @@ impl Catalog {
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|n| check_name(n).is_ok())
+            .chain(own)
             .collect();
         names.sort();
+        names.dedup();
         Ok(names)
     }
 
     /// Creates the database if it does not exist (as InfluxDB does, without error).
     pub fn create(&self, team: &TeamName, db: &str) -> Result<Arc<Tsdb>, CatalogError> {
         check_name(db)?;
+        if db == OWN_DATABASE {
+            return Err(CatalogError::ReadOnly);
+        }
         if let Some(t) = self.get(team, db)? {
             return Ok(t);
         }
@@ -121,10 +151,13 @@ impl Catalog {
         self.open_at(team, db, &dir)
     }
 
-    /// The database, or `None` if the team has none of that name.
+    /// The team's own database (never [`OWN_DATABASE`]), or `None` if it has none of that name.
     pub fn get(&self, team: &TeamName, db: &str) -> Result<Option<Arc<Tsdb>>, CatalogError> {
         if check_name(db).is_err() {
             return Ok(None);
+        }
+        if db == OWN_DATABASE {
+            return Err(CatalogError::ReadOnly);
         }
         let key = (team.clone(), db.to_string());
         if let Some(t) = self.lock().get(&key) {
@@ -146,6 +179,9 @@ impl Catalog {
     /// Removes the database and its data; nothing if it does not exist.
     pub fn drop_database(&self, team: &TeamName, db: &str) -> Result<(), CatalogError> {
         check_name(db)?;
+        if db == OWN_DATABASE {
+            return Err(CatalogError::ReadOnly);
+        }
         let key = (team.clone(), db.to_string());
         // Closing the store (its lock) before removing its files.
         self.lock().remove(&key);

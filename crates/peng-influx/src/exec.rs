@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use peng_core::TeamName;
 use peng_tsdb::{FieldType, FieldValue, Query, SeriesData, SeriesKey, Tsdb};
 
-use crate::catalog::{Catalog, CatalogError};
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, CatalogError, OWN_DATABASE};
 use crate::influxql::{
     Cond, Expr, Fill, GroupTags, Matcher, Select, SelectField, Source, Statement,
 };
@@ -62,9 +64,18 @@ fn database<'a>(
     catalog: &Catalog,
     cx: &Context<'a>,
     on: Option<&'a str>,
-) -> Result<std::sync::Arc<Tsdb>, String> {
+) -> Result<Box<dyn Data>, String> {
     let db = on.or(cx.db).ok_or("database name required")?;
-    catalog.require(cx.team, db).map_err(catalog_error)
+    if db == OWN_DATABASE {
+        if let Some(own) = catalog.own() {
+            return Ok(Box::new(TeamView {
+                tsdb: own.clone(),
+                team: cx.team.to_string(),
+            }));
+        }
+    }
+    let tsdb = catalog.require(cx.team, db).map_err(catalog_error)?;
+    Ok(Box::new(tsdb))
 }
 
 fn one_column(name: &str, column: &str, values: Vec<String>) -> Vec<Series> {
@@ -87,10 +98,9 @@ fn page<T>(items: Vec<T>, limit: Option<u64>, offset: u64) -> Vec<T> {
     }
 }
 
-fn measurements(tsdb: &Tsdb) -> Result<Vec<String>, String> {
-    let mut names: Vec<String> = tsdb
-        .series(None)
-        .map_err(|e| e.to_string())?
+fn measurements(data: &dyn Data) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = data
+        .series(None)?
         .into_iter()
         .map(|k| k.measurement)
         .collect();
@@ -151,7 +161,7 @@ fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series
             offset,
         } => {
             let tsdb = database(catalog, cx, on.as_deref())?;
-            let names: Vec<String> = measurements(&tsdb)?
+            let names: Vec<String> = measurements(tsdb.as_ref())?
                 .into_iter()
                 .filter(|m| with.as_ref().is_none_or(|w| w.matches(m)))
                 .collect();
@@ -169,8 +179,9 @@ fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series
         } => {
             let tsdb = database(catalog, cx, on.as_deref())?;
             let mut out = Vec::new();
-            for m in chosen(&tsdb, from.as_deref())? {
-                let mut keys: Vec<String> = series_of(&tsdb, &m)?
+            for m in chosen(tsdb.as_ref(), from.as_deref())? {
+                let mut keys: Vec<String> = tsdb
+                    .series(Some(&m))?
                     .into_iter()
                     .flat_map(|k| k.tags.into_keys())
                     .collect();
@@ -191,8 +202,9 @@ fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series
             let tsdb = database(catalog, cx, on.as_deref())?;
             let tags_only = condition.as_ref().map(tag_part).transpose()?.flatten();
             let mut out = Vec::new();
-            for m in chosen(&tsdb, from.as_deref())? {
-                let mut pairs: Vec<(String, String)> = series_of(&tsdb, &m)?
+            for m in chosen(tsdb.as_ref(), from.as_deref())? {
+                let mut pairs: Vec<(String, String)> = tsdb
+                    .series(Some(&m))?
                     .into_iter()
                     .filter(|k| tags_only.as_ref().is_none_or(|c| tags_match(c, &k.tags)))
                     .flat_map(|k| k.tags.into_iter())
@@ -218,8 +230,8 @@ fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series
         Statement::ShowFieldKeys { on, from } => {
             let tsdb = database(catalog, cx, on.as_deref())?;
             let mut out = Vec::new();
-            for m in chosen(&tsdb, from.as_deref())? {
-                let fields = tsdb.fields(&m).map_err(|e| e.to_string())?;
+            for m in chosen(tsdb.as_ref(), from.as_deref())? {
+                let fields = tsdb.fields(&m)?;
                 if fields.is_empty() {
                     continue;
                 }
@@ -245,8 +257,7 @@ fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series
             let tsdb = database(catalog, cx, on.as_deref())?;
             let tags_only = condition.as_ref().map(tag_part).transpose()?.flatten();
             let keys: Vec<String> = tsdb
-                .series(from.as_deref())
-                .map_err(|e| e.to_string())?
+                .series(from.as_deref())?
                 .into_iter()
                 .filter(|k| tags_only.as_ref().is_none_or(|c| tags_match(c, &k.tags)))
                 .map(|k| series_key_text(&k))
@@ -278,15 +289,11 @@ fn series_key_text(k: &SeriesKey) -> String {
     s
 }
 
-fn chosen(tsdb: &Tsdb, from: Option<&str>) -> Result<Vec<String>, String> {
+fn chosen(data: &dyn Data, from: Option<&str>) -> Result<Vec<String>, String> {
     Ok(match from {
         Some(m) => vec![m.to_string()],
-        None => measurements(tsdb)?,
+        None => measurements(data)?,
     })
-}
-
-fn series_of(tsdb: &Tsdb, measurement: &str) -> Result<Vec<SeriesKey>, String> {
-    tsdb.series(Some(measurement)).map_err(|e| e.to_string())
 }
 
 /// The condition without its time comparisons, which must not sit under an OR.
@@ -524,8 +531,8 @@ fn run_select(
                     m.rp.as_deref().unwrap_or_default()
                 ));
             }
-            let tsdb = database(catalog, cx, m.db.as_deref())?;
-            select(tsdb.as_ref(), s, &m.name, &m.name, cx)
+            let data = database(catalog, cx, m.db.as_deref())?;
+            select(data.as_ref(), s, &m.name, &m.name, cx)
         }
         Source::Subquery(inner) => {
             if depth >= MAX_SUBQUERY_DEPTH {
@@ -567,21 +574,60 @@ fn time_part(c: &Cond) -> Option<Cond> {
 /// Where a SELECT reads from: a database, or a subquery's answer.
 trait Data {
     fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, String>;
-    fn series(&self, measurement: &str) -> Result<Vec<SeriesKey>, String>;
+    /// Of one measurement, or all; sorted.
+    fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, String>;
     fn read(&self, q: &Query) -> Result<Vec<SeriesData>, String>;
 }
 
-impl Data for Tsdb {
+impl Data for Arc<Tsdb> {
     fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, String> {
         Tsdb::fields(self, measurement).map_err(|e| e.to_string())
     }
 
-    fn series(&self, measurement: &str) -> Result<Vec<SeriesKey>, String> {
-        Tsdb::series(self, Some(measurement)).map_err(|e| e.to_string())
+    fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, String> {
+        Tsdb::series(self, measurement).map_err(|e| e.to_string())
     }
 
     fn read(&self, q: &Query) -> Result<Vec<SeriesData>, String> {
         self.query(q).map_err(|e| e.to_string())
+    }
+}
+
+/// A team's view of the platform's store: only series tagged `team=TEAM`, whatever a query
+/// says (the filter is added to every read, as the log store adds its team clause).
+struct TeamView {
+    tsdb: Arc<Tsdb>,
+    team: String,
+}
+
+impl TeamView {
+    fn mine(&self, k: &SeriesKey) -> bool {
+        k.tags.get("team") == Some(&self.team)
+    }
+}
+
+impl Data for TeamView {
+    fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, String> {
+        if self.series(Some(measurement))?.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.tsdb.fields(measurement)
+    }
+
+    fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, String> {
+        Ok(self
+            .tsdb
+            .series(measurement)?
+            .into_iter()
+            .filter(|k| self.mine(k))
+            .collect())
+    }
+
+    fn read(&self, q: &Query) -> Result<Vec<SeriesData>, String> {
+        let mut q = q.clone();
+        q.tag_filter.insert("team".to_string(), self.team.clone());
+        let data = self.tsdb.read(&q)?;
+        Ok(data.into_iter().filter(|d| self.mine(&d.key)).collect())
     }
 }
 
@@ -649,7 +695,7 @@ impl Data for Derived {
         Ok(f)
     }
 
-    fn series(&self, _: &str) -> Result<Vec<SeriesKey>, String> {
+    fn series(&self, _: Option<&str>) -> Result<Vec<SeriesKey>, String> {
         let mut k: Vec<SeriesKey> = self.data.iter().map(|d| d.key.clone()).collect();
         k.sort();
         k.dedup();
@@ -695,7 +741,7 @@ fn select(
                 columns.push((Column::Raw(f.clone()), f));
             }
             let mut keys: Vec<String> = tsdb
-                .series(measurement)?
+                .series(Some(measurement))?
                 .into_iter()
                 .flat_map(|k| k.tags.into_keys())
                 .collect();
@@ -1377,6 +1423,57 @@ net,host=a bytes=100i 20000000000
             .as_str()
             .unwrap()
             .contains("under OR"));
+    }
+
+    #[test]
+    fn the_peng_database_shows_a_team_only_its_own_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = Arc::new(Tsdb::open(&dir.path().join("metrics")).unwrap());
+        let body = "\
+sensor,team=shop,service=web,stage=prod,sensor=up,instance=0 ok=true,latency_ms=3 0
+sensor,team=rival,service=vault,stage=prod,sensor=up,instance=0 ok=false,latency_ms=9 0
+instance_usage,team=rival,service=vault,stage=prod,instance=0 cpu_seconds=1 0
+";
+        own.write(&line::parse(body, Precision::Nanoseconds, 0).unwrap())
+            .unwrap();
+        let catalog = Catalog::with_own(&dir.path().join("influx"), own);
+        let shop: TeamName = "shop".parse().unwrap();
+        let ask = |q: &str| {
+            let cx = Context {
+                team: &shop,
+                db: Some(OWN_DATABASE),
+                epoch: Some(Precision::Seconds),
+                now_ns: 100 * S,
+            };
+            serde_json::to_value(execute(&catalog, &parse_query(q).unwrap(), &cx)).unwrap()
+        };
+        let r = ask("SHOW DATABASES; SHOW MEASUREMENTS; SELECT * FROM sensor; SHOW TAG VALUES FROM sensor WITH KEY = service; SELECT * FROM sensor WHERE team = 'rival'");
+        assert_eq!(
+            r["results"][0]["series"][0]["values"],
+            serde_json::json!([["peng"]])
+        );
+        assert_eq!(
+            r["results"][1]["series"][0]["values"],
+            serde_json::json!([["sensor"]])
+        );
+        let rows = &r["results"][2]["series"][0]["values"];
+        assert_eq!(rows.as_array().map(Vec::len), Some(1), "{r}");
+        assert!(
+            !r.to_string().contains("rival") && !r.to_string().contains("vault"),
+            "{r}"
+        );
+        let r = ask("SELECT * FROM instance_usage; SHOW FIELD KEYS FROM instance_usage");
+        assert!(r["results"][0]["series"].is_null(), "{r}");
+        assert!(r["results"][1]["series"].is_null(), "{r}");
+        let r = ask("CREATE DATABASE peng");
+        assert!(r["results"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("read-only"));
+        assert!(matches!(
+            catalog.require(&shop, OWN_DATABASE),
+            Err(CatalogError::ReadOnly)
+        ));
     }
 
     #[test]

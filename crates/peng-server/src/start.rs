@@ -126,7 +126,10 @@ impl Server {
 
         let tsdb =
             Arc::new(Tsdb::open(&dir.join("metrics")).context("cannot open the metrics store")?);
-        let influx = Arc::new(peng_influx::Catalog::new(&dir.join("influx")));
+        let influx = Arc::new(peng_influx::Catalog::with_own(
+            &dir.join("influx"),
+            tsdb.clone(),
+        ));
         let logs =
             Arc::new(LogStore::open(&dir.join("logs")).context("cannot open the log index")?);
         let pipeline = Pipeline::start(logs.clone(), Default::default())

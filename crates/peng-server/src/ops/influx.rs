@@ -50,6 +50,7 @@ impl From<CatalogError> for Error {
             CatalogError::NotFound(_) => Error::not_found(e.to_string()),
             CatalogError::BadName { .. } => Error::invalid(e.to_string()),
             CatalogError::TooMany => Error::new(peng_core::ErrorKind::Conflict, e.to_string()),
+            CatalogError::ReadOnly => Error::forbidden(e.to_string()),
             CatalogError::Tsdb(t) => Error::new(t.kind(), e.to_string()),
             CatalogError::Io { .. } => Error::new(peng_core::ErrorKind::Unavailable, e.to_string()),
         }

@@ -235,9 +235,15 @@ fn queries() -> Vec<String> {
         format!(r#"SELECT last("usage_user") FROM "cpu" WHERE {range} GROUP BY "host""#),
         format!(r#"SELECT mean("usage_user"), max("usage_user") FROM "cpu" WHERE {range}"#),
         r#"SELECT count("usage_user") FROM "cpu""#.into(),
-        format!(r#"SELECT mean("d") FROM (SELECT non_negative_derivative("bytes_recv", 1s) AS d FROM "net" WHERE {range} GROUP BY "host") WHERE {range} GROUP BY time(5m) fill(null)"#),
-        format!(r#"SELECT max("m") FROM (SELECT mean("usage_user") AS m FROM "cpu" WHERE {range} GROUP BY time(1m), "host") WHERE {range} GROUP BY time(10m), "host""#),
-        format!(r#"SELECT sum("last") FROM (SELECT last("bytes_recv") FROM "net" GROUP BY "host") WHERE {range}"#),
+        format!(
+            r#"SELECT mean("d") FROM (SELECT non_negative_derivative("bytes_recv", 1s) AS d FROM "net" WHERE {range} GROUP BY "host") WHERE {range} GROUP BY time(5m) fill(null)"#
+        ),
+        format!(
+            r#"SELECT max("m") FROM (SELECT mean("usage_user") AS m FROM "cpu" WHERE {range} GROUP BY time(1m), "host") WHERE {range} GROUP BY time(10m), "host""#
+        ),
+        format!(
+            r#"SELECT sum("last") FROM (SELECT last("bytes_recv") FROM "net" GROUP BY "host") WHERE {range}"#
+        ),
         r#"SELECT mean("usage_user"), "usage_user" FROM "cpu""#.into(),
         r#"SELECT nope("usage_user") FROM "cpu""#.into(),
         "SHOW DATABASE".into(),
@@ -254,6 +260,15 @@ async fn telegraf_the_influx_cli_and_grafana_queries_answer_as_influxdb_does() {
     let team = peng.create_team("books").await;
     let token = team["token"].as_str().expect("token").to_string();
     let data = dataset();
+    // Every team also has peng's read-only `peng` database; InfluxDB gets one too, made
+    // first, so that `SHOW DATABASES` lists the same names in the same order.
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/query", influxd.port))
+        .form(&[("q", "CREATE DATABASE peng")])
+        .send()
+        .await
+        .expect("create peng on influxd");
+    assert_eq!(r.status().as_u16(), 200);
     telegraf_writes(&peng.url(), "books", &token, &data).await;
     telegraf_writes(&format!("http://127.0.0.1:{}", influxd.port), "", "", &data).await;
 
@@ -409,6 +424,21 @@ async fn teams_bad_input_and_the_python_client() {
         .send()
         .await
         .expect("query");
+    assert_eq!(r.status().as_u16(), 403);
+    // peng's own record of the team: listed, readable, never writable.
+    let r = query(&books, "SHOW DATABASES").await.expect("query");
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(
+        v["results"][0]["series"][0]["values"],
+        serde_json::json!([["peng"], ["shop"]])
+    );
+    let r = client
+        .post(format!("{base}/write?db=peng"))
+        .basic_auth("books", Some(&books))
+        .body("sensor,team=books ok=true")
+        .send()
+        .await
+        .expect("write");
     assert_eq!(r.status().as_u16(), 403);
     let r = client
         .head(format!("{base}/ping"))
