@@ -462,9 +462,7 @@ impl Tsdb {
                     else {
                         continue;
                     };
-                    let pts: Vec<(i64, FieldValue)> =
-                        column.iter().map(|(t, v)| (*t, v.clone())).collect();
-                    if let Err(e) = w.add_column(id, field, ty, &pts) {
+                    if let Err(e) = w.add_column(id, field, ty, column.values()) {
                         w.abandon();
                         return Err(e);
                     }
@@ -533,12 +531,7 @@ impl State {
         }
         let mut runs = self.block_runs(id, field, lo, hi)?;
         if let Some(column) = self.mem.column(id, field) {
-            runs.push(
-                column
-                    .range(lo..=hi)
-                    .map(|(t, v)| (*t, v.clone()))
-                    .collect(),
-            );
+            runs.push(column.range(lo, hi).to_vec());
         }
         Ok(merge_runs(runs))
     }
@@ -638,16 +631,21 @@ fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<(), TsdbError> {
                 cutoff_ns: index.cutoff_ns,
             });
         }
-        let key = SeriesKey {
-            measurement: p.measurement.clone(),
-            tags: p.tags.clone(),
-        };
-        let known = index.get(&key).and_then(|id| index.entry(id));
+        let known = index
+            .find(&p.measurement, &p.tags)
+            .and_then(|id| index.entry(id));
         for (name, value) in &p.fields {
             let new = value.field_type();
             let existing = match known.and_then(|e| e.fields.get(name)) {
                 Some(t) => *t,
-                None => *new_types.entry((key.clone(), name.as_str())).or_insert(new),
+                None => {
+                    // A field (or series) the index does not know yet: only these are keyed.
+                    let key = SeriesKey {
+                        measurement: p.measurement.clone(),
+                        tags: p.tags.clone(),
+                    };
+                    *new_types.entry((key, name.as_str())).or_insert(new)
+                }
             };
             if existing != new {
                 return Err(TsdbError::FieldTypeConflict {
@@ -671,10 +669,7 @@ fn apply(index: &mut SeriesIndex, mem: &mut Memtable, points: &[Point]) {
         }
         let id = match last {
             Some((m, t, id)) if m == p.measurement && *t == p.tags => id,
-            _ => index.get_or_insert(&SeriesKey {
-                measurement: p.measurement.clone(),
-                tags: p.tags.clone(),
-            }),
+            _ => index.get_or_insert(&p.measurement, &p.tags),
         };
         last = Some((&p.measurement, &p.tags, id));
         for (name, value) in &p.fields {

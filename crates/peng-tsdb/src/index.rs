@@ -5,8 +5,10 @@
 //! refers to a new series id and whenever the cutoff moves, so it is always complete and a
 //! damaged record is corruption, not a torn tail. Series are never removed; ids are stable.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::Path;
 
 use crate::codec::{
@@ -30,7 +32,10 @@ pub struct SeriesEntry {
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
     entries: Vec<SeriesEntry>,
-    by_key: HashMap<SeriesKey, SeriesId>,
+    /// Series ids by the hash of their key (measurement and tags), looked up from borrowed
+    /// parts so that a point of a known series costs no allocation. Randomly keyed per process.
+    by_hash: HashMap<u64, Vec<SeriesId>>,
+    hasher: RandomState,
     by_measurement: BTreeMap<String, Vec<SeriesId>>,
     /// Values older than this are deleted; `i64::MIN` when retention never ran.
     pub cutoff_ns: i64,
@@ -51,7 +56,27 @@ impl SeriesIndex {
     }
 
     pub fn get(&self, key: &SeriesKey) -> Option<SeriesId> {
-        self.by_key.get(key).copied()
+        self.find(&key.measurement, &key.tags)
+    }
+
+    fn hash_of(&self, measurement: &str, tags: &BTreeMap<String, String>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        measurement.hash(&mut h);
+        tags.hash(&mut h);
+        h.finish()
+    }
+
+    /// The id of the series with this measurement and tags.
+    pub fn find(&self, measurement: &str, tags: &BTreeMap<String, String>) -> Option<SeriesId> {
+        self.by_hash
+            .get(&self.hash_of(measurement, tags))?
+            .iter()
+            .copied()
+            .find(|id| {
+                self.entries
+                    .get(*id as usize)
+                    .is_some_and(|e| e.key.measurement == measurement && e.key.tags == *tags)
+            })
     }
 
     pub fn entry(&self, id: SeriesId) -> Option<&SeriesEntry> {
@@ -59,13 +84,20 @@ impl SeriesIndex {
     }
 
     /// The id of `key`, adding the series when it is new.
-    pub fn get_or_insert(&mut self, key: &SeriesKey) -> SeriesId {
-        if let Some(id) = self.by_key.get(key) {
-            return *id;
+    pub fn get_or_insert(
+        &mut self,
+        measurement: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> SeriesId {
+        if let Some(id) = self.find(measurement, tags) {
+            return id;
         }
         let id = self.entries.len() as SeriesId;
         self.push(SeriesEntry {
-            key: key.clone(),
+            key: SeriesKey {
+                measurement: measurement.to_string(),
+                tags: tags.clone(),
+            },
             fields: BTreeMap::new(),
         });
         self.dirty = true;
@@ -107,7 +139,8 @@ impl SeriesIndex {
 
     fn push(&mut self, entry: SeriesEntry) {
         let id = self.entries.len() as SeriesId;
-        self.by_key.insert(entry.key.clone(), id);
+        let hash = self.hash_of(&entry.key.measurement, &entry.key.tags);
+        self.by_hash.entry(hash).or_default().push(id);
         self.by_measurement
             .entry(entry.key.measurement.clone())
             .or_default()
@@ -188,7 +221,7 @@ fn decode(bytes: &[u8]) -> Result<SeriesIndex, DecodeError> {
             fields.insert(name, ty);
         }
         let key = SeriesKey { measurement, tags };
-        if index.by_key.contains_key(&key) {
+        if index.get(&key).is_some() {
             return Err(DecodeError("series listed twice"));
         }
         index.push(SeriesEntry { key, fields });
@@ -215,8 +248,8 @@ mod tests {
             measurement: "mem".into(),
             tags: BTreeMap::new(),
         };
-        let ia = idx.get_or_insert(&a);
-        let ib = idx.get_or_insert(&b);
+        let ia = idx.get_or_insert(&a.measurement, &a.tags);
+        let ib = idx.get_or_insert(&b.measurement, &b.tags);
         idx.set_field_type(ia, "v", FieldType::Float).unwrap();
         assert_eq!(
             idx.set_field_type(ia, "v", FieldType::Integer),
@@ -239,10 +272,7 @@ mod tests {
     fn damaged_index_is_corruption() {
         let tmp = tempfile::tempdir().unwrap();
         let mut idx = SeriesIndex::new();
-        idx.get_or_insert(&SeriesKey {
-            measurement: "cpu".into(),
-            tags: BTreeMap::new(),
-        });
+        idx.get_or_insert("cpu", &BTreeMap::new());
         idx.save(tmp.path()).unwrap();
         let path = tmp.path().join(FILE_NAME);
         let mut bytes = fs::read(&path).unwrap();

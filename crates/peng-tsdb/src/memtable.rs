@@ -8,7 +8,59 @@ use std::collections::{BTreeMap, HashMap};
 use crate::index::SeriesId;
 use crate::model::FieldValue;
 
-pub type Column = BTreeMap<i64, FieldValue>;
+/// One field's values of one series, sorted by timestamp, one per timestamp. Writes usually
+/// come in time order and are appended; an older one is put in its place.
+#[derive(Debug, Default, Clone)]
+pub struct Column {
+    values: Vec<(i64, FieldValue)>,
+}
+
+impl Column {
+    /// Stores a value; `true` if its timestamp was not held before.
+    pub fn insert(&mut self, ts: i64, value: FieldValue) -> bool {
+        match self.values.last() {
+            None => {}
+            Some((last, _)) if *last < ts => {}
+            Some(_) => {
+                return match self.values.binary_search_by_key(&ts, |(t, _)| *t) {
+                    Ok(i) => {
+                        self.values[i].1 = value;
+                        false
+                    }
+                    Err(i) => {
+                        self.values.insert(i, (ts, value));
+                        true
+                    }
+                };
+            }
+        }
+        self.values.push((ts, value));
+        true
+    }
+
+    /// All values, oldest first.
+    pub fn values(&self) -> &[(i64, FieldValue)] {
+        &self.values
+    }
+
+    /// The values with `lo <= ts <= hi`.
+    pub fn range(&self, lo: i64, hi: i64) -> &[(i64, FieldValue)] {
+        let a = self.values.partition_point(|(t, _)| *t < lo);
+        let b = self.values.partition_point(|(t, _)| *t <= hi);
+        &self.values[a..b.max(a)]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Removes the values older than `cutoff`; returns how many.
+    fn delete_before(&mut self, cutoff: i64) -> usize {
+        let n = self.values.partition_point(|(t, _)| *t < cutoff);
+        self.values.drain(..n);
+        n
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Memtable {
@@ -23,7 +75,7 @@ impl Memtable {
             Some(c) => c,
             None => fields.entry(field.to_string()).or_default(),
         };
-        if column.insert(ts, value).is_none() {
+        if column.insert(ts, value) {
             self.points += 1;
         }
     }
@@ -50,9 +102,7 @@ impl Memtable {
         let mut removed = 0u64;
         for fields in self.series.values_mut() {
             for column in fields.values_mut() {
-                let keep = column.split_off(&cutoff_ns);
-                removed += column.len() as u64;
-                *column = keep;
+                removed += column.delete_before(cutoff_ns) as u64;
             }
             fields.retain(|_, c| !c.is_empty());
         }
@@ -74,7 +124,13 @@ mod tests {
         m.insert(0, "v", 5, FieldValue::Integer(3));
         assert_eq!(m.points(), 2);
         let col = m.column(0, "v").unwrap();
-        assert_eq!(col.get(&10), Some(&FieldValue::Integer(2)));
+        assert_eq!(col.values().last(), Some(&(10, FieldValue::Integer(2))));
+        assert_eq!(
+            col.values().iter().map(|v| v.0).collect::<Vec<_>>(),
+            [5, 10]
+        );
+        assert_eq!(col.range(6, 10).len(), 1);
+        assert_eq!(col.range(11, 4).len(), 0);
         assert_eq!(m.delete_before(10), 1);
         assert_eq!(m.points(), 1);
         assert_eq!(m.delete_before(11), 1);
