@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod catalog;
+pub mod dashboard;
 pub mod exec;
 pub mod influxql;
 pub mod line;

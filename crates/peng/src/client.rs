@@ -438,6 +438,18 @@ pub async fn logs_tail(
     }
 }
 
+/// The service's Grafana dashboard, once the server confirms the service is the caller's.
+pub async fn dashboard_export(conn: &Conn, id: &str) -> anyhow::Result<ExitCode> {
+    let api = Api::new(conn)?;
+    let (team, service) = split_id(id)?;
+    let _: (wire::ServiceStatus, _) = api
+        .get(&format!("/api/v1/services/{team}/{service}"))
+        .await?;
+    let dashboard = peng_influx::dashboard::service_dashboard(team, service);
+    println!("{}", serde_json::to_string_pretty(&dashboard)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn audit(conn: &Conn, limit: i64) -> anyhow::Result<ExitCode> {
     let api = Api::new(conn)?;
     let (entries, raw): (Vec<wire::AuditEntry>, _) =

@@ -121,10 +121,22 @@ enum Command {
         #[arg(long)]
         team: Option<String>,
     },
+    /// Grafana dashboards over the team's `peng` database.
+    #[command(subcommand)]
+    Dashboards(DashboardsCmd),
     /// Who changed what.
     Audit {
         #[arg(long, default_value_t = 50)]
         limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DashboardsCmd {
+    /// Print a service's dashboard (sensors, CPU, memory) as JSON for Grafana's import.
+    Export {
+        /// TEAM/SERVICE
+        service: String,
     },
 }
 
@@ -386,6 +398,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stage,
         }) => client::logs_tail(&conn, &query, service.as_deref(), stage.as_deref()).await,
         Command::Audit { limit } => client::audit(&conn, limit).await,
+        Command::Dashboards(DashboardsCmd::Export { service }) => {
+            client::dashboard_export(&conn, &service).await
+        }
     }
 }
 

@@ -305,6 +305,44 @@ async fn instances_are_restarted_and_alerts_page_once_across_a_peng_restart() {
     let resolved = walk.heal().await;
     assert!(resolved["resolved_at"].is_string(), "{resolved}");
 
+    // The service's Grafana dashboard: every panel's query, with the macros filled in as
+    // Grafana fills them, answers from the team's `peng` database; sensors and memory have data.
+    let out = peng(url, token, &["dashboards", "export", "books/bookshelf"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let dashboard: serde_json::Value = serde_json::from_str(&out.stdout).expect("dashboard json");
+    let panels = dashboard["panels"].as_array().expect("panels").clone();
+    assert!(panels.len() >= 4, "{dashboard}");
+    eventually("every dashboard panel to show data", LONG, || async {
+        for panel in &panels {
+            let q = peng_influx::dashboard::render(
+                panel["targets"][0]["query"].as_str()?,
+                "time >= now() - 1h",
+                "10s",
+                &["production", "integration"],
+            );
+            let answer: serde_json::Value = reqwest::Client::new()
+                .get(format!("{url}/query"))
+                .query(&[("db", "peng"), ("q", q.as_str()), ("epoch", "ms")])
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let result = &answer["results"][0];
+            assert!(result["error"].is_null(), "{q}: {answer}");
+            let title = panel["title"].as_str()?;
+            if title != "Sensor values" && result["series"].as_array().is_none_or(Vec::is_empty) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let bad = peng(url, token, &["dashboards", "export", "books/nothing"]).await;
+    assert_ne!(bad.code, 0, "a service that does not exist: {bad:?}");
+
     walk.finish().await;
 }
 
