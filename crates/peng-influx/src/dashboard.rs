@@ -55,6 +55,14 @@ pub fn service_dashboard(team: &str, service: &str) -> Value {
             ),
             legend: "$tag_stage #$tag_instance",
         },
+        Panel {
+            title: "Log messages",
+            unit: "short",
+            query: format!(
+                r#"SELECT sum("messages") FROM "log_volume" WHERE "service" = '{service}' AND $timeFilter GROUP BY time($__interval) fill(none)"#
+            ),
+            legend: "messages",
+        },
     ];
     let panels: Vec<Value> = panels
         .iter()
@@ -140,7 +148,7 @@ mod tests {
     fn every_query_parses_once_rendered() {
         let d = service_dashboard("shop", "checkout");
         let panels = d["panels"].as_array().unwrap();
-        assert_eq!(panels.len(), 4);
+        assert_eq!(panels.len(), 5);
         for p in panels {
             let q = p["targets"][0]["query"].as_str().unwrap();
             let q = render(q, "time >= now() - 6h", "1m", &["prod", "dev"]);

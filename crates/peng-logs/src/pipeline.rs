@@ -132,15 +132,18 @@ impl Pipeline {
         std::thread::Builder::new()
             .name("peng-log-wal".into())
             .spawn(move || wal_loop(wal, rx, itx))?;
+        let volume = Volume::default();
+        let counted = volume.clone();
         std::thread::Builder::new()
             .name("peng-log-index".into())
-            .spawn(move || index_loop(store, dir, cfg, irx))?;
+            .spawn(move || index_loop(store, dir, cfg, irx, counted))?;
         Ok(PipelineHandle {
             tx,
             room,
             budget,
             team_budget,
             teams: Arc::new(Mutex::new(HashMap::new())),
+            volume,
         })
     }
 }
@@ -153,6 +156,47 @@ pub struct PipelineHandle {
     budget: usize,
     team_budget: usize,
     teams: Arc<Mutex<HashMap<TeamName, Arc<Semaphore>>>>,
+    volume: Volume,
+}
+
+/// Messages and bytes (`LogRecord::approx_bytes`) indexed per team and service, since they
+/// were last taken: the log volume peng records for each team.
+#[derive(Clone, Debug, Default)]
+pub struct Volume(Arc<Mutex<VolumeMap>>);
+
+/// (team, service) → (messages, bytes).
+type VolumeMap = HashMap<(TeamName, String), (u64, u64)>;
+
+impl Volume {
+    fn count(&self, records: &[LogRecord]) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut i = 0;
+        // Records of a batch come in runs of one team and service: one lookup a run.
+        while let Some(first) = records.get(i) {
+            let run = records[i..]
+                .iter()
+                .take_while(|r| r.team == first.team && r.service == first.service);
+            let (mut n, mut bytes) = (0u64, 0u64);
+            for r in run {
+                n += 1;
+                bytes += r.approx_bytes() as u64;
+            }
+            let slot = map
+                .entry((first.team.clone(), first.service.clone()))
+                .or_default();
+            slot.0 += n;
+            slot.1 += bytes;
+            i += n as usize;
+        }
+    }
+
+    /// What was counted since the last call, and starts over.
+    pub fn take(&self) -> Vec<(TeamName, String, u64, u64)> {
+        let map = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        map.into_iter()
+            .map(|((team, service), (n, bytes))| (team, service, n, bytes))
+            .collect()
+    }
 }
 
 /// What a batch is taken to hold in memory.
@@ -176,6 +220,11 @@ fn by_team(records: Vec<LogRecord>) -> Vec<Vec<LogRecord>> {
 }
 
 impl PipelineHandle {
+    /// Messages and bytes indexed per team and service since the last call.
+    pub fn take_volume(&self) -> Vec<(TeamName, String, u64, u64)> {
+        self.volume.take()
+    }
+
     /// The share of one team.
     fn team(&self, team: &TeamName) -> Arc<Semaphore> {
         let mut teams = self.teams.lock().unwrap_or_else(|p| p.into_inner());
@@ -470,6 +519,7 @@ fn index_loop(
     dir: std::path::PathBuf,
     cfg: PipelineConfig,
     rx: std_mpsc::Receiver<Indexed>,
+    volume: Volume,
 ) {
     let mut p = Pending::new();
     // The WAL position of the last batch received: what a recovery adds again, and no more
@@ -501,6 +551,7 @@ fn index_loop(
                 // counted before the records move into the index (a failed add starts the
                 // count over: `recover` resets `p`)
                 p.docs += records.len();
+                volume.count(&records);
                 for r in &records {
                     if let Some(slot) = p.by_source.iter_mut().find(|(s, _)| *s == r.source) {
                         slot.1 += 1;

@@ -260,7 +260,13 @@ async fn sample(p: &Parts, oom: &mut OomWatch) {
         return;
     };
     let now = now_ns();
-    let points: Vec<peng_tsdb::Point> = usage.iter().map(|u| usage_point(u, now)).collect();
+    let mut points: Vec<peng_tsdb::Point> = usage.iter().map(|u| usage_point(u, now)).collect();
+    points.extend(
+        p.pipeline
+            .take_volume()
+            .into_iter()
+            .map(|(team, service, n, bytes)| log_volume_point(&team, &service, n, bytes, now)),
+    );
     if !points.is_empty() {
         let tsdb = p.tsdb.clone();
         match tokio::task::spawn_blocking(move || tsdb.write(&points)).await {
@@ -313,6 +319,40 @@ async fn sample(p: &Parts, oom: &mut OomWatch) {
         .collect();
     oom.retain(&known);
 }
+
+/// Messages indexed for a team's service since the last sample (`service` is left out when
+/// the senders did not name one).
+fn log_volume_point(
+    team: &peng_core::TeamName,
+    service: &str,
+    messages: u64,
+    bytes: u64,
+    at_ns: i64,
+) -> peng_tsdb::Point {
+    use peng_tsdb::FieldValue;
+    let mut tags = std::collections::BTreeMap::from([("team".to_string(), team.to_string())]);
+    if !service.is_empty() {
+        tags.insert("service".to_string(), service.to_string());
+    }
+    peng_tsdb::Point {
+        measurement: LOG_VOLUME_MEASUREMENT.to_string(),
+        tags,
+        fields: std::collections::BTreeMap::from([
+            (
+                "messages".to_string(),
+                FieldValue::Integer(i64::try_from(messages).unwrap_or(i64::MAX)),
+            ),
+            (
+                "bytes".to_string(),
+                FieldValue::Integer(i64::try_from(bytes).unwrap_or(i64::MAX)),
+            ),
+        ]),
+        timestamp_ns: at_ns,
+    }
+}
+
+/// Where log volume goes in the platform's store (and the teams' `peng` database).
+pub const LOG_VOLUME_MEASUREMENT: &str = "log_volume";
 
 fn usage_point(u: &peng_provision::driver::process::InstanceUsage, at_ns: i64) -> peng_tsdb::Point {
     use peng_tsdb::FieldValue;
