@@ -165,12 +165,13 @@ impl Tsdb {
         for p in points {
             validate_point(p)?;
         }
+        let record = Wal::encode(points)?;
         let mut writer = self.lock_writer()?;
         {
             let state = self.read_state()?;
             check_batch(&state.index, points)?;
         }
-        writer.wal.append(points)?;
+        writer.wal.append_encoded(&record)?;
         let should_flush = {
             let mut state = self.write_state()?;
             let State { index, mem, .. } = &mut *state;

@@ -73,14 +73,15 @@ impl Wal {
     }
 
     /// Appends one batch and fsyncs it.
+    #[cfg(test)]
     pub fn append(&mut self, points: &[Point]) -> Result<(), TsdbError> {
-        if self.broken {
-            return Err(TsdbError::Io {
-                context: "appending to wal after an earlier failed write",
-                path: segment_path(&self.dir, self.seq),
-                source: std::io::Error::other("reopen the store to recover"),
-            });
-        }
+        let framed = Wal::encode(points)?;
+        self.append_encoded(&framed)
+    }
+
+    /// A batch as one framed WAL record; done before taking the writer's lock, so that
+    /// concurrent writers encode in parallel and only write and sync in turn.
+    pub fn encode(points: &[Point]) -> Result<Vec<u8>, TsdbError> {
         let mut payload = Vec::with_capacity(64 * points.len());
         encode_batch(&mut payload, points);
         if payload.len() > MAX_RECORD {
@@ -91,10 +92,22 @@ impl Wal {
         }
         let mut framed = Vec::with_capacity(payload.len() + 8);
         frame(&mut framed, &payload);
+        Ok(framed)
+    }
+
+    /// Appends a record made by [`Wal::encode`] and syncs it.
+    pub fn append_encoded(&mut self, framed: &[u8]) -> Result<(), TsdbError> {
+        if self.broken {
+            return Err(TsdbError::Io {
+                context: "appending to wal after an earlier failed write",
+                path: segment_path(&self.dir, self.seq),
+                source: std::io::Error::other("reopen the store to recover"),
+            });
+        }
         let path = segment_path(&self.dir, self.seq);
         let result = self
             .file
-            .write_all(&framed)
+            .write_all(framed)
             .and_then(|()| self.file.sync_data())
             .map_err(TsdbError::io("appending to wal", &path));
         if result.is_err() {
