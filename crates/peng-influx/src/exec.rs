@@ -20,8 +20,10 @@ use crate::response::{QueryResponse, Series, StatementResult, Value};
 
 /// Most buckets one series of a `GROUP BY time` answer may have.
 pub const MAX_BUCKETS: i64 = 500_000;
-/// Most rows one raw `SELECT` may return in all.
+/// Most rows one raw `SELECT` may read in all.
 pub const MAX_RAW_ROWS: usize = 2_000_000;
+/// Most rows one `SELECT` may answer, over all its series.
+pub const MAX_ROWS: usize = 2_000_000;
 
 /// Who asks and how the answer is written.
 pub struct Context<'a> {
@@ -823,6 +825,7 @@ fn select(
     }
     let mut out = Vec::new();
     let mut raw_rows = 0usize;
+    let mut answered = 0usize;
     for (group, mut by_field) in groups {
         for pts in by_field.values_mut() {
             pts.sort_by_key(|p| p.0);
@@ -860,6 +863,12 @@ fn select(
         let rows = page(rows, s.limit, s.offset);
         if rows.is_empty() {
             continue;
+        }
+        answered += rows.len();
+        if answered > MAX_ROWS {
+            return Err(format!(
+                "more than {MAX_ROWS} rows in all: narrow the time range, use a larger GROUP BY time() interval, or SLIMIT"
+            ));
         }
         let mut cols = vec!["time".to_string()];
         cols.extend(names.iter().cloned());

@@ -112,6 +112,12 @@ impl Ops {
         let epoch = precision("epoch", q.epoch.as_deref())?;
         let statements =
             parse_query(&q.q).map_err(|e| Error::invalid(format!("error parsing query: {e}")))?;
+        let _turn = self
+            .0
+            .influx_queries
+            .acquire()
+            .await
+            .map_err(|_| Error::new(peng_core::ErrorKind::Unavailable, "peng is stopping"))?;
         let catalog = self.influx();
         tokio::task::spawn_blocking(move || {
             let cx = peng_influx::Context {

@@ -80,6 +80,9 @@ struct Inner {
     apply_lock: tokio::sync::Mutex<()>,
     /// Writes to team databases being parsed and stored at once (each holds its batch twice).
     influx_writes: tokio::sync::Semaphore,
+    /// InfluxQL queries running at once: the rest wait, so that a burst of heavy queries
+    /// cannot take every blocking thread.
+    influx_queries: tokio::sync::Semaphore,
 }
 
 impl Ops {
@@ -88,6 +91,7 @@ impl Ops {
             parts,
             apply_lock: tokio::sync::Mutex::new(()),
             influx_writes: tokio::sync::Semaphore::new(4),
+            influx_queries: tokio::sync::Semaphore::new(4),
         }))
     }
 
