@@ -182,9 +182,110 @@ impl Tsdb {
             // The batch is durable in the WAL already; a failed flush leaves it there.
             if let Err(error) = self.flush_locked(&mut writer) {
                 tracing::warn!(%error, "flush after write failed, data stays in the wal");
+            } else if let Err(error) = self.merge_tier_locked(&mut writer) {
+                tracing::warn!(%error, "merging block files failed; they stay as they were");
             }
         }
         Ok(())
+    }
+
+    /// Size-tiered merging, after each flush: when the newest [`MERGE_FANIN`] block files are
+    /// of one size tier (tier = how many times 4 fits between the file and 4 MiB), they become
+    /// one file of the next tier. Every value is rewritten about once per tier, and a store
+    /// keeps at most 3 files per tier: reads look into a few files, and blocks stay full.
+    /// Returns whether files were merged.
+    fn merge_tier_locked(&self, writer: &mut MutexGuard<'_, Writer>) -> Result<bool, TsdbError> {
+        let chosen = {
+            let state = self.read_state()?;
+            newest_tier(&state.files)
+        };
+        if chosen.len() < MERGE_FANIN {
+            return Ok(false);
+        }
+        self.merge_locked(writer, &chosen)?;
+        Ok(true)
+    }
+
+    /// Merges the block files `chosen` (the newest ones, so that the merged file, which gets
+    /// the next id, keeps their place in the order of writes) into one. Writes wait meanwhile.
+    fn merge_locked(
+        &self,
+        _writer: &mut MutexGuard<'_, Writer>,
+        chosen: &[u64],
+    ) -> Result<(), TsdbError> {
+        let blocks_dir = self.dir.join("blocks");
+        let new_file = {
+            let state = self.read_state()?;
+            let covered = chosen
+                .iter()
+                .filter_map(|id| state.files.get(id))
+                .map(|f| f.covered_wal)
+                .max()
+                .unwrap_or(0);
+            let id = state.files.keys().next_back().copied().unwrap_or(0) + 1;
+            let cutoff = state.index.cutoff_ns;
+            let mut w = BlockFileWriter::create(&blocks_dir, id)?;
+            let mut ids: Vec<SeriesId> = state.blocks.keys().copied().collect();
+            ids.sort_unstable();
+            for sid in ids {
+                let Some(fields) = state.blocks.get(&sid) else {
+                    continue;
+                };
+                for (field, refs) in fields {
+                    let Some(ty) = state
+                        .index
+                        .entry(sid)
+                        .and_then(|e| e.fields.get(field))
+                        .copied()
+                    else {
+                        continue;
+                    };
+                    let mut runs = Vec::new();
+                    for r in refs.iter().filter(|r| chosen.contains(&r.file.id)) {
+                        let mut pts = match r.file.read(r.entry()) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                w.abandon();
+                                return Err(e);
+                            }
+                        };
+                        pts.retain(|p| p.0 >= cutoff);
+                        runs.push(pts);
+                    }
+                    let pts = merge_runs(runs);
+                    if pts.is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = w.add_column(sid, field, ty, &pts) {
+                        w.abandon();
+                        return Err(e);
+                    }
+                }
+            }
+            w.finish(covered, chosen)?
+        };
+        let old: Vec<Arc<BlockFile>> = {
+            let mut state = self.write_state()?;
+            let (old, keep): (Vec<Arc<BlockFile>>, Vec<Arc<BlockFile>>) = state
+                .files
+                .values()
+                .cloned()
+                .partition(|f| chosen.contains(&f.id));
+            state.files.clear();
+            state.blocks.clear();
+            state.block_points = 0;
+            for f in keep {
+                state.install_file(f)?;
+            }
+            state.install_file(Arc::new(new_file))?;
+            old
+        };
+        // A replaced file that cannot be removed now is removed at the next open.
+        for f in &old {
+            fs::remove_file(&f.path)
+                .map_err(TsdbError::io("removing merged block file", &f.path))?;
+        }
+        sync_dir(&blocks_dir)
     }
 
     /// Reads the values of the series and fields the query selects, one entry per series and
@@ -571,6 +672,35 @@ impl State {
         }
         Ok(runs)
     }
+}
+
+/// How many block files of one tier are merged into one of the next.
+pub const MERGE_FANIN: usize = 4;
+/// Files under this size are of tier 0.
+const TIER_BASE_BYTES: u64 = 4 << 20;
+
+fn tier(size: u64) -> u32 {
+    let mut t = 0;
+    let mut bound = TIER_BASE_BYTES;
+    while size >= bound && t < 32 {
+        t += 1;
+        bound = bound.saturating_mul(4);
+    }
+    t
+}
+
+/// The newest block files of the newest file's tier, newest first, at most [`MERGE_FANIN`].
+fn newest_tier(files: &BTreeMap<u64, Arc<BlockFile>>) -> Vec<u64> {
+    let mut newest = files.values().rev();
+    let Some(first) = newest.next() else {
+        return Vec::new();
+    };
+    let t = tier(first.size);
+    std::iter::once(first)
+        .chain(newest.take_while(|f| tier(f.size) == t))
+        .take(MERGE_FANIN)
+        .map(|f| f.id)
+        .collect()
 }
 
 /// Concatenates ascending runs given oldest first; where they overlap, later runs win.

@@ -21,7 +21,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
-pub use db::{Tsdb, TsdbOptions};
+pub use db::{Tsdb, TsdbOptions, MERGE_FANIN};
 pub use error::TsdbError;
 pub use model::{
     FieldType, FieldValue, Point, Query, SeriesData, SeriesKey, TsdbStats, MAX_NAME_LEN,

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use peng_core::ErrorKind;
-use peng_tsdb::{FieldValue, Query, Tsdb, TsdbOptions};
+use peng_tsdb::{FieldValue, Point, Query, Tsdb, TsdbOptions};
 
 use crate::helpers::{all, float, point};
 
@@ -182,6 +182,40 @@ fn the_write_that_crosses_the_threshold_flushes() {
     }
     assert_eq!(files(tmp.path(), "blocks").len(), 1);
     assert_eq!(values(&db, "cpu").len(), 150);
+}
+
+#[test]
+fn flushed_files_are_merged_by_tier_and_the_newest_write_still_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = || TsdbOptions {
+        flush_threshold_points: 100,
+    };
+    let db = Tsdb::open_with(tmp.path(), opts()).unwrap();
+    let mut most_files = 0;
+    for b in 0..40 {
+        // Each batch rewrites ts 0..10 (older files hold them too) and adds 50 new values.
+        let mut batch: Vec<Point> = (0..10).map(|i| float("cpu", "a", b as f64, i)).collect();
+        batch.extend((0..50).map(|i| float("cpu", "a", -1.0, 1000 + b * 50 + i)));
+        db.write(&batch).unwrap();
+        most_files = most_files.max(files(tmp.path(), "blocks").len());
+    }
+    assert!(
+        most_files <= peng_tsdb::MERGE_FANIN,
+        "small files merge as they come: {most_files} at once"
+    );
+    let check = |db: &Tsdb| {
+        let v = values(db, "cpu");
+        assert_eq!(v.len(), 10 + 40 * 50);
+        assert!(
+            v[..10].iter().all(|(_, x)| *x == FieldValue::Float(39.0)),
+            "{:?}",
+            &v[..10]
+        );
+    };
+    check(&db);
+    drop(db);
+    let db = Tsdb::open_with(tmp.path(), opts()).unwrap();
+    check(&db);
 }
 
 #[test]
