@@ -115,6 +115,13 @@ pub struct Api {
     token: String,
 }
 
+/// A new team's API token (also its InfluxDB password) and GELF ingest token.
+#[derive(Debug, Clone)]
+pub struct TeamTokens {
+    pub token: String,
+    pub ingest_token: String,
+}
+
 impl Api {
     /// Another client for the same server, for a thread of its own.
     pub fn another(&self) -> Result<Api> {
@@ -183,8 +190,8 @@ impl Api {
             .with_context(|| format!("{what}: the answer is not JSON: {body}"))
     }
 
-    /// Creates a team; returns its ingest token.
-    pub async fn create_team(&self, name: &str) -> Result<String> {
+    /// Creates a team; returns its tokens.
+    pub async fn create_team(&self, name: &str) -> Result<TeamTokens> {
         let what = "POST /api/v1/teams";
         let v = self
             .json(
@@ -194,10 +201,16 @@ impl Api {
                 what,
             )
             .await?;
-        v.get("ingest_token")
-            .and_then(|t| t.as_str())
-            .map(str::to_string)
-            .with_context(|| format!("{what}: no ingest_token in the answer: {v}"))
+        let get = |key: &str| {
+            v.get(key)
+                .and_then(|t| t.as_str())
+                .map(str::to_string)
+                .with_context(|| format!("{what}: no {key} in the answer: {v}"))
+        };
+        Ok(TeamTokens {
+            token: get("token")?,
+            ingest_token: get("ingest_token")?,
+        })
     }
 
     /// How many records match a query over the last hour (the answer's `total`).

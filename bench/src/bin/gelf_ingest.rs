@@ -392,7 +392,7 @@ async fn bench(
     let admin = std::fs::read_to_string(&token_file)
         .with_context(|| format!("cannot read {}", token_file.display()))?;
     let api = Api::new(server.base_url(), admin.trim().to_string())?;
-    let ingest_token = api.create_team("bench").await?;
+    let ingest_token = api.create_team("bench").await?.ingest_token;
     let run_id = format!(
         "b{:x}{:05x}",
         now_secs() as u64,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use peng_bench::figures::{mib, thousands};
+use peng_bench::figures::{median, mib, ms, per_sec, ratio, thousands};
 use peng_bench::gen::{self, Dataset};
 use peng_bench::peers::{self, PeerRun, SyslogNg, TantivyCli};
 use peng_bench::procfs::{self, MachineInfo};
@@ -187,46 +187,6 @@ impl Line {
     }
     fn cpu_us_per_msg(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.messages.max(1) as f64
-    }
-}
-
-fn per_sec(n: u64, d: Duration) -> f64 {
-    if d.is_zero() {
-        0.0
-    } else {
-        n as f64 / d.as_secs_f64()
-    }
-}
-
-fn median(v: &[Duration]) -> Option<Duration> {
-    let mut v = v.to_vec();
-    v.sort();
-    v.get(v.len() / 2).copied()
-}
-
-fn ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 1.0 {
-        format!("{ms:.3} ms")
-    } else if ms < 10.0 {
-        format!("{ms:.2} ms")
-    } else {
-        format!("{ms:.1} ms")
-    }
-}
-
-/// `a / b` with two or three significant digits.
-fn ratio(a: f64, b: f64) -> String {
-    if b <= 0.0 {
-        return "-".into();
-    }
-    let r = a / b;
-    if r >= 10.0 {
-        format!("{r:.0}")
-    } else if r >= 0.1 {
-        format!("{r:.2}")
-    } else {
-        format!("{r:.4}")
     }
 }
 
@@ -510,7 +470,7 @@ fn measure_peng(
     let admin = std::fs::read_to_string(&token_file)
         .with_context(|| format!("cannot read {}", token_file.display()))?;
     let api = Api::new(server.base_url(), admin.trim().to_string())?;
-    let token = rt.block_on(api.create_team("bench"))?;
+    let token = rt.block_on(api.create_team("bench"))?.ingest_token;
     data.set_ingest_token(&token).map_err(|e| anyhow!(e))?;
     let data = &*data;
     let pid = server.pid;

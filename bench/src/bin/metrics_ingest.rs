@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use peng_bench::child::ChildGuard;
-use peng_bench::figures::{mib, thousands};
+use peng_bench::figures::{median, mib, ms, per_sec, ratio, thousands};
 use peng_bench::procfs::{self, MachineInfo};
 use peng_bench::server::{free_ports, ServerGuard};
 use rand::rngs::StdRng;
@@ -1073,33 +1073,9 @@ fn peng_credentials(
     let token_file = data.join("admin.token");
     let admin = std::fs::read_to_string(&token_file)
         .with_context(|| format!("cannot read {}", token_file.display()))?;
-    let http = client(Duration::from_secs(30))?;
-    let what = format!("POST {base}/api/v1/teams {{\"name\":\"{DB}\"}}");
-    let body = rt.block_on(async {
-        let r = http
-            .post(format!("{base}/api/v1/teams"))
-            .bearer_auth(admin.trim())
-            .json(&serde_json::json!({ "name": DB }))
-            .send()
-            .await
-            .with_context(|| format!("{what}: request failed"))?;
-        let status = r.status();
-        let body = r
-            .text()
-            .await
-            .with_context(|| format!("{what}: cannot read the answer"))?;
-        if !status.is_success() {
-            bail!("{what}: answered {status}: {}", clip(&body, 1000));
-        }
-        Ok(body)
-    })?;
-    let v: Value = serde_json::from_str(&body)
-        .with_context(|| format!("{what}: the answer is not JSON: {}", clip(&body, 500)))?;
-    let token = v
-        .get("token")
-        .and_then(Value::as_str)
-        .with_context(|| format!("{what}: no token in the answer"))?;
-    Ok((DB.to_string(), token.to_string()))
+    let api = peng_bench::server::Api::new(base.to_string(), admin.trim().to_string())?;
+    let token = rt.block_on(api.create_team(DB))?.token;
+    Ok((DB.to_string(), token))
 }
 
 /// Bytes a directory takes: allocated (as `du` counts them) and apparent; and of the
@@ -1337,46 +1313,6 @@ fn measure(
 
 // ---------------------------------------------------------------------------------------------
 // The report
-
-fn per_sec(n: u64, d: Duration) -> f64 {
-    if d.is_zero() {
-        0.0
-    } else {
-        n as f64 / d.as_secs_f64()
-    }
-}
-
-fn median(v: &[Duration]) -> Option<Duration> {
-    let mut v = v.to_vec();
-    v.sort();
-    v.get(v.len() / 2).copied()
-}
-
-fn ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 1.0 {
-        format!("{ms:.3} ms")
-    } else if ms < 10.0 {
-        format!("{ms:.2} ms")
-    } else {
-        format!("{ms:.1} ms")
-    }
-}
-
-/// `a / b` with two or three significant digits.
-fn ratio(a: f64, b: f64) -> String {
-    if b <= 0.0 {
-        return "-".into();
-    }
-    let r = a / b;
-    if r >= 10.0 {
-        format!("{r:.0}")
-    } else if r >= 0.1 {
-        format!("{r:.2}")
-    } else {
-        format!("{r:.4}")
-    }
-}
 
 /// Bytes as MiB with a decimal: `2.4 MiB`.
 fn mib_of(bytes: u64) -> String {
