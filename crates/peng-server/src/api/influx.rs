@@ -233,27 +233,12 @@ pub async fn write(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Response, InfluxError> {
-    let db = p.db.unwrap_or_default();
-    if db.is_empty() {
-        return Err(InfluxError::new(
-            StatusCode::BAD_REQUEST,
-            "database is required",
-        ));
-    }
-    let body = read_body(&headers, body).await?;
-    ops.influx_write(
-        &caller,
-        InfluxWrite {
-            db,
-            rp: p.rp,
-            precision: p.precision,
-            body,
-        },
-    )
-    .await?;
-    let mut res = StatusCode::NO_CONTENT.into_response();
-    version_headers(res.headers_mut());
-    Ok(res)
+    let w = Target {
+        db: p.db.unwrap_or_default(),
+        rp: p.rp,
+        precision: p.precision,
+    };
+    store(&ops, &caller, w, &headers, body).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,21 +260,49 @@ pub async fn write_v2(
         Some((db, rp)) => (db.to_string(), Some(rp.to_string())),
         None => (bucket, None),
     };
-    if db.is_empty() {
-        return Err(InfluxError::new(StatusCode::BAD_REQUEST, "bucket is required").v2());
+    let w = Target {
+        db,
+        rp,
+        precision: p.precision,
+    };
+    store(&ops, &caller, w, &headers, body)
+        .await
+        .map_err(InfluxError::v2)
+}
+
+/// Where a write goes, as its parameters say.
+struct Target {
+    db: String,
+    rp: Option<String>,
+    precision: Option<String>,
+}
+
+/// Reads a write's body and stores it: 204 once durable.
+async fn store(
+    ops: &Ops,
+    caller: &Caller,
+    to: Target,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, InfluxError> {
+    // Refused before the body is read.
+    if to.db.is_empty() {
+        return Err(InfluxError::new(
+            StatusCode::BAD_REQUEST,
+            "database is required",
+        ));
     }
-    let body = read_body(&headers, body).await.map_err(InfluxError::v2)?;
+    let body = read_body(headers, body).await?;
     ops.influx_write(
-        &caller,
+        caller,
         InfluxWrite {
-            db,
-            rp,
-            precision: p.precision,
+            db: to.db,
+            rp: to.rp,
+            precision: to.precision,
             body,
         },
     )
-    .await
-    .map_err(|e| InfluxError::from(e).v2())?;
+    .await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     version_headers(res.headers_mut());
     Ok(res)

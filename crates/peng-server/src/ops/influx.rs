@@ -74,9 +74,6 @@ impl Ops {
     /// Stores a write whole, or nothing of it.
     pub async fn influx_write(&self, caller: &Caller, w: InfluxWrite) -> Result<()> {
         let team = team_of(caller)?;
-        if w.db.is_empty() {
-            return Err(Error::invalid("database is required"));
-        }
         if let Some(rp) =
             w.rp.as_deref()
                 .filter(|rp| !rp.is_empty() && *rp != "autogen")
