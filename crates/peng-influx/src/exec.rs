@@ -978,7 +978,7 @@ fn raw_derivative(
         let Some(x) = numeric(v) else { continue };
         if let Some((pt, px)) = prev {
             if *t > pt {
-                let d = (x - px) / ((*t - pt) as f64 / unit as f64);
+                let d = (x - px) / ((*t as f64 - pt as f64) / unit as f64);
                 if !(non_negative && d < 0.0) {
                     out.push((*t, Value::Float(d), *s));
                 }
@@ -1017,7 +1017,10 @@ fn aggregate_rows(
 ) -> Result<Vec<Vec<Value>>, String> {
     // Bucket starts: one bucket for the whole range without GROUP BY time.
     let (first, every) = match s.interval {
-        Some(iv) => (start - (start - iv.offset).rem_euclid(iv.every), iv.every),
+        Some(iv) => (
+            start.saturating_sub(start.wrapping_sub(iv.offset).rem_euclid(iv.every)),
+            iv.every,
+        ),
         None => (start, end.saturating_sub(start).saturating_add(1).max(1)),
     };
     let count = (end.saturating_sub(first) / every).saturating_add(1);
@@ -1044,7 +1047,7 @@ fn aggregate_rows(
         let mut values = vec![Value::Null; count];
         let mut i = 0;
         for (b, slot) in values.iter_mut().enumerate() {
-            let lo = first + b as i64 * every;
+            let lo = first.saturating_add((b as i64).saturating_mul(every));
             let hi = lo.saturating_add(every);
             while i < points.len() && points[i].0 < lo {
                 i += 1;
@@ -1074,7 +1077,7 @@ fn aggregate_rows(
     let mut rows = Vec::with_capacity(count);
     for b in 0..count {
         let t = if s.interval.is_some() {
-            first + b as i64 * every
+            first.saturating_add((b as i64).saturating_mul(every))
         } else {
             selector_time.unwrap_or(whole)
         };
@@ -1483,6 +1486,34 @@ instance_usage,team=rival,service=vault,stage=prod,instance=0 cpu_seconds=1 0
             catalog.require(&shop, OWN_DATABASE),
             Err(CatalogError::ReadOnly)
         ));
+    }
+
+    proptest::proptest! {
+        /// Any statement the parser accepts runs to an answer or an error, never a panic,
+        /// with extreme intervals, offsets, bounds and fills among them.
+        #[test]
+        fn statements_never_panic(
+            func in proptest::sample::select(vec!["mean", "max", "count", "percentile", "derivative", "non_negative_derivative", "spread", "stddev", "first"]),
+            every in proptest::sample::select(vec!["1ns", "7s", "10s", "1h", "9223372036854775807ns", "100000w"]),
+            offset in proptest::sample::select(vec!["0s", "-5s", "3s", "-9223372036854775807ns"]),
+            lo in proptest::sample::select(vec!["-9223372036854775807", "0", "5s", "now() - 1h"]),
+            hi in proptest::sample::select(vec!["9223372036854775807", "25s", "now()", "now() + 100000w"]),
+            fill in proptest::sample::select(vec!["null", "none", "previous", "linear", "0", "-1.5"]),
+            sub in proptest::bool::ANY,
+        ) {
+            let (_d, c, t) = setup();
+            let arg = match func {
+                "percentile" => "usage, 90".to_string(),
+                "derivative" | "non_negative_derivative" => "mean(usage), 1s".to_string(),
+                _ => "usage".to_string(),
+            };
+            let inner = format!("SELECT {func}({arg}) FROM cpu WHERE time >= {lo} AND time <= {hi} GROUP BY time({every}, {offset}), host fill({fill})");
+            let q = if sub { format!("SELECT max({func}) FROM ({inner}) GROUP BY host") } else { inner };
+            if let Ok(st) = parse_query(&q) {
+                let cx = Context { team: &t, db: Some("telegraf"), epoch: None, now_ns: 100 * S };
+                let _ = execute(&c, &st, &cx);
+            }
+        }
     }
 
     #[test]

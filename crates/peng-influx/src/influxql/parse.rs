@@ -240,11 +240,11 @@ impl Parser {
         &self.toks[self.at.min(self.toks.len() - 1)].0
     }
 
+    /// The current token, moving past it (also past the end, so that a step back after
+    /// reading EOF lands on EOF again).
     fn next(&mut self) -> Tok {
         let t = self.peek().clone();
-        if self.at < self.toks.len() - 1 {
-            self.at += 1;
-        }
+        self.at += 1;
         t
     }
 
