@@ -5,7 +5,8 @@
 //! team reaches only its own databases whatever it writes in `db=` or `ON`. The admin token
 //! has no databases of its own here and is refused.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use peng_core::TeamName;
@@ -13,6 +14,50 @@ use peng_influx::influxql::parse_query;
 use peng_influx::{Catalog, CatalogError, Precision, QueryResponse};
 
 use super::{Caller, Error, Ops, Result};
+
+/// Turns at something costly: at most `total` at once over all teams and `per_team` for one.
+/// A team's own turn is taken first, so a team that sends more than its share waits behind
+/// itself, holding none of the shared turns, and the other teams keep theirs.
+pub(crate) struct Turns {
+    total: tokio::sync::Semaphore,
+    per_team: usize,
+    teams: Mutex<HashMap<TeamName, Arc<tokio::sync::Semaphore>>>,
+}
+
+/// A turn; given back when dropped.
+pub(crate) struct Turn<'a> {
+    _team: tokio::sync::OwnedSemaphorePermit,
+    _total: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Turns {
+    pub(crate) fn new(total: usize, per_team: usize) -> Turns {
+        Turns {
+            total: tokio::sync::Semaphore::new(total),
+            per_team,
+            teams: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) async fn take(&self, team: &TeamName) -> Result<Turn<'_>> {
+        let stopping = |_: tokio::sync::AcquireError| {
+            Error::new(peng_core::ErrorKind::Unavailable, "peng is stopping")
+        };
+        let own = {
+            let mut teams = self.teams.lock().unwrap_or_else(|p| p.into_inner());
+            teams
+                .entry(team.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_team)))
+                .clone()
+        };
+        let team_turn = own.acquire_owned().await.map_err(stopping)?;
+        let total = self.total.acquire().await.map_err(stopping)?;
+        Ok(Turn {
+            _team: team_turn,
+            _total: total,
+        })
+    }
+}
 
 /// A write, its body already decompressed.
 pub struct InfluxWrite {
@@ -84,12 +129,7 @@ impl Ops {
         }
         let precision = precision("precision", w.precision.as_deref())?.unwrap_or_default();
         // Parsing makes a copy of the batch in memory: a few at a time.
-        let _turn = self
-            .0
-            .influx_writes
-            .acquire()
-            .await
-            .map_err(|_| Error::new(peng_core::ErrorKind::Unavailable, "peng is stopping"))?;
+        let _turn = self.0.influx_writes.take(&team).await?;
         let catalog = self.influx();
         tokio::task::spawn_blocking(move || {
             let tsdb = catalog.require(&team, &w.db)?;
@@ -109,12 +149,7 @@ impl Ops {
         let epoch = precision("epoch", q.epoch.as_deref())?;
         let statements =
             parse_query(&q.q).map_err(|e| Error::invalid(format!("error parsing query: {e}")))?;
-        let _turn = self
-            .0
-            .influx_queries
-            .acquire()
-            .await
-            .map_err(|_| Error::new(peng_core::ErrorKind::Unavailable, "peng is stopping"))?;
+        let _turn = self.0.influx_queries.take(&team).await?;
         let catalog = self.influx();
         tokio::task::spawn_blocking(move || {
             let cx = peng_influx::Context {
@@ -127,5 +162,33 @@ impl Ops {
         })
         .await
         .map_err(|e| Error::task("query", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_team_over_its_share_waits_behind_itself_and_others_still_get_turns() {
+        let turns = Turns::new(4, 2);
+        let (a, b): (TeamName, TeamName) = ("flood".parse().unwrap(), "quiet".parse().unwrap());
+        let a1 = turns.take(&a).await.unwrap();
+        let _a2 = turns.take(&a).await.unwrap();
+        let third = tokio::time::timeout(Duration::from_millis(100), turns.take(&a)).await;
+        assert!(third.is_err(), "a third turn for the same team waits");
+        for _ in 0..3 {
+            let b1 = tokio::time::timeout(Duration::from_millis(100), turns.take(&b)).await;
+            let b2 = tokio::time::timeout(Duration::from_millis(100), turns.take(&b)).await;
+            assert!(
+                b1.is_ok() && b2.is_ok(),
+                "another team gets its turns at once"
+            );
+        }
+        drop(a1);
+        let again = tokio::time::timeout(Duration::from_millis(100), turns.take(&a)).await;
+        assert!(again.is_ok(), "a turn given back is taken again");
     }
 }

@@ -79,10 +79,10 @@ struct Inner {
     /// to the state it was computed from and instances are converged by one writer.
     apply_lock: tokio::sync::Mutex<()>,
     /// Writes to team databases being parsed and stored at once (each holds its batch twice).
-    influx_writes: tokio::sync::Semaphore,
+    influx_writes: influx::Turns,
     /// InfluxQL queries running at once: the rest wait, so that a burst of heavy queries
     /// cannot take every blocking thread.
-    influx_queries: tokio::sync::Semaphore,
+    influx_queries: influx::Turns,
 }
 
 impl Ops {
@@ -90,8 +90,8 @@ impl Ops {
         Ops(Arc::new(Inner {
             parts,
             apply_lock: tokio::sync::Mutex::new(()),
-            influx_writes: tokio::sync::Semaphore::new(4),
-            influx_queries: tokio::sync::Semaphore::new(4),
+            influx_writes: influx::Turns::new(4, 2),
+            influx_queries: influx::Turns::new(4, 2),
         }))
     }
 
