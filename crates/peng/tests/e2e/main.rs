@@ -9,6 +9,7 @@ mod hostile;
 mod influx;
 mod java;
 mod log_durability;
+mod metrics_durability;
 mod rotate;
 mod stages;
 mod ui;
