@@ -1,7 +1,8 @@
 //! In-process write rate of a team database: Telegraf-like cpu lines (100 hosts, 10 fields,
 //! 10 s apart) parsed from line protocol and stored in batches of 5,000 lines, as `/write`
-//! does after reading the body. `cargo run --release -p peng-influx --example write_rate [STEPS]`
-//! prints field values per second and bytes on disk per value.
+//! does after reading the body. `cargo run --release -p peng-influx --example write_rate [STEPS
+//! [HOSTS]]` prints field values per second and bytes on disk per value; with many hosts (one
+//! series each) it shows how the store copes with many series.
 
 use std::time::Instant;
 
@@ -12,6 +13,10 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(500);
+    let hosts: i64 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
     let dir = tempfile::tempdir().expect("tempdir");
     let tsdb = peng_tsdb::Tsdb::open(dir.path()).expect("open");
     let mut batches = Vec::new();
@@ -20,8 +25,8 @@ fn main() {
     let mut values = 0u64;
     for step in 0..steps {
         let t = 1_690_000_000 + step * 10;
-        for host in 0..100 {
-            body.push_str(&format!("cpu,cpu=cpu-total,host=host-{host:03} "));
+        for host in 0..hosts {
+            body.push_str(&format!("cpu,cpu=cpu-total,host=host-{host:07} "));
             for f in 0..10 {
                 if f > 0 {
                     body.push(',');
