@@ -333,12 +333,7 @@ async fn post_batches(
                 continue 'batches;
             }
             if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-                let wait = r
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map_or(Duration::from_secs(1), Duration::from_secs);
+                let wait = retry_after(&r);
                 counts.retried_503 += 1;
                 counts.retry_wait += wait;
                 tokio::time::sleep(wait).await;
@@ -409,4 +404,14 @@ pub fn send_udp(
     }
     o.last = Instant::now();
     Ok(o)
+}
+
+/// How long an answer asks to wait before trying again (`Retry-After` in seconds; 1 s when it
+/// says nothing usable).
+pub fn retry_after(r: &reqwest::Response) -> Duration {
+    r.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(1), Duration::from_secs)
 }

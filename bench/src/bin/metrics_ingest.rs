@@ -884,12 +884,7 @@ async fn post_batches(
             if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
                 || status == reqwest::StatusCode::TOO_MANY_REQUESTS
             {
-                let wait = r
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map_or(Duration::from_secs(1), Duration::from_secs);
+                let wait = peng_bench::send::retry_after(&r);
                 o.retried += 1;
                 o.retry_wait += wait;
                 tokio::time::sleep(wait).await;
