@@ -125,15 +125,7 @@ pub fn send_tcp(
                     })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| match h {
-                Ok(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a tcp sender thread panicked"))),
-                Err(e) => Err(anyhow::anyhow!("cannot start a sender thread: {e}")),
-            })
-            .collect()
+        join_scoped(handles, "a tcp sender")
     });
     merge(results)
 }
@@ -275,15 +267,7 @@ pub fn send_http(
                     })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| match h {
-                Ok(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an http sender thread panicked"))),
-                Err(e) => Err(anyhow::anyhow!("cannot start a sender thread: {e}")),
-            })
-            .collect()
+        join_scoped(handles, "an http sender")
     });
     let mut counts = HttpCounts::default();
     let mut conns = Vec::new();
@@ -414,4 +398,21 @@ pub fn retry_after(r: &reqwest::Response) -> Duration {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map_or(Duration::from_secs(1), Duration::from_secs)
+}
+
+/// Waits for threads started with `Builder::spawn_scoped`: each one's result, or an error
+/// naming `what` (`"a writer"`) when it could not start or panicked.
+pub fn join_scoped<'scope, T>(
+    handles: Vec<std::io::Result<std::thread::ScopedJoinHandle<'scope, Result<T>>>>,
+    what: &str,
+) -> Vec<Result<T>> {
+    handles
+        .into_iter()
+        .map(|h| match h {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("{what} thread panicked"))),
+            Err(e) => Err(anyhow::anyhow!("cannot start {what} thread: {e}")),
+        })
+        .collect()
 }

@@ -800,15 +800,7 @@ fn write_all(
                     })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| match h {
-                Ok(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a writer thread panicked"))),
-                Err(e) => Err(anyhow::anyhow!("cannot start a writer thread: {e}")),
-            })
-            .collect()
+        peng_bench::send::join_scoped(handles, "a writer")
     });
     let mut sent: Option<Sent> = None;
     for r in results {

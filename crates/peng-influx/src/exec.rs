@@ -101,13 +101,7 @@ fn page<T>(items: Vec<T>, limit: Option<u64>, offset: u64) -> Vec<T> {
 }
 
 fn measurements(data: &dyn Data) -> Result<Vec<String>, String> {
-    let mut names: Vec<String> = data
-        .series(None)?
-        .into_iter()
-        .map(|k| k.measurement)
-        .collect();
-    names.dedup();
-    Ok(names)
+    data.measurements()
 }
 
 fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series>, String> {
@@ -579,6 +573,17 @@ trait Data {
     /// Of one measurement, or all; sorted.
     fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, String>;
     fn read(&self, q: &Query) -> Result<Vec<SeriesData>, String>;
+
+    /// The measurements with a series, sorted.
+    fn measurements(&self) -> Result<Vec<String>, String> {
+        let mut names: Vec<String> = self
+            .series(None)?
+            .into_iter()
+            .map(|k| k.measurement)
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
 }
 
 impl Data for Arc<Tsdb> {
@@ -588,6 +593,10 @@ impl Data for Arc<Tsdb> {
 
     fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, String> {
         Tsdb::series(self, measurement).map_err(|e| e.to_string())
+    }
+
+    fn measurements(&self) -> Result<Vec<String>, String> {
+        Tsdb::measurements(self).map_err(|e| e.to_string())
     }
 
     fn read(&self, q: &Query) -> Result<Vec<SeriesData>, String> {

@@ -339,6 +339,16 @@ impl Tsdb {
         Ok(out)
     }
 
+    /// The measurements that have a series, sorted (without copying every series key).
+    pub fn measurements(&self) -> Result<Vec<String>, TsdbError> {
+        let state = self.read_state()?;
+        Ok(state
+            .index
+            .measurement_names()
+            .map(str::to_string)
+            .collect())
+    }
+
     /// All series, or those of one measurement, sorted. Series are never forgotten, also
     /// when retention removed all their values.
     pub fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, TsdbError> {

@@ -125,6 +125,11 @@ impl SeriesIndex {
         }
     }
 
+    /// Every measurement with a series, sorted.
+    pub fn measurement_names(&self) -> impl Iterator<Item = &str> {
+        self.by_measurement.keys().map(String::as_str)
+    }
+
     /// Ids of the series of `measurement`.
     pub fn measurement(&self, measurement: &str) -> &[SeriesId] {
         self.by_measurement
