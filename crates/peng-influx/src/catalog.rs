@@ -1,4 +1,5 @@
-//! Team databases: `ROOT/TEAM/DB/`, each its own peng-tsdb store.
+//! Team databases: `ROOT/TEAM/DB/`, each a [`Database`]: a peng-tsdb store of raw values with
+//! one of 5-minute rollups inside it.
 //!
 //! A database is named by the team that owns it and its name, so two teams may both have a
 //! `telegraf` database and neither can name the other's: the team always comes from the
@@ -10,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use peng_core::TeamName;
 use peng_tsdb::{Tsdb, TsdbError};
+
+use crate::database::Database;
 
 /// The read-only database every team sees: peng's own series about it (sensor results,
 /// instance usage), from the platform's store, only those tagged with the team.
@@ -44,7 +47,7 @@ pub enum CatalogError {
 /// Every team's databases.
 pub struct Catalog {
     root: PathBuf,
-    open: Mutex<HashMap<(TeamName, String), Arc<Tsdb>>>,
+    open: Mutex<HashMap<(TeamName, String), Arc<Database>>>,
     /// The platform's store, seen by each team as [`OWN_DATABASE`].
     own: Option<Arc<Tsdb>>,
 }
@@ -131,7 +134,7 @@ impl Catalog {
     }
 
     /// Creates the database if it does not exist (as InfluxDB does, without error).
-    pub fn create(&self, team: &TeamName, db: &str) -> Result<Arc<Tsdb>, CatalogError> {
+    pub fn create(&self, team: &TeamName, db: &str) -> Result<Arc<Database>, CatalogError> {
         check_name(db)?;
         if db == OWN_DATABASE {
             return Err(CatalogError::ReadOnly);
@@ -152,7 +155,7 @@ impl Catalog {
     }
 
     /// The team's own database (never [`OWN_DATABASE`]), or `None` if it has none of that name.
-    pub fn get(&self, team: &TeamName, db: &str) -> Result<Option<Arc<Tsdb>>, CatalogError> {
+    pub fn get(&self, team: &TeamName, db: &str) -> Result<Option<Arc<Database>>, CatalogError> {
         if check_name(db).is_err() {
             return Ok(None);
         }
@@ -171,7 +174,7 @@ impl Catalog {
     }
 
     /// The database, or `NotFound`.
-    pub fn require(&self, team: &TeamName, db: &str) -> Result<Arc<Tsdb>, CatalogError> {
+    pub fn require(&self, team: &TeamName, db: &str) -> Result<Arc<Database>, CatalogError> {
         self.get(team, db)?
             .ok_or_else(|| CatalogError::NotFound(db.chars().take(80).collect()))
     }
@@ -197,18 +200,63 @@ impl Catalog {
         }
     }
 
-    fn open_at(&self, team: &TeamName, db: &str, dir: &Path) -> Result<Arc<Tsdb>, CatalogError> {
+    /// Every database of every team, opened (for the upkeep: retention, rollups, flushes).
+    /// A database that cannot be opened is reported and skipped, so that one broken
+    /// directory does not stop the others' upkeep.
+    pub fn all(&self) -> Result<Vec<(TeamName, String, Arc<Database>)>, CatalogError> {
+        let teams = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(CatalogError::Io {
+                    context: "listing",
+                    path: self.root.clone(),
+                    source,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        for entry in teams.filter_map(Result::ok) {
+            let Some(team) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<TeamName>().ok())
+            else {
+                continue;
+            };
+            for db in self.list(&team)? {
+                if db == OWN_DATABASE {
+                    continue;
+                }
+                match self.get(&team, &db) {
+                    Ok(Some(d)) => out.push((team.clone(), db, d)),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(%team, database = %db, %error, "cannot open database")
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_at(
+        &self,
+        team: &TeamName,
+        db: &str,
+        dir: &Path,
+    ) -> Result<Arc<Database>, CatalogError> {
         let mut open = self.lock();
         let key = (team.clone(), db.to_string());
         if let Some(t) = open.get(&key) {
             return Ok(Arc::clone(t));
         }
-        let tsdb = Arc::new(Tsdb::open(dir)?);
-        open.insert(key, Arc::clone(&tsdb));
-        Ok(tsdb)
+        let database = Arc::new(Database::open(dir)?);
+        open.insert(key, Arc::clone(&database));
+        Ok(database)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TeamName, String), Arc<Tsdb>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TeamName, String), Arc<Database>>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -12,6 +12,10 @@ use peng_tsdb::{FieldType, FieldValue, Query, SeriesData, SeriesKey, Tsdb};
 use std::sync::Arc;
 
 use crate::catalog::{Catalog, CatalogError, OWN_DATABASE};
+use crate::database::{
+    bucket_of, check_duration, go_duration, part_field, partial_of, shard_group_ns, Database,
+    RAW_POLICY, ROLLUP_EVERY_NS, ROLLUP_POLICY,
+};
 use crate::influxql::{
     Cond, Expr, Fill, GroupTags, Matcher, Select, SelectField, Source, Statement,
 };
@@ -62,22 +66,47 @@ fn catalog_error(e: CatalogError) -> String {
     e.to_string()
 }
 
-fn database<'a>(
-    catalog: &Catalog,
-    cx: &Context<'a>,
-    on: Option<&'a str>,
-) -> Result<Box<dyn Data>, String> {
+/// A database a statement names: one of the team's, or its view of the platform's store.
+enum Target {
+    Team(Arc<Database>),
+    Own(TeamView),
+}
+
+fn target<'a>(catalog: &Catalog, cx: &Context<'a>, on: Option<&'a str>) -> Result<Target, String> {
     let db = on.or(cx.db).ok_or("database name required")?;
     if db == OWN_DATABASE {
         if let Some(own) = catalog.own() {
-            return Ok(Box::new(TeamView {
+            return Ok(Target::Own(TeamView {
                 tsdb: own.clone(),
                 team: cx.team.to_string(),
             }));
         }
     }
-    let tsdb = catalog.require(cx.team, db).map_err(catalog_error)?;
-    Ok(Box::new(tsdb))
+    let database = catalog.require(cx.team, db).map_err(catalog_error)?;
+    Ok(Target::Team(database))
+}
+
+/// The raw values of a database, for SHOW statements.
+fn database<'a>(
+    catalog: &Catalog,
+    cx: &Context<'a>,
+    on: Option<&'a str>,
+) -> Result<Box<dyn Data>, String> {
+    Ok(match target(catalog, cx, on)? {
+        Target::Team(d) => Box::new(d.raw().clone()),
+        Target::Own(v) => Box::new(v),
+    })
+}
+
+/// A row of `SHOW RETENTION POLICIES`.
+fn policy_row(name: &str, duration_ns: i64, shard_ns: i64, default: bool) -> Vec<Value> {
+    vec![
+        Value::String(name.into()),
+        Value::String(go_duration(duration_ns)),
+        Value::String(go_duration(shard_ns)),
+        Value::Integer(1),
+        Value::Boolean(default),
+    ]
 }
 
 fn one_column(name: &str, column: &str, values: Vec<String>) -> Vec<Series> {
@@ -106,8 +135,45 @@ fn measurements(data: &dyn Data) -> Result<Vec<String>, String> {
 
 fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series>, String> {
     match st {
-        Statement::CreateDatabase { name } => {
-            catalog.create(cx.team, name).map_err(catalog_error)?;
+        Statement::CreateDatabase { name, duration } => {
+            if let Some(d) = duration {
+                check_duration(*d)?;
+            }
+            let existing = catalog.get(cx.team, name).map_err(catalog_error)?;
+            let db = catalog.create(cx.team, name).map_err(catalog_error)?;
+            match (duration, existing) {
+                (Some(d), Some(_)) if db.retention().raw_ns != *d => {
+                    Err("retention policy conflicts with an existing policy".into())
+                }
+                (Some(d), None) => {
+                    db.init_retention(*d, cx.now_ns)?;
+                    Ok(Vec::new())
+                }
+                _ => Ok(Vec::new()),
+            }
+        }
+        Statement::AlterRetentionPolicy {
+            policy,
+            on,
+            duration,
+            default,
+        } => {
+            let Target::Team(db) = target(catalog, cx, Some(on))? else {
+                return Err(format!(
+                    "database \"{OWN_DATABASE}\" is peng's record of the team: read-only"
+                ));
+            };
+            if policy != RAW_POLICY && policy != ROLLUP_POLICY {
+                return Err(format!("retention policy not found: {policy}"));
+            }
+            if *default && policy != RAW_POLICY {
+                return Err(format!(
+                    "{ROLLUP_POLICY} cannot be the default policy: writes go to {RAW_POLICY}"
+                ));
+            }
+            if let Some(d) = duration {
+                db.set_retention(policy, *d, cx.now_ns)?;
+            }
             Ok(Vec::new())
         }
         Statement::DropDatabase { name } => {
@@ -128,7 +194,16 @@ fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series
                 .collect(),
         }]),
         Statement::ShowRetentionPolicies { on } => {
-            database(catalog, cx, on.as_deref())?;
+            let values = match target(catalog, cx, on.as_deref())? {
+                Target::Team(db) => {
+                    let r = db.retention();
+                    vec![
+                        policy_row(RAW_POLICY, r.raw_ns, r.raw_shard_group_ns(), true),
+                        policy_row(ROLLUP_POLICY, r.rollup_ns, shard_group_ns(0), false),
+                    ]
+                }
+                Target::Own(_) => vec![policy_row(RAW_POLICY, 0, shard_group_ns(0), true)],
+            };
             Ok(vec![Series {
                 name: String::new(),
                 tags: None,
@@ -141,13 +216,7 @@ fn run(catalog: &Catalog, st: &Statement, cx: &Context<'_>) -> Result<Vec<Series
                 ]
                 .map(String::from)
                 .to_vec(),
-                values: vec![vec![
-                    Value::String("autogen".into()),
-                    Value::String("0s".into()),
-                    Value::String("168h0m0s".into()),
-                    Value::Integer(1),
-                    Value::Boolean(true),
-                ]],
+                values,
             }])
         }
         Statement::ShowMeasurements {
@@ -521,14 +590,25 @@ fn run_select(
 ) -> Result<Vec<Series>, String> {
     match &s.from {
         Source::Measurement(m) => {
-            if m.rp.as_deref().is_some_and(|rp| rp != "autogen") {
-                return Err(format!(
-                    "retention policy not found: {}",
-                    m.rp.as_deref().unwrap_or_default()
-                ));
+            let rp =
+                m.rp.as_deref()
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or(RAW_POLICY);
+            match (target(catalog, cx, m.db.as_deref())?, rp) {
+                (Target::Team(db), RAW_POLICY) => match rollup_split(&db, s, cx) {
+                    Some(split) => select(&Rollups { db, split }, s, &m.name, &m.name, cx),
+                    None => select(db.raw(), s, &m.name, &m.name, cx),
+                },
+                (Target::Team(db), ROLLUP_POLICY) => {
+                    let all = Rollups {
+                        db,
+                        split: i64::MAX,
+                    };
+                    select(&all, s, &m.name, &m.name, cx)
+                }
+                (Target::Own(view), RAW_POLICY) => select(&view, s, &m.name, &m.name, cx),
+                (_, other) => Err(format!("retention policy not found: {other}")),
             }
-            let data = database(catalog, cx, m.db.as_deref())?;
-            select(data.as_ref(), s, &m.name, &m.name, cx)
         }
         Source::Subquery(inner) => {
             if depth >= MAX_SUBQUERY_DEPTH {
@@ -573,6 +653,12 @@ trait Data {
     /// Of one measurement, or all; sorted.
     fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, String>;
     fn read(&self, q: &Query) -> Result<Vec<SeriesData>, String>;
+
+    /// Whether `read` answers with rollup partials (fields named by [`part_field`]) rather
+    /// than raw values.
+    fn partials(&self) -> bool {
+        false
+    }
 
     /// The measurements with a series, sorted.
     fn measurements(&self) -> Result<Vec<String>, String> {
@@ -639,6 +725,132 @@ impl Data for TeamView {
         q.tag_filter.insert("team".to_string(), self.team.clone());
         let data = self.tsdb.read(&q)?;
         Ok(data.into_iter().filter(|d| self.mine(&d.key)).collect())
+    }
+}
+
+/// A database read through its rollups: 5-minute partials before `split`, and the raw values
+/// from `split` on as one-value partials, so that a range longer than the raw retention is
+/// answered whole, and exactly for the aggregates rollups can answer.
+struct Rollups {
+    db: Arc<Database>,
+    split: i64,
+}
+
+/// When a SELECT on `autogen` reaches before what the raw values still hold, and rollups can
+/// answer it, where to switch from rollups to raw values (a bucket boundary).
+fn rollup_split(db: &Database, s: &Select, cx: &Context<'_>) -> Option<i64> {
+    let cutoff = db.raw_cutoff(cx.now_ns)?;
+    let (lo, _) = time_range(s.condition.as_ref(), cx.now_ns);
+    if lo.is_some_and(|lo| lo >= cutoff) || rollup_plan(s).is_err() {
+        return None;
+    }
+    let b = bucket_of(cutoff);
+    Some(if b == cutoff { b } else { b + ROLLUP_EVERY_NS })
+}
+
+/// Rollups answer `mean`, `count`, `sum`, `min`, `max`, `first`, `last` and `spread` (and
+/// derivatives of them) in buckets of a multiple of 5 minutes.
+fn rollup_plan(s: &Select) -> Result<(), String> {
+    let refuse = || {
+        Err(format!(
+            "{ROLLUP_POLICY} holds 5-minute aggregates: select mean, count, sum, min, max, first, last or spread (or a derivative of one) with GROUP BY time() of a multiple of 5m"
+        ))
+    };
+    let Some(iv) = s.interval else {
+        return refuse();
+    };
+    if iv.every % ROLLUP_EVERY_NS != 0 || iv.offset % ROLLUP_EVERY_NS != 0 {
+        return refuse();
+    }
+    for f in &s.fields {
+        let Ok((col, _)) = column_of(&f.expr) else {
+            return refuse();
+        };
+        let agg = match &col {
+            Column::Derivative { inner, .. } => inner.as_ref(),
+            c => c,
+        };
+        match agg {
+            Column::Agg { func, .. } if !parts_of(*func).is_empty() => {}
+            _ => return refuse(),
+        }
+    }
+    Ok(())
+}
+
+/// The partials an aggregate is computed from; none when rollups cannot answer it.
+fn parts_of(func: Agg) -> &'static [&'static str] {
+    match func {
+        Agg::Count => &["count"],
+        Agg::Mean => &["sum", "count"],
+        Agg::Sum => &["sum"],
+        Agg::Min => &["min"],
+        Agg::Max => &["max"],
+        Agg::First => &["first"],
+        Agg::Last => &["last"],
+        Agg::Spread => &["min", "max"],
+        Agg::Median | Agg::Stddev | Agg::Percentile(_) => &[],
+    }
+}
+
+impl Data for Rollups {
+    fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, String> {
+        Data::fields(self.db.raw(), measurement)
+    }
+
+    fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, String> {
+        Data::series(self.db.raw(), measurement)
+    }
+
+    fn measurements(&self) -> Result<Vec<String>, String> {
+        Data::measurements(self.db.raw())
+    }
+
+    fn partials(&self) -> bool {
+        true
+    }
+
+    fn read(&self, q: &Query) -> Result<Vec<SeriesData>, String> {
+        let mut out = Vec::new();
+        if q.start_ns < self.split {
+            let mut early = q.clone();
+            early.end_ns = q.end_ns.min(self.split);
+            out = Data::read(self.db.rollups(), &early)?;
+        }
+        if q.end_ns > self.split {
+            // Raw field → the partials asked of it.
+            let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for name in q.fields.iter().flatten() {
+                if let Some((field, part)) = name.rsplit_once('\0') {
+                    wanted
+                        .entry(field.to_string())
+                        .or_default()
+                        .push(part.to_string());
+                }
+            }
+            let late = Query {
+                fields: Some(wanted.keys().cloned().collect()),
+                start_ns: q.start_ns.max(self.split),
+                ..q.clone()
+            };
+            for sd in Data::read(self.db.raw(), &late)? {
+                for part in wanted.get(&sd.field).into_iter().flatten() {
+                    let points: Vec<(i64, FieldValue)> = sd
+                        .points
+                        .iter()
+                        .filter_map(|(t, v)| Some((*t, partial_of(v, part)?)))
+                        .collect();
+                    if !points.is_empty() {
+                        out.push(SeriesData {
+                            key: sd.key.clone(),
+                            field: part_field(&sd.field, part),
+                            points,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -783,7 +995,29 @@ fn select(
         return Err("GROUP BY requires at least one aggregate function".into());
     }
     let names = unique_names(columns.iter().map(|(_, n)| n.clone()).collect());
-    let mut fields: Vec<String> = columns.iter().map(|(c, _)| c.field().to_string()).collect();
+    let partial = tsdb.partials();
+    if partial {
+        rollup_plan(s)?;
+    }
+    let mut fields: Vec<String> = if partial {
+        columns
+            .iter()
+            .flat_map(|(c, _)| {
+                let func = match c {
+                    Column::Agg { func, .. } => Some(*func),
+                    Column::Derivative { inner, .. } => match inner.as_ref() {
+                        Column::Agg { func, .. } => Some(*func),
+                        _ => None,
+                    },
+                    Column::Raw(_) => None,
+                };
+                let parts = func.map_or(&[][..], parts_of);
+                parts.iter().map(|p| part_field(c.field(), p))
+            })
+            .collect()
+    } else {
+        columns.iter().map(|(c, _)| c.field().to_string()).collect()
+    };
     fields.sort();
     fields.dedup();
     // For GROUP BY time the range ends now when no upper bound is given, as in InfluxDB.
@@ -855,7 +1089,14 @@ fn select(
             };
             // Without GROUP BY time the row's time is the lower bound, or 0 without one.
             let whole = lo.unwrap_or(0);
-            aggregate_rows(&columns, &by_field, s, (start, end, whole), cx.epoch)?
+            aggregate_rows(
+                &columns,
+                &by_field,
+                s,
+                (start, end, whole),
+                cx.epoch,
+                partial,
+            )?
         } else {
             let rows = raw_rows_of(&columns, &tag_columns, &series_tags, &by_field, cx.epoch);
             raw_rows += rows.len();
@@ -1023,6 +1264,7 @@ fn aggregate_rows(
     s: &Select,
     (start, end, whole): (i64, i64, i64),
     epoch: Option<Precision>,
+    partial: bool,
 ) -> Result<Vec<Vec<Value>>, String> {
     // Bucket starts: one bucket for the whole range without GROUP BY time.
     let (first, every) = match s.interval {
@@ -1060,6 +1302,10 @@ fn aggregate_rows(
             let hi = lo.saturating_add(every);
             while i < points.len() && points[i].0 < lo {
                 i += 1;
+            }
+            if partial {
+                *slot = combine(*func, col.field(), by_field, lo, hi)?;
+                continue;
             }
             let j = i + points[i..].iter().take_while(|p| p.0 < hi).count();
             *slot = aggregate(*func, &points[i..j], col.field())?;
@@ -1203,6 +1449,56 @@ fn selected_time(func: Agg, points: &[(i64, FieldValue, usize)]) -> Option<i64> 
     }
 }
 
+/// An aggregate over `[lo, hi)` from rollup partials (see [`parts_of`]).
+fn combine(
+    func: Agg,
+    field: &str,
+    by_field: &BTreeMap<String, Vec<(i64, FieldValue, usize)>>,
+    lo: i64,
+    hi: i64,
+) -> Result<Value, String> {
+    let part = |p: &str| -> &[(i64, FieldValue, usize)] {
+        let points = by_field
+            .get(&part_field(field, p))
+            .map_or(&[][..], Vec::as_slice);
+        let a = points.partition_point(|x| x.0 < lo);
+        let b = points.partition_point(|x| x.0 < hi);
+        &points[a..b.max(a)]
+    };
+    let total = |p: &str| -> Result<Option<f64>, String> {
+        Ok(match aggregate(Agg::Sum, part(p), field)? {
+            Value::Integer(i) => Some(i as f64),
+            Value::Float(f) => Some(f),
+            Value::Unsigned(u) => Some(u as f64),
+            _ => None,
+        })
+    };
+    match func {
+        Agg::Count => match aggregate(Agg::Sum, part("count"), field)? {
+            Value::Null => aggregate(Agg::Count, &[], field),
+            v => Ok(v),
+        },
+        Agg::Mean => match (total("sum")?, total("count")?) {
+            (Some(sum), Some(n)) if n > 0.0 => Ok(Value::Float(sum / n)),
+            _ => Ok(Value::Null),
+        },
+        Agg::Sum => aggregate(Agg::Sum, part("sum"), field),
+        Agg::Min => aggregate(Agg::Min, part("min"), field),
+        Agg::Max => aggregate(Agg::Max, part("max"), field),
+        Agg::First => aggregate(Agg::First, part("first"), field),
+        Agg::Last => aggregate(Agg::Last, part("last"), field),
+        Agg::Spread => {
+            let mut both = part("min").to_vec();
+            both.extend_from_slice(part("max"));
+            aggregate(Agg::Spread, &both, field)
+        }
+        Agg::Median | Agg::Stddev | Agg::Percentile(_) => Err(format!(
+            "{ROLLUP_POLICY} cannot answer {func:?}(): it needs the raw values"
+        )
+        .to_lowercase()),
+    }
+}
+
 fn aggregate(func: Agg, points: &[(i64, FieldValue, usize)], field: &str) -> Result<Value, String> {
     if let Agg::Count = func {
         return Ok(if points.is_empty() {
@@ -1316,6 +1612,136 @@ net,host=a bytes=100i 20000000000
             now_ns: 100 * S,
         };
         serde_json::to_value(execute(catalog, &st, &cx)).unwrap()
+    }
+
+    fn query_at(catalog: &Catalog, team: &TeamName, q: &str, now_ns: i64) -> serde_json::Value {
+        let st = parse_query(q).unwrap_or_else(|e| panic!("{q}: {e}"));
+        let cx = Context {
+            team,
+            db: Some("telegraf"),
+            epoch: Some(Precision::Seconds),
+            now_ns,
+        };
+        serde_json::to_value(execute(catalog, &st, &cx)).unwrap()
+    }
+
+    /// Two hours of two hosts every 10 s, with a gap, rolled up; answers from the rollups
+    /// equal those from the raw values, and after the raw values expired the same query on
+    /// `autogen` is answered from the rollups, unchanged.
+    #[test]
+    fn rollups_answer_as_the_raw_values_did_after_these_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::new(dir.path());
+        let team: TeamName = "shop".parse().unwrap();
+        let db = catalog.create(&team, "telegraf").unwrap();
+        let t0 = 1_700_000_000 * S - (1_700_000_000 * S).rem_euclid(3600 * S);
+        let mut body = String::new();
+        for i in 0..720i64 {
+            for (h, host) in ["a", "b"].iter().enumerate() {
+                if *host == "b" && (100..160).contains(&i) {
+                    continue;
+                }
+                let u = ((i * 7 + h as i64 * 13) % 80) as f64 * 0.25;
+                let n = (i * 3 + h as i64) % 50;
+                body.push_str(&format!(
+                    "cpu,host={host} usage={u},procs={n}i {}\n",
+                    t0 + i * 10 * S
+                ));
+            }
+        }
+        db.write(&line::parse(&body, Precision::Nanoseconds, 0).unwrap())
+            .unwrap();
+        let end = t0 + 7200 * S;
+        let now = end + 60 * S;
+        assert_eq!(
+            db.roll_up(now, std::time::Duration::from_secs(60)).unwrap(),
+            24
+        );
+        let range = format!(
+            "time >= {}ms and time < {}ms",
+            t0 / 1_000_000,
+            end / 1_000_000
+        );
+        let select = |rp: &str, every: &str| {
+            format!(
+                r#"SELECT mean("usage"), count("usage"), sum("procs"), min("usage"), max("procs"), first("usage"), last("procs"), spread("usage"), non_negative_derivative(max("procs"), 1m) FROM {rp}"cpu" WHERE {range} GROUP BY time({every}), "host" fill(null)"#
+            )
+        };
+        for every in ["5m", "15m", "1h"] {
+            let raw = query_at(&catalog, &team, &select("", every), now);
+            assert!(raw["results"][0]["series"][1]["values"].is_array(), "{raw}");
+            assert_eq!(
+                query_at(&catalog, &team, &select(r#""rollup_5m"."#, every), now),
+                raw,
+                "GROUP BY time({every})"
+            );
+        }
+        let before = query_at(&catalog, &team, &select("", "15m"), now);
+
+        // Raw values kept an hour: the first hour goes, its rollups stay.
+        let later = end + 30 * 60 * S;
+        db.set_retention(RAW_POLICY, 3600 * S, later).unwrap();
+        let raw_only = query_at(
+            &catalog,
+            &team,
+            &format!(r#"SELECT count("usage") FROM "cpu" WHERE {range}"#),
+            later,
+        );
+        assert_eq!(
+            raw_only["results"][0]["series"][0]["values"][0][1],
+            serde_json::json!(360),
+            "without GROUP BY time only the raw values answer: {raw_only}"
+        );
+        assert_eq!(
+            query_at(&catalog, &team, &select("", "15m"), later),
+            before,
+            "the expired hour comes from the rollups"
+        );
+
+        // What rollups cannot answer says so.
+        let refused = query_at(
+            &catalog,
+            &team,
+            &format!(
+                r#"SELECT median("usage") FROM "rollup_5m"."cpu" WHERE {range} GROUP BY time(5m)"#
+            ),
+            later,
+        );
+        assert!(
+            refused["results"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("5-minute aggregates")),
+            "{refused}"
+        );
+        let refused = query_at(
+            &catalog,
+            &team,
+            &format!(
+                r#"SELECT mean("usage") FROM "rollup_5m"."cpu" WHERE {range} GROUP BY time(1m)"#
+            ),
+            later,
+        );
+        assert!(refused["results"][0]["error"].is_string(), "{refused}");
+
+        let policies = query_at(&catalog, &team, "SHOW RETENTION POLICIES", later);
+        assert_eq!(
+            policies["results"][0]["series"][0]["values"],
+            serde_json::json!([
+                ["autogen", "1h0m0s", "168h0m0s", 1, true],
+                ["rollup_5m", "0s", "168h0m0s", 1, false]
+            ])
+        );
+        let altered = query_at(
+            &catalog,
+            &team,
+            r#"ALTER RETENTION POLICY "rollup_5m" ON "telegraf" DURATION 400d; CREATE DATABASE "telegraf" WITH DURATION 2h"#,
+            later,
+        );
+        assert_eq!(
+            altered["results"][1]["error"],
+            "retention policy conflicts with an existing policy"
+        );
+        assert_eq!(db.retention().rollup_ns, 400 * 86_400 * S);
     }
 
     #[test]

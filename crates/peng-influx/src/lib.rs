@@ -3,7 +3,8 @@
 //!
 //! - [`line`]: line protocol, the body of `/write`;
 //! - [`influxql`]: the query language of `/query`;
-//! - [`catalog`]: the team databases, one peng-tsdb store each, named within the team;
+//! - [`catalog`]: the team databases, named within the team; [`database`]: one of them, raw
+//!   values and 5-minute rollups, each with its retention;
 //! - [`exec`]: runs statements against them; [`response`]: the JSON InfluxDB answers with.
 //!
 //! No networking here: peng-server's `/write`, `/query` and `/ping` routes authenticate the
@@ -12,12 +13,14 @@
 pub mod body;
 pub mod catalog;
 pub mod dashboard;
+pub mod database;
 pub mod exec;
 pub mod influxql;
 pub mod line;
 pub mod response;
 
 pub use catalog::{Catalog, CatalogError};
+pub use database::Database;
 pub use exec::{execute, Context};
 pub use line::{LineError, Precision};
 pub use response::QueryResponse;

@@ -6,6 +6,15 @@ use regex::Regex;
 pub enum Statement {
     CreateDatabase {
         name: String,
+        /// `WITH DURATION d` (0 for `INF`): the raw values' retention.
+        duration: Option<i64>,
+    },
+    /// `ALTER RETENTION POLICY rp ON db DURATION d [DEFAULT]`.
+    AlterRetentionPolicy {
+        policy: String,
+        on: String,
+        duration: Option<i64>,
+        default: bool,
     },
     DropDatabase {
         name: String,

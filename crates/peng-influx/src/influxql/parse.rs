@@ -235,6 +235,12 @@ pub fn parse_query(text: &str) -> Result<Vec<Statement>, ParseError> {
     Ok(out)
 }
 
+#[derive(Default)]
+struct PolicySettings {
+    duration: Option<i64>,
+    default: bool,
+}
+
 impl Parser {
     fn peek(&self) -> &Tok {
         &self.toks[self.at.min(self.toks.len() - 1)].0
@@ -327,16 +333,46 @@ impl Parser {
             return Ok(Statement::Select(Box::new(self.select_body()?)));
         }
         if self.eat_kw("CREATE") {
-            self.kw("DATABASE")?;
-            let name = self.ident()?;
-            if self.is_kw("WITH") {
+            if self.eat_kw("RETENTION") {
                 return Err(self.unsupported(
-                    "CREATE DATABASE ... WITH (retention is a setting of the database in peng)",
+                    "CREATE RETENTION POLICY (every database has autogen and rollup_5m; ALTER their DURATION)",
                 ));
             }
-            return Ok(Statement::CreateDatabase { name });
+            self.kw("DATABASE")?;
+            let name = self.ident()?;
+            let mut duration = None;
+            if self.eat_kw("WITH") {
+                let settings = self.policy_settings(true)?;
+                if settings.default {
+                    return Err(self.unexpected("DURATION, REPLICATION, SHARD or NAME"));
+                }
+                duration = settings.duration;
+            }
+            return Ok(Statement::CreateDatabase { name, duration });
+        }
+        if self.eat_kw("ALTER") {
+            self.kw("RETENTION")?;
+            self.kw("POLICY")?;
+            let policy = self.ident()?;
+            self.kw("ON")?;
+            let on = self.ident()?;
+            let settings = self.policy_settings(false)?;
+            if settings.duration.is_none() && !settings.default {
+                return Err(self.unexpected("DURATION, REPLICATION, SHARD or DEFAULT"));
+            }
+            return Ok(Statement::AlterRetentionPolicy {
+                policy,
+                on,
+                duration: settings.duration,
+                default: settings.default,
+            });
         }
         if self.eat_kw("DROP") {
+            if self.is_kw("RETENTION") {
+                return Err(self.unsupported(
+                    "DROP RETENTION POLICY (every database has autogen and rollup_5m)",
+                ));
+            }
             self.kw("DATABASE")?;
             return Ok(Statement::DropDatabase {
                 name: self.ident()?,
@@ -347,11 +383,9 @@ impl Parser {
         }
         match self.peek() {
             Tok::Ident(s)
-                if [
-                    "DELETE", "EXPLAIN", "GRANT", "REVOKE", "ALTER", "SET", "KILL",
-                ]
-                .iter()
-                .any(|k| s.eq_ignore_ascii_case(k)) =>
+                if ["DELETE", "EXPLAIN", "GRANT", "REVOKE", "SET", "KILL"]
+                    .iter()
+                    .any(|k| s.eq_ignore_ascii_case(k)) =>
             {
                 let s = s.to_ascii_uppercase();
                 Err(self.unsupported(&s))
@@ -359,6 +393,37 @@ impl Parser {
             _ => Err(self.unexpected(
                 "SELECT, DELETE, SHOW, CREATE, DROP, EXPLAIN, GRANT, REVOKE, ALTER, SET, KILL",
             )),
+        }
+    }
+
+    /// The settings of `CREATE DATABASE … WITH` (`NAME` allowed) or `ALTER RETENTION POLICY`
+    /// (`DEFAULT` allowed). Replication is 1; shard durations are InfluxDB's storage layout,
+    /// which peng does not have.
+    fn policy_settings(&mut self, create: bool) -> Result<PolicySettings, ParseError> {
+        let mut out = PolicySettings::default();
+        loop {
+            if self.eat_kw("DURATION") {
+                out.duration = Some(if self.eat_kw("INF") {
+                    0
+                } else {
+                    self.duration()?
+                });
+            } else if self.eat_kw("REPLICATION") {
+                if self.integer()? != 1 {
+                    return Err(self.unsupported("a replication factor other than 1"));
+                }
+            } else if self.is_kw("SHARD") {
+                return Err(self.unsupported("SHARD DURATION"));
+            } else if create && self.eat_kw("NAME") {
+                let name = self.ident()?;
+                if name != "autogen" {
+                    return Err(self.unsupported("a retention policy name other than autogen"));
+                }
+            } else if !create && self.eat_kw("DEFAULT") {
+                out.default = true;
+            } else {
+                return Ok(out);
+            }
         }
     }
 
@@ -922,7 +987,33 @@ mod tests {
         assert_eq!(
             one(r#"CREATE DATABASE "telegraf""#),
             Statement::CreateDatabase {
-                name: "telegraf".into()
+                name: "telegraf".into(),
+                duration: None,
+            }
+        );
+        assert_eq!(
+            one(r#"CREATE DATABASE db WITH DURATION 30d REPLICATION 1 NAME "autogen""#),
+            Statement::CreateDatabase {
+                name: "db".into(),
+                duration: Some(30 * 86_400_000_000_000),
+            }
+        );
+        assert_eq!(
+            one(r#"ALTER RETENTION POLICY "rollup_5m" ON "db" DURATION INF"#),
+            Statement::AlterRetentionPolicy {
+                policy: "rollup_5m".into(),
+                on: "db".into(),
+                duration: Some(0),
+                default: false,
+            }
+        );
+        assert_eq!(
+            one("alter retention policy autogen on db duration 2h default"),
+            Statement::AlterRetentionPolicy {
+                policy: "autogen".into(),
+                on: "db".into(),
+                duration: Some(7_200_000_000_000),
+                default: true,
             }
         );
         assert!(matches!(one("SHOW DATABASES"), Statement::ShowDatabases));
@@ -979,6 +1070,17 @@ mod tests {
             ("SHOW USERS", "SHOW USERS is not supported"),
             ("SELECT a FROM m WHERE a > 5", "condition on field 'a'"),
             ("DELETE FROM m", "DELETE is not supported"),
+            ("CREATE DATABASE d WITH SHARD DURATION 1d", "SHARD DURATION"),
+            ("CREATE DATABASE d WITH REPLICATION 3", "replication factor"),
+            (
+                "CREATE RETENTION POLICY r ON d DURATION 1d REPLICATION 1",
+                "CREATE RETENTION POLICY",
+            ),
+            ("DROP RETENTION POLICY r ON d", "DROP RETENTION POLICY"),
+            (
+                "ALTER RETENTION POLICY r ON d",
+                "found EOF, expected DURATION",
+            ),
             ("SELEKT a FROM m", "found SELEKT"),
             ("SELECT a FROM", "found EOF, expected identifier"),
             (

@@ -62,7 +62,7 @@ impl Turns {
 /// A write, its body already decompressed.
 pub struct InfluxWrite {
     pub db: String,
-    /// Only `autogen` (or none) exists.
+    /// `autogen` (or none); `rollup_5m` is read-only.
     pub rp: Option<String>,
     pub precision: Option<String>,
     pub body: String,
@@ -119,23 +119,28 @@ impl Ops {
     /// Stores a write whole, or nothing of it.
     pub async fn influx_write(&self, caller: &Caller, w: InfluxWrite) -> Result<()> {
         let team = team_of(caller)?;
-        if let Some(rp) =
-            w.rp.as_deref()
-                .filter(|rp| !rp.is_empty() && *rp != "autogen")
-        {
-            return Err(Error::not_found(format!(
-                "retention policy not found: {rp}"
-            )));
+        match w.rp.as_deref().unwrap_or_default() {
+            "" | peng_influx::database::RAW_POLICY => {}
+            peng_influx::database::ROLLUP_POLICY => {
+                return Err(Error::invalid(
+                    "retention policy rollup_5m is computed by peng from autogen: write to autogen",
+                ))
+            }
+            rp => {
+                return Err(Error::not_found(format!(
+                    "retention policy not found: {rp}"
+                )))
+            }
         }
         let precision = precision("precision", w.precision.as_deref())?.unwrap_or_default();
         // Parsing makes a copy of the batch in memory: a few at a time.
         let _turn = self.0.influx_writes.take(&team).await?;
         let catalog = self.influx();
         tokio::task::spawn_blocking(move || {
-            let tsdb = catalog.require(&team, &w.db)?;
+            let database = catalog.require(&team, &w.db)?;
             let points = peng_influx::line::parse(&w.body, precision, now_ns())
                 .map_err(|e| Error::invalid(e.to_string()))?;
-            tsdb.write(&points)?;
+            database.write(&points)?;
             Ok(())
         })
         .await

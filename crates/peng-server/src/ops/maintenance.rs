@@ -21,6 +21,8 @@ pub const SENSOR_HISTORY: Duration = Duration::from_secs(30 * 86_400);
 pub const OOM_SENSOR: &str = "instance.oom";
 
 /// How long an OOM kill keeps `instance.oom` failing.
+/// Longest one database's rollup pass may run in one upkeep; the rest waits for the next.
+const ROLLUP_BUDGET: Duration = Duration::from_secs(10);
 const OOM_WINDOW: Duration = Duration::from_secs(600);
 
 impl Ops {
@@ -109,6 +111,30 @@ impl Ops {
                 tsdb.compact()?;
             }
             Ok::<_, peng_tsdb::TsdbError>(())
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// The teams' metrics databases: retention, the 5-minute rollups of what was written
+    /// since the last run (at most `ROLLUP_BUDGET` per database, the rest waits for the next),
+    /// write-ahead logs into blocks, and with `compact` their blocks merged.
+    pub async fn maintain_influx(&self, compact: bool) -> Result<()> {
+        let catalog = self.p().influx.clone();
+        let now = now_ns();
+        blocking("metrics databases upkeep", move || {
+            for (team, db, database) in catalog.all()? {
+                let run = || -> std::result::Result<(), peng_influx::CatalogError> {
+                    database.apply_retention(now)?;
+                    database.roll_up(now, ROLLUP_BUDGET)?;
+                    database.maintain(compact)?;
+                    Ok(())
+                };
+                if let Err(error) = run() {
+                    tracing::warn!(%team, database = %db, %error, "metrics database upkeep failed");
+                }
+            }
+            Ok::<_, peng_influx::CatalogError>(())
         })
         .await??;
         Ok(())

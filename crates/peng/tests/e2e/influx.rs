@@ -190,7 +190,6 @@ fn queries() -> Vec<String> {
     let range = format!("time >= {from}ms and time <= {to}ms");
     vec![
         "SHOW DATABASES".into(),
-        r#"SHOW RETENTION POLICIES on "telegraf""#.into(),
         "SHOW MEASUREMENTS LIMIT 100".into(),
         "SHOW MEASUREMENTS WITH MEASUREMENT =~ /(?i)cp/ LIMIT 100".into(),
         r#"SHOW TAG KEYS FROM "cpu""#.into(),
@@ -294,6 +293,53 @@ async fn telegraf_the_influx_cli_and_grafana_queries_answer_as_influxdb_does() {
         differences.len(),
         differences.join("\n")
     );
+
+    // Retention as InfluxDB sets and shows it; peng lists its rollups as one more policy.
+    for q in [
+        r#"CREATE DATABASE "short" WITH DURATION 2h REPLICATION 1"#,
+        r#"SHOW RETENTION POLICIES ON "short""#,
+        r#"ALTER RETENTION POLICY "autogen" ON "short" DURATION 3d DEFAULT"#,
+        r#"SHOW RETENTION POLICIES ON "short""#,
+        r#"SHOW RETENTION POLICIES ON "telegraf""#,
+    ] {
+        let theirs = influx_cli(influxd.port, None, "telegraf", &["-execute", q]).await;
+        let ours = influx_cli(
+            peng.http.port(),
+            Some(("books", &token)),
+            "telegraf",
+            &["-execute", q],
+        )
+        .await;
+        // The columns are aligned to the longest name, which the extra line changes.
+        let words = |text: &str, skip_rollups: bool| -> Vec<String> {
+            text.lines()
+                .filter(|l| !(skip_rollups && l.starts_with("rollup_5m ")))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect()
+        };
+        assert_eq!(
+            words(&ours, true),
+            words(&theirs, false),
+            "{q}\n--- InfluxDB 1.6:\n{theirs}\n--- peng:\n{ours}"
+        );
+        if q.starts_with("SHOW") {
+            assert!(
+                ours.lines()
+                    .any(|l| l.starts_with("rollup_5m ") && l.contains(" 0s ")),
+                "{q}: {ours}"
+            );
+        }
+    }
+    // The rollups are read-only.
+    let r = reqwest::Client::new()
+        .post(format!("{}/write?db=telegraf&rp=rollup_5m", peng.url()))
+        .basic_auth("books", Some(&token))
+        .body("cpu,host=x usage_user=1 1690000000000000000")
+        .send()
+        .await
+        .expect("write to rollups");
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap_or_default().contains("rollup_5m"));
 
     // The CLI's own write path (INSERT) lands where a query finds it.
     influx_cli(
