@@ -200,6 +200,20 @@ impl Catalog {
         }
     }
 
+    /// The write counts of every open database since they were last taken (databases not
+    /// open were not written to), those with something to count.
+    pub fn take_counts(&self) -> Vec<(TeamName, String, crate::database::WriteCounts)> {
+        let open: Vec<_> = self
+            .lock()
+            .iter()
+            .map(|((team, db), d)| (team.clone(), db.clone(), Arc::clone(d)))
+            .collect();
+        open.into_iter()
+            .map(|(team, db, d)| (team, db, d.take_counts()))
+            .filter(|(_, _, c)| !c.is_empty())
+            .collect()
+    }
+
     /// Every database of every team, opened (for the upkeep: retention, rollups, flushes).
     /// A database that cannot be opened is reported and skipped, so that one broken
     /// directory does not stop the others' upkeep.

@@ -97,6 +97,25 @@ pub fn bucket_of(ts: i64) -> i64 {
     ts - ts.rem_euclid(ROLLUP_EVERY_NS)
 }
 
+/// What was written to a database since the counts were last taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    /// Batches stored.
+    pub batches: u64,
+    /// Field values stored.
+    pub values: u64,
+    /// Bytes of line protocol of the batches stored (after decompression).
+    pub bytes: u64,
+    /// Batches refused (a bad line, a type conflict, older than the retention).
+    pub refused: u64,
+}
+
+impl WriteCounts {
+    pub fn is_empty(&self) -> bool {
+        *self == WriteCounts::default()
+    }
+}
+
 /// A team database. Cheap to share.
 pub struct Database {
     raw: Arc<Tsdb>,
@@ -105,6 +124,7 @@ pub struct Database {
     meta: Mutex<Meta>,
     /// Buckets written to since the upkeep last took them.
     dirty: Mutex<BTreeSet<i64>>,
+    counts: Mutex<WriteCounts>,
 }
 
 impl Database {
@@ -134,6 +154,7 @@ impl Database {
             dir: dir.to_path_buf(),
             meta: Mutex::new(meta),
             dirty: Mutex::new(BTreeSet::new()),
+            counts: Mutex::new(WriteCounts::default()),
         })
     }
 
@@ -165,6 +186,24 @@ impl Database {
         }
         lock(&self.dirty).extend(marks);
         Ok(())
+    }
+
+    /// Counts a batch sent to this database: stored with `values` field values, or refused.
+    pub fn count_write(&self, stored: Option<u64>, body_bytes: u64) {
+        let mut c = lock(&self.counts);
+        match stored {
+            Some(values) => {
+                c.batches += 1;
+                c.values += values;
+                c.bytes += body_bytes;
+            }
+            None => c.refused += 1,
+        }
+    }
+
+    /// What was counted since the last call, and starts over.
+    pub fn take_counts(&self) -> WriteCounts {
+        std::mem::take(&mut *lock(&self.counts))
     }
 
     /// Sets the duration of one retention policy (0 = forever) and applies it at once.

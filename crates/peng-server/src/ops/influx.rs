@@ -138,10 +138,14 @@ impl Ops {
         let catalog = self.influx();
         tokio::task::spawn_blocking(move || {
             let database = catalog.require(&team, &w.db)?;
-            let points = peng_influx::line::parse(&w.body, precision, now_ns())
-                .map_err(|e| Error::invalid(e.to_string()))?;
-            database.write(&points)?;
-            Ok(())
+            let stored = peng_influx::line::parse(&w.body, precision, now_ns())
+                .map_err(|e| Error::invalid(e.to_string()))
+                .and_then(|points| {
+                    database.write(&points)?;
+                    Ok(points.iter().map(|p| p.fields.len() as u64).sum::<u64>())
+                });
+            database.count_write(stored.as_ref().ok().copied(), w.body.len() as u64);
+            stored.map(drop)
         })
         .await
         .map_err(|e| Error::task("write", e))?

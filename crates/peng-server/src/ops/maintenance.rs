@@ -293,6 +293,12 @@ async fn sample(p: &Parts, oom: &mut OomWatch) {
             .into_iter()
             .map(|(team, service, n, bytes)| log_volume_point(&team, &service, n, bytes, now)),
     );
+    points.extend(
+        p.influx
+            .take_counts()
+            .into_iter()
+            .map(|(team, db, counts)| metrics_volume_point(&team, &db, counts, now)),
+    );
     if !points.is_empty() {
         let tsdb = p.tsdb.clone();
         match tokio::task::spawn_blocking(move || tsdb.write(&points)).await {
@@ -345,6 +351,34 @@ async fn sample(p: &Parts, oom: &mut OomWatch) {
         .collect();
     oom.retain(&known);
 }
+
+/// What a team wrote to one of its metrics databases since the last sample.
+fn metrics_volume_point(
+    team: &peng_core::TeamName,
+    database: &str,
+    c: peng_influx::database::WriteCounts,
+    at_ns: i64,
+) -> peng_tsdb::Point {
+    use peng_tsdb::FieldValue;
+    let int = |n: u64| FieldValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    peng_tsdb::Point {
+        measurement: METRICS_VOLUME.to_string(),
+        tags: std::collections::BTreeMap::from([
+            ("team".to_string(), team.to_string()),
+            ("database".to_string(), database.to_string()),
+        ]),
+        fields: std::collections::BTreeMap::from([
+            ("batches".to_string(), int(c.batches)),
+            ("values".to_string(), int(c.values)),
+            ("bytes".to_string(), int(c.bytes)),
+            ("refused".to_string(), int(c.refused)),
+        ]),
+        timestamp_ns: at_ns,
+    }
+}
+
+/// The measurement of [`metrics_volume_point`].
+pub const METRICS_VOLUME: &str = "metrics_volume";
 
 /// Messages indexed for a team's service since the last sample (`service` is left out when
 /// the senders did not name one).

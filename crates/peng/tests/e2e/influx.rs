@@ -518,5 +518,29 @@ except Exception as e:
         port = peng.http.port(),
     ))
     .await;
+
+    // What the team wrote is counted in its `peng` database (sampled every 10 s): the batch
+    // stored and the two refused; the gzip bomb never reached the database.
+    let counted = r#"SELECT sum("batches"), sum("values"), sum("refused") FROM "peng".."metrics_volume" WHERE "database" = 'shop'"#;
+    let mut answer = Value::Null;
+    for _ in 0..60 {
+        let r = query(&books, counted).await.expect("query");
+        answer = r.json().await.expect("json");
+        if answer["results"][0]["series"][0]["values"].is_array() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        answer["results"][0]["series"][0]["values"][0],
+        serde_json::json!(["1970-01-01T00:00:00Z", 1, 1, 2]),
+        "{answer}"
+    );
+    let r = query(&other, counted).await.expect("query");
+    let v: Value = r.json().await.expect("json");
+    assert!(
+        v["results"][0]["series"].is_null(),
+        "another team sees none of it: {v}"
+    );
     peng.stop().await;
 }
