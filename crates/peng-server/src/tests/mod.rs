@@ -4,6 +4,7 @@
 
 mod isolation;
 mod log_sensors;
+mod metrics;
 mod workflows;
 
 use std::net::SocketAddr;
