@@ -24,6 +24,8 @@ use crate::response::{QueryResponse, Series, StatementResult, Value};
 
 /// Most buckets one series of a `GROUP BY time` answer may have.
 pub const MAX_BUCKETS: i64 = 500_000;
+/// Values from which an aggregate answers its groups on two threads.
+const PARALLEL_VALUES: usize = 50_000;
 /// Most rows one raw `SELECT` may read in all.
 pub const MAX_RAW_ROWS: usize = 2_000_000;
 /// Most rows one `SELECT` may answer, over all its series.
@@ -1064,16 +1066,22 @@ fn select(
             .or_default()
             .entry(sd.field)
             .or_default();
+        slot.reserve(sd.points.len());
         slot.extend(sd.points.into_iter().map(|(t, v)| (t, v, idx)));
     }
-    let mut out = Vec::new();
-    let mut raw_rows = 0usize;
-    let mut answered = 0usize;
-    for (group, mut by_field) in groups {
+    // Each group's rows, in group order; an aggregate over many values answers its groups
+    // on two threads.
+    type Rows = (BTreeMap<String, String>, Vec<Vec<Value>>);
+    let answer = |group: BTreeMap<String, String>,
+                  mut by_field: BTreeMap<String, Points>|
+     -> Result<Option<Rows>, String> {
         for pts in by_field.values_mut() {
-            pts.sort_by_key(|p| p.0);
+            // One series to a group is already in order.
+            if !pts.is_sorted_by_key(|p| p.0) {
+                pts.sort_by_key(|p| p.0);
+            }
         }
-        let mut rows: Vec<Vec<Value>> = if aggregate {
+        let rows = if aggregate {
             let earliest = by_field
                 .values()
                 .filter_map(|p| p.first())
@@ -1085,28 +1093,54 @@ fn select(
                 .map(|p| p.0)
                 .max();
             let (Some(start), Some(end)) = (lo.or(earliest), hi.or(latest)) else {
-                continue;
+                return Ok(None);
             };
             // Without GROUP BY time the row's time is the lower bound, or 0 without one.
             let whole = lo.unwrap_or(0);
-            aggregate_rows(
-                &columns,
-                &by_field,
-                s,
-                (start, end, whole),
-                cx.epoch,
-                partial,
-            )?
+            let by = &by_field;
+            aggregate_rows(&columns, by, s, (start, end, whole), cx.epoch, partial)?
         } else {
-            let rows = raw_rows_of(&columns, &tag_columns, &series_tags, &by_field, cx.epoch);
+            raw_rows_of(&columns, &tag_columns, &series_tags, &by_field, cx.epoch)
+        };
+        Ok(Some((group, rows)))
+    };
+    let values: usize = groups.values().flat_map(|f| f.values()).map(Vec::len).sum();
+    let answers: Vec<Result<Option<Rows>, String>> =
+        if aggregate && groups.len() > 1 && values >= PARALLEL_VALUES {
+            let mut first: Vec<_> = groups.into_iter().collect();
+            let second = first.split_off(first.len() / 2);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| {
+                    second
+                        .into_iter()
+                        .map(|(g, f)| answer(g, f))
+                        .collect::<Vec<_>>()
+                });
+                let mut all: Vec<_> = first.into_iter().map(|(g, f)| answer(g, f)).collect();
+                match other.join() {
+                    Ok(rest) => all.extend(rest),
+                    Err(_) => all.push(Err("internal: a query thread failed".into())),
+                }
+                all
+            })
+        } else {
+            groups.into_iter().map(|(g, f)| answer(g, f)).collect()
+        };
+    let mut out = Vec::new();
+    let mut raw_rows = 0usize;
+    let mut answered = 0usize;
+    for a in answers {
+        let Some((group, mut rows)) = a? else {
+            continue;
+        };
+        if !aggregate {
             raw_rows += rows.len();
             if raw_rows > MAX_RAW_ROWS {
                 return Err(format!(
                     "more than {MAX_RAW_ROWS} rows: narrow the time range or aggregate with GROUP BY time"
                 ));
             }
-            rows
-        };
+        }
         if s.descending {
             rows.reverse();
         }
@@ -1515,12 +1549,8 @@ fn aggregate(func: Agg, points: &[(i64, FieldValue, usize)], field: &str) -> Res
         Agg::Last => return Ok(value_of(&points[points.len() - 1].1)),
         _ => {}
     }
-    let nums: Vec<f64> = points.iter().filter_map(|p| numeric(&p.1)).collect();
-    if nums.len() != points.len() {
-        return Err(
-            format!("field '{field}' is not numeric: {func:?} needs numbers").to_lowercase(),
-        );
-    }
+    let not_numeric =
+        || Err(format!("field '{field}' is not numeric: {func:?} needs numbers").to_lowercase());
     let integer = points
         .iter()
         .all(|p| matches!(p.1, FieldValue::Integer(_) | FieldValue::Unsigned(_)));
@@ -1531,17 +1561,32 @@ fn aggregate(func: Agg, points: &[(i64, FieldValue, usize)], field: &str) -> Res
             Value::Float(x)
         }
     };
+    // The aggregates of one pass, without copying the values (a panel computes many).
+    if let Agg::Mean | Agg::Sum | Agg::Min | Agg::Max | Agg::Spread = func {
+        let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
+        for p in points {
+            let Some(x) = numeric(&p.1) else {
+                return not_numeric();
+            };
+            sum += x;
+            min = min.min(x);
+            max = max.max(x);
+        }
+        return Ok(match func {
+            Agg::Mean => Value::Float(sum / points.len() as f64),
+            Agg::Sum => typed(sum),
+            Agg::Min => typed(min),
+            Agg::Max => typed(max),
+            _ => typed(max - min),
+        });
+    }
+    let nums: Vec<f64> = points.iter().filter_map(|p| numeric(&p.1)).collect();
+    if nums.len() != points.len() {
+        return not_numeric();
+    }
     let n = nums.len() as f64;
     Ok(match func {
-        Agg::Mean => Value::Float(nums.iter().sum::<f64>() / n),
-        Agg::Sum => typed(nums.iter().sum()),
-        Agg::Min => typed(nums.iter().copied().fold(f64::INFINITY, f64::min)),
-        Agg::Max => typed(nums.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
-        Agg::Spread => {
-            let max = nums.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let min = nums.iter().copied().fold(f64::INFINITY, f64::min);
-            typed(max - min)
-        }
+        Agg::Mean | Agg::Sum | Agg::Min | Agg::Max | Agg::Spread => Value::Null,
         Agg::Median => {
             let mut v = nums;
             v.sort_by(f64::total_cmp);
