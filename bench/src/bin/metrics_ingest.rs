@@ -1069,16 +1069,19 @@ fn peng_credentials(
 /// allocated, what lies under directories named `wal`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct DiskUse {
+    /// The stored values, as the peers store them (peng: without its rollups).
     allocated: u64,
     apparent: u64,
     wal_allocated: u64,
+    /// peng's 5-minute rollups (`rollup_5m` directories), which the peers do not make.
+    rollup_allocated: u64,
 }
 
 fn disk_use(dir: &Path) -> DiskUse {
     use std::os::unix::fs::MetadataExt;
     let mut u = DiskUse::default();
-    let mut stack = vec![(dir.to_path_buf(), false)];
-    while let Some((d, in_wal)) = stack.pop() {
+    let mut stack = vec![(dir.to_path_buf(), false, false)];
+    while let Some((d, in_wal, in_rollups)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
@@ -1087,9 +1090,17 @@ fn disk_use(dir: &Path) -> DiskUse {
                 continue;
             };
             if m.is_dir() {
-                stack.push((e.path(), in_wal || e.file_name() == "wal"));
+                stack.push((
+                    e.path(),
+                    in_wal || e.file_name() == "wal",
+                    in_rollups || e.file_name() == "rollup_5m",
+                ));
             } else if m.is_file() {
                 let alloc = m.blocks() * 512;
+                if in_rollups {
+                    u.rollup_allocated += alloc;
+                    continue;
+                }
                 u.allocated += alloc;
                 u.apparent += m.len();
                 if in_wal {
@@ -1455,7 +1466,7 @@ impl Report<'_> {
         for r in self.rows {
             let panel = r.panel_answer;
             println!(
-                "  {}: {} POSTs in {:.2} s{}; {} on disk after {:.1} s {} ({} apparent; in WAL directories {}){}; RSS idle {}, VmHWM {} after settling, {} after the queries; count {}; panel answer {} series, {} rows, {} with a value, {} to {} over {} runs",
+                "  {}: {} POSTs in {:.2} s{}; {} on disk after {:.1} s {} ({} apparent; in WAL directories {}){}{}; RSS idle {}, VmHWM {} after settling, {} after the queries; count {}; panel answer {} series, {} rows, {} with a value, {} to {} over {} runs",
                 r.system.name(),
                 thousands(r.sent.posts as f64),
                 r.sent.duration().as_secs_f64(),
@@ -1477,6 +1488,14 @@ impl Report<'_> {
                 },
                 mib_of(r.disk.apparent),
                 mib_of(r.disk.wal_allocated),
+                if r.disk.rollup_allocated > 0 {
+                    format!(
+                        "; its 5-minute rollups besides {}",
+                        mib_of(r.disk.rollup_allocated)
+                    )
+                } else {
+                    String::new()
+                },
                 r.whole_data_dir.map_or(String::new(), |w| format!(
                     "; the whole data directory {}",
                     mib_of(w.allocated)
@@ -1519,6 +1538,7 @@ impl Report<'_> {
                     "disk_bytes": r.disk.allocated,
                     "disk_apparent_bytes": r.disk.apparent,
                     "disk_wal_bytes": r.disk.wal_allocated,
+                    "disk_rollup_bytes": r.disk.rollup_allocated,
                     "whole_data_dir_bytes": r.whole_data_dir.map(|w| w.allocated),
                     "bytes_per_value": r.bytes_per_value(d),
                     "settle_seconds": r.settle_wait.as_secs_f64(),
