@@ -3,14 +3,17 @@
 //!
 //! A file becomes visible only complete (written as `.tmp`, fsync'd, renamed, directory
 //! fsync'd). Opening reads just the footer and index; a block is read on demand with one
-//! positioned read and verified against its CRC, so damage is reported, never returned.
+//! positioned read (merges read a file front to back instead) and verified against its CRC,
+//! so damage is reported, never returned. Entries list blocks by series id and field name, so
+//! a series field's blocks are found by binary search in each file.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::codec::column::{decode_block, decode_block_timestamps, encode_block};
+use crate::codec::column::{decode_block_into, decode_block_timestamps, encode_block_into};
 use crate::codec::{put_ivarint, put_str, put_uvarint, DecodeError, Reader};
 use crate::error::TsdbError;
 use crate::index::SeriesId;
@@ -23,11 +26,13 @@ const MAGIC: &[u8; 8] = b"PTSBLK01";
 const END_MAGIC: &[u8; 8] = b"PTSBEND1";
 const FOOTER_LEN: u64 = 24;
 
-/// Where one block lives and what it covers.
-#[derive(Debug, Clone)]
+/// Where one block lives and what it covers. The field is a position in the file's table of
+/// field names ([`BlockFile::fields`]), so an entry carries no string of its own.
+#[derive(Debug, Clone, Copy)]
 pub struct BlockEntry {
     pub series: SeriesId,
-    pub field: String,
+    /// Position of the field's name in [`BlockFile::fields`].
+    pub field: u32,
     pub ty: FieldType,
     pub count: u32,
     pub min_ts: i64,
@@ -35,6 +40,13 @@ pub struct BlockEntry {
     offset: u64,
     len: u32,
     crc: u32,
+}
+
+impl BlockEntry {
+    /// Where the entry sorts: by series, then field name (the table is sorted by name).
+    fn key(&self) -> (SeriesId, u32) {
+        (self.series, self.field)
+    }
 }
 
 /// An open block file.
@@ -48,6 +60,10 @@ pub struct BlockFile {
     pub covered_wal: u64,
     /// Ids of the files this one replaces (their data is in here).
     pub replaces: Vec<u64>,
+    /// The distinct field names of the file, sorted; entries refer to them by position.
+    pub fields: Vec<Box<str>>,
+    /// The blocks, ordered by series id and field name (as every writer lists them), and in
+    /// file order within one series field.
     pub entries: Vec<BlockEntry>,
     /// Newest timestamp in the file (`i64::MIN` when empty).
     pub max_ts: i64,
@@ -117,19 +133,53 @@ impl BlockFile {
         if crc32fast::hash(&index) != index_crc {
             return Err(TsdbError::corrupt(path, "index checksum mismatch"));
         }
-        let (covered_wal, replaces, entries) =
-            decode_index(&index, index_offset).map_err(corrupt)?;
+        let decoded = decode_index(&index, index_offset).map_err(corrupt)?;
+        drop(index);
+        Ok(BlockFile::new(id, path, file, size, decoded))
+    }
+
+    fn new(id: u64, path: &Path, file: File, size: u64, decoded: DecodedIndex) -> BlockFile {
+        let DecodedIndex {
+            covered_wal,
+            replaces,
+            fields,
+            mut entries,
+        } = decoded;
+        if !entries.windows(2).all(|w| w[0].key() <= w[1].key()) {
+            // Not written by this engine (which lists blocks in this order): look blocks up
+            // through a sorted copy of the entries. The sort is stable, so the blocks of one
+            // series field keep their order in the file.
+            tracing::warn!(path = %path.display(), "block index not sorted by series and field; sorting it in memory");
+            entries.sort_by_key(BlockEntry::key);
+        }
         let max_ts = entries.iter().map(|e| e.max_ts).max().unwrap_or(i64::MIN);
-        Ok(BlockFile {
+        BlockFile {
             id,
             path: path.to_path_buf(),
             file,
             size,
             covered_wal,
             replaces,
+            fields,
             entries,
             max_ts,
-        })
+        }
+    }
+
+    /// The name of an entry's field.
+    pub fn field_name(&self, e: &BlockEntry) -> &str {
+        self.fields.get(e.field as usize).map_or("", |n| n)
+    }
+
+    /// The blocks of one series field, in file order (found by binary search).
+    pub fn blocks(&self, series: SeriesId, field: &str) -> &[BlockEntry] {
+        let Ok(f) = self.fields.binary_search_by(|n| (**n).cmp(field)) else {
+            return &[];
+        };
+        let key = (series, f as u32);
+        let lo = self.entries.partition_point(|e| e.key() < key);
+        let n = self.entries[lo..].partition_point(|e| e.key() == key);
+        &self.entries[lo..lo + n]
     }
 
     fn read_raw(&self, e: &BlockEntry) -> Result<Vec<u8>, TsdbError> {
@@ -137,28 +187,47 @@ impl BlockFile {
         self.file
             .read_exact_at(&mut buf, e.offset)
             .map_err(TsdbError::io("reading block", &self.path))?;
-        if crc32fast::hash(&buf) != e.crc {
+        self.verify(e, &buf)?;
+        Ok(buf)
+    }
+
+    fn verify(&self, e: &BlockEntry, raw: &[u8]) -> Result<(), TsdbError> {
+        if crc32fast::hash(raw) != e.crc {
             return Err(TsdbError::corrupt(
                 &self.path,
                 format!("block at byte {} fails its checksum", e.offset),
             ));
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// The values of one block.
     pub fn read(&self, e: &BlockEntry) -> Result<Vec<(i64, FieldValue)>, TsdbError> {
         let raw = self.read_raw(e)?;
-        let pts = decode_block(e.ty, &raw).map_err(|err| {
+        let mut pts = Vec::with_capacity(e.count as usize);
+        self.decode(e, &raw, &mut pts)?;
+        Ok(pts)
+    }
+
+    /// Decodes a block read elsewhere (verified against its CRC first) and appends its values
+    /// to `out`.
+    fn decode(
+        &self,
+        e: &BlockEntry,
+        raw: &[u8],
+        out: &mut Vec<(i64, FieldValue)>,
+    ) -> Result<(), TsdbError> {
+        let start = out.len();
+        decode_block_into(e.ty, raw, out).map_err(|err| {
             TsdbError::corrupt(&self.path, format!("block at byte {}: {err}", e.offset))
         })?;
+        let pts = &out[start..];
         self.check(
             e,
             pts.len(),
             pts.first().map(|p| p.0),
             pts.last().map(|p| p.0),
-        )?;
-        Ok(pts)
+        )
     }
 
     /// The timestamps of one block.
@@ -188,14 +257,21 @@ impl BlockFile {
     }
 }
 
-/// Writes a new block file; columns are added one by one and split into blocks.
+/// Writes a new block file; columns are added one by one, in order of series id and then
+/// field name, and split into blocks.
 pub struct BlockFileWriter {
     dir: PathBuf,
     id: u64,
     tmp: PathBuf,
     out: BufWriter<File>,
     offset: u64,
+    /// Field names in order of first use, and their positions.
+    names: Vec<Box<str>>,
+    name_pos: HashMap<Box<str>, u32>,
     entries: Vec<BlockEntry>,
+    /// The last column added, to check the order.
+    last: Option<(SeriesId, u32)>,
+    buf: Vec<u8>,
 }
 
 impl BlockFileWriter {
@@ -211,11 +287,26 @@ impl BlockFileWriter {
             tmp,
             out,
             offset: MAGIC.len() as u64,
+            names: Vec::new(),
+            name_pos: HashMap::new(),
             entries: Vec::new(),
+            last: None,
+            buf: Vec::new(),
         })
     }
 
+    fn field_pos(&mut self, field: &str) -> u32 {
+        if let Some(p) = self.name_pos.get(field) {
+            return *p;
+        }
+        let p = self.names.len() as u32;
+        self.names.push(field.into());
+        self.name_pos.insert(field.into(), p);
+        p
+    }
+
     /// Adds the values of one series field, strictly ascending in time, all of type `ty`.
+    /// Columns come in order of series id and then field name, each once.
     pub fn add_column(
         &mut self,
         series: SeriesId,
@@ -223,34 +314,66 @@ impl BlockFileWriter {
         ty: FieldType,
         points: &[(i64, FieldValue)],
     ) -> Result<(), TsdbError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let pos = self.field_pos(field);
+        if let Some((s, f)) = self.last {
+            let in_order = s < series || (s == series && *self.names[f as usize] < *field);
+            if !in_order {
+                return Err(TsdbError::Invalid(format!(
+                    "block file columns out of order: series {series} field '{field}' after series {s} field '{}'",
+                    self.names[f as usize]
+                )));
+            }
+        }
+        self.last = Some((series, pos));
         for chunk in points.chunks(BLOCK_MAX_POINTS) {
             let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
                 continue;
             };
             debug_assert!(chunk.windows(2).all(|w| w[0].0 < w[1].0));
-            let bytes = encode_block(ty, chunk);
+            self.buf.clear();
+            encode_block_into(ty, chunk, &mut self.buf);
             self.out
-                .write_all(&bytes)
+                .write_all(&self.buf)
                 .map_err(TsdbError::io("writing block file", &self.tmp))?;
             self.entries.push(BlockEntry {
                 series,
-                field: field.to_string(),
+                field: pos,
                 ty,
                 count: chunk.len() as u32,
                 min_ts: first.0,
                 max_ts: last.0,
                 offset: self.offset,
-                len: bytes.len() as u32,
-                crc: crc32fast::hash(&bytes),
+                len: self.buf.len() as u32,
+                crc: crc32fast::hash(&self.buf),
             });
-            self.offset += bytes.len() as u64;
+            self.offset += self.buf.len() as u64;
         }
         Ok(())
     }
 
-    /// Writes index and footer, makes the file durable under its final name and opens it.
+    /// Writes index and footer, makes the file durable under its final name and opens it
+    /// (from the entries in memory: the index is not read back).
     pub fn finish(mut self, covered_wal: u64, replaces: &[u64]) -> Result<BlockFile, TsdbError> {
-        let index = encode_index(covered_wal, replaces, &self.entries);
+        // Number the field names in sorted order, so that entries sort by (series, name).
+        let mut order: Vec<u32> = (0..self.names.len() as u32).collect();
+        order.sort_by(|a, b| self.names[*a as usize].cmp(&self.names[*b as usize]));
+        let mut new_pos = vec![0u32; order.len()];
+        for (new, old) in order.iter().enumerate() {
+            new_pos[*old as usize] = new as u32;
+        }
+        let mut names = std::mem::take(&mut self.names);
+        let mut sorted: Vec<Box<str>> = Vec::with_capacity(names.len());
+        for old in &order {
+            sorted.push(std::mem::take(&mut names[*old as usize]));
+        }
+        let mut entries = std::mem::take(&mut self.entries);
+        for e in &mut entries {
+            e.field = new_pos[e.field as usize];
+        }
+        let index = encode_index(covered_wal, replaces, &sorted, &entries);
         let mut footer = Vec::with_capacity(FOOTER_LEN as usize);
         footer.extend_from_slice(&self.offset.to_le_bytes());
         footer.extend_from_slice(&(index.len() as u32).to_le_bytes());
@@ -261,6 +384,8 @@ impl BlockFileWriter {
             .and_then(|()| self.out.write_all(&footer))
             .and_then(|()| self.out.flush())
             .map_err(TsdbError::io("writing block file", &self.tmp))?;
+        let size = self.offset + index.len() as u64 + FOOTER_LEN;
+        drop(index);
         let file = self
             .out
             .into_inner()
@@ -272,7 +397,14 @@ impl BlockFileWriter {
         fs::rename(&self.tmp, &path)
             .map_err(TsdbError::io("renaming block file into place", &path))?;
         sync_dir(&self.dir)?;
-        BlockFile::open(&path, self.id)
+        let file = File::open(&path).map_err(TsdbError::io("opening block file", &path))?;
+        let decoded = DecodedIndex {
+            covered_wal,
+            replaces: replaces.to_vec(),
+            fields: sorted,
+            entries,
+        };
+        Ok(BlockFile::new(self.id, &path, file, size, decoded))
     }
 
     /// Removes the unfinished file.
@@ -283,7 +415,12 @@ impl BlockFileWriter {
     }
 }
 
-fn encode_index(covered_wal: u64, replaces: &[u64], entries: &[BlockEntry]) -> Vec<u8> {
+fn encode_index(
+    covered_wal: u64,
+    replaces: &[u64],
+    fields: &[Box<str>],
+    entries: &[BlockEntry],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * 32 + 16);
     put_uvarint(&mut out, covered_wal);
     put_uvarint(&mut out, replaces.len() as u64);
@@ -293,7 +430,7 @@ fn encode_index(covered_wal: u64, replaces: &[u64], entries: &[BlockEntry]) -> V
     put_uvarint(&mut out, entries.len() as u64);
     for e in entries {
         put_uvarint(&mut out, u64::from(e.series));
-        put_str(&mut out, &e.field);
+        put_str(&mut out, fields.get(e.field as usize).map_or("", |n| n));
         out.push(e.ty.to_byte());
         put_uvarint(&mut out, u64::from(e.count));
         put_ivarint(&mut out, e.min_ts);
@@ -305,20 +442,41 @@ fn encode_index(covered_wal: u64, replaces: &[u64], entries: &[BlockEntry]) -> V
     out
 }
 
-type DecodedIndex = (u64, Vec<u64>, Vec<BlockEntry>);
+struct DecodedIndex {
+    covered_wal: u64,
+    replaces: Vec<u64>,
+    /// Sorted, distinct.
+    fields: Vec<Box<str>>,
+    entries: Vec<BlockEntry>,
+}
 
 fn decode_index(bytes: &[u8], data_end: u64) -> Result<DecodedIndex, DecodeError> {
     let mut r = Reader::new(bytes);
-    let covered = r.uvarint()?;
+    let covered_wal = r.uvarint()?;
     let replaces = (0..r.len()?)
         .map(|_| r.uvarint())
         .collect::<Result<Vec<_>, _>>()?;
     let n = r.len()?;
     let mut entries = Vec::with_capacity(n);
+    // Field names in order of first use; entries are renumbered once they are sorted.
+    let mut names: Vec<&str> = Vec::new();
+    let mut name_pos: HashMap<&str, u32> = HashMap::new();
+    let mut last: Option<(&str, u32)> = None;
     for _ in 0..n {
         let series =
             u32::try_from(r.uvarint()?).map_err(|_| DecodeError("series id out of range"))?;
-        let field = r.str()?;
+        let name = r.str_ref()?;
+        let field = match last {
+            Some((l, p)) if l == name => p,
+            _ => {
+                let p = *name_pos.entry(name).or_insert_with(|| {
+                    names.push(name);
+                    names.len() as u32 - 1
+                });
+                last = Some((name, p));
+                p
+            }
+        };
         let ty = FieldType::from_byte(r.u8()?).ok_or(DecodeError("unknown field type"))?;
         let count =
             u32::try_from(r.uvarint()?).map_err(|_| DecodeError("block count out of range"))?;
@@ -331,7 +489,9 @@ fn decode_index(bytes: &[u8], data_end: u64) -> Result<DecodedIndex, DecodeError
         if count == 0
             || min_ts > max_ts
             || offset < MAGIC.len() as u64
-            || offset + u64::from(len) > data_end
+            || offset
+                .checked_add(u64::from(len))
+                .is_none_or(|end| end > data_end)
         {
             return Err(DecodeError("block entry out of range"));
         }
@@ -350,7 +510,25 @@ fn decode_index(bytes: &[u8], data_end: u64) -> Result<DecodedIndex, DecodeError
     if !r.is_empty() {
         return Err(DecodeError("trailing bytes after block index"));
     }
-    Ok((covered, replaces, entries))
+    let mut order: Vec<u32> = (0..names.len() as u32).collect();
+    order.sort_by_key(|p| names[*p as usize]);
+    let mut new_pos = vec![0u32; order.len()];
+    for (new, old) in order.iter().enumerate() {
+        new_pos[*old as usize] = new as u32;
+    }
+    for e in &mut entries {
+        e.field = new_pos[e.field as usize];
+    }
+    let fields = order
+        .iter()
+        .map(|p| Box::from(names[*p as usize]))
+        .collect();
+    Ok(DecodedIndex {
+        covered_wal,
+        replaces,
+        fields,
+        entries,
+    })
 }
 
 #[cfg(test)]
@@ -386,6 +564,86 @@ mod tests {
             assert_eq!(all, pts);
             assert_eq!(f.read_timestamps(&f.entries[3]).unwrap(), vec![5]);
         }
+    }
+
+    #[test]
+    fn blocks_are_found_by_series_and_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = BlockFileWriter::create(tmp.path(), 1).unwrap();
+        let col = |t: i64| vec![(t, FieldValue::Integer(t))];
+        for s in [0, 2, 5] {
+            for f in ["a", "b", "zz"] {
+                w.add_column(s, f, FieldType::Integer, &col(i64::from(s)))
+                    .unwrap();
+            }
+        }
+        let err = w
+            .add_column(5, "b", FieldType::Integer, &col(9))
+            .unwrap_err();
+        assert_eq!(err.kind(), peng_core::ErrorKind::Invalid);
+        let f = w.finish(1, &[]).unwrap();
+        assert_eq!(
+            &*f.fields,
+            &["a".into(), "b".into(), "zz".into()] as &[Box<str>]
+        );
+        for s in [0, 2, 5] {
+            for name in ["a", "b", "zz"] {
+                let found = f.blocks(s, name);
+                assert_eq!(found.len(), 1);
+                assert_eq!((found[0].series, f.field_name(&found[0])), (s, name));
+            }
+        }
+        assert!(f.blocks(1, "a").is_empty() && f.blocks(2, "c").is_empty());
+        assert!(f.blocks(6, "a").is_empty());
+    }
+
+    /// A file whose index is not in (series, field) order (this engine never writes one) is
+    /// still read: its entries are sorted in memory, blocks of one field keeping their order.
+    #[test]
+    fn an_unsorted_index_is_sorted_in_memory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = file_path(tmp.path(), 3);
+        let mut bytes = MAGIC.to_vec();
+        let names: Vec<Box<str>> = vec!["b".into(), "a".into()];
+        let mut entries = Vec::new();
+        // (series, field position, first timestamp), in file order.
+        for (series, field, t) in [(1u32, 0u32, 0i64), (0, 1, 5), (1, 0, 10), (0, 0, 7)] {
+            let pts = [(t, FieldValue::Integer(t))];
+            let mut block = Vec::new();
+            encode_block_into(FieldType::Integer, &pts, &mut block);
+            entries.push(BlockEntry {
+                series,
+                field,
+                ty: FieldType::Integer,
+                count: 1,
+                min_ts: t,
+                max_ts: t,
+                offset: bytes.len() as u64,
+                len: block.len() as u32,
+                crc: crc32fast::hash(&block),
+            });
+            bytes.extend_from_slice(&block);
+        }
+        let index = encode_index(4, &[], &names, &entries);
+        let index_offset = bytes.len() as u64;
+        bytes.extend_from_slice(&index);
+        bytes.extend_from_slice(&index_offset.to_le_bytes());
+        bytes.extend_from_slice(&(index.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&index).to_le_bytes());
+        bytes.extend_from_slice(END_MAGIC);
+        fs::write(&path, &bytes).unwrap();
+        let f = BlockFile::open(&path, 3).unwrap();
+        let times = |s: u32, name: &str| -> Vec<i64> {
+            f.blocks(s, name)
+                .iter()
+                .flat_map(|e| f.read(e).unwrap())
+                .map(|p| p.0)
+                .collect()
+        };
+        assert_eq!(times(1, "b"), [0, 10]);
+        assert_eq!(times(0, "a"), [5]);
+        assert_eq!(times(0, "b"), [7]);
+        assert!(times(1, "a").is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! while a write, flush or retention run installs its result. Flushes and compactions hold the
 //! writer mutex, so writes wait for them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -53,25 +53,18 @@ struct Writer {
 struct State {
     index: SeriesIndex,
     mem: Memtable,
-    /// Open block files by id; a higher id holds newer writes.
-    files: BTreeMap<u64, Arc<BlockFile>>,
-    /// Per series and field, the blocks reaching the cutoff or later, oldest file first.
-    blocks: HashMap<SeriesId, BTreeMap<String, Vec<BlockRef>>>,
-    /// Values in `blocks` at or after the cutoff (a value overwritten after a flush counts
-    /// once per copy).
+    /// Open block files by id; a higher id holds newer writes. A series field's blocks are
+    /// found in each file by binary search, so there is no map of all blocks to maintain.
+    files: BTreeMap<u64, Installed>,
+    /// Values in block files at or after the cutoff (a value overwritten after a flush counts
+    /// once per copy): the sum of the files' `points`.
     block_points: u64,
 }
 
-#[derive(Clone)]
-struct BlockRef {
+struct Installed {
     file: Arc<BlockFile>,
-    entry: usize,
-}
-
-impl BlockRef {
-    fn entry(&self) -> &BlockEntry {
-        &self.file.entries[self.entry]
-    }
+    /// Values of this file at or after the cutoff.
+    points: u64,
 }
 
 impl Tsdb {
@@ -97,7 +90,10 @@ impl Tsdb {
         }
         // Files replaced by a compacted one, or wholly older than the cutoff, are leftovers of
         // an operation interrupted before it could delete them.
-        let replaced: Vec<u64> = files.values().flat_map(|f| f.replaces.clone()).collect();
+        let replaced: HashSet<u64> = files
+            .values()
+            .flat_map(|f| f.replaces.iter().copied())
+            .collect();
         let cutoff = index.cutoff_ns;
         let stale: Vec<u64> = files
             .values()
@@ -116,12 +112,13 @@ impl Tsdb {
         let covered = files.values().map(|f| f.covered_wal).max().unwrap_or(0);
         for f in files.values() {
             for e in &f.entries {
-                if index.entry(e.series).and_then(|s| s.fields.get(&e.field)) != Some(&e.ty) {
+                let name = f.field_name(e);
+                if index.entry(e.series).and_then(|s| s.fields.get(name)) != Some(&e.ty) {
                     return Err(TsdbError::corrupt(
                         &f.path,
                         format!(
-                            "block of series {} field '{}' does not match the series index",
-                            e.series, e.field
+                            "block of series {} field '{name}' does not match the series index",
+                            e.series
                         ),
                     ));
                 }
@@ -139,7 +136,6 @@ impl Tsdb {
             index,
             mem,
             files: BTreeMap::new(),
-            blocks: HashMap::new(),
             block_points: 0,
         };
         for f in files.into_values() {
@@ -216,67 +212,29 @@ impl Tsdb {
         let blocks_dir = self.dir.join("blocks");
         let new_file = {
             let state = self.read_state()?;
-            let covered = chosen
-                .iter()
-                .filter_map(|id| state.files.get(id))
-                .map(|f| f.covered_wal)
-                .max()
-                .unwrap_or(0);
+            // Oldest first, so that where values overlap the newer file's win.
+            let inputs: Vec<Arc<BlockFile>> = state
+                .files
+                .values()
+                .filter(|f| chosen.contains(&f.file.id))
+                .map(|f| f.file.clone())
+                .collect();
+            let covered = inputs.iter().map(|f| f.covered_wal).max().unwrap_or(0);
             let id = state.files.keys().next_back().copied().unwrap_or(0) + 1;
-            let cutoff = state.index.cutoff_ns;
             let mut w = BlockFileWriter::create(&blocks_dir, id)?;
-            let mut ids: Vec<SeriesId> = state.blocks.keys().copied().collect();
-            ids.sort_unstable();
-            for sid in ids {
-                let Some(fields) = state.blocks.get(&sid) else {
-                    continue;
-                };
-                for (field, refs) in fields {
-                    let Some(ty) = state
-                        .index
-                        .entry(sid)
-                        .and_then(|e| e.fields.get(field))
-                        .copied()
-                    else {
-                        continue;
-                    };
-                    let mut runs = Vec::new();
-                    for r in refs.iter().filter(|r| chosen.contains(&r.file.id)) {
-                        let mut pts = match r.file.read(r.entry()) {
-                            Ok(p) => p,
-                            Err(e) => {
-                                w.abandon();
-                                return Err(e);
-                            }
-                        };
-                        pts.retain(|p| p.0 >= cutoff);
-                        runs.push(pts);
-                    }
-                    let pts = merge_runs(runs);
-                    if pts.is_empty() {
-                        continue;
-                    }
-                    if let Err(e) = w.add_column(sid, field, ty, &pts) {
-                        w.abandon();
-                        return Err(e);
-                    }
-                }
+            if let Err(e) = merge_files(&inputs, state.index.cutoff_ns, &mut w) {
+                w.abandon();
+                return Err(e);
             }
-            w.finish(covered, chosen)?
+            let replaces: Vec<u64> = inputs.iter().map(|f| f.id).collect();
+            w.finish(covered, &replaces)?
         };
         let old: Vec<Arc<BlockFile>> = {
             let mut state = self.write_state()?;
-            let (old, keep): (Vec<Arc<BlockFile>>, Vec<Arc<BlockFile>>) = state
-                .files
-                .values()
-                .cloned()
-                .partition(|f| chosen.contains(&f.id));
-            state.files.clear();
-            state.blocks.clear();
-            state.block_points = 0;
-            for f in keep {
-                state.install_file(f)?;
-            }
+            let old = chosen
+                .iter()
+                .filter_map(|id| state.uninstall_file(*id))
+                .collect();
             state.install_file(Arc::new(new_file))?;
             old
         };
@@ -400,20 +358,25 @@ impl Tsdb {
             return Ok(0);
         }
         // Count first: a failure here changes nothing.
-        let (from_blocks, drop_files) = {
+        let (removed, drop_files) = {
             let state = self.read_state()?;
-            let mut n = 0u64;
-            for r in state.blocks.values().flat_map(|f| f.values()).flatten() {
-                n += visible_between(r, old, cutoff_ns)?;
+            let mut removed: Vec<(u64, u64)> = Vec::with_capacity(state.files.len());
+            for f in state.files.values() {
+                let mut n = 0u64;
+                for e in &f.file.entries {
+                    n += visible_between(&f.file, e, old, cutoff_ns)?;
+                }
+                removed.push((f.file.id, n));
             }
             let drop_files: Vec<Arc<BlockFile>> = state
                 .files
                 .values()
-                .filter(|f| f.max_ts < cutoff_ns)
-                .cloned()
+                .filter(|f| f.file.max_ts < cutoff_ns)
+                .map(|f| f.file.clone())
                 .collect();
-            (n, drop_files)
+            (removed, drop_files)
         };
+        let from_blocks: u64 = removed.iter().map(|r| r.1).sum();
         let mut state = self.write_state()?;
         state.index.cutoff_ns = cutoff_ns;
         if let Err(e) = state.index.save(&self.dir) {
@@ -421,16 +384,14 @@ impl Tsdb {
             return Err(e);
         }
         let from_mem = state.mem.delete_before(cutoff_ns);
-        state.block_points = state.block_points.saturating_sub(from_blocks);
-        for fields in state.blocks.values_mut() {
-            for refs in fields.values_mut() {
-                refs.retain(|r| r.entry().max_ts >= cutoff_ns);
+        for (id, n) in removed {
+            if let Some(f) = state.files.get_mut(&id) {
+                f.points = f.points.saturating_sub(n);
             }
-            fields.retain(|_, refs| !refs.is_empty());
         }
-        state.blocks.retain(|_, fields| !fields.is_empty());
+        state.block_points = state.block_points.saturating_sub(from_blocks);
         for f in &drop_files {
-            state.files.remove(&f.id);
+            state.uninstall_file(f.id);
         }
         drop(state);
         // A file that cannot be removed now is removed at the next open.
@@ -457,63 +418,14 @@ impl Tsdb {
     pub fn compact(&self) -> Result<(), TsdbError> {
         let mut writer = self.lock_writer()?;
         self.flush_locked(&mut writer)?;
-        let blocks_dir = self.dir.join("blocks");
-        let (replaces, new_file) = {
+        let all: Vec<u64> = {
             let state = self.read_state()?;
             if state.files.len() <= 1 {
                 return Ok(());
             }
-            let replaces: Vec<u64> = state.files.keys().copied().collect();
-            let covered = state
-                .files
-                .values()
-                .map(|f| f.covered_wal)
-                .max()
-                .unwrap_or(0);
-            let id = replaces.iter().max().copied().unwrap_or(0) + 1;
-            let mut w = BlockFileWriter::create(&blocks_dir, id)?;
-            let mut ids: Vec<SeriesId> = state.blocks.keys().copied().collect();
-            ids.sort_unstable();
-            for id in ids {
-                let Some(fields) = state.blocks.get(&id) else {
-                    continue;
-                };
-                for field in fields.keys() {
-                    let Some(ty) = state
-                        .index
-                        .entry(id)
-                        .and_then(|e| e.fields.get(field))
-                        .copied()
-                    else {
-                        continue;
-                    };
-                    let res = state
-                        .read_blocks(id, field)
-                        .and_then(|pts| w.add_column(id, field, ty, &pts));
-                    if let Err(e) = res {
-                        w.abandon();
-                        return Err(e);
-                    }
-                }
-            }
-            let file = w.finish(covered, &replaces)?;
-            (replaces, file)
+            state.files.keys().copied().collect()
         };
-        let old: Vec<Arc<BlockFile>> = {
-            let mut state = self.write_state()?;
-            let old = state.files.values().cloned().collect();
-            state.files.clear();
-            state.blocks.clear();
-            state.block_points = 0;
-            state.install_file(Arc::new(new_file))?;
-            old
-        };
-        // A replaced file that cannot be removed now is removed at the next open.
-        for f in old.iter().filter(|f| replaces.contains(&f.id)) {
-            fs::remove_file(&f.path)
-                .map_err(TsdbError::io("removing compacted block file", &f.path))?;
-        }
-        sync_dir(&blocks_dir)
+        self.merge_locked(&mut writer, &all)
     }
 
     /// Size figures. `points` counts stored values as [`TsdbStats::points`] describes;
@@ -523,7 +435,7 @@ impl Tsdb {
             Ok(s) => (
                 s.index.len() as u64,
                 s.mem.points() + s.block_points,
-                s.files.values().map(|f| f.size).sum(),
+                s.files.values().map(|f| f.file.size).sum(),
             ),
             Err(_) => (0, 0, 0),
         };
@@ -604,28 +516,26 @@ impl Tsdb {
 }
 
 impl State {
-    /// Makes a block file's blocks that reach the cutoff visible, after those of older files.
+    /// Makes a block file visible, after older files, and counts its values at or after the
+    /// cutoff.
     fn install_file(&mut self, file: Arc<BlockFile>) -> Result<(), TsdbError> {
         let cutoff = self.index.cutoff_ns;
-        for (i, e) in file.entries.iter().enumerate() {
-            let r = BlockRef {
-                file: file.clone(),
-                entry: i,
-            };
-            let n = visible_between(&r, cutoff, i64::MAX)? + u64::from(e.max_ts == i64::MAX); // `visible_between` is half-open
-            if n == 0 {
-                continue;
-            }
-            self.block_points += n;
-            self.blocks
-                .entry(e.series)
-                .or_default()
-                .entry(e.field.clone())
-                .or_default()
-                .push(r);
+        let mut points = 0u64;
+        for e in &file.entries {
+            // `visible_between` is half-open.
+            points +=
+                visible_between(&file, e, cutoff, i64::MAX)? + u64::from(e.max_ts == i64::MAX);
         }
-        self.files.insert(file.id, file);
+        self.block_points += points;
+        self.files.insert(file.id, Installed { file, points });
         Ok(())
+    }
+
+    /// Forgets a block file; returns it.
+    fn uninstall_file(&mut self, id: u64) -> Option<Arc<BlockFile>> {
+        let f = self.files.remove(&id)?;
+        self.block_points = self.block_points.saturating_sub(f.points);
+        Some(f.file)
     }
 
     /// Values of one series field in `[lo, hi]` (inclusive) and at or after the cutoff,
@@ -641,46 +551,91 @@ impl State {
         if lo > hi {
             return Ok(Vec::new());
         }
-        let mut runs = self.block_runs(id, field, lo, hi)?;
+        let mut runs = Vec::new();
+        for f in self.files.values() {
+            for e in f.file.blocks(id, field) {
+                if e.max_ts < lo || e.min_ts > hi {
+                    continue;
+                }
+                let mut pts = f.file.read(e)?;
+                if e.min_ts < lo || e.max_ts > hi {
+                    pts.retain(|p| p.0 >= lo && p.0 <= hi);
+                }
+                runs.push(pts);
+            }
+        }
         if let Some(column) = self.mem.column(id, field) {
             runs.push(column.range(lo, hi).to_vec());
         }
         Ok(merge_runs(runs))
     }
+}
 
-    /// All values of one series field in the block files, at or after the cutoff.
-    fn read_blocks(&self, id: SeriesId, field: &str) -> Result<Vec<(i64, FieldValue)>, TsdbError> {
-        Ok(merge_runs(self.block_runs(
-            id,
-            field,
-            self.index.cutoff_ns,
-            i64::MAX,
-        )?))
-    }
-
-    fn block_runs(
-        &self,
-        id: SeriesId,
-        field: &str,
-        lo: i64,
-        hi: i64,
-    ) -> Result<Vec<Vec<(i64, FieldValue)>>, TsdbError> {
-        let mut runs = Vec::new();
-        let Some(refs) = self.blocks.get(&id).and_then(|f| f.get(field)) else {
-            return Ok(runs);
-        };
-        for r in refs {
-            let e = r.entry();
-            if e.max_ts < lo || e.min_ts > hi {
-                continue;
+/// Writes the merge of `inputs` (oldest first) into `w`: per series field, in the order of
+/// series id and field name, the values at or after `cutoff`, a newer file's winning where
+/// they overlap. Reads each input front to back, as its entries list the blocks.
+fn merge_files(
+    inputs: &[Arc<BlockFile>],
+    cutoff: i64,
+    w: &mut BlockFileWriter,
+) -> Result<(), TsdbError> {
+    let mut next = vec![0usize; inputs.len()];
+    let mut values: Vec<(i64, FieldValue)> = Vec::new();
+    let mut block: Vec<(i64, FieldValue)> = Vec::new();
+    loop {
+        // The smallest (series, field) among the inputs' next entries.
+        let mut key: Option<(SeriesId, &str)> = None;
+        for (f, i) in inputs.iter().zip(&next) {
+            if let Some(e) = f.entries.get(*i) {
+                let k = (e.series, f.field_name(e));
+                if key.is_none_or(|key| k < key) {
+                    key = Some(k);
+                }
             }
-            let mut pts = r.file.read(e)?;
-            if e.min_ts < lo || e.max_ts > hi {
-                pts.retain(|p| p.0 >= lo && p.0 <= hi);
-            }
-            runs.push(pts);
         }
-        Ok(runs)
+        let Some((series, field)) = key else {
+            return Ok(());
+        };
+        values.clear();
+        let mut ty = None;
+        let mut sorted = true;
+        for (f, i) in inputs.iter().zip(next.iter_mut()) {
+            while let Some(e) = f.entries.get(*i) {
+                if e.series != series || f.field_name(e) != field {
+                    break;
+                }
+                *i += 1;
+                ty = Some(e.ty);
+                if e.max_ts < cutoff {
+                    continue;
+                }
+                block.clear();
+                block.extend(f.read(e)?);
+                if e.min_ts < cutoff {
+                    block.retain(|p| p.0 >= cutoff);
+                }
+                if let (Some(last), Some(first)) = (values.last(), block.first()) {
+                    sorted &= last.0 < first.0;
+                }
+                values.append(&mut block);
+            }
+        }
+        if !sorted {
+            // Overlapping runs: the stable sort keeps them in file order per timestamp, and
+            // of equal timestamps the last (newest) one stays.
+            values.sort_by_key(|p| p.0);
+            values.dedup_by(|later, kept| {
+                if later.0 == kept.0 {
+                    std::mem::swap(later, kept);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        if let Some(ty) = ty {
+            w.add_column(series, field, ty, &values)?;
+        }
     }
 }
 
@@ -700,8 +655,8 @@ fn tier(size: u64) -> u32 {
 }
 
 /// The newest block files of the newest file's tier, newest first, at most [`MERGE_FANIN`].
-fn newest_tier(files: &BTreeMap<u64, Arc<BlockFile>>) -> Vec<u64> {
-    let mut newest = files.values().rev();
+fn newest_tier(files: &BTreeMap<u64, Installed>) -> Vec<u64> {
+    let mut newest = files.values().rev().map(|f| &f.file);
     let Some(first) = newest.next() else {
         return Vec::new();
     };
@@ -731,15 +686,14 @@ fn merge_runs(mut runs: Vec<Vec<(i64, FieldValue)>>) -> Vec<(i64, FieldValue)> {
 }
 
 /// How many values of a block lie in `[from, to)`.
-fn visible_between(r: &BlockRef, from: i64, to: i64) -> Result<u64, TsdbError> {
-    let e = r.entry();
+fn visible_between(file: &BlockFile, e: &BlockEntry, from: i64, to: i64) -> Result<u64, TsdbError> {
     if e.max_ts < from || e.min_ts >= to {
         return Ok(0);
     }
     if e.min_ts >= from && e.max_ts < to {
         return Ok(u64::from(e.count));
     }
-    Ok(r.file
+    Ok(file
         .read_timestamps(e)?
         .iter()
         .filter(|t| **t >= from && **t < to)

@@ -1,7 +1,7 @@
 //! Compression of one block's columns: Gorilla delta-of-delta timestamps, Gorilla XOR floats,
 //! zigzag-varint deltas for integers, one bit per boolean, length-prefixed strings.
 //!
-//! `encode_block` and `decode_block` are exact inverses for any input of strictly ascending
+//! `encode_block_into` and `decode_block_into` are exact inverses for any input of strictly ascending
 //! timestamps and values of one type; decoding damaged bytes returns an error.
 
 use super::{
@@ -11,11 +11,18 @@ use crate::model::{FieldType, FieldValue};
 
 /// Encodes a block: `uvarint count, uvarint ts length, timestamps, values`. All values must
 /// have type `ty`.
+#[cfg(test)]
 pub fn encode_block(ty: FieldType, points: &[(i64, FieldValue)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(points.len() * 4 + 16);
-    put_uvarint(&mut out, points.len() as u64);
+    encode_block_into(ty, points, &mut out);
+    out
+}
+
+/// [`encode_block`], appending to `out`.
+pub fn encode_block_into(ty: FieldType, points: &[(i64, FieldValue)], out: &mut Vec<u8>) {
+    put_uvarint(out, points.len() as u64);
     let ts = encode_timestamps(points.iter().map(|p| p.0));
-    put_uvarint(&mut out, ts.len() as u64);
+    put_uvarint(out, ts.len() as u64);
     out.extend_from_slice(&ts);
     let values = points.iter().map(|p| &p.1);
     match ty {
@@ -24,14 +31,14 @@ pub fn encode_block(ty: FieldType, points: &[(i64, FieldValue)]) -> Vec<u8> {
             _ => 0.0,
         }))),
         FieldType::Integer => encode_ints(
-            &mut out,
+            out,
             values.map(|v| match v {
                 FieldValue::Integer(i) => *i,
                 _ => 0,
             }),
         ),
         FieldType::Unsigned => encode_ints(
-            &mut out,
+            out,
             values.map(|v| match v {
                 FieldValue::Unsigned(u) => *u as i64,
                 _ => 0,
@@ -46,15 +53,26 @@ pub fn encode_block(ty: FieldType, points: &[(i64, FieldValue)]) -> Vec<u8> {
         }
         FieldType::String => {
             for v in values {
-                put_str(&mut out, if let FieldValue::String(s) = v { s } else { "" });
+                put_str(out, if let FieldValue::String(s) = v { s } else { "" });
             }
         }
     }
-    out
 }
 
 /// Decodes a block written by [`encode_block`].
+#[cfg(test)]
 pub fn decode_block(ty: FieldType, bytes: &[u8]) -> Result<Vec<(i64, FieldValue)>, DecodeError> {
+    let mut out = Vec::new();
+    decode_block_into(ty, bytes, &mut out)?;
+    Ok(out)
+}
+
+/// [`decode_block`], appending to `out` (which keeps what it held before when this fails).
+pub fn decode_block_into(
+    ty: FieldType,
+    bytes: &[u8],
+    out: &mut Vec<(i64, FieldValue)>,
+) -> Result<(), DecodeError> {
     let mut r = Reader::new(bytes);
     let count = r.uvarint()?;
     // Each value takes at least one bit of the timestamp stream or one byte elsewhere.
@@ -65,40 +83,55 @@ pub fn decode_block(ty: FieldType, bytes: &[u8]) -> Result<Vec<(i64, FieldValue)
     let ts_len = r.len()?;
     let ts = decode_timestamps(r.bytes(ts_len)?, count)?;
     let rest = r.bytes(r.remaining())?;
-    let values: Vec<FieldValue> = match ty {
-        FieldType::Float => decode_floats(rest, count)?
-            .into_iter()
-            .map(FieldValue::Float)
-            .collect(),
-        FieldType::Integer => decode_ints(rest, count)?
-            .into_iter()
-            .map(FieldValue::Integer)
-            .collect(),
-        FieldType::Unsigned => decode_ints(rest, count)?
-            .into_iter()
-            .map(|i| FieldValue::Unsigned(i as u64))
-            .collect(),
+    let start = out.len();
+    out.reserve(count);
+    let ts = ts.into_iter();
+    let decoded: Result<(), DecodeError> = match ty {
+        FieldType::Float => decode_floats(rest, count)
+            .map(|v| out.extend(ts.zip(v.into_iter().map(FieldValue::Float)))),
+        FieldType::Integer => decode_ints(rest, count)
+            .map(|v| out.extend(ts.zip(v.into_iter().map(FieldValue::Integer)))),
+        FieldType::Unsigned => decode_ints(rest, count)
+            .map(|v| out.extend(ts.zip(v.into_iter().map(|i| FieldValue::Unsigned(i as u64))))),
         FieldType::Boolean => {
             if rest.len() != count.div_ceil(8) {
                 return Err(DecodeError("boolean column has the wrong size"));
             }
             let mut br = BitReader::new(rest);
-            (0..count)
-                .map(|_| br.bit().map(FieldValue::Boolean))
-                .collect::<Result<_, _>>()?
+            let mut res = Ok(());
+            for t in ts {
+                match br.bit() {
+                    Ok(b) => out.push((t, FieldValue::Boolean(b))),
+                    Err(e) => {
+                        res = Err(e);
+                        break;
+                    }
+                }
+            }
+            res
         }
         FieldType::String => {
             let mut sr = Reader::new(rest);
-            let v = (0..count)
-                .map(|_| sr.str().map(FieldValue::String))
-                .collect::<Result<_, _>>()?;
-            if !sr.is_empty() {
-                return Err(DecodeError("trailing bytes after string column"));
+            let mut res = Ok(());
+            for t in ts {
+                match sr.str() {
+                    Ok(s) => out.push((t, FieldValue::String(s))),
+                    Err(e) => {
+                        res = Err(e);
+                        break;
+                    }
+                }
             }
-            v
+            if res.is_ok() && !sr.is_empty() {
+                res = Err(DecodeError("trailing bytes after string column"));
+            }
+            res
         }
     };
-    Ok(ts.into_iter().zip(values).collect())
+    if decoded.is_err() {
+        out.truncate(start);
+    }
+    decoded
 }
 
 /// Reads only the timestamps of a block (for counting without decoding values).

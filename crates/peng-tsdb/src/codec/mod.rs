@@ -122,9 +122,14 @@ impl<'a> Reader<'a> {
     }
 
     pub fn str(&mut self) -> Result<String, DecodeError> {
+        self.str_ref().map(str::to_string)
+    }
+
+    /// A `str` borrowed from the input, checked to be UTF-8.
+    pub fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.len()?;
         let b = self.bytes(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| DecodeError("string is not utf-8"))
+        std::str::from_utf8(b).map_err(|_| DecodeError("string is not utf-8"))
     }
 }
 
