@@ -580,6 +580,7 @@ fn merge_files(
     w: &mut BlockFileWriter,
 ) -> Result<(), TsdbError> {
     let mut next = vec![0usize; inputs.len()];
+    let mut readers: Vec<_> = inputs.iter().map(|f| f.sequential()).collect();
     let mut values: Vec<(i64, FieldValue)> = Vec::new();
     let mut block: Vec<(i64, FieldValue)> = Vec::new();
     loop {
@@ -599,7 +600,7 @@ fn merge_files(
         values.clear();
         let mut ty = None;
         let mut sorted = true;
-        for (f, i) in inputs.iter().zip(next.iter_mut()) {
+        for ((f, i), reader) in inputs.iter().zip(next.iter_mut()).zip(&mut readers) {
             while let Some(e) = f.entries.get(*i) {
                 if e.series != series || f.field_name(e) != field {
                     break;
@@ -610,7 +611,7 @@ fn merge_files(
                     continue;
                 }
                 block.clear();
-                block.extend(f.read(e)?);
+                reader.read_into(e, &mut block)?;
                 if e.min_ts < cutoff {
                     block.retain(|p| p.0 >= cutoff);
                 }
