@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use crate::blockfile::{self, BlockEntry, BlockFile, BlockFileWriter};
 use crate::error::TsdbError;
-use crate::index::{SeriesId, SeriesIndex};
+use crate::index::{FieldId, KeyRef, SeriesId, SeriesIndex};
 use crate::memtable::Memtable;
 use crate::model::{
     validate_point, FieldType, FieldValue, Point, Query, SeriesData, SeriesKey, TsdbStats,
@@ -111,14 +111,16 @@ impl Tsdb {
         }
         let covered = files.values().map(|f| f.covered_wal).max().unwrap_or(0);
         for f in files.values() {
+            let ids: Vec<Option<FieldId>> = f.fields.iter().map(|n| index.field_id(n)).collect();
             for e in &f.entries {
-                let name = f.field_name(e);
-                if index.entry(e.series).and_then(|s| s.fields.get(name)) != Some(&e.ty) {
+                let id = ids.get(e.field as usize).copied().flatten();
+                if id.and_then(|id| index.field_type_of(e.series, id)) != Some(e.ty) {
                     return Err(TsdbError::corrupt(
                         &f.path,
                         format!(
-                            "block of series {} field '{name}' does not match the series index",
-                            e.series
+                            "block of series {} field '{}' does not match the series index",
+                            e.series,
+                            f.field_name(e)
                         ),
                     ));
                 }
@@ -254,41 +256,44 @@ impl Tsdb {
             return Ok(Vec::new());
         }
         let state = self.read_state()?;
-        let mut matched: Vec<(SeriesId, &SeriesKey, Vec<&String>)> = Vec::new();
-        for &id in state.index.measurement(&q.measurement) {
-            let Some(entry) = state.index.entry(id) else {
+        let index = &state.index;
+        let mut matched: Vec<(SeriesId, KeyRef<'_>, Vec<&str>)> = Vec::new();
+        for &id in index.measurement(&q.measurement) {
+            let Some(key) = index.key(id) else {
                 continue;
             };
             if !q
                 .tag_filter
                 .iter()
-                .all(|(k, v)| entry.key.tags.get(k) == Some(v))
+                .all(|(k, v)| key.tag(k) == Some(v.as_str()))
             {
                 continue;
             }
-            let fields: Vec<&String> = match &q.fields {
-                None => entry.fields.keys().collect(),
+            let fields: Vec<&str> = match &q.fields {
+                None => index.fields_of(id).map(|f| f.1).collect(),
                 Some(wanted) => {
-                    let mut f: Vec<&String> = wanted
+                    let mut f: Vec<&str> = wanted
                         .iter()
-                        .filter(|w| entry.fields.contains_key(*w))
+                        .filter(|w| index.field_type(id, w).is_some())
+                        .map(String::as_str)
                         .collect();
-                    f.sort();
+                    f.sort_unstable();
                     f.dedup();
                     f
                 }
             };
-            matched.push((id, &entry.key, fields));
+            matched.push((id, key, fields));
         }
-        matched.sort_by(|a, b| a.1.cmp(b.1));
+        matched.sort_by(|a, b| a.1.cmp_key(b.1));
         let mut out = Vec::new();
         for (id, key, fields) in matched {
+            let mut owned: Option<SeriesKey> = None;
             for field in fields {
                 let points = state.read_column(id, field, q.start_ns, q.end_ns - 1)?;
                 if !points.is_empty() {
                     out.push(SeriesData {
-                        key: key.clone(),
-                        field: field.clone(),
+                        key: owned.get_or_insert_with(|| key.to_key()).clone(),
+                        field: field.to_string(),
                         points,
                     });
                 }
@@ -311,19 +316,17 @@ impl Tsdb {
     /// when retention removed all their values.
     pub fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, TsdbError> {
         let state = self.read_state()?;
+        let index = &state.index;
         let mut keys: Vec<SeriesKey> = match measurement {
-            Some(m) => state
-                .index
+            Some(m) => index
                 .measurement(m)
                 .iter()
-                .filter_map(|id| state.index.entry(*id))
-                .map(|e| e.key.clone())
+                .filter_map(|id| index.key(*id))
+                .map(KeyRef::to_key)
                 .collect(),
-            None => state
-                .index
-                .entries()
-                .iter()
-                .map(|e| e.key.clone())
+            None => (0..index.len() as SeriesId)
+                .filter_map(|id| index.key(id))
+                .map(KeyRef::to_key)
                 .collect(),
         };
         keys.sort();
@@ -334,12 +337,11 @@ impl Tsdb {
     /// different types in different series is listed once per type).
     pub fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, TsdbError> {
         let state = self.read_state()?;
-        let mut out: Vec<(String, FieldType)> = state
-            .index
-            .measurement(measurement)
-            .iter()
-            .filter_map(|id| state.index.entry(*id))
-            .flat_map(|e| e.fields.iter().map(|(f, t)| (f.clone(), *t)))
+        let index = &state.index;
+        let mut out: Vec<(String, FieldType)> = index
+            .field_sets(index.measurement(measurement))
+            .into_iter()
+            .flat_map(|set| index.set_fields(set).map(|(f, t)| (f.to_string(), t)))
             .collect();
         out.sort();
         out.dedup();
@@ -471,22 +473,13 @@ impl Tsdb {
             let state = self.read_state()?;
             let id = state.files.keys().next_back().copied().unwrap_or(0) + 1;
             let mut w = BlockFileWriter::create(&self.dir.join("blocks"), id)?;
-            let mut ids: Vec<SeriesId> = state.mem.series().keys().copied().collect();
-            ids.sort_unstable();
-            for id in ids {
-                let Some(fields) = state.mem.series().get(&id) else {
-                    continue;
-                };
-                for (field, column) in fields {
-                    let Some(ty) = state
-                        .index
-                        .entry(id)
-                        .and_then(|e| e.fields.get(field))
-                        .copied()
-                    else {
+            for id in state.mem.series_ids() {
+                // In name order, as block files list them.
+                for (field, name, ty) in state.index.fields_of(id) {
+                    let Some(column) = state.mem.column(id, field) else {
                         continue;
                     };
-                    if let Err(e) = w.add_column(id, field, ty, column.values()) {
+                    if let Err(e) = w.add_column(id, name, ty, column.values()) {
                         w.abandon();
                         return Err(e);
                     }
@@ -494,11 +487,13 @@ impl Tsdb {
             }
             w.finish(covered, &[])?
         };
-        {
+        let flushed = {
             let mut state = self.write_state()?;
             state.install_file(Arc::new(new_file))?;
-            state.mem = Memtable::default();
-        }
+            std::mem::take(&mut state.mem)
+        };
+        // Freed after the lock is released.
+        drop(flushed);
         writer.wal.remove_upto(covered)
     }
 
@@ -564,7 +559,11 @@ impl State {
                 runs.push(pts);
             }
         }
-        if let Some(column) = self.mem.column(id, field) {
+        if let Some(column) = self
+            .index
+            .field_id(field)
+            .and_then(|f| self.mem.column(id, f))
+        {
             runs.push(column.range(lo, hi).to_vec());
         }
         Ok(merge_runs(runs))
@@ -717,9 +716,19 @@ fn remove_tmp_files(dir: &Path) -> Result<(), TsdbError> {
 }
 
 /// Checks a validated batch against the retention cutoff and the recorded field types, and
-/// against itself (two new points may disagree on a field's type).
+/// against itself (two new points may disagree on a field's type). Looks series and fields up
+/// from the points' own strings: nothing is copied.
 fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<(), TsdbError> {
-    let mut new_types: HashMap<(SeriesKey, &str), FieldType> = HashMap::new();
+    /// A series of the batch: known to the index, or the n-th new one.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    enum Slot {
+        Known(SeriesId),
+        New(usize),
+    }
+    let mut new_series: HashMap<(&str, &BTreeMap<String, String>), usize> = HashMap::new();
+    // Types of the fields the index does not know yet, as first seen in the batch.
+    let mut new_types: HashMap<(Slot, &str), FieldType> = HashMap::new();
+    let mut last: Option<(&Point, Slot)> = None;
     for p in points {
         if p.timestamp_ns < index.cutoff_ns {
             return Err(TsdbError::BeforeRetention {
@@ -727,22 +736,26 @@ fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<(), TsdbError> {
                 cutoff_ns: index.cutoff_ns,
             });
         }
-        let known = index
-            .find(&p.measurement, &p.tags)
-            .and_then(|id| index.entry(id));
+        let slot = match last {
+            Some((q, slot)) if q.measurement == p.measurement && q.tags == p.tags => slot,
+            _ => match index.find(&p.measurement, &p.tags) {
+                Some(id) => Slot::Known(id),
+                None => {
+                    let n = new_series.len();
+                    Slot::New(*new_series.entry((&p.measurement, &p.tags)).or_insert(n))
+                }
+            },
+        };
+        last = Some((p, slot));
         for (name, value) in &p.fields {
             let new = value.field_type();
-            let existing = match known.and_then(|e| e.fields.get(name)) {
-                Some(t) => *t,
-                None => {
-                    // A field (or series) the index does not know yet: only these are keyed.
-                    let key = SeriesKey {
-                        measurement: p.measurement.clone(),
-                        tags: p.tags.clone(),
-                    };
-                    *new_types.entry((key, name.as_str())).or_insert(new)
-                }
+            let known = match slot {
+                Slot::Known(id) => index.field_type(id, name),
+                Slot::New(_) => None,
             };
+            // A field (or series) the index does not know yet: only these are recorded.
+            let existing =
+                known.unwrap_or_else(|| *new_types.entry((slot, name.as_str())).or_insert(new));
             if existing != new {
                 return Err(TsdbError::FieldTypeConflict {
                     measurement: p.measurement.clone(),
@@ -768,13 +781,15 @@ fn apply(index: &mut SeriesIndex, mem: &mut Memtable, points: &[Point]) {
             _ => index.get_or_insert(&p.measurement, &p.tags),
         };
         last = Some((&p.measurement, &p.tags, id));
+        let mut columns = mem.series_mut(id, p.fields.len());
         for (name, value) in &p.fields {
-            if let Err(existing) = index.set_field_type(id, name, value.field_type()) {
-                // Only reachable if the WAL holds a batch that was never checked.
-                tracing::warn!(measurement = %p.measurement, field = %name, %existing, "skipping value of conflicting type");
-                continue;
+            match index.set_field_type(id, name, value.field_type()) {
+                Ok(field) => columns.insert(field, p.timestamp_ns, value.clone()),
+                Err(existing) => {
+                    // Only reachable if the WAL holds a batch that was never checked.
+                    tracing::warn!(measurement = %p.measurement, field = %name, %existing, "skipping value of conflicting type");
+                }
             }
-            mem.insert(id, name, p.timestamp_ns, value.clone());
         }
     }
 }

@@ -5,15 +5,15 @@
 //! refers to a new series id and whenever the cutoff moves, so it is always complete and a
 //! damaged record is corruption, not a torn tail. Series are never removed; ids are stable.
 
+use std::cmp::Ordering;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::codec::{
-    frame, put_ivarint, put_str, put_uvarint, read_frame, DecodeError, Frame, Reader,
-};
+use crate::codec::{put_ivarint, put_str, put_uvarint, read_frame, DecodeError, Frame, Reader};
 use crate::error::TsdbError;
 use crate::model::{FieldType, SeriesKey};
 use crate::write_atomically;
@@ -22,19 +22,166 @@ pub const FILE_NAME: &str = "series.idx";
 const MAGIC: &[u8; 8] = b"PTSIDX01";
 
 pub type SeriesId = u32;
+/// A field name, numbered once per store (see [`FieldNames`]).
+pub type FieldId = u32;
 
-#[derive(Debug, Clone)]
-pub struct SeriesEntry {
-    pub key: SeriesKey,
-    pub fields: BTreeMap<String, FieldType>,
+/// Every field name of the store, kept once; the memtable and the series' field sets refer
+/// to names by number.
+#[derive(Debug, Default)]
+pub struct FieldNames {
+    names: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, FieldId>,
 }
 
+impl FieldNames {
+    pub fn get(&self, name: &str) -> Option<FieldId> {
+        self.ids.get(name).copied()
+    }
+
+    pub fn intern(&mut self, name: &str) -> FieldId {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as FieldId;
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        id
+    }
+
+    pub fn name(&self, id: FieldId) -> &str {
+        self.names.get(id as usize).map_or("", |n| n)
+    }
+}
+
+/// The fields of a series with their types. Series with the same fields share one set, so a
+/// series costs a number here, not a map of names.
+#[derive(Debug)]
+struct FieldSet {
+    /// Sorted by field id, for lookups.
+    by_id: Box<[(FieldId, FieldType)]>,
+    /// Sorted by field name, for listing and for writing columns in name order.
+    by_name: Box<[(FieldId, FieldType)]>,
+}
+
+impl FieldSet {
+    fn get(&self, id: FieldId) -> Option<FieldType> {
+        self.by_id
+            .binary_search_by_key(&id, |f| f.0)
+            .ok()
+            .map(|i| self.by_id[i].1)
+    }
+}
+
+/// A series key as stored in the index: `str measurement, uvarint tag count, (str key, str
+/// value)*`, tags sorted by key (the start of a `series.idx` record). Written only from
+/// `&str`s, so it always decodes; should it not, it reads as ending there.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRef<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> KeyRef<'a> {
+    fn parts(self) -> (&'a str, Tags<'a>) {
+        let mut r = Reader::new(self.bytes);
+        let measurement = r.str_ref().unwrap_or("");
+        let left = r.uvarint().unwrap_or(0);
+        (measurement, Tags { r, left })
+    }
+
+    /// The tags, sorted by key.
+    pub fn tags(self) -> Tags<'a> {
+        self.parts().1
+    }
+
+    pub fn tag(self, key: &str) -> Option<&'a str> {
+        self.tags().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Whether this is the key of `measurement` with exactly `tags`.
+    pub fn is(self, measurement: &str, tags: &BTreeMap<String, String>) -> bool {
+        let (m, mine) = self.parts();
+        m == measurement
+            && mine.left == tags.len() as u64
+            && mine
+                .zip(tags)
+                .all(|((k, v), (tk, tv))| k == tk.as_str() && v == tv.as_str())
+    }
+
+    pub fn to_key(self) -> SeriesKey {
+        let (measurement, tags) = self.parts();
+        SeriesKey {
+            measurement: measurement.to_string(),
+            tags: tags.map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    /// The order of [`SeriesKey`]: measurement, then the sorted tag pairs.
+    pub fn cmp_key(self, other: KeyRef<'_>) -> Ordering {
+        let (m1, t1) = self.parts();
+        let (m2, t2) = other.parts();
+        m1.cmp(m2).then_with(|| t1.cmp(t2))
+    }
+}
+
+/// The tag pairs of a [`KeyRef`].
+pub struct Tags<'a> {
+    r: Reader<'a>,
+    left: u64,
+}
+
+impl<'a> Iterator for Tags<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        match (self.r.str_ref(), self.r.str_ref()) {
+            (Ok(k), Ok(v)) => Some((k, v)),
+            _ => {
+                self.left = 0;
+                None
+            }
+        }
+    }
+}
+
+fn encode_key<'a>(
+    out: &mut Vec<u8>,
+    measurement: &str,
+    count: usize,
+    tags: impl Iterator<Item = (&'a str, &'a str)>,
+) {
+    put_str(out, measurement);
+    put_uvarint(out, count as u64);
+    for (k, v) in tags {
+        put_str(out, k);
+        put_str(out, v);
+    }
+}
+
+/// The series index. Per series it holds its encoded key in one shared byte arena, the
+/// number of its field set, and a slot in a hash table: about 60 bytes plus the key.
 #[derive(Debug, Default)]
 pub struct SeriesIndex {
-    entries: Vec<SeriesEntry>,
+    /// Encoded keys ([`KeyRef`]) of all series, back to back, in id order.
+    keys: Vec<u8>,
+    /// Per series, where its key ends in `keys` (it starts where the previous one ends).
+    key_ends: Vec<u64>,
+    /// Per series, its field set (a position in `sets`).
+    field_set: Vec<u32>,
+    sets: Vec<FieldSet>,
+    /// Field sets by their `by_id` list, and the set that adding a field to a set gives.
+    set_ids: HashMap<Box<[(FieldId, FieldType)]>, u32>,
+    set_grow: HashMap<(u32, FieldId, FieldType), u32>,
+    fields: FieldNames,
     /// Series ids by the hash of their key (measurement and tags), looked up from borrowed
-    /// parts so that a point of a known series costs no allocation. Randomly keyed per process.
-    by_hash: HashMap<u64, Vec<SeriesId>>,
+    /// parts so that a point of a known series costs no allocation. Randomly keyed per
+    /// process. Another series with the same hash goes to `collisions`.
+    by_hash: HashMap<u64, SeriesId>,
+    collisions: HashMap<u64, Vec<SeriesId>>,
     hasher: RandomState,
     by_measurement: BTreeMap<String, Vec<SeriesId>>,
     /// Values older than this are deleted; `i64::MIN` when retention never ran.
@@ -45,45 +192,69 @@ pub struct SeriesIndex {
 
 impl SeriesIndex {
     pub fn new() -> SeriesIndex {
-        SeriesIndex {
+        let mut index = SeriesIndex {
             cutoff_ns: i64::MIN,
             ..SeriesIndex::default()
-        }
+        };
+        index.set_for(Vec::new());
+        index
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.key_ends.len()
     }
 
+    #[cfg(test)]
     pub fn get(&self, key: &SeriesKey) -> Option<SeriesId> {
         self.find(&key.measurement, &key.tags)
     }
 
-    fn hash_of(&self, measurement: &str, tags: &BTreeMap<String, String>) -> u64 {
+    fn hash_of<'a>(
+        &self,
+        measurement: &str,
+        tags: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> u64 {
         let mut h = self.hasher.build_hasher();
-        measurement.hash(&mut h);
-        tags.hash(&mut h);
+        h.write(measurement.as_bytes());
+        h.write_u8(0xff);
+        for (k, v) in tags {
+            h.write(k.as_bytes());
+            h.write_u8(0xff);
+            h.write(v.as_bytes());
+            h.write_u8(0xff);
+        }
         h.finish()
     }
 
     /// The id of the series with this measurement and tags.
     pub fn find(&self, measurement: &str, tags: &BTreeMap<String, String>) -> Option<SeriesId> {
-        self.by_hash
-            .get(&self.hash_of(measurement, tags))?
+        let hash = self.hash_of(
+            measurement,
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let first = *self.by_hash.get(&hash)?;
+        if self.key(first).is_some_and(|k| k.is(measurement, tags)) {
+            return Some(first);
+        }
+        self.collisions
+            .get(&hash)?
             .iter()
             .copied()
-            .find(|id| {
-                self.entries
-                    .get(*id as usize)
-                    .is_some_and(|e| e.key.measurement == measurement && e.key.tags == *tags)
-            })
+            .find(|id| self.key(*id).is_some_and(|k| k.is(measurement, tags)))
     }
 
-    pub fn entry(&self, id: SeriesId) -> Option<&SeriesEntry> {
-        self.entries.get(id as usize)
+    pub fn key(&self, id: SeriesId) -> Option<KeyRef<'_>> {
+        let i = id as usize;
+        let end = *self.key_ends.get(i)? as usize;
+        let start = if i == 0 {
+            0
+        } else {
+            self.key_ends[i - 1] as usize
+        };
+        self.keys.get(start..end).map(|bytes| KeyRef { bytes })
     }
 
-    /// The id of `key`, adding the series when it is new.
+    /// The id of the series, adding it when it is new.
     pub fn get_or_insert(
         &mut self,
         measurement: &str,
@@ -92,35 +263,138 @@ impl SeriesIndex {
         if let Some(id) = self.find(measurement, tags) {
             return id;
         }
-        let id = self.entries.len() as SeriesId;
-        self.push(SeriesEntry {
-            key: SeriesKey {
-                measurement: measurement.to_string(),
-                tags: tags.clone(),
-            },
-            fields: BTreeMap::new(),
-        });
+        let tags = tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let id = self.push(measurement, tags.len(), tags, 0);
         self.dirty = true;
         id
     }
 
-    /// Records the type of a field; returns the type already recorded when it differs.
+    fn push<'a>(
+        &mut self,
+        measurement: &str,
+        count: usize,
+        tags: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+        set: u32,
+    ) -> SeriesId {
+        let id = self.key_ends.len() as SeriesId;
+        let hash = self.hash_of(measurement, tags.clone());
+        encode_key(&mut self.keys, measurement, count, tags);
+        self.key_ends.push(self.keys.len() as u64);
+        self.field_set.push(set);
+        if let std::collections::hash_map::Entry::Vacant(v) = self.by_hash.entry(hash) {
+            v.insert(id);
+        } else {
+            self.collisions.entry(hash).or_default().push(id);
+        }
+        match self.by_measurement.get_mut(measurement) {
+            Some(ids) => ids.push(id),
+            None => {
+                self.by_measurement
+                    .insert(measurement.to_string(), vec![id]);
+            }
+        }
+        id
+    }
+
+    /// The number of a field name, if any series has that field.
+    pub fn field_id(&self, name: &str) -> Option<FieldId> {
+        self.fields.get(name)
+    }
+
+    fn set_of(&self, id: SeriesId) -> Option<&FieldSet> {
+        self.sets.get(*self.field_set.get(id as usize)? as usize)
+    }
+
+    /// The type of a field (by number) of a series.
+    pub fn field_type_of(&self, id: SeriesId, field: FieldId) -> Option<FieldType> {
+        self.set_of(id)?.get(field)
+    }
+
+    /// The type of a field of a series.
+    pub fn field_type(&self, id: SeriesId, name: &str) -> Option<FieldType> {
+        self.set_of(id)?.get(self.fields.get(name)?)
+    }
+
+    /// The fields of a series in name order: (number, name, type).
+    pub fn fields_of(&self, id: SeriesId) -> impl Iterator<Item = (FieldId, &str, FieldType)> + '_ {
+        self.set_of(id)
+            .map_or(&[][..], |s| &s.by_name[..])
+            .iter()
+            .map(|(f, ty)| (*f, self.fields.name(*f), *ty))
+    }
+
+    /// The field set numbers of the series `ids`, each once.
+    pub fn field_sets(&self, ids: &[SeriesId]) -> Vec<u32> {
+        let mut sets: Vec<u32> = ids
+            .iter()
+            .filter_map(|id| self.field_set.get(*id as usize).copied())
+            .collect();
+        sets.sort_unstable();
+        sets.dedup();
+        sets
+    }
+
+    /// The fields of a field set in name order: (name, type).
+    pub fn set_fields(&self, set: u32) -> impl Iterator<Item = (&str, FieldType)> + '_ {
+        self.sets
+            .get(set as usize)
+            .map_or(&[][..], |s| &s.by_name[..])
+            .iter()
+            .map(|(f, ty)| (self.fields.name(*f), *ty))
+    }
+
+    /// The number of the field set with exactly these fields (sorted by id), made if new.
+    fn set_for(&mut self, by_id: Vec<(FieldId, FieldType)>) -> u32 {
+        if let Some(set) = self.set_ids.get(&by_id[..]) {
+            return *set;
+        }
+        let set = self.sets.len() as u32;
+        let mut by_name = by_id.clone();
+        let names = &self.fields;
+        by_name.sort_by(|a, b| names.name(a.0).cmp(names.name(b.0)));
+        let by_id = by_id.into_boxed_slice();
+        self.set_ids.insert(by_id.clone(), set);
+        self.sets.push(FieldSet {
+            by_id,
+            by_name: by_name.into_boxed_slice(),
+        });
+        set
+    }
+
+    /// Records the type of a field and returns the field's number; returns the type already
+    /// recorded when it differs.
     pub fn set_field_type(
         &mut self,
         id: SeriesId,
         field: &str,
         ty: FieldType,
-    ) -> Result<(), FieldType> {
-        let Some(entry) = self.entries.get_mut(id as usize) else {
-            return Ok(());
+    ) -> Result<FieldId, FieldType> {
+        let f = self.fields.intern(field);
+        let Some(&set) = self.field_set.get(id as usize) else {
+            return Ok(f);
         };
-        match entry.fields.get(field) {
-            Some(existing) if *existing != ty => Err(*existing),
-            Some(_) => Ok(()),
+        match self.sets.get(set as usize).and_then(|s| s.get(f)) {
+            Some(existing) if existing != ty => Err(existing),
+            Some(_) => Ok(f),
             None => {
-                entry.fields.insert(field.to_string(), ty);
+                let grown = match self.set_grow.get(&(set, f, ty)) {
+                    Some(g) => *g,
+                    None => {
+                        let mut by_id: Vec<(FieldId, FieldType)> = self
+                            .sets
+                            .get(set as usize)
+                            .map_or(&[][..], |s| &s.by_id[..])
+                            .to_vec();
+                        let at = by_id.partition_point(|x| x.0 < f);
+                        by_id.insert(at, (f, ty));
+                        let g = self.set_for(by_id);
+                        self.set_grow.insert((set, f, ty), g);
+                        g
+                    }
+                };
+                self.field_set[id as usize] = grown;
                 self.dirty = true;
-                Ok(())
+                Ok(f)
             }
         }
     }
@@ -136,21 +410,6 @@ impl SeriesIndex {
             .get(measurement)
             .map(Vec::as_slice)
             .unwrap_or(&[])
-    }
-
-    pub fn entries(&self) -> &[SeriesEntry] {
-        &self.entries
-    }
-
-    fn push(&mut self, entry: SeriesEntry) {
-        let id = self.entries.len() as SeriesId;
-        let hash = self.hash_of(&entry.key.measurement, &entry.key.tags);
-        self.by_hash.entry(hash).or_default().push(id);
-        self.by_measurement
-            .entry(entry.key.measurement.clone())
-            .or_default()
-            .push(id);
-        self.entries.push(entry);
     }
 
     /// Loads `dir/series.idx`, or an empty index when the file does not exist.
@@ -172,29 +431,42 @@ impl SeriesIndex {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
+        let mut out = Vec::with_capacity(self.keys.len() + self.len() * 48 + 64);
+        out.extend_from_slice(MAGIC);
         let mut header = Vec::new();
         put_ivarint(&mut header, self.cutoff_ns);
-        put_uvarint(&mut header, self.entries.len() as u64);
-        frame(&mut out, &header);
-        let mut rec = Vec::new();
-        for e in &self.entries {
-            rec.clear();
-            put_str(&mut rec, &e.key.measurement);
-            put_uvarint(&mut rec, e.key.tags.len() as u64);
-            for (k, v) in &e.key.tags {
-                put_str(&mut rec, k);
-                put_str(&mut rec, v);
+        put_uvarint(&mut header, self.len() as u64);
+        begin_frame(&mut out);
+        out.extend_from_slice(&header);
+        end_frame(&mut out, MAGIC.len());
+        for id in 0..self.len() as SeriesId {
+            let at = out.len();
+            begin_frame(&mut out);
+            if let Some(k) = self.key(id) {
+                out.extend_from_slice(k.bytes);
             }
-            put_uvarint(&mut rec, e.fields.len() as u64);
-            for (name, ty) in &e.fields {
-                put_str(&mut rec, name);
-                rec.push(ty.to_byte());
+            let fields = self.set_of(id).map_or(&[][..], |s| &s.by_name[..]);
+            put_uvarint(&mut out, fields.len() as u64);
+            for (f, ty) in fields {
+                put_str(&mut out, self.fields.name(*f));
+                out.push(ty.to_byte());
             }
-            frame(&mut out, &rec);
+            end_frame(&mut out, at);
         }
         out
     }
+}
+
+/// Starts a frame (see `codec::frame`) in place: room for its header.
+fn begin_frame(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0u8; 8]);
+}
+
+/// Fills in the header of the frame begun at `at`, over the payload written since.
+fn end_frame(out: &mut [u8], at: usize) {
+    let (head, payload) = out[at..].split_at_mut(8);
+    head[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
 }
 
 fn decode(bytes: &[u8]) -> Result<SeriesIndex, DecodeError> {
@@ -211,25 +483,48 @@ fn decode(bytes: &[u8]) -> Result<SeriesIndex, DecodeError> {
     let mut index = SeriesIndex::new();
     index.cutoff_ns = h.ivarint()?;
     let count = h.uvarint()?;
+    let mut tags: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut fields: BTreeMap<&str, FieldType> = BTreeMap::new();
     for _ in 0..count {
         let mut rec = Reader::new(next()?);
-        let measurement = rec.str()?;
-        let mut tags = BTreeMap::new();
+        let measurement = rec.str_ref()?;
+        tags.clear();
         for _ in 0..rec.len()? {
-            let k = rec.str()?;
-            tags.insert(k, rec.str()?);
+            let k = rec.str_ref()?;
+            tags.insert(k, rec.str_ref()?);
         }
-        let mut fields = BTreeMap::new();
+        fields.clear();
         for _ in 0..rec.len()? {
-            let name = rec.str()?;
+            let name = rec.str_ref()?;
             let ty = FieldType::from_byte(rec.u8()?).ok_or(DecodeError("unknown field type"))?;
             fields.insert(name, ty);
         }
-        let key = SeriesKey { measurement, tags };
-        if index.get(&key).is_some() {
-            return Err(DecodeError("series listed twice"));
+        let hash = index.hash_of(measurement, tags.iter().map(|(k, v)| (*k, *v)));
+        let listed = index
+            .by_hash
+            .get(&hash)
+            .into_iter()
+            .chain(index.collisions.get(&hash).into_iter().flatten());
+        for id in listed {
+            if index.key(*id).is_some_and(|k| {
+                let (m, t) = k.parts();
+                m == measurement && t.eq(tags.iter().map(|(k, v)| (*k, *v)))
+            }) {
+                return Err(DecodeError("series listed twice"));
+            }
         }
-        index.push(SeriesEntry { key, fields });
+        let mut by_id: Vec<(FieldId, FieldType)> = fields
+            .iter()
+            .map(|(name, ty)| (index.fields.intern(name), *ty))
+            .collect();
+        by_id.sort_unstable();
+        let set = index.set_for(by_id);
+        index.push(
+            measurement,
+            tags.len(),
+            tags.iter().map(|(k, v)| (*k, *v)),
+            set,
+        );
     }
     if !matches!(read_frame(&mut r), Frame::End) {
         return Err(DecodeError("trailing data after the last series"));
@@ -267,10 +562,69 @@ mod tests {
         assert_eq!(loaded.get(&a), Some(ia));
         assert_eq!(loaded.get(&b), Some(ib));
         assert_eq!(
-            loaded.entry(ia).map(|e| e.fields.clone()),
-            Some([("v".to_string(), FieldType::Float)].into())
+            loaded.fields_of(ia).map(|f| (f.1, f.2)).collect::<Vec<_>>(),
+            [("v", FieldType::Float)]
         );
+        assert_eq!(loaded.fields_of(ib).count(), 0);
+        assert_eq!(loaded.key(ia).map(|k| k.to_key()), Some(a));
+        assert_eq!(loaded.key(ib).map(|k| k.to_key()), Some(b));
         assert_eq!(loaded.measurement("cpu"), &[ia]);
+    }
+
+    #[test]
+    fn series_share_field_sets_and_keep_their_own_types() {
+        let mut idx = SeriesIndex::new();
+        let tags = |h: &str| BTreeMap::from([("host".to_string(), h.to_string())]);
+        let ids: Vec<SeriesId> = (0..100)
+            .map(|i| idx.get_or_insert("cpu", &tags(&format!("h{i}"))))
+            .collect();
+        for id in &ids {
+            for f in ["user", "idle", "system"] {
+                idx.set_field_type(*id, f, FieldType::Float).unwrap();
+            }
+        }
+        idx.set_field_type(ids[7], "idle", FieldType::Float)
+            .unwrap();
+        idx.set_field_type(ids[7], "note", FieldType::String)
+            .unwrap();
+        assert_eq!(
+            idx.set_field_type(ids[7], "user", FieldType::Integer),
+            Err(FieldType::Float)
+        );
+        // The empty set, the three growing ones, and the one with "note".
+        assert_eq!(idx.sets.len(), 5);
+        assert_eq!(idx.field_sets(&ids).len(), 2);
+        let names = |id: SeriesId| idx.fields_of(id).map(|f| f.1).collect::<Vec<_>>();
+        assert_eq!(names(ids[0]), ["idle", "system", "user"]);
+        assert_eq!(names(ids[7]), ["idle", "note", "system", "user"]);
+        assert_eq!(idx.field_type(ids[7], "note"), Some(FieldType::String));
+        assert_eq!(idx.field_type(ids[8], "note"), None);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(idx.find("cpu", &tags(&format!("h{i}"))), Some(*id));
+            assert_eq!(
+                idx.key(*id).and_then(|k| k.tag("host")),
+                Some(&*format!("h{i}"))
+            );
+        }
+        assert_eq!(idx.find("cpu", &tags("h100")), None);
+        assert_eq!(idx.find("mem", &tags("h1")), None);
+        assert_eq!(idx.find("cpu", &BTreeMap::new()), None);
+        let k = |id: SeriesId| idx.key(id).unwrap();
+        assert_eq!(
+            k(ids[10]).cmp_key(k(ids[9])),
+            k(ids[10]).to_key().cmp(&k(ids[9]).to_key())
+        );
+    }
+
+    /// The in-memory form changed, the file did not: the v1 fixture's index encodes back to
+    /// the same bytes.
+    #[test]
+    fn the_v1_fixture_encodes_to_the_same_bytes() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
+        let bytes = fs::read(dir.join(FILE_NAME)).unwrap();
+        let idx = SeriesIndex::load(&dir).unwrap();
+        assert!(idx.len() >= 2);
+        assert_eq!(idx.encode(), bytes);
     }
 
     #[test]
