@@ -28,7 +28,7 @@ const FOOTER_LEN: u64 = 24;
 
 /// Where one block lives and what it covers. The field is a position in the file's table of
 /// field names ([`BlockFile::fields`]), so an entry carries no string of its own.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockEntry {
     pub series: SeriesId,
     /// Position of the field's name in [`BlockFile::fields`].
@@ -42,10 +42,145 @@ pub struct BlockEntry {
     crc: u32,
 }
 
-impl BlockEntry {
-    /// Where the entry sorts: by series, then field name (the table is sorted by name).
-    fn key(&self) -> (SeriesId, u32) {
-        (self.series, self.field)
+/// Entries per group of [`Entries`]: a lookup decodes at most about two groups. A power of
+/// two, so that `i & GROUP_MASK == 0` starts a group.
+const GROUP: usize = 16;
+const GROUP_MASK: usize = GROUP - 1;
+const _: () = assert!(GROUP.is_power_of_two());
+
+/// A file's block entries, packed: each entry as varint differences to the one before (about
+/// 11 to 16 bytes instead of 48), in groups of [`GROUP`] that start afresh, with the first key
+/// and byte position of every group kept aside for binary search.
+#[derive(Debug, Default)]
+pub struct Entries {
+    bytes: Vec<u8>,
+    groups: Vec<GroupHead>,
+    len: usize,
+    prev: Option<BlockEntry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GroupHead {
+    series: SeriesId,
+    field: u32,
+    at: u64,
+}
+
+impl Entries {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn push(&mut self, e: BlockEntry) {
+        if self.len & GROUP_MASK == 0 {
+            self.groups.push(GroupHead {
+                series: e.series,
+                field: e.field,
+                at: self.bytes.len() as u64,
+            });
+            self.prev = None;
+        }
+        let (series, min_ts, end) = match &self.prev {
+            Some(p) => (p.series, p.min_ts, p.offset.wrapping_add(u64::from(p.len))),
+            None => (0, 0, 0),
+        };
+        let out = &mut self.bytes;
+        put_ivarint(out, i64::from(e.series) - i64::from(series));
+        put_uvarint(out, u64::from(e.field));
+        out.push(e.ty.to_byte());
+        put_uvarint(out, u64::from(e.count));
+        put_ivarint(out, e.min_ts.wrapping_sub(min_ts));
+        put_uvarint(out, e.max_ts.wrapping_sub(e.min_ts) as u64);
+        put_ivarint(out, e.offset.wrapping_sub(end) as i64);
+        put_uvarint(out, u64::from(e.len));
+        out.extend_from_slice(&e.crc.to_le_bytes());
+        self.prev = Some(e);
+        self.len += 1;
+    }
+
+    /// All entries in order.
+    pub fn iter(&self) -> EntryIter<'_> {
+        self.iter_from_group(0)
+    }
+
+    fn iter_from_group(&self, group: usize) -> EntryIter<'_> {
+        let at = self
+            .groups
+            .get(group)
+            .map_or(self.bytes.len(), |g| g.at as usize);
+        EntryIter {
+            r: Reader::new(self.bytes.get(at..).unwrap_or(&[])),
+            index: group * GROUP,
+            len: self.len,
+            prev: None,
+        }
+    }
+
+    fn shrink(&mut self) {
+        self.bytes.shrink_to_fit();
+        self.groups.shrink_to_fit();
+    }
+}
+
+/// Decodes [`Entries`] front to back.
+pub struct EntryIter<'a> {
+    r: Reader<'a>,
+    index: usize,
+    len: usize,
+    prev: Option<BlockEntry>,
+}
+
+impl EntryIter<'_> {
+    fn decode(&mut self) -> Result<BlockEntry, DecodeError> {
+        if self.index & GROUP_MASK == 0 {
+            self.prev = None;
+        }
+        let (series, min_ts, end) = match &self.prev {
+            Some(p) => (p.series, p.min_ts, p.offset.wrapping_add(u64::from(p.len))),
+            None => (0, 0, 0),
+        };
+        let r = &mut self.r;
+        let series = u32::try_from(i64::from(series) + r.ivarint()?)
+            .map_err(|_| DecodeError("packed series out of range"))?;
+        let field = u32::try_from(r.uvarint()?).map_err(|_| DecodeError("packed field"))?;
+        let ty = FieldType::from_byte(r.u8()?).ok_or(DecodeError("packed type"))?;
+        let count = u32::try_from(r.uvarint()?).map_err(|_| DecodeError("packed count"))?;
+        let min_ts = min_ts.wrapping_add(r.ivarint()?);
+        let max_ts = min_ts.wrapping_add(r.uvarint()? as i64);
+        let offset = end.wrapping_add(r.ivarint()? as u64);
+        let len = u32::try_from(r.uvarint()?).map_err(|_| DecodeError("packed length"))?;
+        let crc = r.u32_le()?;
+        Ok(BlockEntry {
+            series,
+            field,
+            ty,
+            count,
+            min_ts,
+            max_ts,
+            offset,
+            len,
+            crc,
+        })
+    }
+}
+
+impl Iterator for EntryIter<'_> {
+    type Item = BlockEntry;
+
+    fn next(&mut self) -> Option<BlockEntry> {
+        if self.index >= self.len {
+            return None;
+        }
+        // Written by `Entries::push` from valid entries, so this does not fail; should it,
+        // the iteration ends.
+        let e = self.decode().ok();
+        self.index = if e.is_some() {
+            self.index + 1
+        } else {
+            self.len
+        };
+        self.prev = e;
+        e
     }
 }
 
@@ -60,11 +195,12 @@ pub struct BlockFile {
     pub covered_wal: u64,
     /// Ids of the files this one replaces (their data is in here).
     pub replaces: Vec<u64>,
-    /// The distinct field names of the file, sorted; entries refer to them by position.
+    /// The distinct field names of the file in order of first use; entries refer to them by
+    /// position.
     pub fields: Vec<Box<str>>,
     /// The blocks, ordered by series id and field name (as every writer lists them), and in
     /// file order within one series field.
-    pub entries: Vec<BlockEntry>,
+    pub entries: Entries,
     /// Newest timestamp in the file (`i64::MIN` when empty).
     pub max_ts: i64,
 }
@@ -127,14 +263,23 @@ impl BlockFile {
         {
             return Err(TsdbError::corrupt(path, "index position out of range"));
         }
-        let mut index = vec![0u8; index_len as usize];
-        file.read_exact_at(&mut index, index_offset)
-            .map_err(TsdbError::io("reading block file", path))?;
-        if crc32fast::hash(&index) != index_crc {
+        // Read in chunks (a merged file's index can be hundreds of MB), checked against its
+        // CRC at the end; decoding is bounds-checked, so garbage fails before that, too.
+        let mut stream = IndexStream {
+            file: &file,
+            next: index_offset,
+            end: data_end,
+            buf: Vec::new(),
+            at: 0,
+            crc: crc32fast::Hasher::new(),
+        };
+        let decoded = decode_index(&mut stream, index_offset).map_err(|e| match e {
+            IndexError::Io(e) => TsdbError::io("reading block file", path)(e),
+            IndexError::Decode(e) => corrupt(e),
+        })?;
+        if stream.crc.finalize() != index_crc {
             return Err(TsdbError::corrupt(path, "index checksum mismatch"));
         }
-        let decoded = decode_index(&index, index_offset).map_err(corrupt)?;
-        drop(index);
         Ok(BlockFile::new(id, path, file, size, decoded))
     }
 
@@ -145,14 +290,29 @@ impl BlockFile {
             fields,
             mut entries,
         } = decoded;
-        if !entries.windows(2).all(|w| w[0].key() <= w[1].key()) {
+        let name = |e: &BlockEntry| fields.get(e.field as usize).map_or("", |n| &**n);
+        let key = |e: &BlockEntry| (e.series, name(e));
+        let mut sorted = true;
+        let mut prev: Option<BlockEntry> = None;
+        let mut max_ts = i64::MIN;
+        for e in entries.iter() {
+            sorted &= prev.is_none_or(|p| key(&p) <= key(&e));
+            max_ts = max_ts.max(e.max_ts);
+            prev = Some(e);
+        }
+        if !sorted {
             // Not written by this engine (which lists blocks in this order): look blocks up
             // through a sorted copy of the entries. The sort is stable, so the blocks of one
             // series field keep their order in the file.
             tracing::warn!(path = %path.display(), "block index not sorted by series and field; sorting it in memory");
-            entries.sort_by_key(BlockEntry::key);
+            let mut all: Vec<BlockEntry> = entries.iter().collect();
+            all.sort_by(|a, b| key(a).cmp(&key(b)));
+            entries = Entries::default();
+            for e in all {
+                entries.push(e);
+            }
         }
-        let max_ts = entries.iter().map(|e| e.max_ts).max().unwrap_or(i64::MIN);
+        entries.shrink();
         BlockFile {
             id,
             path: path.to_path_buf(),
@@ -172,14 +332,20 @@ impl BlockFile {
     }
 
     /// The blocks of one series field, in file order (found by binary search).
-    pub fn blocks(&self, series: SeriesId, field: &str) -> &[BlockEntry] {
-        let Ok(f) = self.fields.binary_search_by(|n| (**n).cmp(field)) else {
-            return &[];
-        };
-        let key = (series, f as u32);
-        let lo = self.entries.partition_point(|e| e.key() < key);
-        let n = self.entries[lo..].partition_point(|e| e.key() == key);
-        &self.entries[lo..lo + n]
+    pub fn blocks<'a>(
+        &'a self,
+        series: SeriesId,
+        field: &'a str,
+    ) -> impl Iterator<Item = BlockEntry> + 'a {
+        let target = (series, field);
+        let groups = &self.entries.groups;
+        let name = |f: u32| self.fields.get(f as usize).map_or("", |n| &**n);
+        // The first group starting at or after the target; matches may begin in the one before.
+        let g = groups.partition_point(|h| (h.series, name(h.field)) < target);
+        self.entries
+            .iter_from_group(g.saturating_sub(1))
+            .skip_while(move |e| (e.series, self.field_name(e)) < target)
+            .take_while(move |e| e.series == series && self.field_name(e) == field)
     }
 
     fn read_raw(&self, e: &BlockEntry) -> Result<Vec<u8>, TsdbError> {
@@ -318,7 +484,7 @@ pub struct BlockFileWriter {
     /// Field names in order of first use, and their positions.
     names: Vec<Box<str>>,
     name_pos: HashMap<Box<str>, u32>,
-    entries: Vec<BlockEntry>,
+    entries: Entries,
     /// The last column added, to check the order.
     last: Option<(SeriesId, u32)>,
     buf: Vec<u8>,
@@ -339,7 +505,7 @@ impl BlockFileWriter {
             offset: MAGIC.len() as u64,
             names: Vec::new(),
             name_pos: HashMap::new(),
-            entries: Vec::new(),
+            entries: Entries::default(),
             last: None,
             buf: Vec::new(),
         })
@@ -407,35 +573,30 @@ impl BlockFileWriter {
     /// Writes index and footer, makes the file durable under its final name and opens it
     /// (from the entries in memory: the index is not read back).
     pub fn finish(mut self, covered_wal: u64, replaces: &[u64]) -> Result<BlockFile, TsdbError> {
-        // Number the field names in sorted order, so that entries sort by (series, name).
-        let mut order: Vec<u32> = (0..self.names.len() as u32).collect();
-        order.sort_by(|a, b| self.names[*a as usize].cmp(&self.names[*b as usize]));
-        let mut new_pos = vec![0u32; order.len()];
-        for (new, old) in order.iter().enumerate() {
-            new_pos[*old as usize] = new as u32;
-        }
-        let mut names = std::mem::take(&mut self.names);
-        let mut sorted: Vec<Box<str>> = Vec::with_capacity(names.len());
-        for old in &order {
-            sorted.push(std::mem::take(&mut names[*old as usize]));
-        }
-        let mut entries = std::mem::take(&mut self.entries);
-        for e in &mut entries {
-            e.field = new_pos[e.field as usize];
-        }
-        let index = encode_index(covered_wal, replaces, &sorted, &entries);
+        // Streamed: a merged file's index can be hundreds of MB.
+        let (index_len, index_crc) = write_index(
+            &mut self.out,
+            covered_wal,
+            replaces,
+            &self.names,
+            &self.entries,
+        )
+        .map_err(TsdbError::io("writing block file", &self.tmp))?;
+        let Ok(index_len) = u32::try_from(index_len) else {
+            return Err(TsdbError::Invalid(format!(
+                "block index of {index_len} bytes does not fit the format's 4 GiB; flush smaller files"
+            )));
+        };
         let mut footer = Vec::with_capacity(FOOTER_LEN as usize);
         footer.extend_from_slice(&self.offset.to_le_bytes());
-        footer.extend_from_slice(&(index.len() as u32).to_le_bytes());
-        footer.extend_from_slice(&crc32fast::hash(&index).to_le_bytes());
+        footer.extend_from_slice(&index_len.to_le_bytes());
+        footer.extend_from_slice(&index_crc.to_le_bytes());
         footer.extend_from_slice(END_MAGIC);
         self.out
-            .write_all(&index)
-            .and_then(|()| self.out.write_all(&footer))
+            .write_all(&footer)
             .and_then(|()| self.out.flush())
             .map_err(TsdbError::io("writing block file", &self.tmp))?;
-        let size = self.offset + index.len() as u64 + FOOTER_LEN;
-        drop(index);
+        let size = self.offset + u64::from(index_len) + FOOTER_LEN;
         let file = self
             .out
             .into_inner()
@@ -451,8 +612,8 @@ impl BlockFileWriter {
         let decoded = DecodedIndex {
             covered_wal,
             replaces: replaces.to_vec(),
-            fields: sorted,
-            entries,
+            fields: std::mem::take(&mut self.names),
+            entries: std::mem::take(&mut self.entries),
         };
         Ok(BlockFile::new(self.id, &path, file, size, decoded))
     }
@@ -465,65 +626,178 @@ impl BlockFileWriter {
     }
 }
 
+#[cfg(test)]
 fn encode_index(
     covered_wal: u64,
     replaces: &[u64],
     fields: &[Box<str>],
-    entries: &[BlockEntry],
+    entries: &Entries,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.len() * 32 + 16);
-    put_uvarint(&mut out, covered_wal);
-    put_uvarint(&mut out, replaces.len() as u64);
-    for id in replaces {
-        put_uvarint(&mut out, *id);
-    }
-    put_uvarint(&mut out, entries.len() as u64);
-    for e in entries {
-        put_uvarint(&mut out, u64::from(e.series));
-        put_str(&mut out, fields.get(e.field as usize).map_or("", |n| n));
-        out.push(e.ty.to_byte());
-        put_uvarint(&mut out, u64::from(e.count));
-        put_ivarint(&mut out, e.min_ts);
-        put_ivarint(&mut out, e.max_ts);
-        put_uvarint(&mut out, e.offset);
-        put_uvarint(&mut out, u64::from(e.len));
-        out.extend_from_slice(&e.crc.to_le_bytes());
-    }
+    let mut out = Vec::new();
+    let written = write_index(&mut out, covered_wal, replaces, fields, entries);
+    assert!(written.is_ok());
     out
+}
+
+/// Writes a file's index; returns its length and CRC32.
+fn write_index(
+    out: &mut impl Write,
+    covered_wal: u64,
+    replaces: &[u64],
+    fields: &[Box<str>],
+    entries: &Entries,
+) -> std::io::Result<(u64, u32)> {
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    let mut buf = Vec::with_capacity(1 << 16);
+    let mut emit = |buf: &mut Vec<u8>| {
+        crc.update(buf);
+        len += buf.len() as u64;
+        let r = out.write_all(buf);
+        buf.clear();
+        r
+    };
+    put_uvarint(&mut buf, covered_wal);
+    put_uvarint(&mut buf, replaces.len() as u64);
+    for id in replaces {
+        put_uvarint(&mut buf, *id);
+    }
+    put_uvarint(&mut buf, entries.len() as u64);
+    for e in entries.iter() {
+        put_uvarint(&mut buf, u64::from(e.series));
+        put_str(&mut buf, fields.get(e.field as usize).map_or("", |n| n));
+        buf.push(e.ty.to_byte());
+        put_uvarint(&mut buf, u64::from(e.count));
+        put_ivarint(&mut buf, e.min_ts);
+        put_ivarint(&mut buf, e.max_ts);
+        put_uvarint(&mut buf, e.offset);
+        put_uvarint(&mut buf, u64::from(e.len));
+        buf.extend_from_slice(&e.crc.to_le_bytes());
+        if buf.len() >= 1 << 16 {
+            emit(&mut buf)?;
+        }
+    }
+    emit(&mut buf)?;
+    Ok((len, crc.finalize()))
 }
 
 struct DecodedIndex {
     covered_wal: u64,
     replaces: Vec<u64>,
-    /// Sorted, distinct.
+    /// Distinct, in order of first use.
     fields: Vec<Box<str>>,
-    entries: Vec<BlockEntry>,
+    entries: Entries,
 }
 
-fn decode_index(bytes: &[u8], data_end: u64) -> Result<DecodedIndex, DecodeError> {
-    let mut r = Reader::new(bytes);
+/// Bytes of an index held in memory at once while opening a file.
+const INDEX_CHUNK: usize = 1 << 20;
+/// Longest encoded entry (names are at most 64 KiB), with room to spare.
+const ENTRY_MAX: usize = 128 << 10;
+
+/// Reads a file's index front to back in chunks of [`INDEX_CHUNK`], hashing what it reads.
+struct IndexStream<'a> {
+    file: &'a File,
+    /// File offset of the next byte to read, and where the index ends.
+    next: u64,
+    end: u64,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already decoded.
+    at: usize,
+    crc: crc32fast::Hasher,
+}
+
+impl IndexStream<'_> {
+    /// The undecoded bytes in memory: at least `want` (≤ half a chunk) unless the index ends
+    /// sooner.
+    fn fill(&mut self, want: usize) -> std::io::Result<&[u8]> {
+        if self.buf.len() - self.at < want && self.next < self.end {
+            self.buf.drain(..self.at);
+            self.at = 0;
+            let n = (self.end - self.next).min(INDEX_CHUNK as u64) as usize;
+            let old = self.buf.len();
+            self.buf.resize(old + n, 0);
+            self.file.read_exact_at(&mut self.buf[old..], self.next)?;
+            self.crc.update(&self.buf[old..]);
+            self.next += n as u64;
+        }
+        Ok(&self.buf[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at += n;
+    }
+}
+
+enum IndexError {
+    Io(std::io::Error),
+    Decode(DecodeError),
+}
+
+impl From<DecodeError> for IndexError {
+    fn from(e: DecodeError) -> IndexError {
+        IndexError::Decode(e)
+    }
+}
+
+impl From<std::io::Error> for IndexError {
+    fn from(e: std::io::Error) -> IndexError {
+        IndexError::Io(e)
+    }
+}
+
+fn decode_index(s: &mut IndexStream<'_>, data_end: u64) -> Result<DecodedIndex, IndexError> {
+    let index_len = s.end - s.next;
+    let mut r = Reader::new(s.fill(64)?);
     let covered_wal = r.uvarint()?;
-    let replaces = (0..r.len()?)
-        .map(|_| r.uvarint())
-        .collect::<Result<Vec<_>, _>>()?;
-    let n = r.len()?;
-    let mut entries = Vec::with_capacity(n);
-    // Field names in order of first use; entries are renumbered once they are sorted.
-    let mut names: Vec<&str> = Vec::new();
-    let mut name_pos: HashMap<&str, u32> = HashMap::new();
-    let mut last: Option<(&str, u32)> = None;
+    let n_replaces = r.uvarint()?;
+    let used = r.position();
+    s.consume(used);
+    if n_replaces > index_len {
+        return Err(DecodeError("length exceeds the data").into());
+    }
+    let mut replaces = Vec::new();
+    for _ in 0..n_replaces {
+        let mut r = Reader::new(s.fill(16)?);
+        replaces.push(r.uvarint()?);
+        let used = r.position();
+        s.consume(used);
+    }
+    let mut r = Reader::new(s.fill(16)?);
+    let n = r.uvarint()?;
+    let used = r.position();
+    s.consume(used);
+    if n > index_len {
+        return Err(DecodeError("length exceeds the data").into());
+    }
+    let mut entries = Entries::default();
+    // Field names in order of first use.
+    let mut names: Vec<Box<str>> = Vec::new();
+    let mut name_pos: HashMap<Box<str>, u32> = HashMap::new();
+    let mut last: Option<u32> = None;
     for _ in 0..n {
+        let mut r = Reader::new(s.fill(ENTRY_MAX)?);
         let series =
             u32::try_from(r.uvarint()?).map_err(|_| DecodeError("series id out of range"))?;
         let name = r.str_ref()?;
         let field = match last {
-            Some((l, p)) if l == name => p,
+            Some(p) if names.get(p as usize).is_some_and(|l| **l == *name) => p,
             _ => {
-                let p = *name_pos.entry(name).or_insert_with(|| {
-                    names.push(name);
-                    names.len() as u32 - 1
-                });
-                last = Some((name, p));
+                // Few names: a scan costs less than hashing.
+                let known = if names.len() <= 16 {
+                    names.iter().position(|n| **n == *name).map(|p| p as u32)
+                } else {
+                    name_pos.get(name).copied()
+                };
+                let p = match known {
+                    Some(p) => p,
+                    None => {
+                        let p = names.len() as u32;
+                        names.push(name.into());
+                        name_pos.insert(name.into(), p);
+                        p
+                    }
+                };
+                last = Some(p);
                 p
             }
         };
@@ -536,6 +810,8 @@ fn decode_index(bytes: &[u8], data_end: u64) -> Result<DecodedIndex, DecodeError
         let len =
             u32::try_from(r.uvarint()?).map_err(|_| DecodeError("block length out of range"))?;
         let crc = r.u32_le()?;
+        let used = r.position();
+        s.consume(used);
         if count == 0
             || min_ts > max_ts
             || offset < MAGIC.len() as u64
@@ -543,7 +819,7 @@ fn decode_index(bytes: &[u8], data_end: u64) -> Result<DecodedIndex, DecodeError
                 .checked_add(u64::from(len))
                 .is_none_or(|end| end > data_end)
         {
-            return Err(DecodeError("block entry out of range"));
+            return Err(DecodeError("block entry out of range").into());
         }
         entries.push(BlockEntry {
             series,
@@ -557,26 +833,13 @@ fn decode_index(bytes: &[u8], data_end: u64) -> Result<DecodedIndex, DecodeError
             crc,
         });
     }
-    if !r.is_empty() {
-        return Err(DecodeError("trailing bytes after block index"));
+    if !s.fill(1)?.is_empty() {
+        return Err(DecodeError("trailing bytes after block index").into());
     }
-    let mut order: Vec<u32> = (0..names.len() as u32).collect();
-    order.sort_by_key(|p| names[*p as usize]);
-    let mut new_pos = vec![0u32; order.len()];
-    for (new, old) in order.iter().enumerate() {
-        new_pos[*old as usize] = new as u32;
-    }
-    for e in &mut entries {
-        e.field = new_pos[e.field as usize];
-    }
-    let fields = order
-        .iter()
-        .map(|p| Box::from(names[*p as usize]))
-        .collect();
     Ok(DecodedIndex {
         covered_wal,
         replaces,
-        fields,
+        fields: names,
         entries,
     })
 }
@@ -609,10 +872,11 @@ mod tests {
             );
             let mut all = Vec::new();
             for e in f.entries.iter().filter(|e| e.series == 3) {
-                all.extend(f.read(e).unwrap());
+                all.extend(f.read(&e).unwrap());
             }
             assert_eq!(all, pts);
-            assert_eq!(f.read_timestamps(&f.entries[3]).unwrap(), vec![5]);
+            let last = f.entries.iter().last().unwrap();
+            assert_eq!(f.read_timestamps(&last).unwrap(), vec![5]);
         }
     }
 
@@ -630,7 +894,8 @@ mod tests {
         assert!(f.size > 2 * READ_AHEAD, "spans several windows: {}", f.size);
         let mut forward = f.sequential();
         let mut backward = f.sequential();
-        for (a, b) in f.entries.iter().zip(f.entries.iter().rev()) {
+        let all: Vec<BlockEntry> = f.entries.iter().collect();
+        for (a, b) in all.iter().zip(all.iter().rev()) {
             let mut got = Vec::new();
             forward.read_into(a, &mut got).unwrap();
             assert_eq!(got, f.read(a).unwrap());
@@ -640,35 +905,83 @@ mod tests {
         }
     }
 
+    /// An index larger than the chunks it is read in opens to the same entries, and damage
+    /// anywhere in it is found.
+    #[test]
+    fn a_large_index_is_read_in_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w = BlockFileWriter::create(tmp.path(), 5).unwrap();
+        let long = "f".repeat(100);
+        for s in 0..12_000u32 {
+            for name in ["a", long.as_str()] {
+                let pts = [(i64::from(s), FieldValue::Unsigned(u64::from(s)))];
+                w.add_column(s, name, FieldType::Unsigned, &pts).unwrap();
+            }
+        }
+        let written = w.finish(9, &[3, 4]).unwrap();
+        let path = file_path(tmp.path(), 5);
+        let bytes = fs::read(&path).unwrap();
+        let index_len = u32::from_le_bytes(
+            bytes[bytes.len() - 16..bytes.len() - 12]
+                .try_into()
+                .unwrap(),
+        );
+        assert!(index_len as usize > INDEX_CHUNK, "{index_len}");
+        let read = BlockFile::open(&path, 5).unwrap();
+        assert_eq!((read.covered_wal, read.replaces.clone()), (9, vec![3, 4]));
+        assert_eq!(read.fields, written.fields);
+        assert!(read.entries.iter().eq(written.entries.iter()));
+        for at in [bytes.len() - 30, bytes.len() - 24 - INDEX_CHUNK - 7] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x10;
+            fs::write(&path, &bad).unwrap();
+            assert!(BlockFile::open(&path, 5).is_err(), "byte {at}");
+        }
+    }
+
     #[test]
     fn blocks_are_found_by_series_and_field() {
         let tmp = tempfile::tempdir().unwrap();
         let mut w = BlockFileWriter::create(tmp.path(), 1).unwrap();
-        let col = |t: i64| vec![(t, FieldValue::Integer(t))];
-        for s in [0, 2, 5] {
+        let col = |n: i64| -> Vec<(i64, FieldValue)> {
+            (0..n).map(|t| (t, FieldValue::Integer(t))).collect()
+        };
+        // Series 0, 2, 4, ...: fields "zz", "b" and "a" (in name order), and some columns
+        // long enough for several blocks, so that groups of entries start anywhere.
+        let series: Vec<u32> = (0..200).map(|s| s * 2).collect();
+        for s in &series {
             for f in ["a", "b", "zz"] {
-                w.add_column(s, f, FieldType::Integer, &col(i64::from(s)))
-                    .unwrap();
+                let n = if (s + f.len() as u32) % 7 == 3 {
+                    2500
+                } else {
+                    1
+                };
+                w.add_column(*s, f, FieldType::Integer, &col(n)).unwrap();
             }
         }
         let err = w
-            .add_column(5, "b", FieldType::Integer, &col(9))
+            .add_column(398, "b", FieldType::Integer, &col(1))
             .unwrap_err();
         assert_eq!(err.kind(), peng_core::ErrorKind::Invalid);
         let f = w.finish(1, &[]).unwrap();
-        assert_eq!(
-            &*f.fields,
-            &["a".into(), "b".into(), "zz".into()] as &[Box<str>]
-        );
-        for s in [0, 2, 5] {
-            for name in ["a", "b", "zz"] {
-                let found = f.blocks(s, name);
-                assert_eq!(found.len(), 1);
-                assert_eq!((found[0].series, f.field_name(&found[0])), (s, name));
+        let all: Vec<BlockEntry> = f.entries.iter().collect();
+        assert_eq!(all.len(), f.entries.len());
+        for s in 0..402u32 {
+            for name in ["a", "b", "c", "zz"] {
+                let want: Vec<BlockEntry> = all
+                    .iter()
+                    .filter(|e| e.series == s && f.field_name(e) == name)
+                    .copied()
+                    .collect();
+                assert_eq!(f.blocks(s, name).collect::<Vec<_>>(), want, "{s} {name}");
+                if s % 2 == 0 && s < 400 && name != "c" {
+                    let n: u32 = want.iter().map(|e| e.count).sum();
+                    assert!(n == 1 || n == 2500);
+                } else {
+                    assert!(want.is_empty());
+                }
             }
         }
-        assert!(f.blocks(1, "a").is_empty() && f.blocks(2, "c").is_empty());
-        assert!(f.blocks(6, "a").is_empty());
     }
 
     /// A file whose index is not in (series, field) order (this engine never writes one) is
@@ -698,7 +1011,11 @@ mod tests {
             });
             bytes.extend_from_slice(&block);
         }
-        let index = encode_index(4, &[], &names, &entries);
+        let mut packed = Entries::default();
+        for e in entries {
+            packed.push(e);
+        }
+        let index = encode_index(4, &[], &names, &packed);
         let index_offset = bytes.len() as u64;
         bytes.extend_from_slice(&index);
         bytes.extend_from_slice(&index_offset.to_le_bytes());
@@ -709,8 +1026,7 @@ mod tests {
         let f = BlockFile::open(&path, 3).unwrap();
         let times = |s: u32, name: &str| -> Vec<i64> {
             f.blocks(s, name)
-                .iter()
-                .flat_map(|e| f.read(e).unwrap())
+                .flat_map(|e| f.read(&e).unwrap())
                 .map(|p| p.0)
                 .collect()
         };
@@ -752,7 +1068,7 @@ mod tests {
                 let read = f
                     .entries
                     .iter()
-                    .map(|e| f.read(e))
+                    .map(|e| f.read(&e))
                     .collect::<Result<Vec<_>, _>>();
                 assert!(read.is_err(), "flipped byte {i} went unnoticed");
             }

@@ -112,7 +112,7 @@ impl Tsdb {
         let covered = files.values().map(|f| f.covered_wal).max().unwrap_or(0);
         for f in files.values() {
             let ids: Vec<Option<FieldId>> = f.fields.iter().map(|n| index.field_id(n)).collect();
-            for e in &f.entries {
+            for e in f.entries.iter() {
                 let id = ids.get(e.field as usize).copied().flatten();
                 if id.and_then(|id| index.field_type_of(e.series, id)) != Some(e.ty) {
                     return Err(TsdbError::corrupt(
@@ -120,7 +120,7 @@ impl Tsdb {
                         format!(
                             "block of series {} field '{}' does not match the series index",
                             e.series,
-                            f.field_name(e)
+                            f.field_name(&e)
                         ),
                     ));
                 }
@@ -365,8 +365,8 @@ impl Tsdb {
             let mut removed: Vec<(u64, u64)> = Vec::with_capacity(state.files.len());
             for f in state.files.values() {
                 let mut n = 0u64;
-                for e in &f.file.entries {
-                    n += visible_between(&f.file, e, old, cutoff_ns)?;
+                for e in f.file.entries.iter() {
+                    n += visible_between(&f.file, &e, old, cutoff_ns)?;
                 }
                 removed.push((f.file.id, n));
             }
@@ -516,10 +516,10 @@ impl State {
     fn install_file(&mut self, file: Arc<BlockFile>) -> Result<(), TsdbError> {
         let cutoff = self.index.cutoff_ns;
         let mut points = 0u64;
-        for e in &file.entries {
+        for e in file.entries.iter() {
             // `visible_between` is half-open.
             points +=
-                visible_between(&file, e, cutoff, i64::MAX)? + u64::from(e.max_ts == i64::MAX);
+                visible_between(&file, &e, cutoff, i64::MAX)? + u64::from(e.max_ts == i64::MAX);
         }
         self.block_points += points;
         self.files.insert(file.id, Installed { file, points });
@@ -552,7 +552,7 @@ impl State {
                 if e.max_ts < lo || e.min_ts > hi {
                     continue;
                 }
-                let mut pts = f.file.read(e)?;
+                let mut pts = f.file.read(&e)?;
                 if e.min_ts < lo || e.max_ts > hi {
                     pts.retain(|p| p.0 >= lo && p.0 <= hi);
                 }
@@ -578,15 +578,15 @@ fn merge_files(
     cutoff: i64,
     w: &mut BlockFileWriter,
 ) -> Result<(), TsdbError> {
-    let mut next = vec![0usize; inputs.len()];
+    let mut next: Vec<_> = inputs.iter().map(|f| f.entries.iter().peekable()).collect();
     let mut readers: Vec<_> = inputs.iter().map(|f| f.sequential()).collect();
     let mut values: Vec<(i64, FieldValue)> = Vec::new();
     let mut block: Vec<(i64, FieldValue)> = Vec::new();
     loop {
         // The smallest (series, field) among the inputs' next entries.
         let mut key: Option<(SeriesId, &str)> = None;
-        for (f, i) in inputs.iter().zip(&next) {
-            if let Some(e) = f.entries.get(*i) {
+        for (f, entries) in inputs.iter().zip(next.iter_mut()) {
+            if let Some(e) = entries.peek() {
                 let k = (e.series, f.field_name(e));
                 if key.is_none_or(|key| k < key) {
                     key = Some(k);
@@ -599,18 +599,15 @@ fn merge_files(
         values.clear();
         let mut ty = None;
         let mut sorted = true;
-        for ((f, i), reader) in inputs.iter().zip(next.iter_mut()).zip(&mut readers) {
-            while let Some(e) = f.entries.get(*i) {
-                if e.series != series || f.field_name(e) != field {
-                    break;
-                }
-                *i += 1;
+        for ((f, entries), reader) in inputs.iter().zip(next.iter_mut()).zip(&mut readers) {
+            while let Some(e) = entries.next_if(|e| e.series == series && f.field_name(e) == field)
+            {
                 ty = Some(e.ty);
                 if e.max_ts < cutoff {
                     continue;
                 }
                 block.clear();
-                reader.read_into(e, &mut block)?;
+                reader.read_into(&e, &mut block)?;
                 if e.min_ts < cutoff {
                     block.retain(|p| p.0 >= cutoff);
                 }

@@ -10,10 +10,13 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::codec::{put_ivarint, put_str, put_uvarint, read_frame, DecodeError, Frame, Reader};
+use crate::codec::{
+    put_ivarint, put_str, put_uvarint, read_frame_from, DecodeError, Reader, StreamFrame,
+};
 use crate::error::TsdbError;
 use crate::model::{FieldType, SeriesKey};
 use crate::write_atomically;
@@ -276,9 +279,14 @@ impl SeriesIndex {
         tags: impl Iterator<Item = (&'a str, &'a str)> + Clone,
         set: u32,
     ) -> SeriesId {
-        let id = self.key_ends.len() as SeriesId;
         let hash = self.hash_of(measurement, tags.clone());
         encode_key(&mut self.keys, measurement, count, tags);
+        self.add(hash, measurement, set)
+    }
+
+    /// Registers the series whose key was just appended to `keys`.
+    fn add(&mut self, hash: u64, measurement: &str, set: u32) -> SeriesId {
+        let id = self.key_ends.len() as SeriesId;
         self.key_ends.push(self.keys.len() as u64);
         self.field_set.push(set);
         if let std::collections::hash_map::Entry::Vacant(v) = self.by_hash.entry(hash) {
@@ -415,12 +423,17 @@ impl SeriesIndex {
     /// Loads `dir/series.idx`, or an empty index when the file does not exist.
     pub fn load(dir: &Path) -> Result<SeriesIndex, TsdbError> {
         let path = dir.join(FILE_NAME);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SeriesIndex::new()),
             Err(e) => return Err(TsdbError::io("reading series index", &path)(e)),
         };
-        decode(&bytes).map_err(|e| TsdbError::corrupt(&path, e.to_string()))
+        // Read frame by frame: the file of a million series is over 100 MB.
+        let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+        decode(&mut r).map_err(|e| match e {
+            LoadError::Io(e) => TsdbError::io("reading series index", &path)(e),
+            LoadError::Decode(e) => TsdbError::corrupt(&path, e.to_string()),
+        })
     }
 
     /// Writes the index durably and clears `dirty`.
@@ -469,65 +482,105 @@ fn end_frame(out: &mut [u8], at: usize) {
     head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
 }
 
-fn decode(bytes: &[u8]) -> Result<SeriesIndex, DecodeError> {
-    let mut r = Reader::new(bytes);
-    if r.bytes(MAGIC.len())? != MAGIC {
-        return Err(DecodeError("not a series index (bad magic)"));
+enum LoadError {
+    Io(std::io::Error),
+    Decode(DecodeError),
+}
+
+impl From<DecodeError> for LoadError {
+    fn from(e: DecodeError) -> LoadError {
+        LoadError::Decode(e)
     }
-    let mut next = || match read_frame(&mut r) {
-        Frame::Ok(p) => Ok(p),
-        Frame::Bad(why) => Err(DecodeError(why)),
-        Frame::End => Err(DecodeError("series index ends early")),
+}
+
+fn decode(r: &mut impl Read) -> Result<SeriesIndex, LoadError> {
+    let mut magic = [0u8; MAGIC.len()];
+    if r.read_exact(&mut magic).is_err() || magic != *MAGIC {
+        return Err(DecodeError("not a series index (bad magic)").into());
+    }
+    let mut buf = Vec::new();
+    let mut next = |buf: &mut Vec<u8>| match read_frame_from(r, buf) {
+        Ok(StreamFrame::Ok) => Ok(()),
+        Ok(StreamFrame::Bad(why)) => Err(LoadError::Decode(DecodeError(why))),
+        Ok(StreamFrame::End) => Err(DecodeError("series index ends early").into()),
+        Err(e) => Err(LoadError::Io(e)),
     };
-    let mut h = Reader::new(next()?);
+    next(&mut buf)?;
+    let mut h = Reader::new(&buf);
     let mut index = SeriesIndex::new();
     index.cutoff_ns = h.ivarint()?;
     let count = h.uvarint()?;
-    let mut tags: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut fields: BTreeMap<&str, FieldType> = BTreeMap::new();
+    // Consecutive series usually have the same fields: their bytes are compared first.
+    let mut prev_fields: Vec<u8> = Vec::new();
+    let mut prev_set = 0u32;
+    let mut canonical: Vec<u8> = Vec::new();
     for _ in 0..count {
-        let mut rec = Reader::new(next()?);
+        next(&mut buf)?;
+        let mut rec = Reader::new(&buf);
         let measurement = rec.str_ref()?;
-        tags.clear();
-        for _ in 0..rec.len()? {
+        let n_tags = rec.len()?;
+        let mut sorted = true;
+        let mut prev_key: Option<&str> = None;
+        for _ in 0..n_tags {
             let k = rec.str_ref()?;
-            tags.insert(k, rec.str_ref()?);
+            rec.str_ref()?;
+            sorted &= prev_key.is_none_or(|p| p < k);
+            prev_key = Some(k);
         }
-        fields.clear();
-        for _ in 0..rec.len()? {
-            let name = rec.str_ref()?;
-            let ty = FieldType::from_byte(rec.u8()?).ok_or(DecodeError("unknown field type"))?;
-            fields.insert(name, ty);
-        }
-        let hash = index.hash_of(measurement, tags.iter().map(|(k, v)| (*k, *v)));
+        let key_len = rec.position();
+        let set = if !prev_fields.is_empty() && buf[key_len..] == prev_fields[..] {
+            prev_set
+        } else {
+            let mut fields: BTreeMap<&str, FieldType> = BTreeMap::new();
+            for _ in 0..rec.len()? {
+                let name = rec.str_ref()?;
+                let ty =
+                    FieldType::from_byte(rec.u8()?).ok_or(DecodeError("unknown field type"))?;
+                fields.insert(name, ty);
+            }
+            let mut by_id: Vec<(FieldId, FieldType)> = fields
+                .iter()
+                .map(|(name, ty)| (index.fields.intern(name), *ty))
+                .collect();
+            by_id.sort_unstable();
+            prev_set = index.set_for(by_id);
+            prev_fields.clear();
+            prev_fields.extend_from_slice(&buf[key_len..]);
+            prev_set
+        };
+        // The record starts with the key as the index keeps it, when its tags are sorted (as
+        // this engine writes them); otherwise it is put in that form.
+        let key: &[u8] = if sorted {
+            &buf[..key_len]
+        } else {
+            let mut rec = Reader::new(&buf);
+            rec.str_ref()?;
+            let mut tags: BTreeMap<&str, &str> = BTreeMap::new();
+            for _ in 0..rec.len()? {
+                let k = rec.str_ref()?;
+                tags.insert(k, rec.str_ref()?);
+            }
+            canonical.clear();
+            encode_key(&mut canonical, measurement, tags.len(), tags.into_iter());
+            &canonical
+        };
+        let (m, tags) = KeyRef { bytes: key }.parts();
+        let hash = index.hash_of(m, tags);
         let listed = index
             .by_hash
             .get(&hash)
             .into_iter()
             .chain(index.collisions.get(&hash).into_iter().flatten());
         for id in listed {
-            if index.key(*id).is_some_and(|k| {
-                let (m, t) = k.parts();
-                m == measurement && t.eq(tags.iter().map(|(k, v)| (*k, *v)))
-            }) {
-                return Err(DecodeError("series listed twice"));
+            if index.key(*id).is_some_and(|k| k.bytes == key) {
+                return Err(DecodeError("series listed twice").into());
             }
         }
-        let mut by_id: Vec<(FieldId, FieldType)> = fields
-            .iter()
-            .map(|(name, ty)| (index.fields.intern(name), *ty))
-            .collect();
-        by_id.sort_unstable();
-        let set = index.set_for(by_id);
-        index.push(
-            measurement,
-            tags.len(),
-            tags.iter().map(|(k, v)| (*k, *v)),
-            set,
-        );
+        index.keys.extend_from_slice(key);
+        index.add(hash, measurement, set);
     }
-    if !matches!(read_frame(&mut r), Frame::End) {
-        return Err(DecodeError("trailing data after the last series"));
+    if !matches!(read_frame_from(r, &mut buf), Ok(StreamFrame::End)) {
+        return Err(DecodeError("trailing data after the last series").into());
     }
     Ok(index)
 }
@@ -625,6 +678,41 @@ mod tests {
         let idx = SeriesIndex::load(&dir).unwrap();
         assert!(idx.len() >= 2);
         assert_eq!(idx.encode(), bytes);
+    }
+
+    /// This engine writes tags sorted; a record with them in another order (or twice) loads
+    /// as the tag map it describes, the last value of a key winning.
+    #[test]
+    fn unsorted_tags_in_a_record_load_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut out = MAGIC.to_vec();
+        let mut header = Vec::new();
+        put_ivarint(&mut header, i64::MIN);
+        put_uvarint(&mut header, 2);
+        crate::codec::frame(&mut out, &header);
+        for host in ["x", "y"] {
+            let mut rec = Vec::new();
+            put_str(&mut rec, "m");
+            put_uvarint(&mut rec, 3);
+            for (k, v) in [("b", "2"), ("a", "0"), ("a", host)] {
+                put_str(&mut rec, k);
+                put_str(&mut rec, v);
+            }
+            put_uvarint(&mut rec, 1);
+            put_str(&mut rec, "v");
+            rec.push(FieldType::Float.to_byte());
+            crate::codec::frame(&mut out, &rec);
+        }
+        fs::write(tmp.path().join(FILE_NAME), &out).unwrap();
+        let idx = SeriesIndex::load(tmp.path()).unwrap();
+        for (id, host) in [(0, "x"), (1, "y")] {
+            let tags = BTreeMap::from([
+                ("a".to_string(), host.to_string()),
+                ("b".to_string(), "2".to_string()),
+            ]);
+            assert_eq!(idx.find("m", &tags), Some(id));
+            assert_eq!(idx.field_type(id, "v"), Some(FieldType::Float));
+        }
     }
 
     #[test]

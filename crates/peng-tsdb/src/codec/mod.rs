@@ -245,6 +245,54 @@ pub fn read_frame<'a>(r: &mut Reader<'a>) -> Frame<'a> {
     Frame::Ok(payload)
 }
 
+/// Outcome of reading one frame from a stream ([`read_frame_from`]).
+pub enum StreamFrame {
+    /// The payload is in the caller's buffer.
+    Ok,
+    Bad(&'static str),
+    End,
+}
+
+/// [`read_frame`] from a stream, the payload into `buf`, so that a large file of frames needs
+/// no buffer of its size.
+pub fn read_frame_from(
+    r: &mut impl std::io::Read,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<StreamFrame> {
+    use std::io::Read as _;
+    let mut head = [0u8; 8];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if got == 0 {
+        return Ok(StreamFrame::End);
+    }
+    if got < head.len() {
+        return Ok(StreamFrame::Bad("truncated frame header"));
+    }
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if len == 0 {
+        return Ok(StreamFrame::Bad("empty frame"));
+    }
+    buf.clear();
+    // Grows with what is there, so a damaged length cannot ask for a huge allocation.
+    r.take(u64::from(len)).read_to_end(buf)?;
+    if buf.len() < len as usize {
+        return Ok(StreamFrame::Bad("truncated frame payload"));
+    }
+    if crc32fast::hash(buf) != crc {
+        return Ok(StreamFrame::Bad("frame checksum mismatch"));
+    }
+    Ok(StreamFrame::Ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
