@@ -24,7 +24,8 @@ use crate::wal::Wal;
 /// Tuning knobs; `TsdbOptions::default()` is what [`Tsdb::open`] uses.
 #[derive(Debug, Clone)]
 pub struct TsdbOptions {
-    /// `write` flushes the WAL into a block file once memory holds this many values.
+    /// `write` flushes the WAL into a block file once memory holds this many values, or as
+    /// many values as the store has series if that is more (see `docs/tsdb.md`).
     pub flush_threshold_points: u64,
 }
 
@@ -174,7 +175,7 @@ impl Tsdb {
             let mut state = self.write_state()?;
             let State { index, mem, .. } = &mut *state;
             apply(index, mem, points);
-            mem.points() >= self.options.flush_threshold_points
+            mem.points() >= flush_threshold(self.options.flush_threshold_points, index.len())
         };
         if should_flush {
             // The batch is durable in the WAL already; a failed flush leaves it there.
@@ -408,7 +409,8 @@ impl Tsdb {
     }
 
     /// Compresses what the WAL holds into a new block file and deletes the flushed WAL
-    /// segments. Also runs from `write` when memory holds `flush_threshold_points` values.
+    /// segments. Also runs from `write` when memory holds `flush_threshold_points` values (or,
+    /// with more series than that, one value per series).
     pub fn flush(&self) -> Result<(), TsdbError> {
         let mut writer = self.lock_writer()?;
         self.flush_locked(&mut writer)
@@ -634,6 +636,15 @@ fn merge_files(
             w.add_column(series, field, ty, &values)?;
         }
     }
+}
+
+/// The number of values in memory at which a write flushes: `points`, or the number of series
+/// if that is more. A flush rewrites `series.idx` whole when series were added, so with very
+/// many series it waits for at least one value per series: the rewrite then costs at most one
+/// series record per flushed value, whatever the number of series, instead of growing with it.
+/// Memory for values grows with the series count as the index does.
+fn flush_threshold(points: u64, series: usize) -> u64 {
+    points.max(series as u64)
 }
 
 /// How many block files of one tier are merged into one of the next.
