@@ -132,7 +132,7 @@ impl Tsdb {
         let mut mem = Memtable::default();
         for segment in replayed {
             for batch in segment.batches {
-                apply(&mut index, &mut mem, &batch);
+                apply(&mut index, &mut mem, &batch, None);
             }
         }
         let mut state = State {
@@ -166,15 +166,15 @@ impl Tsdb {
         }
         let record = Wal::encode(points)?;
         let mut writer = self.lock_writer()?;
-        {
+        let known = {
             let state = self.read_state()?;
-            check_batch(&state.index, points)?;
-        }
+            check_batch(&state.index, points)?
+        };
         writer.wal.append_encoded(&record)?;
         let should_flush = {
             let mut state = self.write_state()?;
             let State { index, mem, .. } = &mut *state;
-            apply(index, mem, points);
+            apply(index, mem, points, Some(&known));
             mem.points() >= flush_threshold(self.options.flush_threshold_points, index.len())
         };
         if should_flush {
@@ -230,7 +230,9 @@ impl Tsdb {
                 return Err(e);
             }
             let replaces: Vec<u64> = inputs.iter().map(|f| f.id).collect();
-            w.finish(covered, &replaces)?
+            // All at or after the cutoff, which cannot move while the writer lock is held.
+            let values = w.values();
+            (w.finish(covered, &replaces)?, values)
         };
         let old: Vec<Arc<BlockFile>> = {
             let mut state = self.write_state()?;
@@ -238,7 +240,7 @@ impl Tsdb {
                 .iter()
                 .filter_map(|id| state.uninstall_file(*id))
                 .collect();
-            state.install_file(Arc::new(new_file))?;
+            state.install_written(Arc::new(new_file.0), new_file.1);
             old
         };
         // A replaced file that cannot be removed now is removed at the next open.
@@ -487,11 +489,12 @@ impl Tsdb {
                     }
                 }
             }
-            w.finish(covered, &[])?
+            let values = w.values();
+            (w.finish(covered, &[])?, values)
         };
         let flushed = {
             let mut state = self.write_state()?;
-            state.install_file(Arc::new(new_file))?;
+            state.install_written(Arc::new(new_file.0), new_file.1);
             std::mem::take(&mut state.mem)
         };
         // Freed after the lock is released.
@@ -516,16 +519,18 @@ impl State {
     /// Makes a block file visible, after older files, and counts its values at or after the
     /// cutoff.
     fn install_file(&mut self, file: Arc<BlockFile>) -> Result<(), TsdbError> {
-        let cutoff = self.index.cutoff_ns;
-        let mut points = 0u64;
-        for e in file.entries.iter() {
-            // `visible_between` is half-open.
-            points +=
-                visible_between(&file, &e, cutoff, i64::MAX)? + u64::from(e.max_ts == i64::MAX);
-        }
+        let points = visible_from(&file, self.index.cutoff_ns)?;
         self.block_points += points;
         self.files.insert(file.id, Installed { file, points });
         Ok(())
+    }
+
+    /// [`State::install_file`] for a file just written with `points` values, all at or after
+    /// the cutoff: nothing to count.
+    fn install_written(&mut self, file: Arc<BlockFile>, points: u64) {
+        debug_assert!(visible_from(&file, self.index.cutoff_ns).is_ok_and(|n| n == points));
+        self.block_points += points;
+        self.files.insert(file.id, Installed { file, points });
     }
 
     /// Forgets a block file; returns it.
@@ -693,6 +698,16 @@ fn merge_runs(mut runs: Vec<Vec<(i64, FieldValue)>>) -> Vec<(i64, FieldValue)> {
     merged.into_iter().collect()
 }
 
+/// How many values of a file are at or after `cutoff`.
+fn visible_from(file: &BlockFile, cutoff: i64) -> Result<u64, TsdbError> {
+    let mut points = 0u64;
+    for e in file.entries.iter() {
+        // `visible_between` is half-open.
+        points += visible_between(file, &e, cutoff, i64::MAX)? + u64::from(e.max_ts == i64::MAX);
+    }
+    Ok(points)
+}
+
 /// How many values of a block lie in `[from, to)`.
 fn visible_between(file: &BlockFile, e: &BlockEntry, from: i64, to: i64) -> Result<u64, TsdbError> {
     if e.max_ts < from || e.min_ts >= to {
@@ -725,8 +740,9 @@ fn remove_tmp_files(dir: &Path) -> Result<(), TsdbError> {
 
 /// Checks a validated batch against the retention cutoff and the recorded field types, and
 /// against itself (two new points may disagree on a field's type). Looks series and fields up
-/// from the points' own strings: nothing is copied.
-fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<(), TsdbError> {
+/// from the points' own strings: nothing is copied. Returns each point's series id where the
+/// index knows the series (valid for [`apply`] as long as the writer lock is held).
+fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<Vec<Option<SeriesId>>, TsdbError> {
     /// A series of the batch: known to the index, or the n-th new one.
     #[derive(Clone, Copy, PartialEq, Eq, Hash)]
     enum Slot {
@@ -737,6 +753,8 @@ fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<(), TsdbError> {
     // Types of the fields the index does not know yet, as first seen in the batch.
     let mut new_types: HashMap<(Slot, &str), FieldType> = HashMap::new();
     let mut last: Option<(&Point, Slot)> = None;
+    let mut ids = Vec::with_capacity(points.len());
+    let mut scratch = Vec::new();
     for p in points {
         if p.timestamp_ns < index.cutoff_ns {
             return Err(TsdbError::BeforeRetention {
@@ -755,6 +773,16 @@ fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<(), TsdbError> {
             },
         };
         last = Some((p, slot));
+        ids.push(match slot {
+            Slot::Known(id) => Some(id),
+            Slot::New(_) => None,
+        });
+        if let Slot::Known(id) = slot {
+            if index.resolve_fields(id, point_fields(p), &mut scratch) {
+                // The series has all these fields, with these types.
+                continue;
+            }
+        }
         for (name, value) in &p.fields {
             let new = value.field_type();
             let known = match slot {
@@ -774,22 +802,41 @@ fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<(), TsdbError> {
             }
         }
     }
-    Ok(())
+    Ok(ids)
 }
 
-/// Puts a batch (checked, or replayed from the WAL) into the index and the memtable.
-fn apply(index: &mut SeriesIndex, mem: &mut Memtable, points: &[Point]) {
+/// A point's field names and types, sorted by name.
+fn point_fields(p: &Point) -> impl Iterator<Item = (&str, FieldType)> {
+    p.fields.iter().map(|(n, v)| (n.as_str(), v.field_type()))
+}
+
+/// Puts a batch (checked, or replayed from the WAL) into the index and the memtable. `known`
+/// holds the series ids [`check_batch`] found, one per point.
+fn apply(
+    index: &mut SeriesIndex,
+    mem: &mut Memtable,
+    points: &[Point],
+    known: Option<&[Option<SeriesId>]>,
+) {
     let mut last: Option<(&str, &BTreeMap<String, String>, SeriesId)> = None;
-    for p in points {
+    let mut fields = Vec::new();
+    for (i, p) in points.iter().enumerate() {
         if p.timestamp_ns < index.cutoff_ns {
             continue;
         }
-        let id = match last {
-            Some((m, t, id)) if m == p.measurement && *t == p.tags => id,
-            _ => index.get_or_insert(&p.measurement, &p.tags),
+        let id = match (known.and_then(|k| k.get(i)).copied().flatten(), last) {
+            (Some(id), _) => id,
+            (None, Some((m, t, id))) if m == p.measurement && *t == p.tags => id,
+            (None, _) => index.get_or_insert(&p.measurement, &p.tags),
         };
         last = Some((&p.measurement, &p.tags, id));
         let mut columns = mem.series_mut(id, p.fields.len());
+        if index.resolve_fields(id, point_fields(p), &mut fields) {
+            for (field, value) in fields.iter().zip(p.fields.values()) {
+                columns.insert(*field, p.timestamp_ns, value.clone());
+            }
+            continue;
+        }
         for (name, value) in &p.fields {
             match index.set_field_type(id, name, value.field_type()) {
                 Ok(field) => columns.insert(field, p.timestamp_ns, value.clone()),

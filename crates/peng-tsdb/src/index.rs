@@ -323,6 +323,30 @@ impl SeriesIndex {
         self.set_of(id)?.get(self.fields.get(name)?)
     }
 
+    /// Whether the series has each of `fields` (sorted by name, each once) with that type; if
+    /// so, `out` holds their numbers in that order. Walks the series' fields in name order, so
+    /// that the common case (a point of known fields) hashes no name.
+    pub fn resolve_fields<'a>(
+        &self,
+        id: SeriesId,
+        fields: impl Iterator<Item = (&'a str, FieldType)>,
+        out: &mut Vec<FieldId>,
+    ) -> bool {
+        out.clear();
+        let Some(set) = self.set_of(id) else {
+            return false;
+        };
+        let mut have = set.by_name.iter();
+        for (name, ty) in fields {
+            let found = have.by_ref().find(|(f, _)| self.fields.name(*f) >= name);
+            match found {
+                Some((f, t)) if *t == ty && self.fields.name(*f) == name => out.push(*f),
+                _ => return false,
+            }
+        }
+        true
+    }
+
     /// The fields of a series in name order: (number, name, type).
     pub fn fields_of(&self, id: SeriesId) -> impl Iterator<Item = (FieldId, &str, FieldType)> + '_ {
         self.set_of(id)
@@ -659,6 +683,23 @@ mod tests {
                 Some(&*format!("h{i}"))
             );
         }
+        let mut out = Vec::new();
+        let f = |n: &str| idx.field_id(n).unwrap();
+        let float = FieldType::Float;
+        assert!(idx.resolve_fields(
+            ids[7],
+            [("idle", float), ("user", float)].into_iter(),
+            &mut out
+        ));
+        assert_eq!(out, [f("idle"), f("user")]);
+        let note = ("note", FieldType::String);
+        assert!(idx.resolve_fields(ids[7], [note, ("system", float)].into_iter(), &mut out));
+        assert_eq!(out, [f("note"), f("system")]);
+        assert!(!idx.resolve_fields(ids[8], [note].into_iter(), &mut out));
+        assert!(!idx.resolve_fields(ids[7], [("idle", FieldType::Integer)].into_iter(), &mut out));
+        assert!(!idx.resolve_fields(ids[7], [("a", float)].into_iter(), &mut out));
+        assert!(!idx.resolve_fields(ids[7], [("zz", float)].into_iter(), &mut out));
+        assert!(idx.resolve_fields(ids[7], std::iter::empty(), &mut out) && out.is_empty());
         assert_eq!(idx.find("cpu", &tags("h100")), None);
         assert_eq!(idx.find("mem", &tags("h1")), None);
         assert_eq!(idx.find("cpu", &BTreeMap::new()), None);

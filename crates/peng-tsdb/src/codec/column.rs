@@ -14,22 +14,37 @@ use crate::model::{FieldType, FieldValue};
 #[cfg(test)]
 pub fn encode_block(ty: FieldType, points: &[(i64, FieldValue)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(points.len() * 4 + 16);
-    encode_block_into(ty, points, &mut out);
+    encode_block_into(ty, points, &mut out, &mut Vec::new());
     out
 }
 
-/// [`encode_block`], appending to `out`.
-pub fn encode_block_into(ty: FieldType, points: &[(i64, FieldValue)], out: &mut Vec<u8>) {
+/// [`encode_block`], appending to `out`; `scratch` is working space (kept for reuse, so that
+/// encoding many small blocks allocates nothing).
+pub fn encode_block_into(
+    ty: FieldType,
+    points: &[(i64, FieldValue)],
+    out: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) {
     put_uvarint(out, points.len() as u64);
-    let ts = encode_timestamps(points.iter().map(|p| p.0));
+    let mut ts = std::mem::take(scratch);
+    ts.clear();
+    let ts = encode_timestamps_to(BitWriter::from_vec(ts), points.iter().map(|p| p.0));
     put_uvarint(out, ts.len() as u64);
     out.extend_from_slice(&ts);
+    *scratch = ts;
     let values = points.iter().map(|p| &p.1);
     match ty {
-        FieldType::Float => out.extend_from_slice(&encode_floats(values.map(|v| match v {
-            FieldValue::Float(f) => *f,
-            _ => 0.0,
-        }))),
+        FieldType::Float => {
+            let w = BitWriter::from_vec(std::mem::take(out));
+            *out = encode_floats_to(
+                w,
+                values.map(|v| match v {
+                    FieldValue::Float(f) => *f,
+                    _ => 0.0,
+                }),
+            );
+        }
         FieldType::Integer => encode_ints(
             out,
             values.map(|v| match v {
@@ -45,11 +60,11 @@ pub fn encode_block_into(ty: FieldType, points: &[(i64, FieldValue)], out: &mut 
             }),
         ),
         FieldType::Boolean => {
-            let mut w = BitWriter::new();
+            let mut w = BitWriter::from_vec(std::mem::take(out));
             for v in values {
                 w.bit(matches!(v, FieldValue::Boolean(true)));
             }
-            out.extend_from_slice(&w.finish());
+            *out = w.finish();
         }
         FieldType::String => {
             for v in values {
@@ -154,8 +169,13 @@ const TS_BUCKETS: [(u64, u32, u32); 5] = [
     (0b11111, 5, 64),
 ];
 
+#[cfg(test)]
 pub fn encode_timestamps(ts: impl Iterator<Item = i64>) -> Vec<u8> {
-    let mut w = BitWriter::new();
+    encode_timestamps_to(BitWriter::new(), ts)
+}
+
+/// Appends encoded timestamps to what `w` holds.
+pub fn encode_timestamps_to(mut w: BitWriter, ts: impl Iterator<Item = i64>) -> Vec<u8> {
     let mut prev = 0i64;
     let mut prev_delta = 0i64;
     for (i, t) in ts.enumerate() {
@@ -224,8 +244,13 @@ fn r_bytes_used(r: &BitReader<'_>) -> usize {
     r.pos.div_ceil(8)
 }
 
+#[cfg(test)]
 pub fn encode_floats(values: impl Iterator<Item = f64>) -> Vec<u8> {
-    let mut w = BitWriter::new();
+    encode_floats_to(BitWriter::new(), values)
+}
+
+/// Appends encoded floats to what `w` holds.
+pub fn encode_floats_to(mut w: BitWriter, values: impl Iterator<Item = f64>) -> Vec<u8> {
     let mut prev = 0u64;
     let mut window: Option<(u32, u32)> = None; // (leading, trailing) zeros
     for (i, v) in values.enumerate() {

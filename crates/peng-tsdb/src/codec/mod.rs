@@ -141,8 +141,14 @@ pub struct BitWriter {
 }
 
 impl BitWriter {
+    #[cfg(test)]
     pub fn new() -> BitWriter {
         BitWriter::default()
+    }
+
+    /// Appends to the bytes of `out` (whose last byte is complete).
+    pub fn from_vec(out: Vec<u8>) -> BitWriter {
+        BitWriter { out, used: 0 }
     }
 
     pub fn bit(&mut self, b: bool) {
