@@ -5,4 +5,5 @@ mod blocks;
 mod crash;
 mod fixture;
 mod helpers;
+mod many;
 mod model;
