@@ -265,11 +265,7 @@ impl Tsdb {
             let Some(key) = index.key(id) else {
                 continue;
             };
-            if !q
-                .tag_filter
-                .iter()
-                .all(|(k, v)| key.tag(k) == Some(v.as_str()))
-            {
+            if !q.tag_filter.iter().all(|(k, v)| key.has_tag(k, v)) {
                 continue;
             }
             let fields: Vec<&str> = match &q.fields {

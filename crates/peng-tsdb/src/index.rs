@@ -85,64 +85,117 @@ pub struct KeyRef<'a> {
 }
 
 impl<'a> KeyRef<'a> {
-    fn parts(self) -> (&'a str, Tags<'a>) {
-        let mut r = Reader::new(self.bytes);
-        let measurement = r.str_ref().unwrap_or("");
-        let left = r.uvarint().unwrap_or(0);
-        (measurement, Tags { r, left })
+    /// The measurement and tags as bytes: comparing and hashing need no UTF-8 check.
+    fn raw(self) -> (&'a [u8], RawTags<'a>) {
+        let mut pos = 0;
+        let measurement = take(self.bytes, &mut pos).unwrap_or(&[]);
+        let left = varint(self.bytes, &mut pos).unwrap_or(0);
+        let tags = RawTags {
+            bytes: self.bytes,
+            pos,
+            left,
+        };
+        (measurement, tags)
     }
 
     /// The tags, sorted by key.
-    pub fn tags(self) -> Tags<'a> {
-        self.parts().1
+    pub fn tags(self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.raw().1.map(|(k, v)| (text(k), text(v)))
     }
 
-    pub fn tag(self, key: &str) -> Option<&'a str> {
-        self.tags().find(|(k, _)| *k == key).map(|(_, v)| v)
+    /// Whether the series has tag `key` with `value`. Tags are sorted, so the scan stops at
+    /// the first greater key.
+    pub fn has_tag(self, key: &str, value: &str) -> bool {
+        let key = key.as_bytes();
+        for (k, v) in self.raw().1 {
+            match k.cmp(key) {
+                Ordering::Less => {}
+                Ordering::Equal => return v == value.as_bytes(),
+                Ordering::Greater => return false,
+            }
+        }
+        false
     }
 
     /// Whether this is the key of `measurement` with exactly `tags`.
     pub fn is(self, measurement: &str, tags: &BTreeMap<String, String>) -> bool {
-        let (m, mine) = self.parts();
-        m == measurement
+        let (m, mine) = self.raw();
+        m == measurement.as_bytes()
             && mine.left == tags.len() as u64
             && mine
                 .zip(tags)
-                .all(|((k, v), (tk, tv))| k == tk.as_str() && v == tv.as_str())
+                .all(|((k, v), (tk, tv))| k == tk.as_bytes() && v == tv.as_bytes())
     }
 
     pub fn to_key(self) -> SeriesKey {
-        let (measurement, tags) = self.parts();
+        let (measurement, _) = self.raw();
         SeriesKey {
-            measurement: measurement.to_string(),
-            tags: tags.map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            measurement: text(measurement).to_string(),
+            tags: self
+                .tags()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
-    /// The order of [`SeriesKey`]: measurement, then the sorted tag pairs.
+    /// The order of [`SeriesKey`]: measurement, then the sorted tag pairs (UTF-8 sorts as its
+    /// bytes do).
     pub fn cmp_key(self, other: KeyRef<'_>) -> Ordering {
-        let (m1, t1) = self.parts();
-        let (m2, t2) = other.parts();
+        let (m1, t1) = self.raw();
+        let (m2, t2) = other.raw();
         m1.cmp(m2).then_with(|| t1.cmp(t2))
     }
 }
 
-/// The tag pairs of a [`KeyRef`].
-pub struct Tags<'a> {
-    r: Reader<'a>,
+/// Keys are written only from `str`s, so this does not fail; should it, the text is empty.
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or("")
+}
+
+/// A uvarint of a key (see [`Reader::uvarint`]; keys are only read where they were written).
+#[inline]
+fn varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// A length-prefixed string of a key, as bytes.
+#[inline]
+fn take<'a>(bytes: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+    let n = usize::try_from(varint(bytes, pos)?).ok()?;
+    let s = bytes.get(*pos..pos.checked_add(n)?)?;
+    *pos += n;
+    Some(s)
+}
+
+/// The tag pairs of a [`KeyRef`], as bytes.
+struct RawTags<'a> {
+    bytes: &'a [u8],
+    pos: usize,
     left: u64,
 }
 
-impl<'a> Iterator for Tags<'a> {
-    type Item = (&'a str, &'a str);
+impl<'a> Iterator for RawTags<'a> {
+    type Item = (&'a [u8], &'a [u8]);
 
-    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+    fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
         if self.left == 0 {
             return None;
         }
         self.left -= 1;
-        match (self.r.str_ref(), self.r.str_ref()) {
-            (Ok(k), Ok(v)) => Some((k, v)),
+        match (
+            take(self.bytes, &mut self.pos),
+            take(self.bytes, &mut self.pos),
+        ) {
+            (Some(k), Some(v)) => Some((k, v)),
             _ => {
                 self.left = 0;
                 None
@@ -214,16 +267,16 @@ impl SeriesIndex {
 
     fn hash_of<'a>(
         &self,
-        measurement: &str,
-        tags: impl Iterator<Item = (&'a str, &'a str)>,
+        measurement: &[u8],
+        tags: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     ) -> u64 {
         let mut h = self.hasher.build_hasher();
-        h.write(measurement.as_bytes());
+        h.write(measurement);
         h.write_u8(0xff);
         for (k, v) in tags {
-            h.write(k.as_bytes());
+            h.write(k);
             h.write_u8(0xff);
-            h.write(v.as_bytes());
+            h.write(v);
             h.write_u8(0xff);
         }
         h.finish()
@@ -232,8 +285,8 @@ impl SeriesIndex {
     /// The id of the series with this measurement and tags.
     pub fn find(&self, measurement: &str, tags: &BTreeMap<String, String>) -> Option<SeriesId> {
         let hash = self.hash_of(
-            measurement,
-            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            measurement.as_bytes(),
+            tags.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
         );
         let first = *self.by_hash.get(&hash)?;
         if self.key(first).is_some_and(|k| k.is(measurement, tags)) {
@@ -279,7 +332,10 @@ impl SeriesIndex {
         tags: impl Iterator<Item = (&'a str, &'a str)> + Clone,
         set: u32,
     ) -> SeriesId {
-        let hash = self.hash_of(measurement, tags.clone());
+        let hash = self.hash_of(
+            measurement.as_bytes(),
+            tags.clone().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+        );
         encode_key(&mut self.keys, measurement, count, tags);
         self.add(hash, measurement, set)
     }
@@ -588,7 +644,7 @@ fn decode(r: &mut impl Read) -> Result<SeriesIndex, LoadError> {
             encode_key(&mut canonical, measurement, tags.len(), tags.into_iter());
             &canonical
         };
-        let (m, tags) = KeyRef { bytes: key }.parts();
+        let (m, tags) = KeyRef { bytes: key }.raw();
         let hash = index.hash_of(m, tags);
         let listed = index
             .by_hash
@@ -678,10 +734,9 @@ mod tests {
         assert_eq!(idx.field_type(ids[8], "note"), None);
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(idx.find("cpu", &tags(&format!("h{i}"))), Some(*id));
-            assert_eq!(
-                idx.key(*id).and_then(|k| k.tag("host")),
-                Some(&*format!("h{i}"))
-            );
+            let key = idx.key(*id).unwrap();
+            assert!(key.has_tag("host", &format!("h{i}")));
+            assert!(!key.has_tag("host", "h") && !key.has_tag("a", "h1") && !key.has_tag("z", ""));
         }
         let mut out = Vec::new();
         let f = |n: &str| idx.field_id(n).unwrap();

@@ -54,19 +54,23 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
     /// Bytes consumed so far.
+    #[inline]
     pub fn position(&self) -> usize {
         self.pos
     }
 
+    #[inline]
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
             return Err(DecodeError("unexpected end of data"));
@@ -76,10 +80,12 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.bytes(1)?[0])
     }
 
+    #[inline]
     pub fn u32_le(&mut self) -> Result<u32, DecodeError> {
         let b = self.bytes(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -92,7 +98,15 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
+    #[inline]
     pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        // Most lengths and differences fit in one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -107,12 +121,14 @@ impl<'a> Reader<'a> {
         Err(DecodeError("varint longer than 10 bytes"))
     }
 
+    #[inline]
     pub fn ivarint(&mut self) -> Result<i64, DecodeError> {
         Ok(unzigzag(self.uvarint()?))
     }
 
     /// A length or count that must fit in what is left (every item takes at least one byte),
     /// so garbage cannot ask for a huge allocation.
+    #[inline]
     pub fn len(&mut self) -> Result<usize, DecodeError> {
         let n = self.uvarint()?;
         if n > self.remaining() as u64 {
@@ -126,10 +142,17 @@ impl<'a> Reader<'a> {
     }
 
     /// A `str` borrowed from the input, checked to be UTF-8.
+    #[inline]
     pub fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
-        let n = self.len()?;
-        let b = self.bytes(n)?;
+        let b = self.bytes_ref()?;
         std::str::from_utf8(b).map_err(|_| DecodeError("string is not utf-8"))
+    }
+
+    /// The bytes of a `str`, not checked to be UTF-8.
+    #[inline]
+    pub fn bytes_ref(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.len()?;
+        self.bytes(n)
     }
 }
 
