@@ -609,8 +609,9 @@ impl BlockFileWriter {
         )
         .map_err(TsdbError::io("writing block file", &self.tmp))?;
         let Ok(index_len) = u32::try_from(index_len) else {
+            let _ = fs::remove_file(&self.tmp);
             return Err(TsdbError::Invalid(format!(
-                "block index of {index_len} bytes does not fit the format's 4 GiB; flush smaller files"
+                "block index of {index_len} bytes exceeds the 4 GiB a block file can list"
             )));
         };
         let mut footer = Vec::with_capacity(FOOTER_LEN as usize);
