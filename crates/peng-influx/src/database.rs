@@ -318,7 +318,10 @@ impl Database {
             for b in &run {
                 meta.pending.remove(b);
             }
-            self.save(&meta)?;
+        }
+        // Saved once per pass: a bucket done again after an abrupt stop comes out the same.
+        if done > 0 {
+            self.save(&lock(&self.meta))?;
         }
         Ok(done)
     }
@@ -375,11 +378,6 @@ impl Database {
             }
         }
         Ok(())
-    }
-
-    /// Bytes on disk of both stores.
-    pub fn bytes_on_disk(&self) -> u64 {
-        self.raw.stats().bytes_on_disk + self.rollup.stats().bytes_on_disk
     }
 
     fn save(&self, meta: &Meta) -> Result<(), CatalogError> {

@@ -23,6 +23,17 @@ async fn rollups_answer_for_what_the_raw_retention_deleted() {
             },
         )
     };
+    let write = |body: String| {
+        f.ops.influx_write(
+            &caller,
+            InfluxWrite {
+                db: "tg".into(),
+                rp: None,
+                precision: None,
+                body,
+            },
+        )
+    };
     let answer = |r: peng_influx::QueryResponse| serde_json::to_value(r).expect("json");
     query("CREATE DATABASE tg".into()).await.expect("create");
     // Three hours up to now, every 10 s, in whole hours.
@@ -36,18 +47,7 @@ async fn rollups_answer_for_what_the_raw_retention_deleted() {
         body.push_str(&format!("cpu,host=a usage={} {t}\n", (t / (10 * S)) % 100));
         t += 10 * S;
     }
-    f.ops
-        .influx_write(
-            &caller,
-            InfluxWrite {
-                db: "tg".into(),
-                rp: None,
-                precision: None,
-                body,
-            },
-        )
-        .await
-        .expect("write");
+    write(body).await.expect("write");
     let panel = format!(
         r#"SELECT mean("usage"), count("usage"), max("usage") FROM "cpu" WHERE time >= {}ms and time < {}ms GROUP BY time(30m) fill(none)"#,
         start / 1_000_000,
@@ -94,17 +94,7 @@ async fn rollups_answer_for_what_the_raw_retention_deleted() {
         "the panel still shows three hours"
     );
     // A write older than the raw retention is refused, naming why.
-    let old = f
-        .ops
-        .influx_write(
-            &caller,
-            InfluxWrite {
-                db: "tg".into(),
-                rp: None,
-                precision: None,
-                body: format!("cpu,host=a usage=1 {start}"),
-            },
-        )
+    let old = write(format!("cpu,host=a usage=1 {start}"))
         .await
         .expect_err("older than the retention");
     assert!(old.message.contains("retention"), "{}", old.message);
