@@ -369,13 +369,11 @@ impl Database {
         Ok(())
     }
 
-    /// Moves both stores' write-ahead logs into blocks; with `compact`, merges their blocks.
-    pub fn maintain(&self, compact: bool) -> Result<(), TsdbError> {
+    /// Moves both stores' write-ahead logs into blocks and merges their block files by size
+    /// tier (a full compaction would rewrite a large database every time).
+    pub fn maintain(&self) -> Result<(), TsdbError> {
         for store in [&self.raw, &self.rollup] {
-            store.flush()?;
-            if compact {
-                store.compact()?;
-            }
+            store.flush_and_merge()?;
         }
         Ok(())
     }

@@ -57,8 +57,9 @@ pub async fn persist_alert_events(
 
 /// Once a minute: retention of logs and sensor history, and the metrics store's write-ahead
 /// log into compressed blocks (so a restart replays at most a minute of it); the same for the
-/// teams' metrics databases, with their retention and rollups. Once an hour the stores'
-/// blocks are compacted, so that many small flushes do not leave many files.
+/// teams' metrics databases, with their retention and rollups, whose block files are merged
+/// by size tier after each flush. Once an hour the platform store's blocks are compacted, so
+/// that many small flushes do not leave many files.
 pub async fn retention_loop(ops: Ops, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     let mut ticks: u64 = 0;
@@ -74,7 +75,7 @@ pub async fn retention_loop(ops: Ops, cancel: CancellationToken) {
         if let Err(error) = ops.maintain_metrics(ticks.is_multiple_of(60)).await {
             tracing::warn!(%error, "metrics store maintenance failed");
         }
-        if let Err(error) = ops.maintain_influx(ticks.is_multiple_of(60)).await {
+        if let Err(error) = ops.maintain_influx().await {
             tracing::warn!(%error, "metrics databases upkeep failed");
         }
     }

@@ -414,6 +414,15 @@ impl Tsdb {
         self.flush_locked(&mut writer)
     }
 
+    /// [`Tsdb::flush`], then the size-tiered merging a flush from `write` runs, so that a store
+    /// flushed on a timer does not pile up small files.
+    pub fn flush_and_merge(&self) -> Result<(), TsdbError> {
+        let mut writer = self.lock_writer()?;
+        self.flush_locked(&mut writer)?;
+        while self.merge_tier_locked(&mut writer)? {}
+        Ok(())
+    }
+
     /// Merges all block files into one, applying overwrites and the retention cutoff, so that
     /// queries read fewer and fuller blocks. Flushes first; writes wait while it runs. The
     /// merged data is built one series field at a time.

@@ -118,8 +118,8 @@ impl Ops {
 
     /// The teams' metrics databases: retention, the 5-minute rollups of what was written
     /// since the last run (at most `ROLLUP_BUDGET` per database, the rest waits for the next),
-    /// write-ahead logs into blocks, and with `compact` their blocks merged.
-    pub async fn maintain_influx(&self, compact: bool) -> Result<()> {
+    /// write-ahead logs into blocks, merged by size tier.
+    pub async fn maintain_influx(&self) -> Result<()> {
         let catalog = self.p().influx.clone();
         let now = now_ns();
         blocking("metrics databases upkeep", move || {
@@ -127,7 +127,7 @@ impl Ops {
                 let run = || -> std::result::Result<(), peng_influx::CatalogError> {
                     database.apply_retention(now)?;
                     database.roll_up(now, ROLLUP_BUDGET)?;
-                    database.maintain(compact)?;
+                    database.maintain()?;
                     Ok(())
                 };
                 if let Err(error) = run() {

@@ -62,7 +62,7 @@ async fn rollups_answer_for_what_the_raw_retention_deleted() {
         "{before}"
     );
 
-    f.ops.maintain_influx(false).await.expect("upkeep");
+    f.ops.maintain_influx().await.expect("upkeep");
     let rolled = answer(
         query(panel.replace(r#"FROM "cpu""#, r#"FROM "rollup_5m"."cpu""#))
             .await
