@@ -1,8 +1,10 @@
 //! In-process write rate of a team database: Telegraf-like cpu lines (100 hosts, 10 fields,
 //! 10 s apart) parsed from line protocol and stored in batches of 5,000 lines, as `/write`
 //! does after reading the body. `cargo run --release -p peng-influx --example write_rate [STEPS
-//! [HOSTS]]` prints field values per second and bytes on disk per value; with many hosts (one
-//! series each) it shows how the store copes with many series.
+//! [HOSTS [WRITERS]]]` prints field values per second and bytes on disk per value; with many
+//! hosts (one series each) it shows how the store copes with many series, with several writers
+//! (threads taking batches in turn, as concurrent `/write` requests do) how many WAL syncs they
+//! shared.
 
 use std::time::Instant;
 
@@ -17,6 +19,10 @@ fn main() {
         .nth(2)
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
+    let writers: usize = std::env::args()
+        .nth(3)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let dir = tempfile::tempdir().expect("tempdir");
     let tsdb = peng_tsdb::Tsdb::open(dir.path()).expect("open");
     let mut batches = Vec::new();
@@ -47,21 +53,37 @@ fn main() {
         batches.push(body);
     }
     let start = Instant::now();
-    let mut parse = std::time::Duration::ZERO;
-    for b in &batches {
-        let p0 = Instant::now();
-        let points = line::parse(b, Precision::Seconds, 0).expect("parse");
-        parse += p0.elapsed();
-        tsdb.write(&points).expect("write");
-    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parse_nanos = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..writers.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(b) = batches.get(i) else {
+                    break;
+                };
+                let p0 = Instant::now();
+                let points = line::parse(b, Precision::Seconds, 0).expect("parse");
+                parse_nanos.fetch_add(
+                    p0.elapsed().as_nanos() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                tsdb.write(&points).expect("write");
+            });
+        }
+    });
+    let parse = std::time::Duration::from_nanos(parse_nanos.into_inner());
+    let stats = tsdb.stats();
     tsdb.flush().expect("flush");
     let secs = start.elapsed().as_secs_f64();
     tsdb.compact().expect("compact");
     let bytes = tsdb.stats().bytes_on_disk;
     println!(
-        "{values} values in {secs:.2} s: {:.0} values/s ({:.0}% parsing); {:.2} bytes per value on disk",
+        "{values} values in {secs:.2} s from {writers} writers: {:.0} values/s ({:.0}% of the writers' time parsing); {} batches, {} WAL syncs; {:.2} bytes per value on disk",
         values as f64 / secs,
-        parse.as_secs_f64() / secs * 100.0,
+        parse.as_secs_f64() / secs / writers.max(1) as f64 * 100.0,
+        stats.wal_batches,
+        stats.wal_syncs,
         bytes as f64 / values as f64
     );
 }

@@ -1,15 +1,32 @@
 //! The `Tsdb` handle: locking, the write path (validate → WAL → memory), queries over block
 //! files and memory, retention, flushing and compaction.
 //!
-//! Writers are serialised by one mutex that owns the WAL, so type checks and the append see a
-//! consistent state; readers share a read lock on the in-memory state and are blocked only
-//! while a write, flush or retention run installs its result. Flushes and compactions hold the
-//! writer mutex, so writes wait for them.
+//! A write goes through three steps:
+//! 1. **Check and append**, under the writer mutex that owns the WAL: the batch is checked
+//!    against the series index (types, retention), its new series and field types are
+//!    registered there, and its record is written to the WAL file, without a sync. The record
+//!    gets the next ticket. Holding the mutex only this long keeps type checks consistent:
+//!    a batch is checked against every batch appended before it, synced or not.
+//! 2. **Group commit**: one waiting writer syncs the segment for every record written so far
+//!    while the others wait; a writer whose record a finished sync covered returns without a
+//!    sync of its own. Concurrent writers thus share fsyncs, and a batch is checked and written
+//!    while the previous one is being synced.
+//! 3. **Apply**, in ticket order (the order of the WAL, so that the newest write of a
+//!    timestamp wins the same way live and after replay): its values go into the memtable.
+//!
+//! A failed sync fails every batch it covered and every later one, and the store refuses
+//! writes until it is reopened: after a failed fsync the kernel may have dropped the pages, so
+//! a second sync proves nothing. The series and field types such a batch registered stay in
+//! the index (without values); the replay at the next open decides what the WAL holds.
+//!
+//! Readers share a read lock on the in-memory state and are blocked only while a write, flush
+//! or retention run installs its result. Flushes and compactions hold the writer mutex and
+//! first wait until every appended batch is applied, so writes wait for them.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::blockfile::{self, BlockEntry, BlockFile, BlockFileWriter};
 use crate::error::TsdbError;
@@ -45,10 +62,33 @@ pub struct Tsdb {
     _lock: File,
     writer: Mutex<Writer>,
     state: RwLock<State>,
+    commit: Mutex<Commit>,
+    /// Signalled when `Commit::synced` or `Commit::applied` moves, or a sync fails.
+    committed: Condvar,
 }
 
 struct Writer {
     wal: Wal,
+}
+
+/// Where the group commit stands: records are numbered by ticket, 1 for the first appended
+/// after open; every count below is the highest ticket that got that far.
+struct Commit {
+    /// Written to the WAL file (step 1).
+    written: u64,
+    /// Made durable by a sync (step 2).
+    synced: u64,
+    /// In the memtable, or given up (step 3).
+    applied: u64,
+    /// A writer is syncing; the others wait for it.
+    syncing: bool,
+    /// Syncs done since open.
+    syncs: u64,
+    /// The segment the unsynced records are in (a rotation happens only when all are applied).
+    file: Arc<File>,
+    path: PathBuf,
+    /// Why a sync failed; from then on nothing unsynced is acknowledged.
+    failed: Option<String>,
 }
 
 struct State {
@@ -144,12 +184,24 @@ impl Tsdb {
         for f in files.into_values() {
             state.install_file(f)?;
         }
+        let commit = Commit {
+            written: 0,
+            synced: 0,
+            applied: 0,
+            syncing: false,
+            syncs: 0,
+            file: wal.file(),
+            path: wal.path(),
+            failed: None,
+        };
         Ok(Tsdb {
             dir: dir.to_path_buf(),
             options,
             _lock: lock,
             writer: Mutex::new(Writer { wal }),
             state: RwLock::new(state),
+            commit: Mutex::new(commit),
+            committed: Condvar::new(),
         })
     }
 
@@ -165,25 +217,118 @@ impl Tsdb {
             validate_point(p)?;
         }
         let record = Wal::encode(points)?;
-        let mut writer = self.lock_writer()?;
-        let known = {
-            let state = self.read_state()?;
-            check_batch(&state.index, points)?
-        };
-        writer.wal.append_encoded(&record)?;
-        let should_flush = {
-            let mut state = self.write_state()?;
-            let State { index, mem, .. } = &mut *state;
-            apply(index, mem, points, Some(&known));
-            mem.points() >= flush_threshold(self.options.flush_threshold_points, index.len())
-        };
-        if should_flush {
-            // The batch is durable in the WAL already; a failed flush leaves it there.
-            if let Err(error) = self.flush_locked(&mut writer) {
-                tracing::warn!(%error, "flush after write failed, data stays in the wal");
-            } else if let Err(error) = self.merge_tier_locked(&mut writer) {
-                tracing::warn!(%error, "merging block files failed; they stay as they were");
+        // Step 1: check, register and append.
+        let (ticket, registered) = {
+            let mut writer = self.lock_writer()?;
+            let known = {
+                let state = self.read_state()?;
+                check_batch(&state.index, points)?
+            };
+            if let Some(why) = &self.lock_commit()?.failed {
+                return Err(sync_failed(&writer.wal.path(), why));
             }
+            let registered = register(&mut self.write_state()?.index, points, Some(&known));
+            writer.wal.write_record(&record)?;
+            let mut commit = self.lock_commit()?;
+            commit.written += 1;
+            (commit.written, registered)
+        };
+        // Steps 2 and 3; the ticket is given up on every path, or later writers would wait.
+        let synced = self.sync_upto(ticket);
+        let should_flush = self.apply_in_turn(ticket, |state| {
+            synced?;
+            let State { index, mem, .. } = state;
+            fill(index.cutoff_ns, mem, points, &registered);
+            Ok(mem.points() >= flush_threshold(self.options.flush_threshold_points, index.len()))
+        })?;
+        if should_flush {
+            let mut writer = self.lock_writer()?;
+            // Another writer may have flushed meanwhile.
+            let still = {
+                let state = self.read_state()?;
+                state.mem.points()
+                    >= flush_threshold(self.options.flush_threshold_points, state.index.len())
+            };
+            if still {
+                // The batch is durable in the WAL already; a failed flush leaves it there.
+                if let Err(error) = self.flush_locked(&mut writer) {
+                    tracing::warn!(%error, "flush after write failed, data stays in the wal");
+                } else if let Err(error) = self.merge_tier_locked(&mut writer) {
+                    tracing::warn!(%error, "merging block files failed; they stay as they were");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 2 of a write: returns once the record `ticket` is durable. The first writer to find
+    /// it unsynced syncs the segment for every record written so far; the others wait for that
+    /// sync and sync again only if their record came after it.
+    fn sync_upto(&self, ticket: u64) -> Result<(), TsdbError> {
+        let mut commit = self.lock_commit()?;
+        loop {
+            if let Some(why) = &commit.failed {
+                return Err(sync_failed(&commit.path, why));
+            }
+            if commit.synced >= ticket {
+                return Ok(());
+            }
+            if commit.syncing {
+                commit = self
+                    .committed
+                    .wait(commit)
+                    .map_err(|_| TsdbError::Poisoned)?;
+                continue;
+            }
+            commit.syncing = true;
+            let (target, file) = (commit.written, commit.file.clone());
+            drop(commit);
+            let result = file.sync_data();
+            commit = self.lock_commit()?;
+            commit.syncing = false;
+            commit.syncs += 1;
+            match result {
+                Ok(()) => commit.synced = commit.synced.max(target),
+                Err(e) => {
+                    tracing::error!(error = %e, path = %commit.path.display(), "syncing the wal failed; the store refuses writes until reopened");
+                    commit.failed = Some(e.to_string());
+                }
+            }
+            self.committed.notify_all();
+        }
+    }
+
+    /// Step 3 of a write: waits until every record before `ticket` is applied, runs `f` on the
+    /// state, then lets the next record's writer apply.
+    fn apply_in_turn<T>(
+        &self,
+        ticket: u64,
+        f: impl FnOnce(&mut State) -> Result<T, TsdbError>,
+    ) -> Result<T, TsdbError> {
+        let mut commit = self.lock_commit()?;
+        while commit.applied + 1 < ticket {
+            commit = self
+                .committed
+                .wait(commit)
+                .map_err(|_| TsdbError::Poisoned)?;
+        }
+        drop(commit);
+        let result = self.write_state().and_then(|mut state| f(&mut state));
+        let mut commit = self.lock_commit()?;
+        commit.applied = ticket;
+        self.committed.notify_all();
+        result
+    }
+
+    /// Waits until every record written to the WAL is applied; called with the writer mutex
+    /// held (so no record is added meanwhile) before the memtable is flushed or the WAL rotated.
+    fn wait_applied(&self) -> Result<(), TsdbError> {
+        let mut commit = self.lock_commit()?;
+        while commit.applied < commit.written {
+            commit = self
+                .committed
+                .wait(commit)
+                .map_err(|_| TsdbError::Poisoned)?;
         }
         Ok(())
     }
@@ -455,6 +600,11 @@ impl Tsdb {
             .lock()
             .map(|w| w.wal.bytes_on_disk())
             .unwrap_or(0);
+        let (wal_batches, wal_syncs) = self
+            .commit
+            .lock()
+            .map(|c| (c.written, c.syncs))
+            .unwrap_or((0, 0));
         let idx = fs::metadata(self.dir.join(crate::index::FILE_NAME))
             .map(|m| m.len())
             .unwrap_or(0);
@@ -462,10 +612,13 @@ impl Tsdb {
             series,
             points,
             bytes_on_disk: wal + idx + block_bytes,
+            wal_batches,
+            wal_syncs,
         }
     }
 
     fn flush_locked(&self, writer: &mut MutexGuard<'_, Writer>) -> Result<(), TsdbError> {
+        self.wait_applied()?;
         {
             let mut state = self.write_state()?;
             // Block files may only name series and fields the index file knows.
@@ -478,6 +631,11 @@ impl Tsdb {
         }
         // Everything in memory is in segments up to `covered`; new writes wait on `writer`.
         let covered = writer.wal.rotate()?;
+        {
+            let mut commit = self.lock_commit()?;
+            commit.file = writer.wal.file();
+            commit.path = writer.wal.path();
+        }
         let new_file = {
             let state = self.read_state()?;
             let id = state.files.keys().next_back().copied().unwrap_or(0) + 1;
@@ -509,6 +667,10 @@ impl Tsdb {
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>, TsdbError> {
         self.writer.lock().map_err(|_| TsdbError::Poisoned)
+    }
+
+    fn lock_commit(&self) -> Result<MutexGuard<'_, Commit>, TsdbError> {
+        self.commit.lock().map_err(|_| TsdbError::Poisoned)
     }
 
     fn read_state(&self) -> Result<RwLockReadGuard<'_, State>, TsdbError> {
@@ -823,10 +985,33 @@ fn apply(
     points: &[Point],
     known: Option<&[Option<SeriesId>]>,
 ) {
+    let registered = register(index, points, known);
+    fill(index.cutoff_ns, mem, points, &registered);
+}
+
+/// Where a batch's values go: per point its series (`None`: before the cutoff), and per field
+/// value of those points, in order, its field number (`None`: a type conflict, skipped).
+struct Registered {
+    series: Vec<Option<SeriesId>>,
+    fields: Vec<Option<FieldId>>,
+}
+
+/// Adds a batch's new series and field types to the index. `known` holds the series ids
+/// [`check_batch`] found, one per point.
+fn register(
+    index: &mut SeriesIndex,
+    points: &[Point],
+    known: Option<&[Option<SeriesId>]>,
+) -> Registered {
+    let mut out = Registered {
+        series: Vec::with_capacity(points.len()),
+        fields: Vec::with_capacity(points.len() * points.first().map_or(1, |p| p.fields.len())),
+    };
     let mut last: Option<(&str, &BTreeMap<String, String>, SeriesId)> = None;
     let mut fields = Vec::new();
     for (i, p) in points.iter().enumerate() {
         if p.timestamp_ns < index.cutoff_ns {
+            out.series.push(None);
             continue;
         }
         let id = match (known.and_then(|k| k.get(i)).copied().flatten(), last) {
@@ -835,22 +1020,53 @@ fn apply(
             (None, _) => index.get_or_insert(&p.measurement, &p.tags),
         };
         last = Some((&p.measurement, &p.tags, id));
-        let mut columns = mem.series_mut(id, p.fields.len());
+        out.series.push(Some(id));
         if index.resolve_fields(id, point_fields(p), &mut fields) {
-            for (field, value) in fields.iter().zip(p.fields.values()) {
-                columns.insert(*field, p.timestamp_ns, value.clone());
-            }
+            out.fields.extend(fields.iter().copied().map(Some));
             continue;
         }
         for (name, value) in &p.fields {
             match index.set_field_type(id, name, value.field_type()) {
-                Ok(field) => columns.insert(field, p.timestamp_ns, value.clone()),
+                Ok(field) => out.fields.push(Some(field)),
                 Err(existing) => {
                     // Only reachable if the WAL holds a batch that was never checked.
                     tracing::warn!(measurement = %p.measurement, field = %name, %existing, "skipping value of conflicting type");
+                    out.fields.push(None);
                 }
             }
         }
+    }
+    out
+}
+
+/// Puts a registered batch's values at or after `cutoff_ns` into the memtable.
+fn fill(cutoff_ns: i64, mem: &mut Memtable, points: &[Point], registered: &Registered) {
+    let mut fields = registered.fields.iter();
+    for (p, id) in points.iter().zip(&registered.series) {
+        let Some(id) = *id else {
+            continue;
+        };
+        let ids = fields.by_ref().take(p.fields.len());
+        // The cutoff may have moved since the batch was registered.
+        if p.timestamp_ns < cutoff_ns {
+            ids.for_each(drop);
+            continue;
+        }
+        let mut columns = mem.series_mut(id, p.fields.len());
+        for (field, value) in ids.zip(p.fields.values()) {
+            if let Some(field) = field {
+                columns.insert(*field, p.timestamp_ns, value.clone());
+            }
+        }
+    }
+}
+
+/// The error of a write whose record a failed sync did not make durable.
+fn sync_failed(path: &Path, why: &str) -> TsdbError {
+    TsdbError::Io {
+        context: "syncing wal (failed earlier; reopen the store to recover)",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(why.to_string()),
     }
 }
 

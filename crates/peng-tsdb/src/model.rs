@@ -127,6 +127,11 @@ pub struct TsdbStats {
     pub points: u64,
     /// Bytes of all engine files in the data directory.
     pub bytes_on_disk: u64,
+    /// Batches written to the WAL since the store was opened.
+    pub wal_batches: u64,
+    /// WAL syncs since the store was opened: concurrent writers share them (group commit), so
+    /// under concurrent load this is below `wal_batches`.
+    pub wal_syncs: u64,
 }
 
 /// Checks one point against the input rules; the message names what is wrong.

@@ -1,5 +1,7 @@
 //! The write-ahead log: every accepted batch is appended as one CRC-framed record and fsync'd
-//! before `write` returns, so an acknowledged batch survives a crash.
+//! before `write` returns, so an acknowledged batch survives a crash. Appending and syncing are
+//! separate steps ([`Wal::write_record`], then `sync_data` on [`Wal::file`]), so that the store
+//! can sync the records of concurrent writers together (group commit, see `db.rs`).
 //!
 //! The log is a sequence of segment files `wal/<seq>.wal`. A flush rotates to a new segment,
 //! writes the older segments' data into a block file and then deletes them. At open, segments
@@ -11,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::codec::{
     frame, put_ivarint, put_str, put_uvarint, read_frame, DecodeError, Frame, Reader,
@@ -28,7 +31,8 @@ const MAX_RECORD: usize = 1 << 30;
 pub struct Wal {
     dir: PathBuf,
     seq: u64,
-    file: File,
+    /// Shared with whoever syncs the segment while the next records are being written.
+    file: Arc<File>,
     len: u64,
     /// Set when an append failed and could not be undone: appending more would put
     /// acknowledged data behind a damaged record, so the log refuses until reopened.
@@ -64,7 +68,7 @@ impl Wal {
             Wal {
                 dir: dir.to_path_buf(),
                 seq,
-                file,
+                file: Arc::new(file),
                 len,
                 broken: false,
             },
@@ -76,7 +80,10 @@ impl Wal {
     #[cfg(test)]
     pub fn append(&mut self, points: &[Point]) -> Result<(), TsdbError> {
         let framed = Wal::encode(points)?;
-        self.append_encoded(&framed)
+        self.write_record(&framed)?;
+        self.file
+            .sync_data()
+            .map_err(TsdbError::io("syncing wal", self.path()))
     }
 
     /// A batch as one framed WAL record; done before taking the writer's lock, so that
@@ -95,29 +102,27 @@ impl Wal {
         Ok(framed)
     }
 
-    /// Appends a record made by [`Wal::encode`] and syncs it.
-    pub fn append_encoded(&mut self, framed: &[u8]) -> Result<(), TsdbError> {
+    /// Writes a record made by [`Wal::encode`] to the current segment, without syncing it:
+    /// it is durable once `sync_data` on [`Wal::file`] returns after this. A failed write is
+    /// cut off again, so the next record starts at a frame boundary.
+    pub fn write_record(&mut self, framed: &[u8]) -> Result<(), TsdbError> {
+        let path = self.path();
         if self.broken {
             return Err(TsdbError::Io {
                 context: "appending to wal after an earlier failed write",
-                path: segment_path(&self.dir, self.seq),
+                path,
                 source: std::io::Error::other("reopen the store to recover"),
             });
         }
-        let path = segment_path(&self.dir, self.seq);
-        let result = self
-            .file
+        let mut file = &*self.file;
+        let result = file
             .write_all(framed)
-            .and_then(|()| self.file.sync_data())
             .map_err(TsdbError::io("appending to wal", &path));
         if result.is_err() {
-            // Cut off whatever part of the record reached the file, so the next append starts
-            // at a frame boundary.
-            let undone = self
-                .file
+            let undone = file
                 .set_len(self.len)
-                .and_then(|()| self.file.seek(SeekFrom::Start(self.len)).map(|_| ()))
-                .and_then(|()| self.file.sync_data());
+                .and_then(|()| file.seek(SeekFrom::Start(self.len)).map(|_| ()))
+                .and_then(|()| file.sync_data());
             if undone.is_err() {
                 self.broken = true;
             }
@@ -127,11 +132,21 @@ impl Wal {
         Ok(())
     }
 
+    /// The current segment, for syncing what [`Wal::write_record`] wrote.
+    pub fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
+    /// The path of the current segment.
+    pub fn path(&self) -> PathBuf {
+        segment_path(&self.dir, self.seq)
+    }
+
     /// Starts a new segment; returns the sequence number of the one just closed.
     pub fn rotate(&mut self) -> Result<u64, TsdbError> {
         let old = self.seq;
         let (file, len) = create_segment(&self.dir, old + 1)?;
-        self.file = file;
+        self.file = Arc::new(file);
         self.len = len;
         self.seq = old + 1;
         self.broken = false;

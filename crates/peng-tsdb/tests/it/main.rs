@@ -2,6 +2,7 @@
 
 mod api;
 mod blocks;
+mod concurrent;
 mod crash;
 mod fixture;
 mod helpers;
