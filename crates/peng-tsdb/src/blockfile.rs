@@ -13,7 +13,9 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::codec::column::{decode_block_into, decode_block_timestamps, encode_block_into};
+use crate::codec::column::{
+    decode_block_into, decode_block_timestamps, encode_block_into, Version,
+};
 use crate::codec::{put_ivarint, put_str, put_uvarint, DecodeError, Reader};
 use crate::error::TsdbError;
 use crate::index::SeriesId;
@@ -22,7 +24,10 @@ use crate::sync_dir;
 
 /// Most values in one block: bounds the work to read one value and keeps compression good.
 pub const BLOCK_MAX_POINTS: usize = 1000;
-const MAGIC: &[u8; 8] = b"PTSBLK01";
+/// The magic of the files this engine writes: format v2.
+const MAGIC: &[u8; 8] = b"PTSBLK02";
+/// Format v1 files are read as they are, and rewritten as v2 when merged.
+const MAGIC_V1: &[u8; 8] = b"PTSBLK01";
 const END_MAGIC: &[u8; 8] = b"PTSBEND1";
 const FOOTER_LEN: u64 = 24;
 
@@ -203,6 +208,8 @@ pub struct BlockFile {
     pub entries: Entries,
     /// Newest timestamp in the file (`i64::MIN` when empty).
     pub max_ts: i64,
+    /// The block format, from the file's magic.
+    pub version: Version,
 }
 
 pub fn file_path(dir: &Path, id: u64) -> PathBuf {
@@ -241,9 +248,11 @@ impl BlockFile {
         let mut head = [0u8; 8];
         file.read_exact_at(&mut head, 0)
             .map_err(TsdbError::io("reading block file", path))?;
-        if &head != MAGIC {
-            return Err(TsdbError::corrupt(path, "not a block file (bad magic)"));
-        }
+        let version = match &head {
+            MAGIC => Version::V2,
+            MAGIC_V1 => Version::V1,
+            _ => return Err(TsdbError::corrupt(path, "not a block file (bad magic)")),
+        };
         let mut footer = [0u8; FOOTER_LEN as usize];
         file.read_exact_at(&mut footer, size - FOOTER_LEN)
             .map_err(TsdbError::io("reading block file", path))?;
@@ -280,7 +289,7 @@ impl BlockFile {
         if stream.crc.finalize() != index_crc {
             return Err(TsdbError::corrupt(path, "index checksum mismatch"));
         }
-        Ok(BlockFile::new(id, path, file, size, decoded, None))
+        Ok(BlockFile::new(id, path, file, size, decoded, None, version))
     }
 
     /// `written_max_ts`: the newest timestamp, for entries from a [`BlockFileWriter`] (which
@@ -292,6 +301,7 @@ impl BlockFile {
         size: u64,
         decoded: DecodedIndex,
         written_max_ts: Option<i64>,
+        version: Version,
     ) -> BlockFile {
         let DecodedIndex {
             covered_wal,
@@ -336,6 +346,7 @@ impl BlockFile {
             fields,
             entries,
             max_ts,
+            version,
         }
     }
 
@@ -397,7 +408,7 @@ impl BlockFile {
         out: &mut Vec<(i64, FieldValue)>,
     ) -> Result<(), TsdbError> {
         let start = out.len();
-        decode_block_into(e.ty, raw, out).map_err(|err| {
+        decode_block_into(self.version, e.ty, raw, out).map_err(|err| {
             TsdbError::corrupt(&self.path, format!("block at byte {}: {err}", e.offset))
         })?;
         let pts = &out[start..];
@@ -569,7 +580,7 @@ impl BlockFileWriter {
             };
             debug_assert!(chunk.windows(2).all(|w| w[0].0 < w[1].0));
             self.buf.clear();
-            encode_block_into(ty, chunk, &mut self.buf, &mut self.scratch);
+            encode_block_into(Version::V2, ty, chunk, &mut self.buf, &mut self.scratch);
             self.out
                 .write_all(&self.buf)
                 .map_err(TsdbError::io("writing block file", &self.tmp))?;
@@ -649,6 +660,7 @@ impl BlockFileWriter {
             size,
             decoded,
             Some(self.max_ts),
+            Version::V2,
         ))
     }
 
@@ -1031,7 +1043,13 @@ mod tests {
         for (series, field, t) in [(1u32, 0u32, 0i64), (0, 1, 5), (1, 0, 10), (0, 0, 7)] {
             let pts = [(t, FieldValue::Integer(t))];
             let mut block = Vec::new();
-            encode_block_into(FieldType::Integer, &pts, &mut block, &mut Vec::new());
+            encode_block_into(
+                Version::V2,
+                FieldType::Integer,
+                &pts,
+                &mut block,
+                &mut Vec::new(),
+            );
             entries.push(BlockEntry {
                 series,
                 field,
@@ -1078,13 +1096,15 @@ mod tests {
         for (id, path) in list(&dir).unwrap() {
             let bytes = fs::read(&path).unwrap();
             let f = BlockFile::open(&path, id).unwrap();
+            assert_eq!(f.version, Version::V1);
             let index = encode_index(f.covered_wal, &f.replaces, &f.fields, &f.entries);
             let end = bytes.len() - FOOTER_LEN as usize;
             assert_eq!(&bytes[end - index.len()..end], &index[..]);
             // And every block encodes back to its bytes.
             for e in f.entries.iter() {
                 let mut block = Vec::new();
-                encode_block_into(e.ty, &f.read(&e).unwrap(), &mut block, &mut Vec::new());
+                let values = f.read(&e).unwrap();
+                encode_block_into(Version::V1, e.ty, &values, &mut block, &mut Vec::new());
                 let at = e.offset as usize;
                 assert_eq!(&bytes[at..at + e.len as usize], &block[..]);
             }

@@ -1,8 +1,8 @@
-//! Compatibility: a data directory written once by format v1 (`tests/fixtures/v1/`, a block
-//! file, the series index and a WAL segment) must open and read back exactly these values.
-//! A failure here means the on-disk format changed: add a new version instead of rewriting
-//! the fixture. To write the fixture (only when introducing a format version), run with
-//! `PENG_TSDB_WRITE_FIXTURE=1`.
+//! Compatibility: data directories written once by each format version (`tests/fixtures/v1/`
+//! and `v2/`: a block file, the series index and a WAL segment) must open and read back
+//! exactly these values. A failure here means the on-disk format changed: add a new version
+//! instead of rewriting a fixture. To write the newest one (only when introducing a format
+//! version), run with `PENG_TSDB_WRITE_FIXTURE=v2`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,8 +14,10 @@ use crate::helpers::{key, point};
 const BASE: i64 = 1_700_000_000_000_000_000;
 const SEC: i64 = 1_000_000_000;
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+fn fixture_dir(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(version)
 }
 
 fn flushed() -> Vec<Point> {
@@ -86,23 +88,78 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn v1_data_directory_reads_back_exactly() {
-    if std::env::var_os("PENG_TSDB_WRITE_FIXTURE").is_some() {
+    let tmp = fixture_copy("v1", b"PTSBLK01");
+    reads_back_exactly(&Tsdb::open(tmp.path()).unwrap());
+}
+
+#[test]
+fn v2_data_directory_reads_back_exactly() {
+    if std::env::var_os("PENG_TSDB_WRITE_FIXTURE").is_some_and(|v| v == "v2") {
         let tmp = tempfile::tempdir().unwrap();
         write_fixture(tmp.path());
-        let _ = fs::remove_dir_all(fixture_dir());
-        copy_dir(tmp.path(), &fixture_dir());
+        let _ = fs::remove_dir_all(fixture_dir("v2"));
+        copy_dir(tmp.path(), &fixture_dir("v2"));
     }
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&fixture_dir(), tmp.path());
-    let block_files = fs::read_dir(tmp.path().join("blocks")).unwrap().count();
-    assert_eq!(block_files, 1, "the fixture holds one block file");
+    let tmp = fixture_copy("v2", b"PTSBLK02");
+    reads_back_exactly(&Tsdb::open(tmp.path()).unwrap());
+}
 
+/// v1 block files stay as they are until merged, and a merge writes them as v2.
+#[test]
+fn v1_blocks_are_rewritten_as_v2_when_merged() {
+    let tmp = fixture_copy("v1", b"PTSBLK01");
     let db = Tsdb::open(tmp.path()).unwrap();
+    // A second file, so that compaction merges.
+    db.write(&[point(
+        "other",
+        &[("host", "b")],
+        &[("n", FieldValue::Integer(1))],
+        BASE,
+    )])
+    .unwrap();
+    db.flush().unwrap();
+    db.compact().unwrap();
+    drop(db);
+    let files: Vec<PathBuf> = fs::read_dir(tmp.path().join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(&fs::read(&files[0]).unwrap()[..8], b"PTSBLK02");
+    let db = Tsdb::open(tmp.path()).unwrap();
+    let other = db.query(&crate::helpers::all("other")).unwrap();
+    assert_eq!(other[0].points, [(BASE, FieldValue::Integer(1))]);
+    // The WAL's overwrite and its value at i64::MAX were merged in too; the overwritten copy
+    // is gone, the value of "other" added.
+    reads_back_exactly_with(&db, 20 * 5 + 1 + 1 + 1);
+}
+
+/// A copy of a fixture directory, checked to hold one block file of that format.
+fn fixture_copy(version: &str, magic: &[u8; 8]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixture_dir(version), tmp.path());
+    let files: Vec<PathBuf> = fs::read_dir(tmp.path().join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "the fixture holds one block file");
+    assert_eq!(&fs::read(&files[0]).unwrap()[..8], magic);
+    tmp
+}
+
+fn reads_back_exactly(db: &Tsdb) {
+    reads_back_exactly_with(db, 20 * 5 + 1 + 2);
+}
+
+fn reads_back_exactly_with(db: &Tsdb, values: u64) {
     let sensor = key("sensor", &[("service", "checkout"), ("sensor", "http")]);
-    assert_eq!(
-        db.series(None).unwrap(),
-        vec![key("mem", &[("host", "a")]), sensor.clone()]
-    );
+    let series: Vec<_> = db
+        .series(None)
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.measurement != "other")
+        .collect();
+    assert_eq!(series, vec![key("mem", &[("host", "a")]), sensor.clone()]);
 
     let all = |m: &str| Query {
         measurement: m.into(),
@@ -160,5 +217,5 @@ fn v1_data_directory_reads_back_exactly() {
     let mem = db.query(&all("mem")).unwrap();
     // i64::MAX is outside every half-open range, so only the first value shows.
     assert_eq!(mem[0].points, vec![(-5, FieldValue::Float(-1.0e300))]);
-    assert_eq!(db.stats().points, 20 * 5 + 1 + 2);
+    assert_eq!(db.stats().points, values);
 }
