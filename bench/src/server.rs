@@ -55,6 +55,17 @@ impl ServerGuard {
         ports: Ports,
         log_file: &Path,
     ) -> Result<ServerGuard> {
+        ServerGuard::start_with(peng, data_dir, ports, log_file, &[])
+    }
+
+    /// [`ServerGuard::start`] with more arguments for `peng serve`.
+    pub fn start_with(
+        peng: &Path,
+        data_dir: &Path,
+        ports: Ports,
+        log_file: &Path,
+        args: &[&str],
+    ) -> Result<ServerGuard> {
         if !peng.is_file() {
             bail!(
                 "{} does not exist; build it with `cargo build --release -p peng` or pass --peng",
@@ -73,6 +84,7 @@ impl ServerGuard {
             .arg(ports.gelf_udp.to_string())
             .arg("--gelf-tcp")
             .arg(ports.gelf_tcp.to_string())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

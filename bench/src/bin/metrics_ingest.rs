@@ -946,8 +946,14 @@ fn start(args: &Args, system: System, dir: &Path) -> Result<(Proc, String, PathB
     match system {
         System::Peng => {
             let data = dir.join("data");
-            let server =
-                ServerGuard::start(&args.peng, &data, free_ports()?, &dir.join("peng.log"))?;
+            // Compacted whole 5 s after the last write, as InfluxDB is told below.
+            let server = ServerGuard::start_with(
+                &args.peng,
+                &data,
+                free_ports()?,
+                &dir.join("peng.log"),
+                &["--metrics-compact-cold", "5s"],
+            )?;
             let base = server.base_url();
             // Only the InfluxDB databases: the rest of the data directory is peng's own state
             // and log store (reported beside).

@@ -125,6 +125,14 @@ pub struct Database {
     /// Buckets written to since the upkeep last took them.
     dirty: Mutex<BTreeSet<i64>>,
     counts: Mutex<WriteCounts>,
+    cold: Mutex<Cold>,
+}
+
+/// When the database was last written, for [`Database::compact_if_cold`].
+struct Cold {
+    last_write: std::time::Instant,
+    /// Compacted whole since the last write.
+    compacted: bool,
 }
 
 impl Database {
@@ -155,6 +163,10 @@ impl Database {
             meta: Mutex::new(meta),
             dirty: Mutex::new(BTreeSet::new()),
             counts: Mutex::new(WriteCounts::default()),
+            cold: Mutex::new(Cold {
+                last_write: std::time::Instant::now(),
+                compacted: false,
+            }),
         })
     }
 
@@ -185,7 +197,33 @@ impl Database {
             }
         }
         lock(&self.dirty).extend(marks);
+        let mut cold = lock(&self.cold);
+        cold.last_write = std::time::Instant::now();
+        cold.compacted = false;
         Ok(())
+    }
+
+    /// Compacts both stores whole ([`Tsdb::compact`]: one block file each, full blocks) once
+    /// the database has not been written for `cold`, and then not again until it is written
+    /// to: InfluxDB's `compact-full-write-cold-duration`. Merging by size tier after flushes
+    /// keeps a database that is written to in few files; this makes a quiet one as small as
+    /// its format allows. Returns whether it compacted.
+    pub fn compact_if_cold(&self, cold: std::time::Duration) -> Result<bool, TsdbError> {
+        let since = {
+            let c = lock(&self.cold);
+            if c.compacted || c.last_write.elapsed() < cold {
+                return Ok(false);
+            }
+            c.last_write
+        };
+        self.raw.compact()?;
+        self.rollup.compact()?;
+        let mut c = lock(&self.cold);
+        // A write during the compaction may have added a file: compact again once cold.
+        if c.last_write == since {
+            c.compacted = true;
+        }
+        Ok(true)
     }
 
     /// Counts a batch sent to this database: stored with `values` field values, or refused.
@@ -693,5 +731,37 @@ mod tests {
             },
             "settings persist"
         );
+    }
+
+    #[test]
+    fn a_cold_database_is_compacted_once_until_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(dir.path()).unwrap();
+        let files = || {
+            std::fs::read_dir(dir.path().join("blocks"))
+                .unwrap()
+                .count()
+        };
+        for t in 0..3 {
+            db.write(&[point("a", t * S, 1.0, t)]).unwrap();
+            db.raw().flush().unwrap();
+        }
+        assert_eq!(files(), 3);
+        // Written just now: not cold for an hour.
+        assert!(!db.compact_if_cold(Duration::from_secs(3600)).unwrap());
+        assert_eq!(files(), 3);
+        assert!(db.compact_if_cold(Duration::ZERO).unwrap());
+        assert_eq!(files(), 1);
+        assert!(!db.compact_if_cold(Duration::ZERO).unwrap());
+        db.write(&[point("a", 10 * S, 2.0, 10)]).unwrap();
+        assert!(db.compact_if_cold(Duration::ZERO).unwrap());
+        assert_eq!(files(), 1);
+        let stored = db.raw().query(&peng_tsdb::Query {
+            measurement: "cpu".into(),
+            start_ns: i64::MIN,
+            end_ns: i64::MAX,
+            ..Default::default()
+        });
+        assert!(stored.unwrap().iter().all(|s| s.points.len() == 4));
     }
 }

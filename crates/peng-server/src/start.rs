@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub db_reconcile_every: std::time::Duration,
     /// How often database statistics feed the `db.*` sensors.
     pub db_sample_every: std::time::Duration,
+    /// A metrics database not written for this long is compacted whole, once (zero: never).
+    pub metrics_compact_cold: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -56,6 +58,7 @@ impl ServerConfig {
             platform: None,
             db_reconcile_every: std::time::Duration::from_secs(30),
             db_sample_every: std::time::Duration::from_secs(10),
+            metrics_compact_cold: std::time::Duration::from_secs(4 * 3600),
         }
     }
 }
@@ -217,6 +220,11 @@ impl Server {
                 cancel.clone(),
             )),
             tokio::spawn(crate::workers::retention_loop(ops.clone(), cancel.clone())),
+            tokio::spawn(crate::workers::cold_compaction_loop(
+                ops.clone(),
+                cfg.metrics_compact_cold,
+                cancel.clone(),
+            )),
         ];
         background.extend(crate::workers::database_loops(
             &ops,

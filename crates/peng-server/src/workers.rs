@@ -81,6 +81,26 @@ pub async fn retention_loop(ops: Ops, cancel: CancellationToken) {
     }
 }
 
+/// Compacts each metrics database whole once it has not been written for `cold` (see
+/// `Database::compact_if_cold`), looking every quarter of `cold` (1 s to 1 min). Zero: never.
+pub async fn cold_compaction_loop(ops: Ops, cold: Duration, cancel: CancellationToken) {
+    if cold.is_zero() {
+        return;
+    }
+    let mut tick =
+        tokio::time::interval((cold / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(error) = ops.compact_cold_influx(cold).await {
+            tracing::warn!(%error, "compacting cold metrics databases failed");
+        }
+    }
+}
+
 /// Keeps databases as declared, in three loops of their own so that a long one (a backup
 /// verified on the scratch server, a reconcile of many databases) never delays the others:
 /// every `reconcile_every` drift is found and repaired; every `sample_every` the statistics

@@ -66,6 +66,10 @@ enum Command {
         /// How often database statistics are sampled for the db.* sensors.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         db_sample_every: std::time::Duration,
+        /// A metrics database not written for this long is compacted whole, once (0s: never),
+        /// as InfluxDB's compact-full-write-cold-duration.
+        #[arg(long, env = "PENG_METRICS_COMPACT_COLD", default_value = "4h", value_parser = parse_duration)]
+        metrics_compact_cold: std::time::Duration,
     },
     /// Check a service file offline; errors as file:line:col, exit 1 when invalid.
     Validate { file: PathBuf },
@@ -324,11 +328,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             platform,
             db_reconcile_every,
             db_sample_every,
+            metrics_compact_cold,
         } => {
             let mut cfg = peng_server::ServerConfig::new(data_dir, listen, gelf_udp, gelf_tcp);
             cfg.platform = platform;
             cfg.db_reconcile_every = db_reconcile_every;
             cfg.db_sample_every = db_sample_every;
+            cfg.metrics_compact_cold = metrics_compact_cold;
             serve(cfg).await
         }
         Command::Validate { file } => Ok(output::validate(&file)),

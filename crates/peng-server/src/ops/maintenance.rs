@@ -140,6 +140,26 @@ impl Ops {
         Ok(())
     }
 
+    /// Compacts whole every metrics database not written for `cold` since its last compaction.
+    pub async fn compact_cold_influx(&self, cold: std::time::Duration) -> Result<()> {
+        let catalog = self.p().influx.clone();
+        blocking("compacting cold metrics databases", move || {
+            for (team, db, database) in catalog.all()? {
+                let started = std::time::Instant::now();
+                match database.compact_if_cold(cold) {
+                    Ok(true) => tracing::info!(%team, database = %db, took_ms = started.elapsed().as_millis() as u64, "compacted cold metrics database"),
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(%team, database = %db, %error, "compacting cold metrics database failed")
+                    }
+                }
+            }
+            Ok::<_, peng_influx::CatalogError>(())
+        })
+        .await??;
+        Ok(())
+    }
+
     /// Compares every database with what peng declared and repairs what differs.
     pub async fn reconcile_databases(&self) -> Result<()> {
         Ok(self.p().databases.reconcile(&self.p().state).await?)
