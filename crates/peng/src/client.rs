@@ -406,8 +406,23 @@ pub async fn logs_search(
 }
 
 /// Follows the log: asks for what was written after the last cursor, once a second, so no
-/// message is skipped or shown twice, whatever its timestamp.
+/// message is skipped or shown twice, whatever its timestamp. Ctrl-C ends it with status 130
+/// between two lines, also where SIGINT was ignored when it started (a shell running it
+/// in the background, a script's coprocess), where the default action would never come.
 pub async fn logs_tail(
+    conn: &Conn,
+    query: &str,
+    service: Option<&str>,
+    stage: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => Ok(ExitCode::from(130)),
+        followed = follow_log(conn, query, service, stage) => followed,
+    }
+}
+
+async fn follow_log(
     conn: &Conn,
     query: &str,
     service: Option<&str>,
