@@ -38,6 +38,11 @@ use crate::model::{
 use crate::sync_dir;
 use crate::wal::Wal;
 
+/// A query reading at least this many series fields reads them on several threads.
+const PARALLEL_COLUMNS: usize = 16;
+/// At most this many threads read one query's columns.
+const MAX_QUERY_THREADS: usize = 4;
+
 /// Tuning knobs; `TsdbOptions::default()` is what [`Tsdb::open`] uses.
 #[derive(Debug, Clone)]
 pub struct TsdbOptions {
@@ -429,19 +434,58 @@ impl Tsdb {
             matched.push((id, key, fields));
         }
         matched.sort_by(|a, b| a.1.cmp_key(b.1));
-        let mut out = Vec::new();
-        for (id, key, fields) in matched {
-            let mut owned: Option<SeriesKey> = None;
-            for field in fields {
-                let points = state.read_column(id, field, q.start_ns, q.end_ns - 1)?;
-                if !points.is_empty() {
-                    out.push(SeriesData {
-                        key: owned.get_or_insert_with(|| key.to_key()).clone(),
-                        field: field.to_string(),
-                        points,
-                    });
+        let columns: Vec<(SeriesId, usize, &str)> = matched
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (id, _, fields))| fields.iter().map(move |f| (*id, i, *f)))
+            .collect();
+        let read = |part: &[(SeriesId, usize, &str)]| {
+            part.iter()
+                .map(|(id, _, field)| state.read_column(*id, field, q.start_ns, q.end_ns - 1))
+                .collect::<Result<Vec<_>, TsdbError>>()
+        };
+        // Decoding is most of a large query: its columns are read on a few threads.
+        let threads = if columns.len() >= PARALLEL_COLUMNS {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_QUERY_THREADS))
+        } else {
+            1
+        };
+        let values: Vec<Vec<(i64, FieldValue)>> = if threads > 1 {
+            let chunk = columns.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = columns
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || read(part)))
+                    .collect();
+                let mut all = Vec::with_capacity(columns.len());
+                for h in handles {
+                    match h.join() {
+                        Ok(part) => all.extend(part?),
+                        Err(_) => return Err(TsdbError::Poisoned),
+                    }
                 }
+                Ok(all)
+            })?
+        } else {
+            read(&columns)?
+        };
+        let mut out = Vec::new();
+        let mut owned: Option<(usize, SeriesKey)> = None;
+        for ((_, i, field), points) in columns.iter().zip(values) {
+            if points.is_empty() {
+                continue;
             }
+            if owned.as_ref().is_none_or(|(at, _)| at != i) {
+                owned = Some((*i, matched[*i].1.to_key()));
+            }
+            let Some((_, key)) = &owned else {
+                continue;
+            };
+            out.push(SeriesData {
+                key: key.clone(),
+                field: field.to_string(),
+                points,
+            });
         }
         Ok(out)
     }
@@ -856,7 +900,14 @@ fn merge_runs(mut runs: Vec<Vec<(i64, FieldValue)>>) -> Vec<(i64, FieldValue)> {
         _ => true,
     });
     if disjoint {
-        return runs.into_iter().flatten().collect();
+        if runs.len() == 1 {
+            return runs.pop().unwrap_or_default();
+        }
+        let mut out = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+        for mut run in runs {
+            out.append(&mut run);
+        }
+        return out;
     }
     let mut merged: BTreeMap<i64, FieldValue> = BTreeMap::new();
     for run in runs {

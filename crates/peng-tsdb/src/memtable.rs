@@ -4,9 +4,8 @@
 //! inserting at a timestamp already present replaces the value (newer write wins). Fields are
 //! named by their number in the index ([`FieldId`]); a series' columns sit in one small
 //! vector, and a column of one value needs no allocation of its own, so that many series with
-//! few values each stay cheap.
-
-use std::collections::HashMap;
+//! few values each stay cheap. Series are found by their id in a vector (ids are dense), not
+//! through a hash map: a write touches one series per point.
 
 use crate::index::{FieldId, SeriesId};
 use crate::model::FieldValue;
@@ -47,7 +46,7 @@ impl Column {
             return false;
         };
         match values.last() {
-            Some((last, _)) if *last >= ts => match values.binary_search_by_key(&ts, |(t, _)| *t) {
+            Some((last, _)) if *last >= ts => match find(values, ts) {
                 Ok(i) => {
                     values[i].1 = value;
                     false
@@ -98,23 +97,50 @@ impl Column {
     }
 }
 
+/// Where `ts` is, or would go, in values sorted by time whose last one is not older. A late
+/// value is usually only a little late (concurrent batches applied out of order), so the last
+/// few values are looked at one by one, back from the end, before a binary search.
+fn find(values: &[(i64, FieldValue)], ts: i64) -> Result<usize, usize> {
+    const NEAR: usize = 16;
+    let from = values.len().saturating_sub(NEAR);
+    for i in (from..values.len()).rev() {
+        let t = values[i].0;
+        if t == ts {
+            return Ok(i);
+        }
+        if t < ts {
+            return Err(i + 1);
+        }
+    }
+    values[..from].binary_search_by_key(&ts, |(t, _)| *t)
+}
+
 /// The columns of one series, sorted by field number.
 pub type Columns = Vec<(FieldId, Column)>;
 
 #[derive(Debug, Default)]
 pub struct Memtable {
-    series: HashMap<SeriesId, Columns>,
+    /// By series id; empty for a series without values here.
+    series: Vec<Columns>,
+    /// The ids of the series with values, in the order they got their first one.
+    present: Vec<SeriesId>,
     points: u64,
 }
 
 impl Memtable {
     /// Where the values of one series go; `fields` is a hint of how many it has.
     pub fn series_mut(&mut self, id: SeriesId, fields: usize) -> SeriesColumns<'_> {
+        let i = id as usize;
+        if i >= self.series.len() {
+            self.series.resize_with(i + 1, Vec::new);
+        }
+        let columns = &mut self.series[i];
+        if columns.is_empty() {
+            columns.reserve(fields);
+            self.present.push(id);
+        }
         SeriesColumns {
-            columns: self
-                .series
-                .entry(id)
-                .or_insert_with(|| Vec::with_capacity(fields)),
+            columns,
             points: &mut self.points,
         }
     }
@@ -134,22 +160,26 @@ impl Memtable {
     }
 
     pub fn column(&self, id: SeriesId, field: FieldId) -> Option<&Column> {
-        let columns = self.series.get(&id)?;
+        let columns = self.series.get(id as usize)?;
         let i = columns.binary_search_by_key(&field, |c| c.0).ok()?;
         Some(&columns[i].1)
     }
 
     /// The ids of the series with values, ascending.
     pub fn series_ids(&self) -> Vec<SeriesId> {
-        let mut ids: Vec<SeriesId> = self.series.keys().copied().collect();
+        let mut ids = self.present.clone();
         ids.sort_unstable();
+        // A series is listed again if it was left empty (a point whose fields were all
+        // skipped) and got values later.
+        ids.dedup();
+        ids.retain(|id| self.series.get(*id as usize).is_some_and(|c| !c.is_empty()));
         ids
     }
 
     /// Removes values older than `cutoff_ns`; returns how many.
     pub fn delete_before(&mut self, cutoff_ns: i64) -> u64 {
         let mut removed = 0u64;
-        for columns in self.series.values_mut() {
+        for columns in &mut self.series {
             let kept: Columns = std::mem::take(columns)
                 .into_iter()
                 .filter_map(|(f, c)| {
@@ -160,7 +190,9 @@ impl Memtable {
                 .collect();
             *columns = kept;
         }
-        self.series.retain(|_, c| !c.is_empty());
+        let series = &self.series;
+        self.present
+            .retain(|id| series.get(*id as usize).is_some_and(|c| !c.is_empty()));
         self.points -= removed;
         removed
     }
@@ -214,6 +246,25 @@ mod tests {
         assert!(m.column(0, 1).is_none());
         assert_eq!(m.delete_before(11), 1);
         assert!(m.is_empty() && m.series_ids().is_empty());
+    }
+
+    #[test]
+    fn late_values_go_in_their_place_near_the_end_or_far_back() {
+        let mut c = Column::new(0, FieldValue::Integer(0));
+        for t in 1..100 {
+            c.insert(t * 10, FieldValue::Integer(t));
+        }
+        // Near the end, far back, before the first, equal to one near and one far.
+        for t in [985, 15, -5, 970, 20] {
+            c.insert(t, FieldValue::Integer(-t));
+        }
+        let ts: Vec<i64> = c.values().iter().map(|v| v.0).collect();
+        let mut want: Vec<i64> = (0..100).map(|t| t * 10).collect();
+        want.extend([985, 15, -5]);
+        want.sort_unstable();
+        assert_eq!(ts, want);
+        assert_eq!(c.range(970, 970), [(970, FieldValue::Integer(-970))]);
+        assert_eq!(c.range(20, 20), [(20, FieldValue::Integer(-20))]);
     }
 
     #[test]
