@@ -3,9 +3,9 @@
 //!
 //! A write goes through three steps:
 //! 1. **Check and append**, under the writer mutex that owns the WAL: the batch is checked
-//!    against the series index (types, retention), its new series and field types are
-//!    registered there, and its record is written to the WAL file, without a sync. The record
-//!    gets the next ticket. Holding the mutex only this long keeps type checks consistent:
+//!    against the series index (types, retention), its record is written to the WAL file
+//!    without a sync, and then its new series and field types are registered in the index
+//!    (a failed append registers nothing). The record gets the next ticket. Holding the mutex only this long keeps type checks consistent:
 //!    a batch is checked against every batch appended before it, synced or not.
 //! 2. **Group commit**: one waiting writer syncs the segment for every record written so far
 //!    while the others wait; a writer whose record a finished sync covered returns without a
@@ -232,8 +232,9 @@ impl Tsdb {
             if let Some(why) = &self.lock_commit()?.failed {
                 return Err(sync_failed(&writer.wal.path(), why));
             }
-            let registered = register(&mut self.write_state()?.index, points, Some(&known));
+            // Registered only once the record is written: a failed append leaves no trace.
             writer.wal.write_record(&record)?;
+            let registered = register(&mut self.write_state()?.index, points, Some(&known));
             let mut commit = self.lock_commit()?;
             commit.written += 1;
             (commit.written, registered)
