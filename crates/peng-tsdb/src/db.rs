@@ -20,8 +20,11 @@
 //! the index (without values); the replay at the next open decides what the WAL holds.
 //!
 //! Readers share a read lock on the in-memory state and are blocked only while a write, flush
-//! or retention run installs its result. Flushes and compactions hold the writer mutex and
-//! first wait until every appended batch is applied, so writes wait for them.
+//! or retention run installs its result. Flushes, merges, compactions and retention runs take
+//! turns on a maintenance lock. A flush holds the writer mutex only to freeze the memtable
+//! (after every appended batch is applied) and writes the frozen one into a block file while
+//! writes go on into a new memtable; merges run without the writer mutex. So a large merge
+//! does not stop writes: they wait only once memory holds twice the flush threshold.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -66,6 +69,10 @@ pub struct Tsdb {
     /// Holds an exclusive `flock` on `dir/LOCK` for as long as the store is open.
     _lock: File,
     writer: Mutex<Writer>,
+    /// Held by whoever flushes, merges, compacts or applies retention: one at a time, so that
+    /// block file ids follow the order of writes and the cutoff holds still under a merge.
+    /// Taken before the writer mutex, never while holding it.
+    maint: Mutex<()>,
     state: RwLock<State>,
     commit: Mutex<Commit>,
     /// Signalled when `Commit::synced` or `Commit::applied` moves, or a sync fails.
@@ -99,12 +106,27 @@ struct Commit {
 struct State {
     index: SeriesIndex,
     mem: Memtable,
+    /// The memtable a flush is writing to a block file, or failed to: newer than every block
+    /// file and older than `mem`. Read by queries like the others.
+    frozen: Option<Arc<Frozen>>,
     /// Open block files by id; a higher id holds newer writes. A series field's blocks are
     /// found in each file by binary search, so there is no map of all blocks to maintain.
     files: BTreeMap<u64, Installed>,
     /// Values in block files at or after the cutoff (a value overwritten after a flush counts
     /// once per copy): the sum of the files' `points`.
     block_points: u64,
+}
+
+/// A memtable taken out of the write path to be written to a block file, with what the file
+/// needs to know of the index, taken when it was frozen so that writing it holds no lock.
+struct Frozen {
+    mem: Memtable,
+    /// The last WAL segment whose records it holds.
+    covered: u64,
+    /// Field names by number.
+    names: Vec<Arc<str>>,
+    /// Its columns in the order of a block file: by series id, then field name.
+    layout: Vec<(SeriesId, FieldId, FieldType)>,
 }
 
 struct Installed {
@@ -183,6 +205,7 @@ impl Tsdb {
         let mut state = State {
             index,
             mem,
+            frozen: None,
             files: BTreeMap::new(),
             block_points: 0,
         };
@@ -204,6 +227,7 @@ impl Tsdb {
             options,
             _lock: lock,
             writer: Mutex::new(Writer { wal }),
+            maint: Mutex::new(()),
             state: RwLock::new(state),
             commit: Mutex::new(commit),
             committed: Condvar::new(),
@@ -248,18 +272,28 @@ impl Tsdb {
             Ok(mem.points() >= flush_threshold(self.options.flush_threshold_points, index.len()))
         })?;
         if should_flush {
-            let mut writer = self.lock_writer()?;
-            // Another writer may have flushed meanwhile.
-            let still = {
-                let state = self.read_state()?;
-                state.mem.points()
-                    >= flush_threshold(self.options.flush_threshold_points, state.index.len())
+            let limit = flush_threshold(
+                self.options.flush_threshold_points,
+                self.read_state()?.index.len(),
+            );
+            let maint = match self.maint.try_lock() {
+                Ok(maint) => maint,
+                Err(std::sync::TryLockError::Poisoned(_)) => return Err(TsdbError::Poisoned),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    // Another writer is flushing or merging: memory takes up to twice the
+                    // threshold meanwhile, then writes wait for it.
+                    if self.read_state()?.mem.points() < limit.saturating_mul(2) {
+                        return Ok(());
+                    }
+                    self.lock_maint()?
+                }
             };
-            if still {
+            // Another writer may have flushed meanwhile.
+            if self.read_state()?.mem.points() >= limit {
                 // The batch is durable in the WAL already; a failed flush leaves it there.
-                if let Err(error) = self.flush_locked(&mut writer) {
+                if let Err(error) = self.flush_maint(&maint) {
                     tracing::warn!(%error, "flush after write failed, data stays in the wal");
-                } else if let Err(error) = self.merge_tier_locked(&mut writer) {
+                } else if let Err(error) = self.merge_tier(&maint) {
                     tracing::warn!(%error, "merging block files failed; they stay as they were");
                 }
             }
@@ -343,8 +377,8 @@ impl Tsdb {
     /// of one size tier (tier = how many times 4 fits between the file and 4 MiB), they become
     /// one file of the next tier. Every value is rewritten about once per tier, and a store
     /// keeps at most 3 files per tier: reads look into a few files, and blocks stay full.
-    /// Returns whether files were merged.
-    fn merge_tier_locked(&self, writer: &mut MutexGuard<'_, Writer>) -> Result<bool, TsdbError> {
+    /// Returns whether files were merged. Writes go on meanwhile.
+    fn merge_tier(&self, maint: &MutexGuard<'_, ()>) -> Result<bool, TsdbError> {
         let chosen = {
             let state = self.read_state()?;
             newest_tier(&state.files)
@@ -352,17 +386,14 @@ impl Tsdb {
         if chosen.len() < MERGE_FANIN {
             return Ok(false);
         }
-        self.merge_locked(writer, &chosen)?;
+        self.merge(maint, &chosen)?;
         Ok(true)
     }
 
     /// Merges the block files `chosen` (the newest ones, so that the merged file, which gets
-    /// the next id, keeps their place in the order of writes) into one. Writes wait meanwhile.
-    fn merge_locked(
-        &self,
-        _writer: &mut MutexGuard<'_, Writer>,
-        chosen: &[u64],
-    ) -> Result<(), TsdbError> {
+    /// the next id, keeps their place in the order of writes: a flush, which would take a
+    /// newer id, waits for `maint`) into one. Writes go on meanwhile.
+    fn merge(&self, _maint: &MutexGuard<'_, ()>, chosen: &[u64]) -> Result<(), TsdbError> {
         let blocks_dir = self.dir.join("blocks");
         let new_file = {
             let state = self.read_state()?;
@@ -381,7 +412,7 @@ impl Tsdb {
                 return Err(e);
             }
             let replaces: Vec<u64> = inputs.iter().map(|f| f.id).collect();
-            // All at or after the cutoff, which cannot move while the writer lock is held.
+            // All at or after the cutoff, which cannot move while `maint` is held.
             let values = w.values();
             (w.finish(covered, &replaces)?, values)
         };
@@ -543,6 +574,10 @@ impl Tsdb {
     /// exact per stored copy: a value overwritten after it was flushed counts once per copy.
     /// A cutoff at or below the current one does nothing and returns 0.
     pub fn delete_before(&self, cutoff_ns: i64) -> Result<u64, TsdbError> {
+        let maint = self.lock_maint()?;
+        // A memtable a failed flush left frozen is written first: retention then has only
+        // `mem` and the block files to look at.
+        self.write_frozen(&maint)?;
         let _writer = self.lock_writer()?;
         let old = self.read_state()?.index.cutoff_ns;
         if cutoff_ns <= old {
@@ -600,25 +635,26 @@ impl Tsdb {
     /// segments. Also runs from `write` when memory holds `flush_threshold_points` values (or,
     /// with more series than that, one value per series).
     pub fn flush(&self) -> Result<(), TsdbError> {
-        let mut writer = self.lock_writer()?;
-        self.flush_locked(&mut writer)
+        let maint = self.lock_maint()?;
+        self.flush_maint(&maint)
     }
 
     /// [`Tsdb::flush`], then the size-tiered merging a flush from `write` runs, so that a store
     /// flushed on a timer does not pile up small files.
     pub fn flush_and_merge(&self) -> Result<(), TsdbError> {
-        let mut writer = self.lock_writer()?;
-        self.flush_locked(&mut writer)?;
-        while self.merge_tier_locked(&mut writer)? {}
+        let maint = self.lock_maint()?;
+        self.flush_maint(&maint)?;
+        while self.merge_tier(&maint)? {}
         Ok(())
     }
 
     /// Merges all block files into one, applying overwrites and the retention cutoff, so that
-    /// queries read fewer and fuller blocks. Flushes first; writes wait while it runs. The
-    /// merged data is built one series field at a time.
+    /// queries read fewer and fuller blocks. Flushes first; writes go on meanwhile (into
+    /// memory, and wait once it holds twice the flush threshold). The merged data is built one
+    /// series field at a time.
     pub fn compact(&self) -> Result<(), TsdbError> {
-        let mut writer = self.lock_writer()?;
-        self.flush_locked(&mut writer)?;
+        let maint = self.lock_maint()?;
+        self.flush_maint(&maint)?;
         let all: Vec<u64> = {
             let state = self.read_state()?;
             if state.files.len() <= 1 {
@@ -626,7 +662,7 @@ impl Tsdb {
             }
             state.files.keys().copied().collect()
         };
-        self.merge_locked(&mut writer, &all)
+        self.merge(&maint, &all)
     }
 
     /// Size figures. `points` counts stored values as [`TsdbStats::points`] describes;
@@ -635,7 +671,7 @@ impl Tsdb {
         let (series, points, block_bytes) = match self.state.read() {
             Ok(s) => (
                 s.index.len() as u64,
-                s.mem.points() + s.block_points,
+                s.mem.points() + s.frozen.as_ref().map_or(0, |f| f.mem.points()) + s.block_points,
                 s.files.values().map(|f| f.file.size).sum(),
             ),
             Err(_) => (0, 0, 0),
@@ -662,7 +698,23 @@ impl Tsdb {
         }
     }
 
-    fn flush_locked(&self, writer: &mut MutexGuard<'_, Writer>) -> Result<(), TsdbError> {
+    /// A flush: the memtable is frozen under the writer mutex (held only for that), then
+    /// written to a block file while writes go on into a new memtable. A memtable an earlier
+    /// flush failed to write is written first, so that block files keep the order of writes.
+    fn flush_maint(&self, maint: &MutexGuard<'_, ()>) -> Result<(), TsdbError> {
+        self.write_frozen(maint)?;
+        let mut writer = self.lock_writer()?;
+        if !self.freeze(&mut writer)? {
+            return Ok(());
+        }
+        drop(writer);
+        self.write_frozen(maint)
+    }
+
+    /// Moves the memtable to `State::frozen` once every appended batch is applied, after the
+    /// index file has every series it names and the WAL has moved to a new segment; returns
+    /// whether memory held anything. Called with `maint` held and no memtable frozen.
+    fn freeze(&self, writer: &mut MutexGuard<'_, Writer>) -> Result<bool, TsdbError> {
         self.wait_applied()?;
         {
             let mut state = self.write_state()?;
@@ -671,7 +723,7 @@ impl Tsdb {
                 state.index.save(&self.dir)?;
             }
             if state.mem.is_empty() {
-                return Ok(());
+                return Ok(false);
             }
         }
         // Everything in memory is in segments up to `covered`; new writes wait on `writer`.
@@ -681,33 +733,67 @@ impl Tsdb {
             commit.file = writer.wal.file();
             commit.path = writer.wal.path();
         }
-        let new_file = {
-            let state = self.read_state()?;
-            let id = state.files.keys().next_back().copied().unwrap_or(0) + 1;
-            let mut w = BlockFileWriter::create(&self.dir.join("blocks"), id)?;
-            for id in state.mem.series_ids() {
-                // In name order, as block files list them.
-                for (field, name, ty) in state.index.fields_of(id) {
-                    let Some(column) = state.mem.column(id, field) else {
-                        continue;
-                    };
-                    if let Err(e) = w.add_column(id, name, ty, column.values()) {
-                        w.abandon();
-                        return Err(e);
-                    }
+        let mut state = self.write_state()?;
+        let mem = std::mem::take(&mut state.mem);
+        let mut layout = Vec::new();
+        for id in mem.series_ids() {
+            for (field, _, ty) in state.index.fields_of(id) {
+                if mem.column(id, field).is_some() {
+                    layout.push((id, field, ty));
                 }
             }
-            let values = w.values();
-            (w.finish(covered, &[])?, values)
+        }
+        state.frozen = Some(Arc::new(Frozen {
+            mem,
+            covered,
+            names: state.index.field_names(),
+            layout,
+        }));
+        Ok(true)
+    }
+
+    /// Writes the frozen memtable, if any, to a block file, installs it in place of the
+    /// memtable and deletes the WAL segments it covers. Holds no lock while encoding; on an
+    /// error the memtable stays frozen (and queried), its values in the WAL.
+    fn write_frozen(&self, _maint: &MutexGuard<'_, ()>) -> Result<(), TsdbError> {
+        let (frozen, id) = {
+            let state = self.read_state()?;
+            let Some(frozen) = state.frozen.clone() else {
+                return Ok(());
+            };
+            (
+                frozen,
+                state.files.keys().next_back().copied().unwrap_or(0) + 1,
+            )
         };
-        let flushed = {
+        let mut w = BlockFileWriter::create(&self.dir.join("blocks"), id)?;
+        for &(series, field, ty) in &frozen.layout {
+            let (Some(column), Some(name)) = (
+                frozen.mem.column(series, field),
+                frozen.names.get(field as usize),
+            ) else {
+                continue;
+            };
+            if let Err(e) = w.add_column(series, name, ty, column.values()) {
+                w.abandon();
+                return Err(e);
+            }
+        }
+        let values = w.values();
+        let file = w.finish(frozen.covered, &[])?;
+        {
             let mut state = self.write_state()?;
-            state.install_written(Arc::new(new_file.0), new_file.1);
-            std::mem::take(&mut state.mem)
-        };
-        // Freed after the lock is released.
-        drop(flushed);
-        writer.wal.remove_upto(covered)
+            state.install_written(Arc::new(file), values);
+            state.frozen = None;
+        }
+        // Freed here, after the lock is released.
+        let covered = frozen.covered;
+        drop(frozen);
+        crate::wal::remove_upto(&self.dir.join("wal"), covered)
+    }
+
+    fn lock_maint(&self) -> Result<MutexGuard<'_, ()>, TsdbError> {
+        self.maint.lock().map_err(|_| TsdbError::Poisoned)
     }
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>, TsdbError> {
@@ -778,12 +864,14 @@ impl State {
                 runs.push(pts);
             }
         }
-        if let Some(column) = self
-            .index
-            .field_id(field)
-            .and_then(|f| self.mem.column(id, f))
-        {
-            runs.push(column.range(lo, hi).to_vec());
+        if let Some(field) = self.index.field_id(field) {
+            // Newer than the block files, older than what came after the freeze.
+            let frozen = self.frozen.as_ref().map(|f| &f.mem);
+            for mem in frozen.into_iter().chain([&self.mem]) {
+                if let Some(column) = mem.column(id, field) {
+                    runs.push(column.range(lo, hi).to_vec());
+                }
+            }
         }
         Ok(merge_runs(runs))
     }
@@ -1141,4 +1229,127 @@ fn lock_dir(dir: &Path) -> Result<File, TsdbError> {
         return Err(TsdbError::io("locking data directory", &path)(err));
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn point(ts: i64, value: f64) -> Point {
+        Point {
+            measurement: "cpu".into(),
+            tags: [("host".to_string(), "a".to_string())].into(),
+            fields: [("idle".to_string(), FieldValue::Float(value))].into(),
+            timestamp_ns: ts,
+        }
+    }
+
+    fn values(tsdb: &Tsdb) -> Vec<(i64, FieldValue)> {
+        let q = Query {
+            measurement: "cpu".into(),
+            tag_filter: BTreeMap::new(),
+            fields: None,
+            start_ns: i64::MIN,
+            end_ns: i64::MAX,
+        };
+        let mut got = tsdb.query(&q).unwrap();
+        assert!(got.len() <= 1);
+        got.pop().map(|s| s.points).unwrap_or_default()
+    }
+
+    fn files(tsdb: &Tsdb) -> usize {
+        tsdb.state.read().unwrap().files.len()
+    }
+
+    /// While a flush or merge holds `maint`, writes past the flush threshold are stored and
+    /// answered (memory takes up to twice the threshold) instead of waiting for it.
+    #[test]
+    fn writes_go_on_while_a_flush_or_merge_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = TsdbOptions {
+            flush_threshold_points: 10,
+        };
+        let tsdb = Arc::new(Tsdb::open_with(dir.path(), options).unwrap());
+        let maint = tsdb.maint.lock().unwrap();
+        let (done, finished) = mpsc::channel();
+        let writer = {
+            let tsdb = tsdb.clone();
+            std::thread::spawn(move || {
+                for ts in 0..15 {
+                    tsdb.write(&[point(ts, ts as f64)]).unwrap();
+                }
+                done.send(()).unwrap();
+            })
+        };
+        finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("writes past the threshold did not wait for the flush");
+        writer.join().unwrap();
+        assert_eq!(values(&tsdb).len(), 15);
+        assert_eq!(files(&tsdb), 0);
+        drop(maint);
+        tsdb.write(&[point(15, 15.0)]).unwrap();
+        assert_eq!(files(&tsdb), 1, "the next write flushes");
+        assert_eq!(values(&tsdb).len(), 16);
+        assert_eq!(tsdb.stats().points, 16);
+    }
+
+    /// A frozen memtable is read like the others: newer than the block files, older than what
+    /// was written after it froze; writing it out changes no answer.
+    #[test]
+    fn a_frozen_memtable_is_read_between_the_files_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsdb = Tsdb::open(dir.path()).unwrap();
+        tsdb.write(&[point(1, 1.0), point(2, 2.0)]).unwrap();
+        tsdb.flush().unwrap();
+        tsdb.write(&[point(2, 20.0), point(3, 3.0)]).unwrap();
+        let maint = tsdb.lock_maint().unwrap();
+        assert!(tsdb.freeze(&mut tsdb.lock_writer().unwrap()).unwrap());
+        tsdb.write(&[point(3, 30.0), point(4, 4.0)]).unwrap();
+        let want = vec![
+            (1, FieldValue::Float(1.0)),
+            (2, FieldValue::Float(20.0)),
+            (3, FieldValue::Float(30.0)),
+            (4, FieldValue::Float(4.0)),
+        ];
+        assert_eq!(values(&tsdb), want);
+        assert_eq!(tsdb.stats().points, 6, "one per stored copy");
+        tsdb.write_frozen(&maint).unwrap();
+        assert!(tsdb.state.read().unwrap().frozen.is_none());
+        assert_eq!(files(&tsdb), 2);
+        assert_eq!(values(&tsdb), want);
+        drop(maint);
+        drop(tsdb);
+        let tsdb = Tsdb::open(dir.path()).unwrap();
+        assert_eq!(values(&tsdb), want, "after replaying the rest of the wal");
+    }
+
+    /// A flush that cannot write its block file leaves the memtable frozen and readable, its
+    /// values in the WAL; the next flush writes it first, so the newer values still win.
+    #[test]
+    fn a_frozen_memtable_that_cannot_be_written_stays_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsdb = Tsdb::open(dir.path()).unwrap();
+        tsdb.write(&[point(1, 1.0), point(2, 2.0)]).unwrap();
+        let blocks = dir.path().join("blocks");
+        fs::remove_dir(&blocks).unwrap();
+        assert!(tsdb.flush().is_err());
+        assert!(tsdb.state.read().unwrap().frozen.is_some());
+        tsdb.write(&[point(2, 20.0)]).unwrap();
+        assert_eq!(
+            values(&tsdb),
+            [(1, FieldValue::Float(1.0)), (2, FieldValue::Float(20.0))]
+        );
+        fs::create_dir(&blocks).unwrap();
+        tsdb.flush().unwrap();
+        assert_eq!(files(&tsdb), 2);
+        assert_eq!(tsdb.delete_before(2).unwrap(), 1);
+        assert_eq!(values(&tsdb), [(2, FieldValue::Float(20.0))]);
+        drop(tsdb);
+        let tsdb = Tsdb::open(dir.path()).unwrap();
+        assert_eq!(values(&tsdb), [(2, FieldValue::Float(20.0))]);
+    }
 }

@@ -403,6 +403,11 @@ impl SeriesIndex {
         true
     }
 
+    /// Every field name, by number.
+    pub fn field_names(&self) -> Vec<Arc<str>> {
+        self.fields.names.clone()
+    }
+
     /// The fields of a series in name order: (number, name, type).
     pub fn fields_of(&self, id: SeriesId) -> impl Iterator<Item = (FieldId, &str, FieldType)> + '_ {
         self.set_of(id)

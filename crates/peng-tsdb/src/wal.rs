@@ -153,17 +153,6 @@ impl Wal {
         Ok(old)
     }
 
-    /// Deletes every segment with `seq <= upto`.
-    pub fn remove_upto(&self, upto: u64) -> Result<(), TsdbError> {
-        for (seq, path) in list_segments(&self.dir)? {
-            if seq <= upto {
-                fs::remove_file(&path)
-                    .map_err(TsdbError::io("removing flushed wal segment", &path))?;
-            }
-        }
-        sync_dir(&self.dir)
-    }
-
     /// Bytes of all segments.
     pub fn bytes_on_disk(&self) -> u64 {
         list_segments(&self.dir)
@@ -325,6 +314,17 @@ fn decode_batch(payload: &[u8]) -> Result<Vec<Point>, DecodeError> {
         return Err(DecodeError("trailing bytes after wal record"));
     }
     Ok(points)
+}
+
+/// Deletes every segment in `dir` with `seq <= upto`: segments a block file covers. Needs no
+/// hold on the [`Wal`], which only writes to a newer segment.
+pub fn remove_upto(dir: &Path, upto: u64) -> Result<(), TsdbError> {
+    for (seq, path) in list_segments(dir)? {
+        if seq <= upto {
+            fs::remove_file(&path).map_err(TsdbError::io("removing flushed wal segment", &path))?;
+        }
+    }
+    sync_dir(dir)
 }
 
 #[cfg(test)]
