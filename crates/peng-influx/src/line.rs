@@ -95,18 +95,47 @@ fn cut(s: &str, max: usize) -> String {
 
 /// A cursor over one line.
 struct Cursor<'a> {
+    line: &'a str,
     s: &'a [u8],
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
+    fn new(line: &'a str) -> Cursor<'a> {
+        Cursor {
+            line,
+            s: line.as_bytes(),
+            at: 0,
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.s.get(self.at).copied()
+    }
+
+    /// The text from `from` to the cursor. Every byte the parser stops at is ASCII, so this is
+    /// a whole number of characters of the line, which is UTF-8 already.
+    fn since(&self, from: usize) -> Result<&'a str, String> {
+        self.line
+            .get(from..self.at)
+            .ok_or_else(|| "invalid UTF-8".to_string())
     }
 
     /// Reads up to (not including) the first unescaped byte of `stops`; `escapable` are the
     /// bytes a backslash escapes (the backslash is dropped before them, kept before others).
     fn token(&mut self, stops: &[u8], escapable: &[u8]) -> Result<String, String> {
+        let start = self.at;
+        // Most tokens have no backslash: they are copied from the line as they are.
+        let plain = self.s[start..]
+            .iter()
+            .position(|b| *b == b'\\' || stops.contains(b));
+        match plain {
+            Some(n) if self.s[start + n] == b'\\' => {}
+            _ => {
+                self.at = plain.map_or(self.s.len(), |n| start + n);
+                return self.since(start).map(str::to_string);
+            }
+        }
         let mut out = Vec::new();
         while let Some(b) = self.peek() {
             if b == b'\\' {
@@ -142,10 +171,7 @@ impl<'a> Cursor<'a> {
 }
 
 fn parse_line(line: &str, precision: Precision, now_ns: i64) -> Result<Point, String> {
-    let mut c = Cursor {
-        s: line.as_bytes(),
-        at: 0,
-    };
+    let mut c = Cursor::new(line);
     let measurement = c.token(b", ", b", ")?;
     if measurement.is_empty() {
         return Err("missing measurement".into());
@@ -247,7 +273,7 @@ fn field_value(c: &mut Cursor<'_>) -> Result<FieldValue, String> {
         }
         c.at += 1;
     }
-    let raw = std::str::from_utf8(&c.s[start..c.at]).map_err(|_| "invalid UTF-8".to_string())?;
+    let raw = c.since(start)?;
     if raw.is_empty() {
         return Err("missing field value".into());
     }
