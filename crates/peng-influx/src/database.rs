@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use peng_tsdb::{FieldValue, Point, Query, SeriesData, SeriesKey, Tsdb, TsdbError};
+use peng_tsdb::{FieldValue, Name, Point, Query, SeriesData, SeriesKey, Tsdb, TsdbError};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::CatalogError;
@@ -378,8 +378,7 @@ impl Database {
                 start_ns: lo,
                 end_ns: hi,
             })?;
-            let mut rows: BTreeMap<(&SeriesKey, i64), BTreeMap<String, FieldValue>> =
-                BTreeMap::new();
+            let mut rows: BTreeMap<(&SeriesKey, i64), BTreeMap<Name, FieldValue>> = BTreeMap::new();
             for sd in &data {
                 for (bucket, parts) in partials(sd) {
                     if bucket < keep_from {
@@ -387,15 +386,19 @@ impl Database {
                     }
                     let row = rows.entry((&sd.key, bucket)).or_default();
                     for (part, v) in PARTS.iter().zip(parts) {
-                        row.insert(part_field(&sd.field, part), v);
+                        row.insert(part_field(&sd.field, part).into(), v);
                     }
                 }
             }
             let points: Vec<Point> = rows
                 .into_iter()
                 .map(|((key, bucket), fields)| Point {
-                    measurement: key.measurement.clone(),
-                    tags: key.tags.clone(),
+                    measurement: key.measurement.as_str().into(),
+                    tags: key
+                        .tags
+                        .iter()
+                        .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                        .collect(),
                     fields,
                     timestamp_ns: bucket,
                 })
@@ -602,11 +605,11 @@ mod tests {
     fn point(host: &str, t: i64, v: f64, n: i64) -> Point {
         Point {
             measurement: "cpu".into(),
-            tags: [("host".to_string(), host.to_string())].into(),
+            tags: [("host".into(), host.into())].into(),
             fields: [
-                ("usage".to_string(), FieldValue::Float(v)),
-                ("procs".to_string(), FieldValue::Integer(n)),
-                ("ok".to_string(), FieldValue::Boolean(true)),
+                ("usage".into(), FieldValue::Float(v)),
+                ("procs".into(), FieldValue::Integer(n)),
+                ("ok".into(), FieldValue::Boolean(true)),
             ]
             .into(),
             timestamp_ns: t,

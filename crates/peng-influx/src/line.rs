@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use peng_tsdb::{FieldValue, Point};
+use peng_tsdb::{FieldValue, Name, Point};
 
 /// The unit of the timestamps in a body (`precision=`) or of the times in an answer (`epoch=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -163,7 +163,7 @@ impl<'a> Cursor<'a> {
 
     /// Reads up to (not including) the first unescaped byte of `stops`; `escapable` are the
     /// bytes a backslash escapes (the backslash is dropped before them, kept before others).
-    fn token(&mut self, stops: &[u8], escapable: &[u8]) -> Result<String, String> {
+    fn token(&mut self, stops: &[u8], escapable: &[u8]) -> Result<Name, String> {
         let start = self.at;
         // Most tokens have no backslash: they are copied from the line as they are.
         let plain = self.s[start..]
@@ -173,7 +173,7 @@ impl<'a> Cursor<'a> {
             Some(n) if self.s[start + n] == b'\\' => {}
             _ => {
                 self.at = plain.map_or(self.s.len(), |n| start + n);
-                return self.since(start).map(str::to_string);
+                return self.since(start).map(Name::from);
             }
         }
         let mut out = Vec::new();
@@ -198,7 +198,9 @@ impl<'a> Cursor<'a> {
             out.push(b);
             self.at += 1;
         }
-        String::from_utf8(out).map_err(|_| "invalid UTF-8".to_string())
+        String::from_utf8(out)
+            .map(Name::from)
+            .map_err(|_| "invalid UTF-8".to_string())
     }
 
     fn skip_spaces(&mut self) -> usize {
@@ -536,7 +538,12 @@ mod tests {
             fields in proptest::collection::btree_map(name(), value(), 1..4),
             timestamp_ns in any::<i64>(),
         ) {
-            let p = Point { measurement, tags, fields, timestamp_ns };
+            let p = Point {
+                measurement: measurement.into(),
+                tags: tags.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+                fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+                timestamp_ns,
+            };
             let text = format(std::slice::from_ref(&p));
             let back = parse(&text, Precision::Nanoseconds, 0)
                 .map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;

@@ -982,9 +982,12 @@ pub fn point(r: &SensorResult) -> Point {
         fields.insert("value".to_string(), FieldValue::Float(v));
     }
     Point {
-        measurement: MEASUREMENT.to_string(),
-        tags,
-        fields,
+        measurement: MEASUREMENT.into(),
+        tags: tags
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect(),
+        fields: fields.into_iter().map(|(k, v)| (k.into(), v)).collect(),
         timestamp_ns: r.at_ns,
     }
 }
@@ -1055,7 +1058,7 @@ mod tests {
         let p = point(&r);
         assert_eq!(p.measurement, "sensor");
         assert_eq!(
-            p.tags.keys().map(String::as_str).collect::<Vec<_>>(),
+            p.tags.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
             ["instance", "sensor", "service", "stage", "team"]
         );
         assert_eq!(p.tags["service"], "orders");

@@ -31,11 +31,14 @@ fn point(step: usize, h: usize, fields: usize) -> Point {
     Point {
         measurement: "cpu".into(),
         tags: BTreeMap::from([
-            ("cpu".to_string(), "cpu-total".to_string()),
-            ("host".to_string(), host(h)),
+            ("cpu".into(), "cpu-total".into()),
+            ("host".into(), host(h).into()),
         ]),
         fields: (0..fields)
-            .map(|f| (format!("usage_{f}"), FieldValue::Float(value(step, h, f))))
+            .map(|f| {
+                let name = format!("usage_{f}");
+                (name.into(), FieldValue::Float(value(step, h, f)))
+            })
             .collect(),
         timestamp_ns: BASE + step as i64 * STEP,
     }

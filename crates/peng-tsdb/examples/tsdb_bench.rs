@@ -38,12 +38,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for t in 0..per_series {
         for s in 0..series {
             let mut tags = BTreeMap::new();
-            tags.insert("host".to_string(), format!("host-{:04}", s % 100));
-            tags.insert("sensor".to_string(), format!("sensor-{s:05}"));
+            tags.insert("host".into(), format!("host-{:04}", s % 100).into());
+            tags.insert("sensor".into(), format!("sensor-{s:05}").into());
             let mut fields = BTreeMap::new();
             let v =
                 20.0 + ((t as f64 / 50.0).sin() * 5.0 * 100.0).round() / 100.0 + s as f64 * 0.01;
-            fields.insert("value".to_string(), FieldValue::Float(v));
+            fields.insert("value".into(), FieldValue::Float(v));
             buf.push(Point {
                 measurement: "sensor".into(),
                 tags,

@@ -36,7 +36,7 @@ use crate::error::TsdbError;
 use crate::index::{FieldId, KeyRef, SeriesId, SeriesIndex};
 use crate::memtable::Memtable;
 use crate::model::{
-    validate_point, FieldType, FieldValue, Point, Query, SeriesData, SeriesKey, TsdbStats,
+    validate_point, FieldType, FieldValue, Name, Point, Query, SeriesData, SeriesKey, TsdbStats,
 };
 use crate::sync_dir;
 use crate::wal::Wal;
@@ -1056,7 +1056,7 @@ fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<Vec<Option<Serie
         Known(SeriesId),
         New(usize),
     }
-    let mut new_series: HashMap<(&str, &BTreeMap<String, String>), usize> = HashMap::new();
+    let mut new_series: HashMap<(&str, &BTreeMap<Name, Name>), usize> = HashMap::new();
     // Types of the fields the index does not know yet, as first seen in the batch.
     let mut new_types: HashMap<(Slot, &str), FieldType> = HashMap::new();
     let mut last: Option<(&Point, Slot)> = None;
@@ -1101,8 +1101,8 @@ fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<Vec<Option<Serie
                 known.unwrap_or_else(|| *new_types.entry((slot, name.as_str())).or_insert(new));
             if existing != new {
                 return Err(TsdbError::FieldTypeConflict {
-                    measurement: p.measurement.clone(),
-                    field: name.clone(),
+                    measurement: p.measurement.to_string(),
+                    field: name.to_string(),
                     existing,
                     new,
                 });
@@ -1147,7 +1147,7 @@ fn register(
         series: Vec::with_capacity(points.len()),
         fields: Vec::with_capacity(points.len() * points.first().map_or(1, |p| p.fields.len())),
     };
-    let mut last: Option<(&str, &BTreeMap<String, String>, SeriesId)> = None;
+    let mut last: Option<(&str, &BTreeMap<Name, Name>, SeriesId)> = None;
     let mut fields = Vec::new();
     for (i, p) in points.iter().enumerate() {
         if p.timestamp_ns < index.cutoff_ns {
@@ -1241,8 +1241,8 @@ mod tests {
     fn point(ts: i64, value: f64) -> Point {
         Point {
             measurement: "cpu".into(),
-            tags: [("host".to_string(), "a".to_string())].into(),
-            fields: [("idle".to_string(), FieldValue::Float(value))].into(),
+            tags: [("host".into(), "a".into())].into(),
+            fields: [("idle".into(), FieldValue::Float(value))].into(),
             timestamp_ns: ts,
         }
     }

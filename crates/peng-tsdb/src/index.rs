@@ -118,13 +118,17 @@ impl<'a> KeyRef<'a> {
     }
 
     /// Whether this is the key of `measurement` with exactly `tags`.
-    pub fn is(self, measurement: &str, tags: &BTreeMap<String, String>) -> bool {
+    pub fn is<K: AsRef<str>, V: AsRef<str>>(
+        self,
+        measurement: &str,
+        tags: &BTreeMap<K, V>,
+    ) -> bool {
         let (m, mine) = self.raw();
         m == measurement.as_bytes()
             && mine.left == tags.len() as u64
-            && mine
-                .zip(tags)
-                .all(|((k, v), (tk, tv))| k == tk.as_bytes() && v == tv.as_bytes())
+            && mine.zip(tags).all(|((k, v), (tk, tv))| {
+                k == tk.as_ref().as_bytes() && v == tv.as_ref().as_bytes()
+            })
     }
 
     pub fn to_key(self) -> SeriesKey {
@@ -283,10 +287,15 @@ impl SeriesIndex {
     }
 
     /// The id of the series with this measurement and tags.
-    pub fn find(&self, measurement: &str, tags: &BTreeMap<String, String>) -> Option<SeriesId> {
+    pub fn find<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        measurement: &str,
+        tags: &BTreeMap<K, V>,
+    ) -> Option<SeriesId> {
         let hash = self.hash_of(
             measurement.as_bytes(),
-            tags.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
+            tags.iter()
+                .map(|(k, v)| (k.as_ref().as_bytes(), v.as_ref().as_bytes())),
         );
         let first = *self.by_hash.get(&hash)?;
         if self.key(first).is_some_and(|k| k.is(measurement, tags)) {
@@ -311,15 +320,15 @@ impl SeriesIndex {
     }
 
     /// The id of the series, adding it when it is new.
-    pub fn get_or_insert(
+    pub fn get_or_insert<K: AsRef<str>, V: AsRef<str>>(
         &mut self,
         measurement: &str,
-        tags: &BTreeMap<String, String>,
+        tags: &BTreeMap<K, V>,
     ) -> SeriesId {
         if let Some(id) = self.find(measurement, tags) {
             return id;
         }
-        let tags = tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let tags = tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
         let id = self.push(measurement, tags.len(), tags, 0);
         self.dirty = true;
         id
@@ -762,7 +771,7 @@ mod tests {
         assert!(idx.resolve_fields(ids[7], std::iter::empty(), &mut out) && out.is_empty());
         assert_eq!(idx.find("cpu", &tags("h100")), None);
         assert_eq!(idx.find("mem", &tags("h1")), None);
-        assert_eq!(idx.find("cpu", &BTreeMap::new()), None);
+        assert_eq!(idx.find("cpu", &BTreeMap::<String, String>::new()), None);
         let k = |id: SeriesId| idx.key(id).unwrap();
         assert_eq!(
             k(ids[10]).cmp_key(k(ids[9])),
@@ -820,7 +829,7 @@ mod tests {
     fn damaged_index_is_corruption() {
         let tmp = tempfile::tempdir().unwrap();
         let mut idx = SeriesIndex::new();
-        idx.get_or_insert("cpu", &BTreeMap::new());
+        idx.get_or_insert("cpu", &BTreeMap::<String, String>::new());
         idx.save(tmp.path()).unwrap();
         let path = tmp.path().join(FILE_NAME);
         let mut bytes = fs::read(&path).unwrap();

@@ -24,7 +24,7 @@ use std::path::Path;
 pub use db::{Tsdb, TsdbOptions, MERGE_FANIN};
 pub use error::TsdbError;
 pub use model::{
-    FieldType, FieldValue, Point, Query, SeriesData, SeriesKey, TsdbStats, MAX_NAME_LEN,
+    FieldType, FieldValue, Name, Point, Query, SeriesData, SeriesKey, TsdbStats, MAX_NAME_LEN,
     MAX_STRING_LEN,
 };
 

@@ -14,12 +14,17 @@ pub const MAX_NAME_LEN: usize = 64 * 1024;
 /// Longest string field value accepted, in bytes (InfluxDB 1.x uses the same limit).
 pub const MAX_STRING_LEN: usize = 64 * 1024;
 
+/// A name in a point (measurement, tag key or value, field name): a string kept inline up to
+/// 24 bytes, so that the points of a parsed batch, with their dozens of short names each,
+/// cost no allocation per name. Derefs to `str`; made with `.into()` from `&str` or `String`.
+pub type Name = compact_str::CompactString;
+
 /// One sample: a measurement, its tags, one or more field values and a timestamp.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
-    pub measurement: String,
-    pub tags: BTreeMap<String, String>,
-    pub fields: BTreeMap<String, FieldValue>,
+    pub measurement: Name,
+    pub tags: BTreeMap<Name, Name>,
+    pub fields: BTreeMap<Name, FieldValue>,
     pub timestamp_ns: i64,
 }
 

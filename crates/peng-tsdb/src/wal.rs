@@ -283,16 +283,16 @@ fn decode_batch(payload: &[u8]) -> Result<Vec<Point>, DecodeError> {
     let n = r.len()?;
     let mut points = Vec::with_capacity(n);
     for _ in 0..n {
-        let measurement = r.str()?;
+        let measurement = r.str_ref()?.into();
         let mut tags = BTreeMap::new();
         for _ in 0..r.len()? {
-            let k = r.str()?;
-            tags.insert(k, r.str()?);
+            let k = r.str_ref()?.into();
+            tags.insert(k, r.str_ref()?.into());
         }
         let timestamp_ns = r.ivarint()?;
         let mut fields = BTreeMap::new();
         for _ in 0..r.len()? {
-            let name = r.str()?;
+            let name = r.str_ref()?.into();
             let ty = FieldType::from_byte(r.u8()?).ok_or(DecodeError("unknown field type"))?;
             let value = match ty {
                 FieldType::Float => FieldValue::Float(f64::from_bits(r.u64_le()?)),
@@ -334,13 +334,13 @@ mod tests {
     fn point(ts: i64) -> Point {
         Point {
             measurement: "cpu".into(),
-            tags: [("host".to_string(), "a".to_string())].into(),
+            tags: [("host".into(), "a".into())].into(),
             fields: [
-                ("f".to_string(), FieldValue::Float(1.5)),
-                ("i".to_string(), FieldValue::Integer(-3)),
-                ("u".to_string(), FieldValue::Unsigned(u64::MAX)),
-                ("b".to_string(), FieldValue::Boolean(true)),
-                ("s".to_string(), FieldValue::String("x y".into())),
+                ("f".into(), FieldValue::Float(1.5)),
+                ("i".into(), FieldValue::Integer(-3)),
+                ("u".into(), FieldValue::Unsigned(u64::MAX)),
+                ("b".into(), FieldValue::Boolean(true)),
+                ("s".into(), FieldValue::String("x y".into())),
             ]
             .into(),
             timestamp_ns: ts,

@@ -382,16 +382,16 @@ fn metrics_volume_point(
     use peng_tsdb::FieldValue;
     let int = |n: u64| FieldValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
     peng_tsdb::Point {
-        measurement: METRICS_VOLUME.to_string(),
+        measurement: METRICS_VOLUME.into(),
         tags: std::collections::BTreeMap::from([
-            ("team".to_string(), team.to_string()),
-            ("database".to_string(), database.to_string()),
+            ("team".into(), team.to_string().into()),
+            ("database".into(), database.to_string().into()),
         ]),
         fields: std::collections::BTreeMap::from([
-            ("batches".to_string(), int(c.batches)),
-            ("values".to_string(), int(c.values)),
-            ("bytes".to_string(), int(c.bytes)),
-            ("refused".to_string(), int(c.refused)),
+            ("batches".into(), int(c.batches)),
+            ("values".into(), int(c.values)),
+            ("bytes".into(), int(c.bytes)),
+            ("refused".into(), int(c.refused)),
         ]),
         timestamp_ns: at_ns,
     }
@@ -410,20 +410,20 @@ fn log_volume_point(
     at_ns: i64,
 ) -> peng_tsdb::Point {
     use peng_tsdb::FieldValue;
-    let mut tags = std::collections::BTreeMap::from([("team".to_string(), team.to_string())]);
+    let mut tags = std::collections::BTreeMap::from([("team".into(), team.to_string().into())]);
     if !service.is_empty() {
-        tags.insert("service".to_string(), service.to_string());
+        tags.insert("service".into(), service.to_string().into());
     }
     peng_tsdb::Point {
-        measurement: LOG_VOLUME_MEASUREMENT.to_string(),
+        measurement: LOG_VOLUME_MEASUREMENT.into(),
         tags,
         fields: std::collections::BTreeMap::from([
             (
-                "messages".to_string(),
+                "messages".into(),
                 FieldValue::Integer(i64::try_from(messages).unwrap_or(i64::MAX)),
             ),
             (
-                "bytes".to_string(),
+                "bytes".into(),
                 FieldValue::Integer(i64::try_from(bytes).unwrap_or(i64::MAX)),
             ),
         ]),
@@ -437,23 +437,20 @@ pub const LOG_VOLUME_MEASUREMENT: &str = "log_volume";
 fn usage_point(u: &peng_provision::driver::process::InstanceUsage, at_ns: i64) -> peng_tsdb::Point {
     use peng_tsdb::FieldValue;
     peng_tsdb::Point {
-        measurement: USAGE_MEASUREMENT.to_string(),
+        measurement: USAGE_MEASUREMENT.into(),
         tags: std::collections::BTreeMap::from([
-            ("team".to_string(), u.service.team.to_string()),
-            ("service".to_string(), u.service.service.to_string()),
-            ("stage".to_string(), u.stage.to_string()),
-            ("instance".to_string(), u.index.to_string()),
+            ("team".into(), u.service.team.to_string().into()),
+            ("service".into(), u.service.service.to_string().into()),
+            ("stage".into(), u.stage.to_string().into()),
+            ("instance".into(), u.index.to_string().into()),
         ]),
         fields: std::collections::BTreeMap::from([
-            ("cpu_seconds".to_string(), FieldValue::Float(u.cpu_seconds)),
+            ("cpu_seconds".into(), FieldValue::Float(u.cpu_seconds)),
             (
-                "memory_bytes".to_string(),
+                "memory_bytes".into(),
                 FieldValue::Float(u.memory_bytes as f64),
             ),
-            (
-                "oom_kills".to_string(),
-                FieldValue::Float(u.oom_kills as f64),
-            ),
+            ("oom_kills".into(), FieldValue::Float(u.oom_kills as f64)),
         ]),
         timestamp_ns: at_ns,
     }

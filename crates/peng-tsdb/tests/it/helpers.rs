@@ -16,11 +16,14 @@ pub fn point(
     ts: i64,
 ) -> Point {
     Point {
-        measurement: measurement.to_string(),
-        tags: tags(tag_pairs),
+        measurement: measurement.into(),
+        tags: tag_pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
         fields: fields
             .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
+            .map(|(k, v)| ((*k).into(), v.clone()))
             .collect(),
         timestamp_ns: ts,
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use peng_tsdb::{FieldValue, Point, Query, SeriesKey, Tsdb, TsdbOptions};
+use peng_tsdb::{FieldValue, Name, Point, Query, SeriesKey, Tsdb, TsdbOptions};
 use proptest::prelude::*;
 
 use crate::helpers::tags;
@@ -26,7 +26,7 @@ enum Op {
 const MEASUREMENTS: [&str; 2] = ["cpu", "disk"];
 const HOSTS: [&str; 3] = ["a", "b", "c"];
 
-fn value_for(field: usize, raw: i64) -> (String, FieldValue) {
+fn value_for(field: usize, raw: i64) -> (Name, FieldValue) {
     // The field name fixes the type, so generated batches never conflict.
     match field {
         0 => ("f".into(), FieldValue::Float(raw as f64 / 8.0)),
@@ -46,7 +46,7 @@ fn arb_point() -> impl Strategy<Value = Point> {
     )
         .prop_map(|(m, h, fields, ts)| Point {
             measurement: MEASUREMENTS[m].into(),
-            tags: tags(&[("host", HOSTS[h])]),
+            tags: [("host".into(), HOSTS[h].into())].into(),
             fields: fields
                 .into_iter()
                 .map(|(f, raw)| value_for(f, raw))
@@ -111,12 +111,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 if !refused {
                     for p in points {
                         let key = SeriesKey {
-                            measurement: p.measurement.clone(),
-                            tags: p.tags.clone(),
+                            measurement: p.measurement.to_string(),
+                            tags: p
+                                .tags
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .collect(),
                         };
                         for (f, v) in p.fields {
                             model
-                                .entry((key.clone(), f))
+                                .entry((key.clone(), f.to_string()))
                                 .or_default()
                                 .insert(p.timestamp_ns, v);
                         }
