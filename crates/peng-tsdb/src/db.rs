@@ -23,8 +23,10 @@
 //! or retention run installs its result. Flushes, merges, compactions and retention runs take
 //! turns on a maintenance lock. A flush holds the writer mutex only to freeze the memtable
 //! (after every appended batch is applied) and writes the frozen one into a block file while
-//! writes go on into a new memtable; merges run without the writer mutex. So a large merge
-//! does not stop writes: they wait only once memory holds twice the flush threshold.
+//! writes go on into a new memtable; merges run without the writer mutex. A flush that a
+//! write finds due is started on a thread of its own, and the write is answered at once. So a
+//! large merge neither holds up the write that triggered it nor stops the others: writes wait
+//! only once memory holds twice the flush threshold.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -64,6 +66,13 @@ impl Default for TsdbOptions {
 
 /// An open time-series store. Cheap to share: all methods take `&self`.
 pub struct Tsdb {
+    store: Arc<Store>,
+    /// The thread writing out a flush a write found due, if one was started.
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// What [`Tsdb`] shares with its flush thread.
+struct Store {
     dir: PathBuf,
     options: TsdbOptions,
     /// Holds an exclusive `flock` on `dir/LOCK` for as long as the store is open.
@@ -143,6 +152,140 @@ impl Tsdb {
 
     /// [`Tsdb::open`] with explicit options.
     pub fn open_with(dir: &Path, options: TsdbOptions) -> Result<Tsdb, TsdbError> {
+        Ok(Tsdb {
+            store: Arc::new(Store::open(dir, options)?),
+            flusher: Mutex::new(None),
+        })
+    }
+
+    /// Stores a batch. `Ok` means every point is durable; any error means none was stored.
+    /// Refused: invalid points (`Invalid`), a field written with another type than before in
+    /// the same series or earlier in the batch (`Conflict`), points older than the retention
+    /// cutoff of [`Tsdb::delete_before`] (`Invalid`).
+    pub fn write(&self, points: &[Point]) -> Result<(), TsdbError> {
+        if self.store.write(points)? {
+            // The batch is stored whatever happens to its flush.
+            if let Err(error) = self.flush_in_background() {
+                tracing::warn!(%error, "starting a flush failed, data stays in the wal");
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the values of the series and fields the query selects, one entry per series and
+    /// field with at least one value in range, ordered by series key and field name. An empty
+    /// range (`start_ns >= end_ns`) selects nothing.
+    pub fn query(&self, q: &Query) -> Result<Vec<SeriesData>, TsdbError> {
+        self.store.query(q)
+    }
+
+    /// The measurements that have a series, sorted (without copying every series key).
+    pub fn measurements(&self) -> Result<Vec<String>, TsdbError> {
+        self.store.measurements()
+    }
+
+    /// All series, or those of one measurement, sorted. Series are never forgotten, also
+    /// when retention removed all their values.
+    pub fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, TsdbError> {
+        self.store.series(measurement)
+    }
+
+    /// The fields of a measurement with their types, over all its series (a field written with
+    /// different types in different series is listed once per type).
+    pub fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, TsdbError> {
+        self.store.fields(measurement)
+    }
+
+    /// Retention: deletes every value older than `cutoff_ns` and from then on refuses writes
+    /// older than it. Block files that end before the cutoff are deleted; blocks straddling it
+    /// are filtered on read until their file goes. Returns the number of stored values removed,
+    /// exact per stored copy: a value overwritten after it was flushed counts once per copy.
+    /// A cutoff at or below the current one does nothing and returns 0.
+    pub fn delete_before(&self, cutoff_ns: i64) -> Result<u64, TsdbError> {
+        self.store.delete_before(cutoff_ns)
+    }
+
+    /// Compresses what the WAL holds into a new block file and deletes the flushed WAL
+    /// segments. Also runs, on a thread of its own, when a write leaves memory holding
+    /// `flush_threshold_points` values (or, with more series than that, one value per series).
+    pub fn flush(&self) -> Result<(), TsdbError> {
+        self.store.flush()
+    }
+
+    /// [`Tsdb::flush`], then the size-tiered merging a flush from `write` runs, so that a store
+    /// flushed on a timer does not pile up small files.
+    pub fn flush_and_merge(&self) -> Result<(), TsdbError> {
+        self.store.flush_and_merge()
+    }
+
+    /// Merges all block files into one, applying overwrites and the retention cutoff, so that
+    /// queries read fewer and fuller blocks. Flushes first; writes go on meanwhile (into
+    /// memory, and wait once it holds twice the flush threshold). The merged data is built one
+    /// series field at a time.
+    pub fn compact(&self) -> Result<(), TsdbError> {
+        self.store.compact()
+    }
+
+    /// Size figures. `points` counts stored values as [`TsdbStats::points`] describes;
+    /// `bytes_on_disk` covers the WAL, the series index and the block files.
+    pub fn stats(&self) -> TsdbStats {
+        self.store.stats()
+    }
+
+    /// Starts the flush a write found due on a thread of its own, so that the write (and the
+    /// request behind it) is answered without waiting for it. One flush thread at a time:
+    /// while it runs, memory takes up to twice the flush threshold, and a write that finds
+    /// it past that waits for the thread before it starts the next.
+    fn flush_in_background(&self) -> Result<(), TsdbError> {
+        let mut flusher = self.flusher.lock().map_err(|_| TsdbError::Poisoned)?;
+        if let Some(running) = flusher.take() {
+            if !running.is_finished() && !self.store.over_threshold(2)? {
+                *flusher = Some(running);
+                return Ok(());
+            }
+            if running.join().is_err() {
+                tracing::error!(dir = %self.store.dir.display(), "the flush thread panicked");
+            }
+            if !self.store.over_threshold(1)? {
+                return Ok(());
+            }
+        }
+        let store = self.store.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tsdb-flush".into())
+            .spawn(move || store.flush_due());
+        match spawned {
+            Ok(thread) => *flusher = Some(thread),
+            Err(error) => {
+                // The batch is stored; only where its flush runs changes.
+                tracing::warn!(%error, "no thread for a flush; flushing in the write");
+                self.store.flush_due();
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the flush a write started (and the merging after it) is done, if one runs:
+    /// for callers that need the block files to have settled, such as tests and benchmarks.
+    pub fn wait_for_flush(&self) {
+        if let Some(thread) = self.flusher.lock().ok().and_then(|mut f| f.take()) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Tsdb {
+    /// A flush in progress is finished before the store (and its directory lock) goes.
+    fn drop(&mut self) {
+        if let Some(thread) = self.flusher.get_mut().ok().and_then(Option::take) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and recovers what the WAL holds.
+    fn open(dir: &Path, options: TsdbOptions) -> Result<Store, TsdbError> {
         fs::create_dir_all(dir).map_err(TsdbError::io("creating data directory", dir))?;
         let lock = lock_dir(dir)?;
         let blocks_dir = dir.join("blocks");
@@ -222,7 +365,7 @@ impl Tsdb {
             path: wal.path(),
             failed: None,
         };
-        Ok(Tsdb {
+        Ok(Store {
             dir: dir.to_path_buf(),
             options,
             _lock: lock,
@@ -234,13 +377,9 @@ impl Tsdb {
         })
     }
 
-    /// Stores a batch. `Ok` means every point is durable; any error means none was stored.
-    /// Refused: invalid points (`Invalid`), a field written with another type than before in
-    /// the same series or earlier in the batch (`Conflict`), points older than the retention
-    /// cutoff of [`Tsdb::delete_before`] (`Invalid`).
-    pub fn write(&self, points: &[Point]) -> Result<(), TsdbError> {
+    fn write(&self, points: &[Point]) -> Result<bool, TsdbError> {
         if points.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         for p in points {
             validate_point(p)?;
@@ -272,34 +411,32 @@ impl Tsdb {
             fill(index.cutoff_ns, mem, points, &registered, &order);
             Ok(mem.points() >= flush_threshold(self.options.flush_threshold_points, index.len()))
         })?;
-        if should_flush {
-            let limit = flush_threshold(
-                self.options.flush_threshold_points,
-                self.read_state()?.index.len(),
-            );
-            let maint = match self.maint.try_lock() {
-                Ok(maint) => maint,
-                Err(std::sync::TryLockError::Poisoned(_)) => return Err(TsdbError::Poisoned),
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    // Another writer is flushing or merging: memory takes up to twice the
-                    // threshold meanwhile, then writes wait for it.
-                    if self.read_state()?.mem.points() < limit.saturating_mul(2) {
-                        return Ok(());
-                    }
-                    self.lock_maint()?
-                }
-            };
-            // Another writer may have flushed meanwhile.
-            if self.read_state()?.mem.points() >= limit {
-                // The batch is durable in the WAL already; a failed flush leaves it there.
-                if let Err(error) = self.flush_maint(&maint) {
-                    tracing::warn!(%error, "flush after write failed, data stays in the wal");
-                } else if let Err(error) = self.merge_tier(&maint) {
-                    tracing::warn!(%error, "merging block files failed; they stay as they were");
-                }
-            }
+        Ok(should_flush)
+    }
+
+    /// Whether memory holds `times` times the flush threshold or more.
+    fn over_threshold(&self, times: u64) -> Result<bool, TsdbError> {
+        let state = self.read_state()?;
+        let limit = flush_threshold(self.options.flush_threshold_points, state.index.len());
+        Ok(state.mem.points() >= limit.saturating_mul(times))
+    }
+
+    /// The flush a write found due, and then the merging by tier; on the flush thread. Errors
+    /// are logged: the batches are durable in the WAL already, and a failed flush leaves them
+    /// there.
+    fn flush_due(&self) {
+        let Ok(maint) = self.lock_maint() else {
+            return;
+        };
+        // An explicit flush may have come first.
+        if !self.over_threshold(1).unwrap_or(false) {
+            return;
         }
-        Ok(())
+        if let Err(error) = self.flush_maint(&maint) {
+            tracing::warn!(%error, "flush after write failed, data stays in the wal");
+        } else if let Err(error) = self.merge_tier(&maint) {
+            tracing::warn!(%error, "merging block files failed; they stay as they were");
+        }
     }
 
     /// Step 2 of a write: returns once the record `ticket` is durable. The first writer to find
@@ -434,10 +571,7 @@ impl Tsdb {
         sync_dir(&blocks_dir)
     }
 
-    /// Reads the values of the series and fields the query selects, one entry per series and
-    /// field with at least one value in range, ordered by series key and field name. An empty
-    /// range (`start_ns >= end_ns`) selects nothing.
-    pub fn query(&self, q: &Query) -> Result<Vec<SeriesData>, TsdbError> {
+    fn query(&self, q: &Query) -> Result<Vec<SeriesData>, TsdbError> {
         if q.start_ns >= q.end_ns {
             return Ok(Vec::new());
         }
@@ -523,8 +657,7 @@ impl Tsdb {
         Ok(out)
     }
 
-    /// The measurements that have a series, sorted (without copying every series key).
-    pub fn measurements(&self) -> Result<Vec<String>, TsdbError> {
+    fn measurements(&self) -> Result<Vec<String>, TsdbError> {
         let state = self.read_state()?;
         Ok(state
             .index
@@ -533,9 +666,7 @@ impl Tsdb {
             .collect())
     }
 
-    /// All series, or those of one measurement, sorted. Series are never forgotten, also
-    /// when retention removed all their values.
-    pub fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, TsdbError> {
+    fn series(&self, measurement: Option<&str>) -> Result<Vec<SeriesKey>, TsdbError> {
         let state = self.read_state()?;
         let index = &state.index;
         let mut keys: Vec<SeriesKey> = match measurement {
@@ -554,9 +685,7 @@ impl Tsdb {
         Ok(keys)
     }
 
-    /// The fields of a measurement with their types, over all its series (a field written with
-    /// different types in different series is listed once per type).
-    pub fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, TsdbError> {
+    fn fields(&self, measurement: &str) -> Result<Vec<(String, FieldType)>, TsdbError> {
         let state = self.read_state()?;
         let index = &state.index;
         let mut out: Vec<(String, FieldType)> = index
@@ -569,12 +698,7 @@ impl Tsdb {
         Ok(out)
     }
 
-    /// Retention: deletes every value older than `cutoff_ns` and from then on refuses writes
-    /// older than it. Block files that end before the cutoff are deleted; blocks straddling it
-    /// are filtered on read until their file goes. Returns the number of stored values removed,
-    /// exact per stored copy: a value overwritten after it was flushed counts once per copy.
-    /// A cutoff at or below the current one does nothing and returns 0.
-    pub fn delete_before(&self, cutoff_ns: i64) -> Result<u64, TsdbError> {
+    fn delete_before(&self, cutoff_ns: i64) -> Result<u64, TsdbError> {
         let maint = self.lock_maint()?;
         // A memtable a failed flush left frozen is written first: retention then has only
         // `mem` and the block files to look at.
@@ -632,28 +756,19 @@ impl Tsdb {
         Ok(from_mem + from_blocks)
     }
 
-    /// Compresses what the WAL holds into a new block file and deletes the flushed WAL
-    /// segments. Also runs from `write` when memory holds `flush_threshold_points` values (or,
-    /// with more series than that, one value per series).
-    pub fn flush(&self) -> Result<(), TsdbError> {
+    fn flush(&self) -> Result<(), TsdbError> {
         let maint = self.lock_maint()?;
         self.flush_maint(&maint)
     }
 
-    /// [`Tsdb::flush`], then the size-tiered merging a flush from `write` runs, so that a store
-    /// flushed on a timer does not pile up small files.
-    pub fn flush_and_merge(&self) -> Result<(), TsdbError> {
+    fn flush_and_merge(&self) -> Result<(), TsdbError> {
         let maint = self.lock_maint()?;
         self.flush_maint(&maint)?;
         while self.merge_tier(&maint)? {}
         Ok(())
     }
 
-    /// Merges all block files into one, applying overwrites and the retention cutoff, so that
-    /// queries read fewer and fuller blocks. Flushes first; writes go on meanwhile (into
-    /// memory, and wait once it holds twice the flush threshold). The merged data is built one
-    /// series field at a time.
-    pub fn compact(&self) -> Result<(), TsdbError> {
+    fn compact(&self) -> Result<(), TsdbError> {
         let maint = self.lock_maint()?;
         self.flush_maint(&maint)?;
         let all: Vec<u64> = {
@@ -666,9 +781,7 @@ impl Tsdb {
         self.merge(&maint, &all)
     }
 
-    /// Size figures. `points` counts stored values as [`TsdbStats::points`] describes;
-    /// `bytes_on_disk` covers the WAL, the series index and the block files.
-    pub fn stats(&self) -> TsdbStats {
+    fn stats(&self) -> TsdbStats {
         let (series, points, block_bytes) = match self.state.read() {
             Ok(s) => (
                 s.index.len() as u64,
@@ -1293,7 +1406,7 @@ mod tests {
     }
 
     fn files(tsdb: &Tsdb) -> usize {
-        tsdb.state.read().unwrap().files.len()
+        tsdb.store.state.read().unwrap().files.len()
     }
 
     /// Points are put into memory series by series, but within a series in the batch's
@@ -1335,7 +1448,7 @@ mod tests {
             flush_threshold_points: 10,
         };
         let tsdb = Arc::new(Tsdb::open_with(dir.path(), options).unwrap());
-        let maint = tsdb.maint.lock().unwrap();
+        let maint = tsdb.store.maint.lock().unwrap();
         let (done, finished) = mpsc::channel();
         let writer = {
             let tsdb = tsdb.clone();
@@ -1354,7 +1467,8 @@ mod tests {
         assert_eq!(files(&tsdb), 0);
         drop(maint);
         tsdb.write(&[point(15, 15.0)]).unwrap();
-        assert_eq!(files(&tsdb), 1, "the next write flushes");
+        tsdb.wait_for_flush();
+        assert_eq!(files(&tsdb), 1, "the flush that waited ran");
         assert_eq!(values(&tsdb).len(), 16);
         assert_eq!(tsdb.stats().points, 16);
     }
@@ -1368,8 +1482,11 @@ mod tests {
         tsdb.write(&[point(1, 1.0), point(2, 2.0)]).unwrap();
         tsdb.flush().unwrap();
         tsdb.write(&[point(2, 20.0), point(3, 3.0)]).unwrap();
-        let maint = tsdb.lock_maint().unwrap();
-        assert!(tsdb.freeze(&mut tsdb.lock_writer().unwrap()).unwrap());
+        let maint = tsdb.store.lock_maint().unwrap();
+        assert!(tsdb
+            .store
+            .freeze(&mut tsdb.store.lock_writer().unwrap())
+            .unwrap());
         tsdb.write(&[point(3, 30.0), point(4, 4.0)]).unwrap();
         let want = vec![
             (1, FieldValue::Float(1.0)),
@@ -1379,8 +1496,8 @@ mod tests {
         ];
         assert_eq!(values(&tsdb), want);
         assert_eq!(tsdb.stats().points, 6, "one per stored copy");
-        tsdb.write_frozen(&maint).unwrap();
-        assert!(tsdb.state.read().unwrap().frozen.is_none());
+        tsdb.store.write_frozen(&maint).unwrap();
+        assert!(tsdb.store.state.read().unwrap().frozen.is_none());
         assert_eq!(files(&tsdb), 2);
         assert_eq!(values(&tsdb), want);
         drop(maint);
@@ -1399,7 +1516,7 @@ mod tests {
         let blocks = dir.path().join("blocks");
         fs::remove_dir(&blocks).unwrap();
         assert!(tsdb.flush().is_err());
-        assert!(tsdb.state.read().unwrap().frozen.is_some());
+        assert!(tsdb.store.state.read().unwrap().frozen.is_some());
         tsdb.write(&[point(2, 20.0)]).unwrap();
         assert_eq!(
             values(&tsdb),

@@ -180,6 +180,8 @@ fn the_write_that_crosses_the_threshold_flushes() {
         )
         .unwrap();
     }
+    // The flush runs on a thread of its own.
+    db.wait_for_flush();
     assert_eq!(files(tmp.path(), "blocks").len(), 1);
     assert_eq!(values(&db, "cpu").len(), 150);
 }
@@ -197,6 +199,7 @@ fn flushed_files_are_merged_by_tier_and_the_newest_write_still_wins() {
         let mut batch: Vec<Point> = (0..10).map(|i| float("cpu", "a", b as f64, i)).collect();
         batch.extend((0..50).map(|i| float("cpu", "a", -1.0, 1000 + b * 50 + i)));
         db.write(&batch).unwrap();
+        db.wait_for_flush();
         most_files = most_files.max(files(tmp.path(), "blocks").len());
     }
     assert!(
