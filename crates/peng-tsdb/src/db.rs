@@ -407,9 +407,14 @@ impl Store {
         let synced = self.sync_upto(ticket);
         let should_flush = self.apply_in_turn(ticket, |state| {
             synced?;
-            let State { index, mem, .. } = state;
-            fill(index.cutoff_ns, mem, points, &registered, &order);
-            Ok(mem.points() >= flush_threshold(self.options.flush_threshold_points, index.len()))
+            fill(
+                state.index.cutoff_ns,
+                &mut state.mem,
+                points,
+                &registered,
+                &order,
+            );
+            Ok(state.over_threshold(self.options.flush_threshold_points, 1))
         })?;
         Ok(should_flush)
     }
@@ -417,8 +422,7 @@ impl Store {
     /// Whether memory holds `times` times the flush threshold or more.
     fn over_threshold(&self, times: u64) -> Result<bool, TsdbError> {
         let state = self.read_state()?;
-        let limit = flush_threshold(self.options.flush_threshold_points, state.index.len());
-        Ok(state.mem.points() >= limit.saturating_mul(times))
+        Ok(state.over_threshold(self.options.flush_threshold_points, times))
     }
 
     /// The flush a write found due, and then the merging by tier; on the flush thread. Errors
@@ -882,11 +886,17 @@ impl Store {
         };
         let mut w = BlockFileWriter::create(&self.dir.join("blocks"), id)?;
         for &(series, field, ty) in &frozen.layout {
-            let (Some(column), Some(name)) = (
-                frozen.mem.column(series, field),
-                frozen.names.get(field as usize),
-            ) else {
+            // The layout lists only columns the memtable has.
+            let Some(column) = frozen.mem.column(series, field) else {
                 continue;
+            };
+            // A column without a name would be left out of the file while the WAL segments
+            // holding it are deleted: refused, so the memtable stays frozen and read instead.
+            let Some(name) = frozen.names.get(field as usize) else {
+                w.abandon();
+                return Err(TsdbError::Invalid(format!(
+                    "flushing series {series}: field number {field} has no name in the index"
+                )));
             };
             if let Err(e) = w.add_column(series, name, ty, column.values()) {
                 w.abandon();
@@ -928,6 +938,12 @@ impl Store {
 }
 
 impl State {
+    /// Whether memory holds `times` times the flush threshold ([`flush_threshold`]) or more.
+    fn over_threshold(&self, threshold_points: u64, times: u64) -> bool {
+        let limit = flush_threshold(threshold_points, self.index.len());
+        self.mem.points() >= limit.saturating_mul(times)
+    }
+
     /// Makes a block file visible, after older files, and counts its values at or after the
     /// cutoff.
     fn install_file(&mut self, file: Arc<BlockFile>) -> Result<(), TsdbError> {

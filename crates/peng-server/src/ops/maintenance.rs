@@ -385,7 +385,7 @@ fn metrics_volume_point(
         measurement: METRICS_VOLUME.into(),
         tags: std::collections::BTreeMap::from([
             ("team".into(), team.to_string().into()),
-            ("database".into(), database.to_string().into()),
+            ("database".into(), database.into()),
         ]),
         fields: std::collections::BTreeMap::from([
             ("batches".into(), int(c.batches)),
@@ -412,7 +412,7 @@ fn log_volume_point(
     use peng_tsdb::FieldValue;
     let mut tags = std::collections::BTreeMap::from([("team".into(), team.to_string().into())]);
     if !service.is_empty() {
-        tags.insert("service".into(), service.to_string().into());
+        tags.insert("service".into(), service.into());
     }
     peng_tsdb::Point {
         measurement: LOG_VOLUME_MEASUREMENT.into(),
