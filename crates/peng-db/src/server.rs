@@ -124,9 +124,12 @@ impl DedicatedServer {
         create_private_dir(&paths.tmp)?;
         stop_orphans(&paths.cnf).await?;
         let admin_user = os_user()?;
+        let spawner = Spawner::start("peng-mariadbd", tokio::runtime::Handle::current()).map_err(
+            DbError::io("starting the thread that starts database servers"),
+        )?;
         let fresh = !paths.marker.exists();
         if fresh {
-            initialise(tools, &cfg.name, &paths, &admin_user).await?;
+            initialise(&spawner, tools, &cfg.name, &paths, &admin_user).await?;
         }
         let tls = ca.issue_server(
             &paths.tls,
@@ -146,9 +149,6 @@ impl DedicatedServer {
         };
         write_file(&paths.cnf, &render_cnf(&paths, &inputs), 0o600)?;
 
-        let spawner = Spawner::start("peng-mariadbd", tokio::runtime::Handle::current()).map_err(
-            DbError::io("starting the thread that starts database servers"),
-        )?;
         let started = Instant::now();
         let mut child = spawn(&spawner, tools, &paths).await?;
         let pid = child.id().unwrap_or_default();
@@ -848,15 +848,25 @@ fn os_user() -> Result<String, DbError> {
     Ok(name.to_string_lossy().into_owned())
 }
 
-async fn initialise(tools: &Tools, name: &str, paths: &Paths, user: &str) -> Result<(), DbError> {
+/// Runs `mariadb-install-db` on the data directory. The script bootstraps a `mariadbd` of its
+/// own; the whole run is one process tree that dies with peng (see `peng_process::tree`), so a
+/// crashed peng leaves no bootstrap writing to a directory its successor starts over.
+async fn initialise(
+    spawner: &Spawner,
+    tools: &Tools,
+    name: &str,
+    paths: &Paths,
+    user: &str,
+) -> Result<(), DbError> {
     if paths.data.exists() {
         tracing::warn!(server = %name, dir = %paths.data.display(), "data directory was not completely initialised; starting over");
         fs::remove_dir_all(&paths.data)
             .map_err(DbError::io(format!("removing {}", paths.data.display())))?;
     }
     let started = Instant::now();
-    let output = Command::new(&tools.install_db)
-        .arg("--no-defaults")
+    let running = || format!("running {}", tools.install_db.display());
+    let mut cmd = peng_process::tree(&tools.install_db);
+    cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", paths.data.display()))
         .arg(format!("--user={user}"))
         .arg("--auth-root-authentication-method=socket")
@@ -866,13 +876,15 @@ async fn initialise(tools: &Tools, name: &str, paths: &Paths, user: &str) -> Res
         .arg(format!("--tmpdir={}", paths.tmp.display()))
         .current_dir(&paths.dir)
         .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    peng_process::die_with_parent(&mut cmd, libc::SIGKILL);
+    let child = spawner.spawn(cmd).await.map_err(DbError::io(running()))?;
+    let output = child
+        .wait_with_output()
         .await
-        .map_err(DbError::io(format!(
-            "running {}",
-            tools.install_db.display()
-        )))?;
+        .map_err(DbError::io(running()))?;
     if !output.status.success() {
         let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stderr));

@@ -12,7 +12,7 @@ use peng_db::tls::Ca;
 use peng_db::tools::Tools;
 use serde_json::Value;
 
-use crate::harness::{eventually, free_port, peng, processes_with, Peng};
+use crate::harness::{eventually, free_port, no_process_with, peng, processes_with, Peng};
 use crate::{example_copy_with_database, instances, LONG};
 
 /// A MariaDB server standing in for one the platform team registered: started from the same
@@ -930,10 +930,8 @@ async fn a_crash_in_the_middle_of_an_apply_leaves_nothing_half_made() {
         "the apply finished before the crash: {interrupted:?}"
     );
     // Nothing of the crashed peng keeps running.
-    eventually("no mariadbd left after the crash", LONG, || async {
-        processes_with(node.to_str()?).is_empty().then_some(())
-    })
-    .await;
+    let needle = node.to_str().expect("utf8");
+    no_process_with("no mariadbd left after the crash", needle, LONG).await;
     let server =
         Peng::start_with(&data, http_port, gelf_port, &["--db-reconcile-every", "2s"]).await;
     let creds = eventually("the database made whole after the restart", LONG, || {

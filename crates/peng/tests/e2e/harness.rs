@@ -275,6 +275,37 @@ pub fn programs_with(needle: &str) -> Vec<u32> {
 
 /// Pids of live processes whose command line contains `needle` or whose working directory is
 /// `needle` (instances run in the directory of their service file).
+/// Waits until no process matches `needle` (see [`processes_with`]); on a timeout the panic
+/// names what is left, its state and its command line.
+pub async fn no_process_with(what: &str, needle: &str, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let pids = processes_with(needle);
+        if pids.is_empty() {
+            return;
+        }
+        if start.elapsed() > timeout {
+            let left: Vec<String> = pids
+                .iter()
+                .map(|pid| {
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+                    let state = state.split(' ').take(2).collect::<Vec<_>>().join(" ppid ");
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                    format!("{pid} ({state}): {cmd}")
+                })
+                .collect();
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; left:\n{}",
+                left.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub fn processes_with(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
