@@ -29,7 +29,14 @@ pub fn decode(bytes: &[u8], encoding: Option<&str>) -> Result<String, BodyError>
             bytes.to_vec()
         }
         Some(e) if e.eq_ignore_ascii_case("gzip") => {
-            let mut out = Vec::new();
+            // The gzip trailer's last 4 bytes are the length once decompressed (mod 2^32): the
+            // output is allocated once, not grown by doubling. Only a hint, believed up to
+            // deflate's largest ratio (1032:1) and the cap.
+            let hint = bytes
+                .last_chunk::<4>()
+                .map_or(0, |n| u32::from_le_bytes(*n) as usize);
+            let hint = hint.min(bytes.len().saturating_mul(1032)).min(MAX_BODY + 1);
+            let mut out = Vec::with_capacity(hint);
             flate2::read::GzDecoder::new(bytes)
                 .take(MAX_BODY as u64 + 1)
                 .read_to_end(&mut out)
@@ -50,7 +57,7 @@ mod tests {
     use std::io::Write;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         e.write_all(data).unwrap();
         e.finish().unwrap()
     }
