@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use peng_tsdb::{FieldValue, Name, Point, Query, SeriesData, SeriesKey, Tsdb, TsdbError};
+use peng_tsdb::{FieldValue, NameMap, Point, Query, SeriesData, SeriesKey, Tsdb, TsdbError};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::CatalogError;
@@ -378,7 +378,7 @@ impl Database {
                 start_ns: lo,
                 end_ns: hi,
             })?;
-            let mut rows: BTreeMap<(&SeriesKey, i64), BTreeMap<Name, FieldValue>> = BTreeMap::new();
+            let mut rows: BTreeMap<(&SeriesKey, i64), NameMap<FieldValue>> = BTreeMap::new();
             for sd in &data {
                 for (bucket, parts) in partials(sd) {
                     if bucket < keep_from {

@@ -9,9 +9,7 @@
 //! field keys `\,`, `\=` and `\ `; in string field values `\"` and `\\`. A backslash before any
 //! other character is kept. Lines starting with `#` and blank lines are skipped.
 
-use std::collections::BTreeMap;
-
-use peng_tsdb::{FieldValue, Name, Point};
+use peng_tsdb::{FieldValue, Name, NameMap, Point};
 
 /// The unit of the timestamps in a body (`precision=`) or of the times in an answer (`epoch=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -218,7 +216,7 @@ fn parse_line(line: &str, precision: Precision, now_ns: i64) -> Result<Point, St
     if measurement.is_empty() {
         return Err("missing measurement".into());
     }
-    let mut tags = BTreeMap::new();
+    let mut tags = NameMap::new();
     while c.peek() == Some(b',') {
         c.at += 1;
         let key = c.token(b",= ", b",= ")?;
@@ -240,7 +238,7 @@ fn parse_line(line: &str, precision: Precision, now_ns: i64) -> Result<Point, St
     if c.skip_spaces() == 0 || c.peek().is_none() {
         return Err("missing fields".into());
     }
-    let mut fields = BTreeMap::new();
+    let mut fields = NameMap::new();
     loop {
         let key = c.token(b"= ,", b",= ")?;
         if key.is_empty() {

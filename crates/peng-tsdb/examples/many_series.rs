@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use peng_tsdb::{FieldValue, Point, Query, Tsdb};
+use peng_tsdb::{FieldValue, NameMap, Point, Query, Tsdb};
 
 const BATCH: usize = 5_000;
 const BASE: i64 = 1_690_000_000_000_000_000;
@@ -30,7 +30,7 @@ fn value(step: usize, h: usize, f: usize) -> f64 {
 fn point(step: usize, h: usize, fields: usize) -> Point {
     Point {
         measurement: "cpu".into(),
-        tags: BTreeMap::from([
+        tags: NameMap::from([
             ("cpu".into(), "cpu-total".into()),
             ("host".into(), host(h).into()),
         ]),

@@ -7,10 +7,9 @@
 //! reopens, and times queries. Defaults: 1000 × 1000 in batches of 1000, in a temp dir (pass
 //! DIR to measure a real disk; tmpfs makes fsync free).
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use peng_tsdb::{FieldValue, Point, Query, Tsdb, TsdbOptions};
+use peng_tsdb::{FieldValue, NameMap, Point, Query, Tsdb, TsdbOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -37,10 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Time-major, as a collector sends them: every series at t, then every series at t+1.
     for t in 0..per_series {
         for s in 0..series {
-            let mut tags = BTreeMap::new();
+            let mut tags = NameMap::new();
             tags.insert("host".into(), format!("host-{:04}", s % 100).into());
             tags.insert("sensor".into(), format!("sensor-{s:05}").into());
-            let mut fields = BTreeMap::new();
+            let mut fields = NameMap::new();
             let v =
                 20.0 + ((t as f64 / 50.0).sin() * 5.0 * 100.0).round() / 100.0 + s as f64 * 0.01;
             fields.insert("value".into(), FieldValue::Float(v));

@@ -38,7 +38,8 @@ use crate::error::TsdbError;
 use crate::index::{FieldId, KeyRef, SeriesId, SeriesIndex};
 use crate::memtable::Memtable;
 use crate::model::{
-    validate_point, FieldType, FieldValue, Name, Point, Query, SeriesData, SeriesKey, TsdbStats,
+    validate_point, FieldType, FieldValue, Name, NameMap, Point, Query, SeriesData, SeriesKey,
+    TsdbStats,
 };
 use crate::sync_dir;
 use crate::wal::Wal;
@@ -1186,7 +1187,7 @@ fn check_batch(index: &SeriesIndex, points: &[Point]) -> Result<Vec<Option<Serie
         Known(SeriesId),
         New(usize),
     }
-    let mut new_series: HashMap<(&str, &BTreeMap<Name, Name>), usize> = HashMap::new();
+    let mut new_series: HashMap<(&str, &NameMap<Name>), usize> = HashMap::new();
     // Types of the fields the index does not know yet, as first seen in the batch.
     let mut new_types: HashMap<(Slot, &str), FieldType> = HashMap::new();
     let mut last: Option<(&Point, Slot)> = None;
@@ -1278,7 +1279,7 @@ fn register(
         series: Vec::with_capacity(points.len()),
         fields: Vec::with_capacity(points.len() * points.first().map_or(1, |p| p.fields.len())),
     };
-    let mut last: Option<(&str, &BTreeMap<Name, Name>, SeriesId)> = None;
+    let mut last: Option<(&str, &NameMap<Name>, SeriesId)> = None;
     let mut fields = Vec::new();
     for (i, p) in points.iter().enumerate() {
         if p.timestamp_ns < index.cutoff_ns {

@@ -18,13 +18,30 @@ use crate::codec::{
     put_ivarint, put_str, put_uvarint, read_frame_from, DecodeError, Reader, StreamFrame,
 };
 use crate::error::TsdbError;
-use crate::model::{FieldType, SeriesKey};
+use crate::model::{FieldType, NameMap, SeriesKey};
 use crate::write_atomically;
 
 pub const FILE_NAME: &str = "series.idx";
 const MAGIC: &[u8; 8] = b"PTSIDX01";
 
 pub type SeriesId = u32;
+
+/// A series' tags as the index takes them: key and value pairs, sorted by key.
+pub trait Tags {
+    fn tag_pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone;
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> Tags for BTreeMap<K, V> {
+    fn tag_pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
+        self.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+}
+
+impl<V: AsRef<str>> Tags for NameMap<V> {
+    fn tag_pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
+        self.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+}
 /// A field name, numbered once per store (see [`FieldNames`]).
 pub type FieldId = u32;
 
@@ -118,17 +135,14 @@ impl<'a> KeyRef<'a> {
     }
 
     /// Whether this is the key of `measurement` with exactly `tags`.
-    pub fn is<K: AsRef<str>, V: AsRef<str>>(
-        self,
-        measurement: &str,
-        tags: &BTreeMap<K, V>,
-    ) -> bool {
+    pub fn is<T: Tags + ?Sized>(self, measurement: &str, tags: &T) -> bool {
         let (m, mine) = self.raw();
+        let tags = tags.tag_pairs();
         m == measurement.as_bytes()
             && mine.left == tags.len() as u64
-            && mine.zip(tags).all(|((k, v), (tk, tv))| {
-                k == tk.as_ref().as_bytes() && v == tv.as_ref().as_bytes()
-            })
+            && mine
+                .zip(tags)
+                .all(|((k, v), (tk, tv))| k == tk.as_bytes() && v == tv.as_bytes())
     }
 
     pub fn to_key(self) -> SeriesKey {
@@ -287,15 +301,10 @@ impl SeriesIndex {
     }
 
     /// The id of the series with this measurement and tags.
-    pub fn find<K: AsRef<str>, V: AsRef<str>>(
-        &self,
-        measurement: &str,
-        tags: &BTreeMap<K, V>,
-    ) -> Option<SeriesId> {
+    pub fn find<T: Tags + ?Sized>(&self, measurement: &str, tags: &T) -> Option<SeriesId> {
         let hash = self.hash_of(
             measurement.as_bytes(),
-            tags.iter()
-                .map(|(k, v)| (k.as_ref().as_bytes(), v.as_ref().as_bytes())),
+            tags.tag_pairs().map(|(k, v)| (k.as_bytes(), v.as_bytes())),
         );
         let first = *self.by_hash.get(&hash)?;
         if self.key(first).is_some_and(|k| k.is(measurement, tags)) {
@@ -320,15 +329,11 @@ impl SeriesIndex {
     }
 
     /// The id of the series, adding it when it is new.
-    pub fn get_or_insert<K: AsRef<str>, V: AsRef<str>>(
-        &mut self,
-        measurement: &str,
-        tags: &BTreeMap<K, V>,
-    ) -> SeriesId {
+    pub fn get_or_insert<T: Tags + ?Sized>(&mut self, measurement: &str, tags: &T) -> SeriesId {
         if let Some(id) = self.find(measurement, tags) {
             return id;
         }
-        let tags = tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
+        let tags = tags.tag_pairs();
         let id = self.push(measurement, tags.len(), tags, 0);
         self.dirty = true;
         id

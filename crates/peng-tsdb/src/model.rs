@@ -23,9 +23,142 @@ pub type Name = compact_str::CompactString;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub measurement: Name,
-    pub tags: BTreeMap<Name, Name>,
-    pub fields: BTreeMap<Name, FieldValue>,
+    pub tags: NameMap<Name>,
+    pub fields: NameMap<FieldValue>,
     pub timestamp_ns: i64,
+}
+
+/// A point's tags or fields: sorted by name, one value per name, as a `BTreeMap` would hold
+/// them, in one vector. A point has a few names, usually sent in order (Telegraf sorts them),
+/// so an insert is mostly a push; a tree would cost allocations and pointer chasing per name
+/// on every point of every batch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NameMap<V> {
+    entries: Vec<(Name, V)>,
+}
+
+impl<V> Default for NameMap<V> {
+    fn default() -> NameMap<V> {
+        NameMap {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<V> NameMap<V> {
+    pub fn new() -> NameMap<V> {
+        NameMap::default()
+    }
+
+    pub fn with_capacity(n: usize) -> NameMap<V> {
+        NameMap {
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        match self.entries.last() {
+            Some((last, _)) if last.as_str() < name => Err(self.entries.len()),
+            _ => self.entries.binary_search_by(|(k, _)| k.as_str().cmp(name)),
+        }
+    }
+
+    /// Sets `name` to `value`; the value it had before, if any.
+    pub fn insert(&mut self, name: Name, value: V) -> Option<V> {
+        match self.find(&name) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
+            Err(i) => {
+                self.entries.insert(i, (name, value));
+                None
+            }
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&V> {
+        self.find(name).ok().map(|i| &self.entries[i].1)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.find(name).is_ok()
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<V> {
+        self.find(name).ok().map(|i| self.entries.remove(i).1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Names and values, by name.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Name, &V)> + ExactSizeIterator + Clone {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Name> + ExactSizeIterator + Clone {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator + Clone {
+        self.entries.iter().map(|(_, v)| v)
+    }
+}
+
+impl<V> std::ops::Index<&str> for NameMap<V> {
+    type Output = V;
+
+    fn index(&self, name: &str) -> &V {
+        match self.get(name) {
+            Some(v) => v,
+            None => panic!("no entry named {name:?}"),
+        }
+    }
+}
+
+impl<V> FromIterator<(Name, V)> for NameMap<V> {
+    fn from_iter<I: IntoIterator<Item = (Name, V)>>(iter: I) -> NameMap<V> {
+        let iter = iter.into_iter();
+        let mut map = NameMap::with_capacity(iter.size_hint().0);
+        map.extend(iter);
+        map
+    }
+}
+
+impl<V> Extend<(Name, V)> for NameMap<V> {
+    fn extend<I: IntoIterator<Item = (Name, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<V, const N: usize> From<[(Name, V); N]> for NameMap<V> {
+    fn from(entries: [(Name, V); N]) -> NameMap<V> {
+        entries.into_iter().collect()
+    }
+}
+
+impl<V> IntoIterator for NameMap<V> {
+    type Item = (Name, V);
+    type IntoIter = std::vec::IntoIter<(Name, V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+impl<'a, V> IntoIterator for &'a NameMap<V> {
+    type Item = (&'a Name, &'a V);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (Name, V)>, fn(&'a (Name, V)) -> (&'a Name, &'a V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
 }
 
 /// A field value, with the types of InfluxDB 1.x line protocol.
@@ -222,4 +355,36 @@ fn truncated(s: &str) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_map_keeps_names_sorted_and_once() {
+        let mut m: NameMap<i32> = NameMap::new();
+        for (k, v) in [("b", 1), ("d", 2), ("a", 3), ("c", 4), ("b", 5)] {
+            m.insert(k.into(), v);
+        }
+        assert_eq!(m.len(), 4);
+        let keys: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["a", "b", "c", "d"]);
+        assert_eq!(m["b"], 5, "the newer value replaces the older");
+        assert_eq!(m.insert("d".into(), 6), Some(2));
+        assert_eq!(m.get("e"), None);
+        assert!(m.contains_key("a") && !m.contains_key(""));
+        assert_eq!(m.remove("a"), Some(3));
+        assert_eq!(m.remove("a"), None);
+        let pairs: Vec<(String, i32)> = m.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        assert_eq!(
+            pairs,
+            [("b".into(), 5), ("c".into(), 4), ("d".into(), 6)].to_vec()
+        );
+        let built = NameMap::from([("z".into(), 1), ("y".into(), 2), ("z".into(), 3)]);
+        assert_eq!(built.iter().next(), Some((&Name::from("y"), &2)));
+        assert_eq!(built["z"], 3);
+        let same: NameMap<i32> = [("y".into(), 2), ("z".into(), 3)].into_iter().collect();
+        assert_eq!(built, same);
+    }
 }

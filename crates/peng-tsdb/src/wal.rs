@@ -19,7 +19,7 @@ use crate::codec::{
     frame, put_ivarint, put_str, put_uvarint, read_frame, DecodeError, Frame, Reader,
 };
 use crate::error::TsdbError;
-use crate::model::{FieldType, FieldValue, Point};
+use crate::model::{FieldType, FieldValue, Name, NameMap, Point};
 use crate::sync_dir;
 
 const MAGIC: &[u8; 8] = b"PTSWAL01";
@@ -284,15 +284,17 @@ fn decode_batch(payload: &[u8]) -> Result<Vec<Point>, DecodeError> {
     let mut points = Vec::with_capacity(n);
     for _ in 0..n {
         let measurement = r.str_ref()?.into();
-        let mut tags = BTreeMap::new();
-        for _ in 0..r.len()? {
-            let k = r.str_ref()?.into();
+        let n_tags = r.len()?;
+        let mut tags = NameMap::with_capacity(n_tags.min(64));
+        for _ in 0..n_tags {
+            let k: Name = r.str_ref()?.into();
             tags.insert(k, r.str_ref()?.into());
         }
         let timestamp_ns = r.ivarint()?;
-        let mut fields = BTreeMap::new();
-        for _ in 0..r.len()? {
-            let name = r.str_ref()?.into();
+        let n_fields = r.len()?;
+        let mut fields = NameMap::with_capacity(n_fields.min(64));
+        for _ in 0..n_fields {
+            let name: Name = r.str_ref()?.into();
             let ty = FieldType::from_byte(r.u8()?).ok_or(DecodeError("unknown field type"))?;
             let value = match ty {
                 FieldType::Float => FieldValue::Float(f64::from_bits(r.u64_le()?)),

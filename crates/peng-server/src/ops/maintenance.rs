@@ -383,11 +383,11 @@ fn metrics_volume_point(
     let int = |n: u64| FieldValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
     peng_tsdb::Point {
         measurement: METRICS_VOLUME.into(),
-        tags: std::collections::BTreeMap::from([
+        tags: peng_tsdb::NameMap::from([
             ("team".into(), team.to_string().into()),
             ("database".into(), database.into()),
         ]),
-        fields: std::collections::BTreeMap::from([
+        fields: peng_tsdb::NameMap::from([
             ("batches".into(), int(c.batches)),
             ("values".into(), int(c.values)),
             ("bytes".into(), int(c.bytes)),
@@ -410,14 +410,14 @@ fn log_volume_point(
     at_ns: i64,
 ) -> peng_tsdb::Point {
     use peng_tsdb::FieldValue;
-    let mut tags = std::collections::BTreeMap::from([("team".into(), team.to_string().into())]);
+    let mut tags = peng_tsdb::NameMap::from([("team".into(), team.to_string().into())]);
     if !service.is_empty() {
         tags.insert("service".into(), service.into());
     }
     peng_tsdb::Point {
         measurement: LOG_VOLUME_MEASUREMENT.into(),
         tags,
-        fields: std::collections::BTreeMap::from([
+        fields: peng_tsdb::NameMap::from([
             (
                 "messages".into(),
                 FieldValue::Integer(i64::try_from(messages).unwrap_or(i64::MAX)),
@@ -438,13 +438,13 @@ fn usage_point(u: &peng_provision::driver::process::InstanceUsage, at_ns: i64) -
     use peng_tsdb::FieldValue;
     peng_tsdb::Point {
         measurement: USAGE_MEASUREMENT.into(),
-        tags: std::collections::BTreeMap::from([
+        tags: peng_tsdb::NameMap::from([
             ("team".into(), u.service.team.to_string().into()),
             ("service".into(), u.service.service.to_string().into()),
             ("stage".into(), u.stage.to_string().into()),
             ("instance".into(), u.index.to_string().into()),
         ]),
-        fields: std::collections::BTreeMap::from([
+        fields: peng_tsdb::NameMap::from([
             ("cpu_seconds".into(), FieldValue::Float(u.cpu_seconds)),
             (
                 "memory_bytes".into(),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use peng_tsdb::{FieldType, FieldValue, Name, Point, Query, Tsdb, TsdbOptions};
+use peng_tsdb::{FieldType, FieldValue, NameMap, Point, Query, Tsdb, TsdbOptions};
 
 const SERIES: usize = 6_000;
 const STEPS: i64 = 4;
@@ -20,7 +20,7 @@ fn value(step: i64, h: usize, f: usize) -> f64 {
 
 /// Series `h` has fields `f0`..`f2`, and every 7th series an integer `extra` too.
 fn point(step: i64, h: usize) -> Point {
-    let mut fields: BTreeMap<Name, FieldValue> = (0..3)
+    let mut fields: NameMap<FieldValue> = (0..3)
         .map(|f| (format!("f{f}").into(), FieldValue::Float(value(step, h, f))))
         .collect();
     if h.is_multiple_of(7) {
@@ -28,7 +28,7 @@ fn point(step: i64, h: usize) -> Point {
     }
     Point {
         measurement: if h.is_multiple_of(2) { "cpu" } else { "mem" }.into(),
-        tags: BTreeMap::from([
+        tags: NameMap::from([
             ("host".into(), host(h).into()),
             ("rack".into(), format!("r{}", h % 10).into()),
         ]),
@@ -109,7 +109,7 @@ fn many_series_with_few_values_each() {
     let again: Vec<Point> = (0..SERIES)
         .map(|h| {
             let mut p = point(1, h);
-            p.fields = BTreeMap::from([("f0".into(), FieldValue::Float(-value(1, h, 0)))]);
+            p.fields = NameMap::from([("f0".into(), FieldValue::Float(-value(1, h, 0)))]);
             p
         })
         .collect();
