@@ -42,6 +42,7 @@ impl<V: AsRef<str>> Tags for NameMap<V> {
         self.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
     }
 }
+
 /// A field name, numbered once per store (see [`FieldNames`]).
 pub type FieldId = u32;
 
