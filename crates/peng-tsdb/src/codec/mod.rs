@@ -156,11 +156,14 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Appends bits most-significant first.
+/// Appends bits most-significant first. Bits gather in a word that goes out whole once full,
+/// so that a value of many bits costs a few shifts, not a loop over its bytes.
 #[derive(Default)]
 pub struct BitWriter {
     out: Vec<u8>,
-    used: u32, // bits used in the last byte, 0..8 (0 means a new byte is needed)
+    /// Bits not yet in `out`: the low `pending` bits of `acc`, the oldest highest.
+    acc: u64,
+    pending: u32, // 0..64 between calls
 }
 
 impl BitWriter {
@@ -171,7 +174,11 @@ impl BitWriter {
 
     /// Appends to the bytes of `out` (whose last byte is complete).
     pub fn from_vec(out: Vec<u8>) -> BitWriter {
-        BitWriter { out, used: 0 }
+        BitWriter {
+            out,
+            acc: 0,
+            pending: 0,
+        }
     }
 
     pub fn bit(&mut self, b: bool) {
@@ -179,25 +186,42 @@ impl BitWriter {
     }
 
     /// Writes the low `n` bits of `v` (n ≤ 64).
+    #[inline]
     pub fn bits(&mut self, v: u64, n: u32) {
         debug_assert!(n <= 64);
-        let mut left = n;
-        while left > 0 {
-            if self.used == 0 {
-                self.out.push(0);
-            }
-            let free = 8 - self.used;
-            let take = free.min(left);
-            let chunk = ((v >> (left - take)) & ((1u64 << take) - 1)) as u8;
-            if let Some(last) = self.out.last_mut() {
-                *last |= chunk << (free - take);
-            }
-            self.used = (self.used + take) % 8;
-            left -= take;
+        if n == 0 {
+            return;
         }
+        let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
+        let free = 64 - self.pending;
+        if n < free {
+            self.acc = (self.acc << n) | v;
+            self.pending += n;
+            return;
+        }
+        // The word fills up: its last `free` bits are the highest of `v`.
+        let rest = n - free;
+        let word = if free == 64 {
+            v
+        } else {
+            (self.acc << free) | (v >> rest)
+        };
+        self.out.extend_from_slice(&word.to_be_bytes());
+        self.acc = if rest == 0 {
+            0
+        } else {
+            v & ((1u64 << rest) - 1)
+        };
+        self.pending = rest;
     }
 
-    pub fn finish(self) -> Vec<u8> {
+    /// The bytes, the last one padded with zero bits.
+    pub fn finish(mut self) -> Vec<u8> {
+        if self.pending > 0 {
+            let bytes = (self.acc << (64 - self.pending)).to_be_bytes();
+            let used = self.pending.div_ceil(8) as usize;
+            self.out.extend_from_slice(&bytes[..used]);
+        }
         self.out
     }
 }
@@ -364,6 +388,33 @@ mod tests {
         assert_eq!(r.bits(64), Ok(u64::MAX));
         assert_eq!(r.bits(13), Ok(0x1234));
         assert!(r.bits(8).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any widths, any values (bits above the width ignored): read back as written, in
+        /// as many bytes as the bits need, after what the vector held.
+        #[test]
+        fn any_bits_round_trip(
+            writes in proptest::collection::vec((proptest::prelude::any::<u64>(), 0u32..=64), 0..200),
+            head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3),
+        ) {
+            let mut w = BitWriter::from_vec(head.clone());
+            for &(v, n) in &writes {
+                w.bits(v, n);
+            }
+            let bytes = w.finish();
+            let total: u64 = writes.iter().map(|&(_, n)| u64::from(n)).sum();
+            proptest::prop_assert_eq!(bytes.len() as u64, head.len() as u64 + total.div_ceil(8));
+            proptest::prop_assert_eq!(&bytes[..head.len()], &head[..]);
+            let mut r = BitReader::new(&bytes[head.len()..]);
+            for &(v, n) in &writes {
+                let want = if n == 64 { v } else { v & ((1u64 << n) - 1) };
+                proptest::prop_assert_eq!(r.bits(n), Ok(want));
+            }
+            // the padding of the last byte is zeros
+            let pad = (8 - total % 8) % 8;
+            proptest::prop_assert_eq!(r.bits(pad as u32), Ok(0));
+        }
     }
 
     #[test]
