@@ -241,10 +241,25 @@ impl<'a> BitReader<'a> {
         Ok(self.bits(1)? == 1)
     }
 
+    /// The next `n` bits (n ≤ 64). Away from the end of the input, one 8-byte load.
+    #[inline]
     pub fn bits(&mut self, n: u32) -> Result<u64, DecodeError> {
         debug_assert!(n <= 64);
         if self.pos + n as usize > self.buf.len() * 8 {
             return Err(DecodeError("unexpected end of bits"));
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        if n > 56 {
+            // with up to 7 bits of the first byte skipped, one word holds 57 bits
+            let high = self.bits(n - 32)?;
+            return Ok((high << 32) | self.bits(32)?);
+        }
+        if let Some(word) = self.buf[self.pos / 8..].first_chunk::<8>() {
+            let v = (u64::from_be_bytes(*word) << (self.pos % 8)) >> (64 - n);
+            self.pos += n as usize;
+            return Ok(v);
         }
         let mut v: u64 = 0;
         let mut left = n;
