@@ -273,8 +273,6 @@ pub fn programs_with(needle: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Pids of live processes whose command line contains `needle` or whose working directory is
-/// `needle` (instances run in the directory of their service file).
 /// Waits until no process matches `needle` (see [`processes_with`]); on a timeout the panic
 /// names what is left, its state and its command line.
 pub async fn no_process_with(what: &str, needle: &str, timeout: Duration) {
@@ -306,6 +304,8 @@ pub async fn no_process_with(what: &str, needle: &str, timeout: Duration) {
     }
 }
 
+/// Pids of live processes whose command line contains `needle` or whose working directory is
+/// `needle` (instances run in the directory of their service file).
 pub fn processes_with(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
