@@ -12,6 +12,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -57,12 +58,17 @@ def log_in(driver, token):
 def follow(driver, element):
     """Clicks a link or button and waits until the next page has replaced this one (a click
     only starts the navigation)."""
-    page = driver.find_element(By.TAG_NAME, "html")
+    # The current document is marked; the next one is not. (Waiting for the old <html> element
+    # to go stale is racy in Chromium: asked while the navigation commits, it answers "node does
+    # not belong to the document" instead of "stale element".)
+    driver.execute_script("window.pengLeaving = true")
     # After a screenshot the window is resized twice; on a busy machine a click can land before
     # the page is laid out again and go nowhere: wait until the element takes clicks.
     WebDriverWait(driver, 15).until(expected_conditions.element_to_be_clickable(element))
     element.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 30, ignored_exceptions=[WebDriverException]).until(
+        lambda d: d.execute_script(
+            "return window.pengLeaving === undefined && document.readyState === 'complete'"))
 
 
 def rows_of(driver, table_id):
