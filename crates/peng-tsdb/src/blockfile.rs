@@ -373,12 +373,18 @@ impl BlockFile {
     }
 
     fn read_raw(&self, e: &BlockEntry) -> Result<Vec<u8>, TsdbError> {
-        let mut buf = vec![0u8; e.len as usize];
-        self.file
-            .read_exact_at(&mut buf, e.offset)
-            .map_err(TsdbError::io("reading block", &self.path))?;
-        self.verify(e, &buf)?;
+        let mut buf = Vec::new();
+        self.read_raw_into(e, &mut buf)?;
         Ok(buf)
+    }
+
+    /// Reads a block's bytes into `buf` (resized to fit) and checks them.
+    fn read_raw_into(&self, e: &BlockEntry, buf: &mut Vec<u8>) -> Result<(), TsdbError> {
+        buf.resize(e.len as usize, 0);
+        self.file
+            .read_exact_at(buf, e.offset)
+            .map_err(TsdbError::io("reading block", &self.path))?;
+        self.verify(e, buf)
     }
 
     fn verify(&self, e: &BlockEntry, raw: &[u8]) -> Result<(), TsdbError> {
@@ -392,11 +398,23 @@ impl BlockFile {
     }
 
     /// The values of one block.
+    #[cfg(test)]
     pub fn read(&self, e: &BlockEntry) -> Result<Vec<(i64, FieldValue)>, TsdbError> {
-        let raw = self.read_raw(e)?;
         let mut pts = Vec::with_capacity(e.count as usize);
-        self.decode(e, &raw, &mut pts)?;
+        self.read_into(e, &mut Vec::new(), &mut pts)?;
         Ok(pts)
+    }
+
+    /// Appends the values of one block to `out`, reading it through `buf` (working space kept
+    /// for the next block). `out` keeps what it held before when this fails.
+    pub fn read_into(
+        &self,
+        e: &BlockEntry,
+        buf: &mut Vec<u8>,
+        out: &mut Vec<(i64, FieldValue)>,
+    ) -> Result<(), TsdbError> {
+        self.read_raw_into(e, buf)?;
+        self.decode(e, buf, out)
     }
 
     /// Decodes a block read elsewhere (verified against its CRC first) and appends its values

@@ -982,17 +982,36 @@ impl State {
         if lo > hi {
             return Ok(Vec::new());
         }
-        let mut runs = Vec::new();
+        // Every run (a block, or what memory holds) is appended to `out`, oldest first. Runs
+        // of one series field rarely overlap (only after an overwrite or a late write): then
+        // `out` is the answer as it is, and only otherwise are the runs merged.
+        let mut out: Vec<(i64, FieldValue)> = Vec::new();
+        let mut starts: Vec<usize> = Vec::new();
+        let mut ordered = true;
+        let mut run_end = |out: &mut Vec<(i64, FieldValue)>, start: usize| {
+            if out.len() > start {
+                ordered &= start == 0 || out[start - 1].0 < out[start].0;
+                starts.push(start);
+            }
+        };
+        let mut buf = Vec::new();
         for f in self.files.values() {
             for e in f.file.blocks(id, field) {
                 if e.max_ts < lo || e.min_ts > hi {
                     continue;
                 }
-                let mut pts = f.file.read(&e)?;
+                let start = out.len();
+                f.file.read_into(&e, &mut buf, &mut out)?;
                 if e.min_ts < lo || e.max_ts > hi {
-                    pts.retain(|p| p.0 >= lo && p.0 <= hi);
+                    let run = &out[start..];
+                    let (a, b) = (
+                        run.partition_point(|p| p.0 < lo),
+                        run.partition_point(|p| p.0 <= hi),
+                    );
+                    out.truncate(start + b.max(a));
+                    out.drain(start..start + a);
                 }
-                runs.push(pts);
+                run_end(&mut out, start);
             }
         }
         if let Some(field) = self.index.field_id(field) {
@@ -1000,10 +1019,20 @@ impl State {
             let frozen = self.frozen.as_ref().map(|f| &f.mem);
             for mem in frozen.into_iter().chain([&self.mem]) {
                 if let Some(column) = mem.column(id, field) {
-                    runs.push(column.range(lo, hi).to_vec());
+                    let start = out.len();
+                    out.extend_from_slice(column.range(lo, hi));
+                    run_end(&mut out, start);
                 }
             }
         }
+        if ordered {
+            return Ok(out);
+        }
+        let mut runs = Vec::with_capacity(starts.len());
+        for &start in starts.iter().rev() {
+            runs.push(out.split_off(start));
+        }
+        runs.reverse();
         Ok(merge_runs(runs))
     }
 }

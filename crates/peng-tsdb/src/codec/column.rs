@@ -116,14 +116,34 @@ pub fn decode_block_into(
     }
     let count = count as usize;
     let ts_len = r.len()?;
-    let ts = decode_timestamps(r.bytes(ts_len)?, count)?;
+    let ts_bytes = r.bytes(ts_len)?;
     let rest = r.bytes(r.remaining())?;
     let start = out.len();
+    if ty == FieldType::Float {
+        // Straight into `out`, without a vector of timestamps and one of values between (a
+        // query decodes hundreds of thousands of floats).
+        out.reserve(count);
+        let decoded = decode_timestamps_each(ts_bytes, count, |t| {
+            out.push((t, FieldValue::Float(0.0)));
+        })
+        .and_then(|()| {
+            let mut slots = out[start..].iter_mut();
+            decode_floats_each(rest, count, |v| {
+                if let Some(slot) = slots.next() {
+                    slot.1 = FieldValue::Float(v);
+                }
+            })
+        });
+        if decoded.is_err() {
+            out.truncate(start);
+        }
+        return decoded;
+    }
+    let ts = decode_timestamps(ts_bytes, count)?;
     out.reserve(count);
     let ts = ts.into_iter();
     let decoded: Result<(), DecodeError> = match ty {
-        FieldType::Float => decode_floats(rest, count)
-            .map(|v| out.extend(ts.zip(v.into_iter().map(FieldValue::Float)))),
+        FieldType::Float => Ok(()),
         FieldType::Integer => decode_ints(version, rest, count)
             .map(|v| out.extend(ts.zip(v.into_iter().map(FieldValue::Integer)))),
         FieldType::Unsigned => decode_ints(version, rest, count)
@@ -226,8 +246,22 @@ pub fn decode_timestamps(bytes: &[u8], count: usize) -> Result<Vec<i64>, DecodeE
     if count as u64 > bytes.len() as u64 * 8 {
         return Err(DecodeError("timestamp count exceeds its size"));
     }
-    let mut r = BitReader::new(bytes);
     let mut out = Vec::with_capacity(count);
+    decode_timestamps_each(bytes, count, |t| out.push(t))?;
+    Ok(out)
+}
+
+/// [`decode_timestamps`], handing each timestamp to `each` (which may see some before an
+/// error is found).
+fn decode_timestamps_each(
+    bytes: &[u8],
+    count: usize,
+    mut each: impl FnMut(i64),
+) -> Result<(), DecodeError> {
+    if count as u64 > bytes.len() as u64 * 8 {
+        return Err(DecodeError("timestamp count exceeds its size"));
+    }
+    let mut r = BitReader::new(bytes);
     let mut prev = 0i64;
     let mut prev_delta = 0i64;
     for i in 0..count {
@@ -251,13 +285,13 @@ pub fn decode_timestamps(bytes: &[u8], count: usize) -> Result<Vec<i64>, DecodeE
         if i > 0 && t <= prev {
             return Err(DecodeError("timestamps not strictly ascending"));
         }
-        out.push(t);
+        each(t);
         prev = t;
     }
     if bytes.len() != r_bytes_used(&r) {
         return Err(DecodeError("trailing bytes after timestamps"));
     }
-    Ok(out)
+    Ok(())
 }
 
 fn r_bytes_used(r: &BitReader<'_>) -> usize {
@@ -315,12 +349,24 @@ pub fn encode_floats_to(
     w.finish()
 }
 
+#[cfg(test)]
 pub fn decode_floats(bytes: &[u8], count: usize) -> Result<Vec<f64>, DecodeError> {
+    let mut out = Vec::with_capacity(count.min(bytes.len() * 8));
+    decode_floats_each(bytes, count, |v| out.push(v))?;
+    Ok(out)
+}
+
+/// Decodes `count` floats, handing each to `each` (which may see some before an error is
+/// found).
+fn decode_floats_each(
+    bytes: &[u8],
+    count: usize,
+    mut each: impl FnMut(f64),
+) -> Result<(), DecodeError> {
     if count as u64 > bytes.len() as u64 * 8 {
         return Err(DecodeError("float count exceeds its size"));
     }
     let mut r = BitReader::new(bytes);
-    let mut out = Vec::with_capacity(count);
     let mut prev = 0u64;
     let mut window: Option<(u32, u32)> = None;
     for i in 0..count {
@@ -343,13 +389,13 @@ pub fn decode_floats(bytes: &[u8], count: usize) -> Result<Vec<f64>, DecodeError
             };
             prev ^ (r.bits(64 - lz - tz)? << tz)
         };
-        out.push(f64::from_bits(bits));
+        each(f64::from_bits(bits));
         prev = bits;
     }
     if bytes.len() != r_bytes_used(&r) {
         return Err(DecodeError("trailing bytes after floats"));
     }
-    Ok(out)
+    Ok(())
 }
 
 fn encode_ints(version: Version, out: &mut Vec<u8>, values: impl Iterator<Item = i64>) {
