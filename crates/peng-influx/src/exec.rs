@@ -948,6 +948,68 @@ impl Data for Derived {
 }
 
 /// `measurement` is what to read, `name` what the answer's series are called.
+/// The values of one field in one group of an answer, with the series each came from (for
+/// tag columns). A series' values are moved in whole, not copied: a panel's group is most
+/// often one series.
+#[derive(Debug, Default)]
+struct Points {
+    /// In time order once [`Points::sort`] ran.
+    values: Vec<(i64, FieldValue)>,
+    /// `(first value, series)` of each run of values from one series.
+    series: Vec<(usize, usize)>,
+}
+
+impl Points {
+    fn add(&mut self, mut values: Vec<(i64, FieldValue)>, series: usize) {
+        if values.is_empty() {
+            return;
+        }
+        self.series.push((self.values.len(), series));
+        if self.values.is_empty() {
+            self.values = values;
+        } else {
+            self.values.append(&mut values);
+        }
+    }
+
+    /// Puts the values of several series in time order; of equal times, the earlier series'
+    /// value comes first.
+    fn sort(&mut self) {
+        // A series' values come in time order.
+        if self.series.len() <= 1 || self.values.is_sorted_by_key(|p| p.0) {
+            return;
+        }
+        let mut tagged: Vec<(i64, FieldValue, usize)> = Vec::with_capacity(self.values.len());
+        let mut run = 0;
+        for (i, (t, v)) in std::mem::take(&mut self.values).into_iter().enumerate() {
+            while self.series.get(run + 1).is_some_and(|r| r.0 <= i) {
+                run += 1;
+            }
+            tagged.push((t, v, self.series.get(run).map_or(0, |r| r.1)));
+        }
+        tagged.sort_by_key(|p| p.0);
+        self.series.clear();
+        self.values.reserve_exact(tagged.len());
+        for (i, (t, v, s)) in tagged.into_iter().enumerate() {
+            if self.series.last().is_none_or(|r| r.1 != s) {
+                self.series.push((i, s));
+            }
+            self.values.push((t, v));
+        }
+    }
+
+    /// Each value with its time and the position of its series.
+    fn iter(&self) -> impl Iterator<Item = (i64, &FieldValue, usize)> + '_ {
+        let mut run = 0;
+        self.values.iter().enumerate().map(move |(i, (t, v))| {
+            while self.series.get(run + 1).is_some_and(|r| r.0 <= i) {
+                run += 1;
+            }
+            (*t, v, self.series.get(run).map_or(0, |r| r.1))
+        })
+    }
+}
+
 fn select(
     tsdb: &dyn Data,
     s: &Select,
@@ -1036,7 +1098,6 @@ fn select(
         end_ns: hi.map_or(i64::MAX, |h| h.saturating_add(1)),
     })?;
     // Groups: tag set → field → points (with the series' tags, for tag columns).
-    type Points = Vec<(i64, FieldValue, usize)>;
     let mut groups: BTreeMap<BTreeMap<String, String>, BTreeMap<String, Points>> = BTreeMap::new();
     let mut series_tags: Vec<BTreeMap<String, String>> = Vec::new();
     for sd in data {
@@ -1061,13 +1122,12 @@ fn select(
                 series_tags.len() - 1
             }
         };
-        let slot = groups
+        groups
             .entry(group)
             .or_default()
             .entry(sd.field)
-            .or_default();
-        slot.reserve(sd.points.len());
-        slot.extend(sd.points.into_iter().map(|(t, v)| (t, v, idx)));
+            .or_default()
+            .add(sd.points, idx);
     }
     // Each group's rows, in group order; an aggregate over many values answers its groups
     // on two threads.
@@ -1076,20 +1136,17 @@ fn select(
                   mut by_field: BTreeMap<String, Points>|
      -> Result<Option<Rows>, String> {
         for pts in by_field.values_mut() {
-            // One series to a group is already in order.
-            if !pts.is_sorted_by_key(|p| p.0) {
-                pts.sort_by_key(|p| p.0);
-            }
+            pts.sort();
         }
         let rows = if aggregate {
             let earliest = by_field
                 .values()
-                .filter_map(|p| p.first())
+                .filter_map(|p| p.values.first())
                 .map(|p| p.0)
                 .min();
             let latest = by_field
                 .values()
-                .filter_map(|p| p.last())
+                .filter_map(|p| p.values.last())
                 .map(|p| p.0)
                 .max();
             let (Some(start), Some(end)) = (lo.or(earliest), hi.or(latest)) else {
@@ -1104,7 +1161,11 @@ fn select(
         };
         Ok(Some((group, rows)))
     };
-    let values: usize = groups.values().flat_map(|f| f.values()).map(Vec::len).sum();
+    let values: usize = groups
+        .values()
+        .flat_map(|f| f.values())
+        .map(|p| p.values.len())
+        .sum();
     let answers: Vec<Result<Option<Rows>, String>> =
         if aggregate && groups.len() > 1 && values >= PARALLEL_VALUES {
             let mut first: Vec<_> = groups.into_iter().collect();
@@ -1207,7 +1268,7 @@ fn raw_rows_of(
     columns: &[(Column, String)],
     tag_columns: &[String],
     series_tags: &[BTreeMap<String, String>],
-    by_field: &BTreeMap<String, Vec<(i64, FieldValue, usize)>>,
+    by_field: &BTreeMap<String, Points>,
     epoch: Option<Precision>,
 ) -> Vec<Vec<Value>> {
     // One row per time and series, as InfluxDB merges the fields of one point.
@@ -1227,8 +1288,8 @@ fn raw_rows_of(
                 }
             }
             _ => {
-                for (t, v, s) in points {
-                    rows.entry((*t, *s))
+                for (t, v, s) in points.iter() {
+                    rows.entry((t, s))
                         .or_insert_with(|| vec![Value::Null; width])[i] = value_of(v);
                 }
             }
@@ -1251,24 +1312,20 @@ fn raw_rows_of(
         .collect()
 }
 
-fn raw_derivative(
-    points: &[(i64, FieldValue, usize)],
-    unit: i64,
-    non_negative: bool,
-) -> Vec<(i64, Value, usize)> {
+fn raw_derivative(points: &Points, unit: i64, non_negative: bool) -> Vec<(i64, Value, usize)> {
     let mut out = Vec::new();
     let mut prev: Option<(i64, f64)> = None;
-    for (t, v, s) in points {
+    for (t, v, s) in points.iter() {
         let Some(x) = numeric(v) else { continue };
         if let Some((pt, px)) = prev {
-            if *t > pt {
-                let d = (x - px) / ((*t as f64 - pt as f64) / unit as f64);
+            if t > pt {
+                let d = (x - px) / ((t as f64 - pt as f64) / unit as f64);
                 if !(non_negative && d < 0.0) {
-                    out.push((*t, Value::Float(d), *s));
+                    out.push((t, Value::Float(d), s));
                 }
             }
         }
-        prev = Some((*t, x));
+        prev = Some((t, x));
     }
     out
 }
@@ -1294,7 +1351,7 @@ fn value_of(v: &FieldValue) -> Value {
 
 fn aggregate_rows(
     columns: &[(Column, String)],
-    by_field: &BTreeMap<String, Vec<(i64, FieldValue, usize)>>,
+    by_field: &BTreeMap<String, Points>,
     s: &Select,
     (start, end, whole): (i64, i64, i64),
     epoch: Option<Precision>,
@@ -1317,7 +1374,7 @@ fn aggregate_rows(
     let count = count.max(0) as usize;
     let mut cells: Vec<Vec<Value>> = Vec::with_capacity(columns.len());
     for (col, _) in columns {
-        let points = by_field.get(col.field()).map_or(&[][..], Vec::as_slice);
+        let points = by_field.get(col.field()).map_or(&[][..], |p| &p.values[..]);
         let (agg_col, deriv) = match col {
             Column::Derivative {
                 inner,
@@ -1355,12 +1412,13 @@ fn aggregate_rows(
     let derivative = columns
         .iter()
         .any(|(c, _)| matches!(c, Column::Derivative { .. }));
-    let no_data = by_field.values().all(Vec::is_empty);
+    let no_data = by_field.values().all(|p| p.values.is_empty());
     // One selector alone, without GROUP BY time: the row has the selected point's time.
     let selector_time = match columns {
-        [(Column::Agg { func, field }, _)] if s.interval.is_none() => {
-            selected_time(*func, by_field.get(field).map_or(&[][..], Vec::as_slice))
-        }
+        [(Column::Agg { func, field }, _)] if s.interval.is_none() => selected_time(
+            *func,
+            by_field.get(field).map_or(&[][..], |p| &p.values[..]),
+        ),
         _ => None,
     };
     let mut rows = Vec::with_capacity(count);
@@ -1370,14 +1428,19 @@ fn aggregate_rows(
         } else {
             selector_time.unwrap_or(whole)
         };
-        let row_cells: Vec<Value> = cells.iter().map(|c| c[b].clone()).collect();
-        let empty = row_cells.iter().all(|v| *v == Value::Null);
+        let empty = cells.iter().all(|c| c[b] == Value::Null);
         // A derivative has rows only where it could be computed.
         if empty && (s.fill == Fill::None || derivative || s.interval.is_none() && no_data) {
             continue;
         }
-        let mut row = vec![Value::Time(t, epoch)];
-        row.extend(row_cells);
+        // One allocation per row; the cells are moved, not cloned.
+        let mut row = Vec::with_capacity(1 + cells.len());
+        row.push(Value::Time(t, epoch));
+        row.extend(
+            cells
+                .iter_mut()
+                .map(|c| std::mem::replace(&mut c[b], Value::Null)),
+        );
         rows.push(row);
     }
     Ok(rows)
@@ -1456,8 +1519,8 @@ fn bucket_derivative(values: &[Value], every: i64, unit: i64, non_negative: bool
 
 /// The time of the point a selector (`first`, `last`, `min`, `max`, `percentile`) picks; the
 /// earliest of equal values. `None` for aggregates, which make a value of their own.
-fn selected_time(func: Agg, points: &[(i64, FieldValue, usize)]) -> Option<i64> {
-    let value = |p: &(i64, FieldValue, usize)| numeric(&p.1).unwrap_or(f64::NAN);
+fn selected_time(func: Agg, points: &[(i64, FieldValue)]) -> Option<i64> {
+    let value = |p: &(i64, FieldValue)| numeric(&p.1).unwrap_or(f64::NAN);
     match func {
         Agg::First => points.first().map(|p| p.0),
         Agg::Last => points.last().map(|p| p.0),
@@ -1471,7 +1534,7 @@ fn selected_time(func: Agg, points: &[(i64, FieldValue, usize)]) -> Option<i64> 
             .min_by(|a, b| value(a).total_cmp(&value(b)).then(a.0.cmp(&b.0)))
             .map(|p| p.0),
         Agg::Percentile(p) => {
-            let mut v: Vec<&(i64, FieldValue, usize)> = points.iter().collect();
+            let mut v: Vec<&(i64, FieldValue)> = points.iter().collect();
             v.sort_by(|a, b| value(a).total_cmp(&value(b)).then(a.0.cmp(&b.0)));
             let rank = (v.len() as f64 * p / 100.0 + 0.5).floor() as i64 - 1;
             usize::try_from(rank)
@@ -1487,14 +1550,14 @@ fn selected_time(func: Agg, points: &[(i64, FieldValue, usize)]) -> Option<i64> 
 fn combine(
     func: Agg,
     field: &str,
-    by_field: &BTreeMap<String, Vec<(i64, FieldValue, usize)>>,
+    by_field: &BTreeMap<String, Points>,
     lo: i64,
     hi: i64,
 ) -> Result<Value, String> {
-    let part = |p: &str| -> &[(i64, FieldValue, usize)] {
+    let part = |p: &str| -> &[(i64, FieldValue)] {
         let points = by_field
             .get(&part_field(field, p))
-            .map_or(&[][..], Vec::as_slice);
+            .map_or(&[][..], |p| &p.values[..]);
         let a = points.partition_point(|x| x.0 < lo);
         let b = points.partition_point(|x| x.0 < hi);
         &points[a..b.max(a)]
@@ -1533,7 +1596,7 @@ fn combine(
     }
 }
 
-fn aggregate(func: Agg, points: &[(i64, FieldValue, usize)], field: &str) -> Result<Value, String> {
+fn aggregate(func: Agg, points: &[(i64, FieldValue)], field: &str) -> Result<Value, String> {
     if let Agg::Count = func {
         return Ok(if points.is_empty() {
             Value::Null
@@ -1987,6 +2050,39 @@ instance_usage,team=rival,service=vault,stage=prod,instance=0 cpu_seconds=1 0
                 let _ = execute(&c, &st, &cx);
             }
         }
+    }
+
+    /// Values of several series put in time order keep their series, and of equal times the
+    /// earlier series' value comes first; one series' values are taken as they are.
+    #[test]
+    fn points_of_several_series_sort_with_their_series() {
+        let f = |t: i64, x: f64| (t, FieldValue::Float(x));
+        let mut one = Points::default();
+        one.add(vec![f(1, 1.0), f(2, 2.0)], 7);
+        one.add(Vec::new(), 8);
+        one.sort();
+        assert_eq!(one.series, vec![(0, 7)]);
+        let mut p = Points::default();
+        p.add(vec![f(1, 1.0), f(3, 3.0), f(5, 5.0)], 0);
+        p.add(vec![f(2, 20.0), f(3, 30.0)], 1);
+        p.add(vec![f(0, 100.0), f(6, 600.0)], 2);
+        p.sort();
+        let got: Vec<(i64, f64, usize)> = p
+            .iter()
+            .map(|(t, v, s)| (t, numeric(v).unwrap(), s))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 100.0, 2),
+                (1, 1.0, 0),
+                (2, 20.0, 1),
+                (3, 3.0, 0),
+                (3, 30.0, 1),
+                (5, 5.0, 0),
+                (6, 600.0, 2)
+            ]
+        );
     }
 
     #[test]
