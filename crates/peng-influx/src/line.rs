@@ -104,13 +104,19 @@ fn parse_lines(
     precision: Precision,
     now_ns: i64,
 ) -> Result<Vec<Point>, LineError> {
-    let mut points = Vec::with_capacity(body.len() / 128);
+    let mut points: Vec<Point> = Vec::with_capacity(body.len() / 128);
     for (i, raw) in body.split('\n').enumerate() {
         let line = raw.trim_end_matches('\r').trim_start();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let point = parse_line(line, precision, now_ns).map_err(|reason| LineError {
+        // Lines in a row are mostly alike: the one before tells how many tags and fields to
+        // make room for, so that a line's maps are allocated once and not grown (up to 64, so
+        // that a short line after a long one holds little it does not use).
+        let room = points
+            .last()
+            .map_or((0, 0), |p| (p.tags.len().min(64), p.fields.len().min(64)));
+        let point = parse_line(line, precision, now_ns, room).map_err(|reason| LineError {
             line: first + i,
             text: cut(line, 200),
             reason,
@@ -210,13 +216,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn parse_line(line: &str, precision: Precision, now_ns: i64) -> Result<Point, String> {
+fn parse_line(
+    line: &str,
+    precision: Precision,
+    now_ns: i64,
+    (tag_room, field_room): (usize, usize),
+) -> Result<Point, String> {
     let mut c = Cursor::new(line);
     let measurement = c.token(b", ", b", ")?;
     if measurement.is_empty() {
         return Err("missing measurement".into());
     }
-    let mut tags = NameMap::new();
+    let mut tags = NameMap::with_capacity(tag_room);
     while c.peek() == Some(b',') {
         c.at += 1;
         let key = c.token(b",= ", b",= ")?;
@@ -238,7 +249,7 @@ fn parse_line(line: &str, precision: Precision, now_ns: i64) -> Result<Point, St
     if c.skip_spaces() == 0 || c.peek().is_none() {
         return Err("missing fields".into());
     }
-    let mut fields = NameMap::new();
+    let mut fields = NameMap::with_capacity(field_room);
     loop {
         let key = c.token(b"= ,", b",= ")?;
         if key.is_empty() {
