@@ -47,6 +47,13 @@ pub struct BlockEntry {
     crc: u32,
 }
 
+impl BlockEntry {
+    /// The block's length in bytes.
+    pub fn size(&self) -> u32 {
+        self.len
+    }
+}
+
 /// Entries per group of [`Entries`]: a lookup decodes at most about two groups. A power of
 /// two, so that `i & GROUP_MASK == 0` starts a group.
 const GROUP: usize = 16;

@@ -38,8 +38,8 @@ use crate::error::TsdbError;
 use crate::index::{FieldId, KeyRef, SeriesId, SeriesIndex};
 use crate::memtable::Memtable;
 use crate::model::{
-    validate_point, FieldType, FieldValue, Name, NameMap, Point, Query, SeriesData, SeriesKey,
-    TsdbStats,
+    validate_point, FieldType, FieldUsage, FieldValue, Name, NameMap, Point, Query, SeriesData,
+    SeriesKey, TsdbStats,
 };
 use crate::sync_dir;
 use crate::wal::Wal;
@@ -231,6 +231,13 @@ impl Tsdb {
     /// `bytes_on_disk` covers the WAL, the series index and the block files.
     pub fn stats(&self) -> TsdbStats {
         self.store.stats()
+    }
+
+    /// Where the block files' bytes go: per measurement, field and type, the blocks, values
+    /// and compressed bytes, sorted. Not in it: what memory and the WAL hold, and each file's
+    /// index of its blocks (the rest of [`TsdbStats::bytes_on_disk`]).
+    pub fn disk_usage(&self) -> Result<Vec<FieldUsage>, TsdbError> {
+        self.store.disk_usage()
     }
 
     /// Starts the flush a write found due on a thread of its own, so that the write (and the
@@ -784,6 +791,33 @@ impl Store {
             state.files.keys().copied().collect()
         };
         self.merge(&maint, &all)
+    }
+
+    fn disk_usage(&self) -> Result<Vec<FieldUsage>, TsdbError> {
+        let state = self.read_state()?;
+        let mut by: BTreeMap<(&str, &str, FieldType), (u64, u64, u64)> = BTreeMap::new();
+        for f in state.files.values() {
+            for e in f.file.entries.iter() {
+                let measurement = state.index.key(e.series).map_or("", KeyRef::measurement);
+                let sum = by
+                    .entry((measurement, f.file.field_name(&e), e.ty))
+                    .or_default();
+                sum.0 += u64::from(e.count);
+                sum.1 += u64::from(e.size());
+                sum.2 += 1;
+            }
+        }
+        Ok(by
+            .into_iter()
+            .map(|((m, f, ty), (values, bytes, blocks))| FieldUsage {
+                measurement: m.to_string(),
+                field: f.to_string(),
+                ty,
+                values,
+                bytes,
+                blocks,
+            })
+            .collect())
     }
 
     fn stats(&self) -> TsdbStats {

@@ -146,6 +146,10 @@ impl<'a> KeyRef<'a> {
                 .all(|((k, v), (tk, tv))| k == tk.as_bytes() && v == tv.as_bytes())
     }
 
+    pub fn measurement(self) -> &'a str {
+        text(self.raw().0)
+    }
+
     pub fn to_key(self) -> SeriesKey {
         let (measurement, _) = self.raw();
         SeriesKey {

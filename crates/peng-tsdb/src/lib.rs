@@ -24,8 +24,8 @@ use std::path::Path;
 pub use db::{Tsdb, TsdbOptions, MERGE_FANIN};
 pub use error::TsdbError;
 pub use model::{
-    FieldType, FieldValue, Name, NameMap, Point, Query, SeriesData, SeriesKey, TsdbStats,
-    MAX_NAME_LEN, MAX_STRING_LEN,
+    FieldType, FieldUsage, FieldValue, Name, NameMap, Point, Query, SeriesData, SeriesKey,
+    TsdbStats, MAX_NAME_LEN, MAX_STRING_LEN,
 };
 
 /// Makes the directory entries in `dir` (creations, renames, removals) durable.

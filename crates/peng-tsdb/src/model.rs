@@ -272,6 +272,20 @@ pub struct TsdbStats {
     pub wal_syncs: u64,
 }
 
+/// The block files' share of one field of one measurement (see [`crate::Tsdb::disk_usage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldUsage {
+    pub measurement: String,
+    pub field: String,
+    pub ty: FieldType,
+    /// Values in its blocks, every copy (an overwritten value until a merge drops the older
+    /// one, an expired one until its block file goes).
+    pub values: u64,
+    /// Compressed bytes of those blocks: timestamps, values and a block's few header bytes.
+    pub bytes: u64,
+    pub blocks: u64,
+}
+
 /// Checks one point against the input rules; the message names what is wrong.
 pub(crate) fn validate_point(p: &Point) -> Result<(), TsdbError> {
     let at = || {

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use peng_core::ErrorKind;
-use peng_tsdb::{FieldValue, Point, Query, Tsdb, TsdbOptions};
+use peng_tsdb::{FieldType, FieldValue, Point, Query, Tsdb, TsdbOptions};
 
 use crate::helpers::{all, float, point};
 
@@ -341,4 +341,59 @@ fn bytes_on_disk_shrink_when_the_wal_is_flushed() {
         block_bytes * 5 < wal_bytes,
         "wal {wal_bytes} bytes, blocks {block_bytes} bytes"
     );
+}
+
+#[test]
+fn disk_usage_tells_the_bytes_of_each_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(tmp.path()).unwrap();
+    let batch: Vec<_> = (0..3000i64)
+        .map(|i| {
+            let noisy = ((i * 7919) % 1009) as f64 / 7.0;
+            point(
+                "cpu",
+                &[("host", if i % 2 == 0 { "a" } else { "b" })],
+                &[
+                    ("idle", FieldValue::Float(noisy)),
+                    ("guest", FieldValue::Float(0.0)),
+                ],
+                1_000 + i * 10,
+            )
+        })
+        .chain((0..500).map(|i| {
+            point(
+                "mem",
+                &[],
+                &[("used", FieldValue::Integer(4096 * i))],
+                i * 10,
+            )
+        }))
+        .collect();
+    db.write(&batch).unwrap();
+    // Nothing is in a block file yet.
+    assert_eq!(db.disk_usage().unwrap(), vec![]);
+    db.flush().unwrap();
+    let usage = db.disk_usage().unwrap();
+    let names: Vec<(&str, &str, FieldType, u64)> = usage
+        .iter()
+        .map(|u| (&*u.measurement, &*u.field, u.ty, u.values))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("cpu", "guest", FieldType::Float, 3000),
+            ("cpu", "idle", FieldType::Float, 3000),
+            ("mem", "used", FieldType::Integer, 500),
+        ]
+    );
+    // Two series of cpu, one of mem: a block at least per series field.
+    assert!(usage[0].blocks >= 2 && usage[2].blocks >= 1);
+    // A constant costs a bit a value, a float that varies many times that.
+    assert!(usage[1].bytes > 10 * usage[0].bytes, "{usage:?}");
+    let blocks: u64 = usage.iter().map(|u| u.bytes).sum();
+    let file: u64 = fs::read_dir(tmp.path().join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(blocks > 0 && blocks < file, "{blocks} of {file}");
 }
