@@ -9,6 +9,13 @@
 //! blocks (a multiple of 4096: 12 bits a varint spends for nothing), counters that grow at a
 //! steady rate (their deltas repeat) and values that never change (a varint byte each). v1
 //! costs about 4 bytes for the first kind and 1 byte for the last; v2 about 2.5 and nothing.
+//!
+//! Why v3: a collector reports at a fixed interval, so a block's timestamps are mostly first +
+//! i × interval (a bit a value in the delta-of-delta stream, on every field: 0.12 bytes a
+//! value); and Telegraf's CPU percentages are ratios of small jiffy counts, so the quiet states
+//! (irq, steal, nice) come back to the same full-precision floats again and again, which the
+//! XOR stream pays 50 bits or more for each time. v3 writes the former as two varints and the
+//! latter as a position in the block.
 
 use super::{
     put_ivarint, put_str, put_uvarint, unzigzag, zigzag, BitReader, BitWriter, DecodeError, Reader,
@@ -17,11 +24,36 @@ use crate::model::{FieldType, FieldValue};
 
 /// The block format of a file: they differ in how integer columns are encoded and in when
 /// the float encoder opens a new window (v2 opens one where that is shorter; v1 decoders read
-/// both the same way).
+/// both the same way). v3 adds a mode byte to timestamps (evenly spaced ones cost a few bytes a
+/// block, not a bit a value) and a float code for "equal to the value at position j of the
+/// block".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     V1,
     V2,
+    V3,
+}
+
+/// Most values a v3 block may hold (writers put at most 1,000 in one). Earlier versions are
+/// bounded by their size instead: every value took at least one bit of timestamps, which an
+/// evenly spaced v3 block does not.
+pub const V3_MAX_COUNT: u64 = 1 << 16;
+
+/// v3 timestamp modes (the section's first byte).
+const TS_STREAM: u8 = 0;
+const TS_REGULAR: u8 = 1;
+
+/// v3 floats: value `i` of a block may be given as equal to value `j` for any `j <= i - 2`
+/// (`j = i - 1` is the one-bit "unchanged"), `j` written in just the bits that `i - 2` takes.
+/// Low-activity gauges (a CPU's irq or steal percentage) come back to a few values again and
+/// again, each of them a full-precision float that costs 50 bits or more otherwise. The
+/// encoder finds earlier values in a table of this many slots, hashed on the bits, each
+/// holding the latest position of a value that landed there: a collision only loses a repeat.
+const SEEN_SLOTS: usize = 2048;
+
+/// Bits of a v3 float repeat's position at value `i` (`i >= 2`): those of `i - 2`.
+fn position_bits(i: usize) -> u32 {
+    usize::BITS - (i - 2).leading_zeros()
 }
 
 /// Encodes a block: `uvarint count, uvarint ts length, timestamps, values`. All values must
@@ -29,7 +61,7 @@ pub enum Version {
 #[cfg(test)]
 pub fn encode_block(ty: FieldType, points: &[(i64, FieldValue)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(points.len() * 4 + 16);
-    encode_block_into(Version::V2, ty, points, &mut out, &mut Vec::new());
+    encode_block_into(Version::V3, ty, points, &mut out, &mut Vec::new());
     out
 }
 
@@ -45,7 +77,12 @@ pub fn encode_block_into(
     put_uvarint(out, points.len() as u64);
     let mut ts = std::mem::take(scratch);
     ts.clear();
-    let ts = encode_timestamps_to(BitWriter::from_vec(ts), points.iter().map(|p| p.0));
+    let times = points.iter().map(|p| p.0);
+    let ts = if version == Version::V3 {
+        encode_timestamps_v3(ts, times)
+    } else {
+        encode_timestamps_to(BitWriter::from_vec(ts), times)
+    };
     put_uvarint(out, ts.len() as u64);
     out.extend_from_slice(&ts);
     *scratch = ts;
@@ -59,7 +96,7 @@ pub fn encode_block_into(
                     FieldValue::Float(f) => *f,
                     _ => 0.0,
                 }),
-                version == Version::V2,
+                version,
             );
         }
         FieldType::Integer => encode_ints(
@@ -97,7 +134,7 @@ pub fn encode_block_into(
 #[cfg(test)]
 pub fn decode_block(ty: FieldType, bytes: &[u8]) -> Result<Vec<(i64, FieldValue)>, DecodeError> {
     let mut out = Vec::new();
-    decode_block_into(Version::V2, ty, bytes, &mut out)?;
+    decode_block_into(Version::V3, ty, bytes, &mut out)?;
     Ok(out)
 }
 
@@ -109,12 +146,7 @@ pub fn decode_block_into(
     out: &mut Vec<(i64, FieldValue)>,
 ) -> Result<(), DecodeError> {
     let mut r = Reader::new(bytes);
-    let count = r.uvarint()?;
-    // Each value takes at least one bit of the timestamp stream or one byte elsewhere.
-    if count > (bytes.len() as u64) * 8 {
-        return Err(DecodeError("block count exceeds its size"));
-    }
-    let count = count as usize;
+    let count = checked_count(version, r.uvarint()?, bytes.len())?;
     let ts_len = r.len()?;
     let ts_bytes = r.bytes(ts_len)?;
     let rest = r.bytes(r.remaining())?;
@@ -123,12 +155,12 @@ pub fn decode_block_into(
         // Straight into `out`, without a vector of timestamps and one of values between (a
         // query decodes hundreds of thousands of floats).
         out.reserve(count);
-        let decoded = decode_timestamps_each(ts_bytes, count, |t| {
+        let decoded = decode_timestamps_of(version, ts_bytes, count, |t| {
             out.push((t, FieldValue::Float(0.0)));
         })
         .and_then(|()| {
             let mut slots = out[start..].iter_mut();
-            decode_floats_each(rest, count, |v| {
+            decode_floats_each(rest, count, version, |v| {
                 if let Some(slot) = slots.next() {
                     slot.1 = FieldValue::Float(v);
                 }
@@ -139,7 +171,8 @@ pub fn decode_block_into(
         }
         return decoded;
     }
-    let ts = decode_timestamps(ts_bytes, count)?;
+    let mut ts = Vec::with_capacity(count);
+    decode_timestamps_of(version, ts_bytes, count, |t| ts.push(t))?;
     out.reserve(count);
     let ts = ts.into_iter();
     let decoded: Result<(), DecodeError> = match ty {
@@ -190,14 +223,99 @@ pub fn decode_block_into(
 }
 
 /// Reads only the timestamps of a block (for counting without decoding values).
-pub fn decode_block_timestamps(bytes: &[u8]) -> Result<Vec<i64>, DecodeError> {
+pub fn decode_block_timestamps(version: Version, bytes: &[u8]) -> Result<Vec<i64>, DecodeError> {
     let mut r = Reader::new(bytes);
-    let count = r.uvarint()?;
-    if count > (bytes.len() as u64) * 8 {
+    let count = checked_count(version, r.uvarint()?, bytes.len())?;
+    let ts_len = r.len()?;
+    let mut ts = Vec::with_capacity(count);
+    decode_timestamps_of(version, r.bytes(ts_len)?, count, |t| ts.push(t))?;
+    Ok(ts)
+}
+
+/// A block's count, if it can be true of a block of `size` bytes: before v3 each value took at
+/// least one bit of timestamps; a v3 block holds at most [`V3_MAX_COUNT`].
+fn checked_count(version: Version, count: u64, size: usize) -> Result<usize, DecodeError> {
+    let most = match version {
+        Version::V1 | Version::V2 => size as u64 * 8,
+        Version::V3 => V3_MAX_COUNT,
+    };
+    if count > most {
         return Err(DecodeError("block count exceeds its size"));
     }
-    let ts_len = r.len()?;
-    decode_timestamps(r.bytes(ts_len)?, count as usize)
+    Ok(count as usize)
+}
+
+/// v3: `u8 mode`, then for [`TS_REGULAR`] `ivarint first, uvarint interval` (two or more
+/// timestamps, each `interval` after the one before), for [`TS_STREAM`] the bit stream of v1
+/// and v2. Appends to `buf`.
+fn encode_timestamps_v3<I: Iterator<Item = i64> + Clone>(mut buf: Vec<u8>, ts: I) -> Vec<u8> {
+    if let Some((first, interval)) = evenly_spaced(ts.clone()) {
+        buf.push(TS_REGULAR);
+        put_ivarint(&mut buf, first);
+        put_uvarint(&mut buf, interval);
+        return buf;
+    }
+    buf.push(TS_STREAM);
+    encode_timestamps_to(BitWriter::from_vec(buf), ts)
+}
+
+/// `(first, interval)` of two or more timestamps at one positive interval.
+fn evenly_spaced(mut ts: impl Iterator<Item = i64>) -> Option<(i64, u64)> {
+    let first = ts.next()?;
+    let mut prev = ts.next()?;
+    let interval = prev.checked_sub(first).filter(|d| *d > 0)?;
+    for t in ts {
+        if t.checked_sub(prev) != Some(interval) {
+            return None;
+        }
+        prev = t;
+    }
+    Some((first, interval as u64))
+}
+
+/// The timestamps of a block's timestamp section in format `version`, handed to `each`.
+fn decode_timestamps_of(
+    version: Version,
+    bytes: &[u8],
+    count: usize,
+    mut each: impl FnMut(i64),
+) -> Result<(), DecodeError> {
+    if version != Version::V3 {
+        return decode_timestamps_each(bytes, count, each);
+    }
+    let Some((&mode, rest)) = bytes.split_first() else {
+        return Err(DecodeError("timestamp section without its mode"));
+    };
+    match mode {
+        TS_STREAM => decode_timestamps_each(rest, count, each),
+        TS_REGULAR => {
+            let mut r = Reader::new(rest);
+            let first = r.ivarint()?;
+            let interval = r.uvarint()?;
+            if !r.is_empty() {
+                return Err(DecodeError("trailing bytes after timestamps"));
+            }
+            let interval = i64::try_from(interval)
+                .ok()
+                .filter(|i| *i > 0 && count >= 2)
+                .ok_or(DecodeError(
+                    "evenly spaced timestamps without a valid interval",
+                ))?;
+            // The last one must be an i64, so every one before it is.
+            (interval.checked_mul(count as i64 - 1))
+                .and_then(|span| first.checked_add(span))
+                .ok_or(DecodeError("evenly spaced timestamps out of range"))?;
+            let mut t = first;
+            for i in 0..count {
+                if i > 0 {
+                    t += interval;
+                }
+                each(t);
+            }
+            Ok(())
+        }
+        _ => Err(DecodeError("unknown timestamp mode")),
+    }
 }
 
 /// (prefix, prefix length, payload bits) per bucket of zigzagged delta-of-delta.
@@ -242,6 +360,7 @@ pub fn encode_timestamps_to(mut w: BitWriter, ts: impl Iterator<Item = i64>) -> 
     w.finish()
 }
 
+#[cfg(test)]
 pub fn decode_timestamps(bytes: &[u8], count: usize) -> Result<Vec<i64>, DecodeError> {
     if count as u64 > bytes.len() as u64 * 8 {
         return Err(DecodeError("timestamp count exceeds its size"));
@@ -300,22 +419,31 @@ fn r_bytes_used(r: &BitReader<'_>) -> usize {
 
 #[cfg(test)]
 pub fn encode_floats(values: impl Iterator<Item = f64>) -> Vec<u8> {
-    encode_floats_to(BitWriter::new(), values, true)
+    encode_floats_to(BitWriter::new(), values, Version::V3)
 }
 
-/// Appends encoded floats to what `w` holds. With `reopen`, a value that fits the current
-/// window still opens a new one when that takes fewer bits (v2): after a value with few leading
-/// zeros (a change of exponent) the window stays wide until then, costing every later value
-/// bits it does not need. Decoding is the same either way.
+/// Appends encoded floats to what `w` holds. From v2 on, a value that fits the current window
+/// still opens a new one when that takes fewer bits: after a value with few leading zeros (a
+/// change of exponent) the window stays wide until then, costing every later value bits it
+/// does not need (v1 and v2 decode the same way). v3 writes a value equal to one of the 129
+/// before it (not the one just before) as that one, where that is shorter.
 pub fn encode_floats_to(
     mut w: BitWriter,
     values: impl Iterator<Item = f64>,
-    reopen: bool,
+    version: Version,
 ) -> Vec<u8> {
+    let reopen = version != Version::V1;
+    let repeats = version == Version::V3;
+    let mut seen = if repeats {
+        vec![(0u64, usize::MAX); SEEN_SLOTS]
+    } else {
+        Vec::new()
+    };
     let mut prev = 0u64;
     let mut window: Option<(u32, u32)> = None; // (leading, trailing) zeros
     for (i, v) in values.enumerate() {
         let bits = v.to_bits();
+        let slot = seen_slot(bits);
         if i == 0 {
             w.bits(bits, 64);
         } else {
@@ -327,15 +455,35 @@ pub fn encode_floats_to(
                 let lz = x.leading_zeros().min(31);
                 let tz = x.trailing_zeros();
                 let sig = 64 - lz - tz;
-                match window {
-                    Some((plz, ptz))
-                        if lz >= plz && tz >= ptz && !(reopen && 11 + sig < 64 - plz - ptz) =>
+                // Bits after the leading `1` of each way to write it.
+                let fits = window
+                    .filter(|(plz, ptz)| lz >= *plz && tz >= *ptz)
+                    .map(|(plz, ptz)| 1 + 64 - plz - ptz);
+                let new = 1 + u32::from(repeats) + 11 + sig;
+                // An earlier value with these bits (not the one just before: x != 0).
+                let back = match seen.get(slot) {
+                    Some(&(b, at)) if b == bits && at != usize::MAX => Some(at),
+                    _ => None,
+                };
+                let repeat = back.map(|_| 2 + position_bits(i));
+                let best = [fits, Some(new), repeat].into_iter().flatten().min();
+                match (window, back) {
+                    (Some((plz, ptz)), _)
+                        if fits.is_some() && (if reopen { fits == best } else { true }) =>
                     {
                         w.bit(false);
                         w.bits(x >> ptz, 64 - plz - ptz);
                     }
+                    (_, Some(at)) if repeat == best => {
+                        w.bits(0b11, 2);
+                        w.bits(at as u64, position_bits(i));
+                    }
                     _ => {
-                        w.bit(true);
+                        if repeats {
+                            w.bits(0b10, 2);
+                        } else {
+                            w.bit(true);
+                        }
                         w.bits(u64::from(lz), 5);
                         w.bits(u64::from(sig - 1), 6);
                         w.bits(x >> tz, sig);
@@ -344,15 +492,27 @@ pub fn encode_floats_to(
                 }
             }
         }
+        if let Some(s) = seen.get_mut(slot) {
+            *s = (bits, i);
+        }
         prev = bits;
     }
     w.finish()
 }
 
+/// The slot of [`SEEN_SLOTS`] a float's bits hash to.
+fn seen_slot(bits: u64) -> usize {
+    ((bits ^ (bits >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 53) as usize % SEEN_SLOTS
+}
+
 #[cfg(test)]
-pub fn decode_floats(bytes: &[u8], count: usize) -> Result<Vec<f64>, DecodeError> {
+pub fn decode_floats(
+    bytes: &[u8],
+    count: usize,
+    version: Version,
+) -> Result<Vec<f64>, DecodeError> {
     let mut out = Vec::with_capacity(count.min(bytes.len() * 8));
-    decode_floats_each(bytes, count, |v| out.push(v))?;
+    decode_floats_each(bytes, count, version, |v| out.push(v))?;
     Ok(out)
 }
 
@@ -361,11 +521,19 @@ pub fn decode_floats(bytes: &[u8], count: usize) -> Result<Vec<f64>, DecodeError
 fn decode_floats_each(
     bytes: &[u8],
     count: usize,
+    version: Version,
     mut each: impl FnMut(f64),
 ) -> Result<(), DecodeError> {
     if count as u64 > bytes.len() as u64 * 8 {
         return Err(DecodeError("float count exceeds its size"));
     }
+    let repeats = version == Version::V3;
+    // Every value's bits so far, for v3's repeats.
+    let mut all: Vec<u64> = if repeats {
+        Vec::with_capacity(count)
+    } else {
+        Vec::new()
+    };
     let mut r = BitReader::new(bytes);
     let mut prev = 0u64;
     let mut window: Option<(u32, u32)> = None;
@@ -374,22 +542,29 @@ fn decode_floats_each(
             r.bits(64)?
         } else if !r.bit()? {
             prev
-        } else {
-            let (lz, tz) = if !r.bit()? {
-                window.ok_or(DecodeError("float window used before it was set"))?
-            } else {
-                let lz = r.bits(5)? as u32;
-                let sig = r.bits(6)? as u32 + 1;
-                if lz + sig > 64 {
-                    return Err(DecodeError("float window out of range"));
-                }
-                let w = (lz, 64 - lz - sig);
-                window = Some(w);
-                w
-            };
+        } else if !r.bit()? {
+            let (lz, tz) = window.ok_or(DecodeError("float window used before it was set"))?;
             prev ^ (r.bits(64 - lz - tz)? << tz)
+        } else if repeats && r.bit()? {
+            let at = r.bits(position_bits(i))? as usize;
+            if at + 2 > i {
+                return Err(DecodeError("float repeats a value not before it"));
+            }
+            all[at]
+        } else {
+            let lz = r.bits(5)? as u32;
+            let sig = r.bits(6)? as u32 + 1;
+            if lz + sig > 64 {
+                return Err(DecodeError("float window out of range"));
+            }
+            let tz = 64 - lz - sig;
+            window = Some((lz, tz));
+            prev ^ (r.bits(sig)? << tz)
         };
         each(f64::from_bits(bits));
+        if repeats {
+            all.push(bits);
+        }
         prev = bits;
     }
     if bytes.len() != r_bytes_used(&r) {
@@ -407,12 +582,12 @@ fn encode_ints(version: Version, out: &mut Vec<u8>, values: impl Iterator<Item =
                 prev = v;
             }
         }
-        Version::V2 => encode_ints_v2(out, values),
+        Version::V2 | Version::V3 => encode_ints_v2(out, values),
     }
 }
 
 fn decode_ints(version: Version, bytes: &[u8], count: usize) -> Result<Vec<i64>, DecodeError> {
-    if version == Version::V2 {
+    if version != Version::V1 {
         return decode_ints_v2(bytes, count);
     }
     if count > bytes.len() {
@@ -637,7 +812,10 @@ mod tests {
     fn repeated_floats_cost_one_bit_each() {
         let enc = encode_floats(std::iter::repeat_n(42.5, 1000));
         assert!(enc.len() <= 8 + 999 / 8 + 1, "{} bytes", enc.len());
-        assert_eq!(decode_floats(&enc, 1000).unwrap(), vec![42.5; 1000]);
+        assert_eq!(
+            decode_floats(&enc, 1000, Version::V3).unwrap(),
+            vec![42.5; 1000]
+        );
     }
 
     #[test]
@@ -655,7 +833,7 @@ mod tests {
             5e-324,
         ];
         let enc = encode_floats(v.iter().copied());
-        let got = decode_floats(&enc, v.len()).unwrap();
+        let got = decode_floats(&enc, v.len(), Version::V3).unwrap();
         assert_eq!(
             got.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
             v.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
@@ -748,18 +926,40 @@ mod tests {
     proptest! {
         #[test]
         fn blocks_round_trip((ty, pts) in arb_points()) {
-            let enc = encode_block(ty, &pts);
-            let got = decode_block(ty, &enc).unwrap();
-            prop_assert_eq!(got.len(), pts.len());
-            for (g, p) in got.iter().zip(&pts) {
-                prop_assert_eq!(g.0, p.0);
-                match (&g.1, &p.1) {
-                    // NaN != NaN: compare bits.
-                    (FieldValue::Float(a), FieldValue::Float(b)) => prop_assert_eq!(a.to_bits(), b.to_bits()),
-                    (a, b) => prop_assert_eq!(a, b),
+            for version in [Version::V1, Version::V2, Version::V3] {
+                let mut enc = Vec::new();
+                encode_block_into(version, ty, &pts, &mut enc, &mut Vec::new());
+                let mut got = Vec::new();
+                decode_block_into(version, ty, &enc, &mut got).unwrap();
+                prop_assert_eq!(got.len(), pts.len());
+                for (g, p) in got.iter().zip(&pts) {
+                    prop_assert_eq!(g.0, p.0);
+                    match (&g.1, &p.1) {
+                        // NaN != NaN: compare bits.
+                        (FieldValue::Float(a), FieldValue::Float(b)) => prop_assert_eq!(a.to_bits(), b.to_bits()),
+                        (a, b) => prop_assert_eq!(a, b),
+                    }
                 }
+                prop_assert_eq!(decode_block_timestamps(version, &enc).unwrap(), pts.iter().map(|p| p.0).collect::<Vec<_>>());
             }
-            prop_assert_eq!(decode_block_timestamps(&enc).unwrap(), pts.iter().map(|p| p.0).collect::<Vec<_>>());
+        }
+
+        /// Floats that come back to a few values, at any spacing, in v3: every value keeps
+        /// its bits, and a block of them is no larger than in v2 by more than a bit a value.
+        #[test]
+        fn recurring_floats_round_trip(
+            palette in proptest::collection::vec(any::<f64>(), 1..40),
+            picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..600),
+        ) {
+            let values: Vec<f64> = picks.iter().map(|i| palette[i.index(palette.len())]).collect();
+            let v3 = encode_floats_to(BitWriter::new(), values.iter().copied(), Version::V3);
+            let v2 = encode_floats_to(BitWriter::new(), values.iter().copied(), Version::V2);
+            let got = decode_floats(&v3, values.len(), Version::V3).unwrap();
+            prop_assert_eq!(
+                got.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+                values.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+            );
+            prop_assert!(v3.len() <= v2.len() + values.len() / 8 + 1, "{} vs {}", v3.len(), v2.len());
         }
 
         #[test]
@@ -777,11 +977,12 @@ mod tests {
 
         #[test]
         fn random_bytes_never_panic(ty in 1u8..=5, bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            if let Some(ty) = FieldType::from_byte(ty) {
-                let _ = decode_block(ty, &bytes);
-                let _ = decode_block_into(Version::V1, ty, &bytes, &mut Vec::new());
+            for version in [Version::V1, Version::V2, Version::V3] {
+                if let Some(ty) = FieldType::from_byte(ty) {
+                    let _ = decode_block_into(version, ty, &bytes, &mut Vec::new());
+                }
+                let _ = decode_block_timestamps(version, &bytes);
             }
-            let _ = decode_block_timestamps(&bytes);
             let _ = decode_ints_v2(&bytes, bytes.len());
         }
 
@@ -865,10 +1066,132 @@ mod tests {
         // the jump for all of them.
         let mut values = vec![1.0];
         values.extend((0..200).map(|i| 1000.123456789 + f64::from(i % 2) * 0.5));
-        let v1 = encode_floats_to(BitWriter::new(), values.iter().copied(), false);
-        let v2 = encode_floats(values.iter().copied());
+        let v1 = encode_floats_to(BitWriter::new(), values.iter().copied(), Version::V1);
+        let v2 = encode_floats_to(BitWriter::new(), values.iter().copied(), Version::V2);
         assert!(v2.len() < v1.len(), "{} vs {}", v2.len(), v1.len());
-        assert_eq!(decode_floats(&v2, values.len()).unwrap(), values);
-        assert_eq!(decode_floats(&v1, values.len()).unwrap(), values);
+        assert_eq!(
+            decode_floats(&v2, values.len(), Version::V2).unwrap(),
+            values
+        );
+        assert_eq!(
+            decode_floats(&v1, values.len(), Version::V2).unwrap(),
+            values
+        );
+        assert_eq!(
+            decode_floats(&v1, values.len(), Version::V1).unwrap(),
+            values
+        );
+    }
+
+    #[test]
+    fn v3_evenly_spaced_timestamps_cost_a_few_bytes_a_block() {
+        let pts: Vec<(i64, FieldValue)> = (0..1000)
+            .map(|i| {
+                (
+                    1_700_000_000_000_000_000 + i * 10_000_000_000,
+                    FieldValue::Integer(7),
+                )
+            })
+            .collect();
+        let v3 = encode_block(FieldType::Integer, &pts);
+        // count, section length, mode, first, interval; then the constant.
+        assert!(v3.len() <= 2 + 1 + 1 + 10 + 6 + 2, "{} bytes", v3.len());
+        assert_eq!(decode_block(FieldType::Integer, &v3).unwrap(), pts);
+        let mut v2 = Vec::new();
+        encode_block_into(
+            Version::V2,
+            FieldType::Integer,
+            &pts,
+            &mut v2,
+            &mut Vec::new(),
+        );
+        assert!(v2.len() > 120, "{} bytes", v2.len());
+        // One off the beat: the bit stream, as before.
+        let mut odd = pts.clone();
+        odd[500].0 += 1;
+        let enc = encode_block(FieldType::Integer, &odd);
+        assert_eq!(decode_block(FieldType::Integer, &enc).unwrap(), odd);
+        assert!(enc.len() > 120, "{} bytes", enc.len());
+    }
+
+    #[test]
+    fn v3_blocks_that_cannot_be_are_errors() {
+        let bad = |ts: &[u8]| {
+            let mut b = vec![3];
+            put_uvarint(&mut b, ts.len() as u64);
+            b.extend_from_slice(ts);
+            b.extend_from_slice(&[0, 0]); // a constant integer 0
+            decode_block(FieldType::Integer, &b)
+        };
+        let mut even = vec![TS_REGULAR];
+        put_ivarint(&mut even, 5);
+        put_uvarint(&mut even, 10);
+        assert_eq!(
+            bad(&even).unwrap().iter().map(|p| p.0).collect::<Vec<_>>(),
+            [5, 15, 25]
+        );
+        // No interval, a zero one, one that runs past i64::MAX, an unknown mode, trailing bytes.
+        let mut zero = vec![TS_REGULAR];
+        put_ivarint(&mut zero, 5);
+        put_uvarint(&mut zero, 0);
+        let mut past = vec![TS_REGULAR];
+        put_ivarint(&mut past, i64::MAX - 15);
+        put_uvarint(&mut past, 10);
+        let mut trailing = even.clone();
+        trailing.push(0);
+        for ts in [&[TS_REGULAR][..], &zero, &past, &[9, 0], &trailing, &[]] {
+            assert!(bad(ts).is_err(), "{ts:?}");
+        }
+        // More values than a block may hold, though a constant costs nothing a value.
+        let mut b = Vec::new();
+        put_uvarint(&mut b, V3_MAX_COUNT + 1);
+        put_uvarint(&mut b, even.len() as u64);
+        b.extend_from_slice(&even);
+        b.extend_from_slice(&[0, 0]);
+        assert!(decode_block(FieldType::Integer, &b).is_err());
+        // Value 4 given as value 3 (its predecessor: that is "unchanged") is an error; as value
+        // 2, it is the value 2 had.
+        for (at, ok) in [(3u64, false), (2, true)] {
+            let mut w = BitWriter::new();
+            w.bits(1.0f64.to_bits(), 64);
+            for _ in 1..4 {
+                w.bit(false); // unchanged
+            }
+            w.bits(0b111, 3);
+            w.bits(at, position_bits(4));
+            let got = decode_floats(&w.finish(), 5, Version::V3);
+            assert_eq!(got.is_ok(), ok, "{at}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn v3_floats_that_come_back_cost_nine_bits() {
+        // A low-activity gauge: a handful of full-precision percentages, again and again.
+        // A handful of full-precision percentages: jiffies over a total, as Telegraf's are.
+        let palette = [0.0, 100.0 / 2001.0, 200.0 / 2001.0, 300.0 / 2003.0];
+        let mut x = 7u64;
+        let values: Vec<f64> = (0..1000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                palette[(x >> 62) as usize]
+            })
+            .collect();
+        let v3 = encode_floats(values.iter().copied());
+        let v2 = encode_floats_to(BitWriter::new(), values.iter().copied(), Version::V2);
+        assert_eq!(
+            decode_floats(&v3, values.len(), Version::V3).unwrap(),
+            values
+        );
+        // A quarter are unchanged (1 bit), the rest repeats (3 bits and at most 10 of
+        // position).
+        assert!(v3.len() <= 8 + 1000 * 13 / 8, "{} bytes", v3.len());
+        assert!(
+            v3.len() * 3 < v2.len(),
+            "{} vs {} bytes",
+            v3.len(),
+            v2.len()
+        );
     }
 }

@@ -1,8 +1,8 @@
-//! Compatibility: data directories written once by each format version (`tests/fixtures/v1/`
-//! and `v2/`: a block file, the series index and a WAL segment) must open and read back
+//! Compatibility: data directories written once by each format version (`tests/fixtures/v1/`,
+//! `v2/` and `v3/`: a block file, the series index and a WAL segment) must open and read back
 //! exactly these values. A failure here means the on-disk format changed: add a new version
 //! instead of rewriting a fixture. To write the newest one (only when introducing a format
-//! version), run with `PENG_TSDB_WRITE_FIXTURE=v2`.
+//! version), run with `PENG_TSDB_WRITE_FIXTURE=v3`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -94,20 +94,32 @@ fn v1_data_directory_reads_back_exactly() {
 
 #[test]
 fn v2_data_directory_reads_back_exactly() {
-    if std::env::var_os("PENG_TSDB_WRITE_FIXTURE").is_some_and(|v| v == "v2") {
-        let tmp = tempfile::tempdir().unwrap();
-        write_fixture(tmp.path());
-        let _ = fs::remove_dir_all(fixture_dir("v2"));
-        copy_dir(tmp.path(), &fixture_dir("v2"));
-    }
     let tmp = fixture_copy("v2", b"PTSBLK02");
     reads_back_exactly(&Tsdb::open(tmp.path()).unwrap());
 }
 
-/// v1 block files stay as they are until merged, and a merge writes them as v2.
 #[test]
-fn v1_blocks_are_rewritten_as_v2_when_merged() {
-    let tmp = fixture_copy("v1", b"PTSBLK01");
+fn v3_data_directory_reads_back_exactly() {
+    if std::env::var_os("PENG_TSDB_WRITE_FIXTURE").is_some_and(|v| v == "v3") {
+        let tmp = tempfile::tempdir().unwrap();
+        write_fixture(tmp.path());
+        let _ = fs::remove_dir_all(fixture_dir("v3"));
+        copy_dir(tmp.path(), &fixture_dir("v3"));
+    }
+    let tmp = fixture_copy("v3", b"PTSBLK03");
+    reads_back_exactly(&Tsdb::open(tmp.path()).unwrap());
+}
+
+/// v1 and v2 block files stay as they are until merged, and a merge writes them as v3.
+#[test]
+fn older_blocks_are_rewritten_as_v3_when_merged() {
+    for (version, magic) in [("v1", b"PTSBLK01"), ("v2", b"PTSBLK02")] {
+        older_blocks_are_rewritten_when_merged(version, magic);
+    }
+}
+
+fn older_blocks_are_rewritten_when_merged(version: &str, magic: &[u8; 8]) {
+    let tmp = fixture_copy(version, magic);
     let db = Tsdb::open(tmp.path()).unwrap();
     // A second file, so that compaction merges.
     db.write(&[point(
@@ -125,7 +137,7 @@ fn v1_blocks_are_rewritten_as_v2_when_merged() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(files.len(), 1);
-    assert_eq!(&fs::read(&files[0]).unwrap()[..8], b"PTSBLK02");
+    assert_eq!(&fs::read(&files[0]).unwrap()[..8], b"PTSBLK03");
     let db = Tsdb::open(tmp.path()).unwrap();
     let other = db.query(&crate::helpers::all("other")).unwrap();
     assert_eq!(other[0].points, [(BASE, FieldValue::Integer(1))]);
