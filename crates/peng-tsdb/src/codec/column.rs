@@ -47,9 +47,11 @@ const TS_REGULAR: u8 = 1;
 /// (`j = i - 1` is the one-bit "unchanged"), `j` written in just the bits that `i - 2` takes.
 /// Low-activity gauges (a CPU's irq or steal percentage) come back to a few values again and
 /// again, each of them a full-precision float that costs 50 bits or more otherwise. The
-/// encoder finds earlier values in a table of this many slots, hashed on the bits, each
+/// encoder finds earlier values in a table of up to this many slots, hashed on the bits, each
 /// holding the latest position of a value that landed there: a collision only loses a repeat.
-const SEEN_SLOTS: usize = 2048;
+/// A block gets 8 slots per value (a power of two, at least 64): a flush writes many short
+/// blocks, and a table is cleared for each.
+const SEEN_SLOTS: usize = 8192;
 
 /// Bits of a v3 float repeat's position at value `i` (`i >= 2`): those of `i - 2`.
 fn position_bits(i: usize) -> u32 {
@@ -425,8 +427,8 @@ pub fn encode_floats(values: impl Iterator<Item = f64>) -> Vec<u8> {
 /// Appends encoded floats to what `w` holds. From v2 on, a value that fits the current window
 /// still opens a new one when that takes fewer bits: after a value with few leading zeros (a
 /// change of exponent) the window stays wide until then, costing every later value bits it
-/// does not need (v1 and v2 decode the same way). v3 writes a value equal to one of the 129
-/// before it (not the one just before) as that one, where that is shorter.
+/// does not need (v1 and v2 decode the same way). v3 writes a value equal to an earlier one in
+/// the block (not the one just before) as that one's position, where that is shorter.
 pub fn encode_floats_to(
     mut w: BitWriter,
     values: impl Iterator<Item = f64>,
@@ -434,16 +436,22 @@ pub fn encode_floats_to(
 ) -> Vec<u8> {
     let reopen = version != Version::V1;
     let repeats = version == Version::V3;
-    let mut seen = if repeats {
-        vec![(0u64, usize::MAX); SEEN_SLOTS]
+    // v3: every value's bits so far, and the table of where a value was last seen.
+    let (mut all, mut seen) = if repeats {
+        let n = values.size_hint().0;
+        let slots = n
+            .saturating_mul(8)
+            .next_power_of_two()
+            .clamp(64, SEEN_SLOTS);
+        (Vec::with_capacity(n), vec![u32::MAX; slots])
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let mut prev = 0u64;
     let mut window: Option<(u32, u32)> = None; // (leading, trailing) zeros
     for (i, v) in values.enumerate() {
         let bits = v.to_bits();
-        let slot = seen_slot(bits);
+        let slot = seen_slot(bits, seen.len());
         if i == 0 {
             w.bits(bits, 64);
         } else {
@@ -461,10 +469,10 @@ pub fn encode_floats_to(
                     .map(|(plz, ptz)| 1 + 64 - plz - ptz);
                 let new = 1 + u32::from(repeats) + 11 + sig;
                 // An earlier value with these bits (not the one just before: x != 0).
-                let back = match seen.get(slot) {
-                    Some(&(b, at)) if b == bits && at != usize::MAX => Some(at),
-                    _ => None,
-                };
+                let back = seen
+                    .get(slot)
+                    .map(|&at| at as usize)
+                    .filter(|&at| all.get(at) == Some(&bits));
                 let repeat = back.map(|_| 2 + position_bits(i));
                 let best = [fits, Some(new), repeat].into_iter().flatten().min();
                 match (window, back) {
@@ -492,17 +500,20 @@ pub fn encode_floats_to(
                 }
             }
         }
-        if let Some(s) = seen.get_mut(slot) {
-            *s = (bits, i);
+        if repeats {
+            if let (Some(s), Ok(at)) = (seen.get_mut(slot), u32::try_from(i)) {
+                *s = at;
+            }
+            all.push(bits);
         }
         prev = bits;
     }
     w.finish()
 }
 
-/// The slot of [`SEEN_SLOTS`] a float's bits hash to.
-fn seen_slot(bits: u64) -> usize {
-    ((bits ^ (bits >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 53) as usize % SEEN_SLOTS
+/// The slot of a table of `slots` (a power of two) that a float's bits hash to.
+fn seen_slot(bits: u64, slots: usize) -> usize {
+    ((bits ^ (bits >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (slots.max(1) - 1)
 }
 
 #[cfg(test)]
