@@ -26,7 +26,7 @@ use crate::model::{FieldType, FieldValue};
 /// the float encoder opens a new window (v2 opens one where that is shorter; v1 decoders read
 /// both the same way). v3 adds a mode byte to timestamps (evenly spaced ones cost a few bytes a
 /// block, not a bit a value) and a float code for "equal to the value at position j of the
-/// block".
+/// block's list of values", and writes a block of one float value as that value alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     V1,
@@ -43,19 +43,23 @@ pub const V3_MAX_COUNT: u64 = 1 << 16;
 const TS_STREAM: u8 = 0;
 const TS_REGULAR: u8 = 1;
 
-/// v3 floats: value `i` of a block may be given as equal to value `j` for any `j <= i - 2`
-/// (`j = i - 1` is the one-bit "unchanged"), `j` written in just the bits that `i - 2` takes.
-/// Low-activity gauges (a CPU's irq or steal percentage) come back to a few values again and
-/// again, each of them a full-precision float that costs 50 bits or more otherwise. The
-/// encoder finds earlier values in a table of up to this many slots, hashed on the bits, each
-/// holding the latest position of a value that landed there: a collision only loses a repeat.
-/// A block gets 8 slots per value (a power of two, at least 64): a flush writes many short
-/// blocks, and a table is cleared for each.
+/// v3 floats: the block's first value and every value written through the XOR stream make a
+/// list, and a later value equal to one on it may be given as its index in the list, in just
+/// the bits that the list's last index takes. Low-activity gauges (a CPU's irq or steal
+/// percentage) come back to a few values again and again, each of them a full-precision float
+/// that costs 50 bits or more otherwise. The encoder finds earlier values in a table of up to
+/// this many slots, hashed on the bits, each holding the index of a value that landed there: a
+/// collision only loses a repeat. A block gets 8 slots per value (a power of two, at least 64):
+/// a flush writes many short blocks, and a table is cleared for each.
 const SEEN_SLOTS: usize = 8192;
 
-/// Bits of a v3 float repeat's position at value `i` (`i >= 2`): those of `i - 2`.
-fn position_bits(i: usize) -> u32 {
-    usize::BITS - (i - 2).leading_zeros()
+/// v3 float modes (the column's first byte).
+const FLOATS_STREAM: u8 = 0;
+const FLOATS_CONSTANT: u8 = 1;
+
+/// Bits of the index of a v3 float repeat into a list of `len` values (`len >= 1`).
+fn index_bits(len: usize) -> u32 {
+    usize::BITS - (len - 1).leading_zeros()
 }
 
 /// Encodes a block: `uvarint count, uvarint ts length, timestamps, values`. All values must
@@ -420,24 +424,37 @@ fn r_bytes_used(r: &BitReader<'_>) -> usize {
 }
 
 #[cfg(test)]
-pub fn encode_floats(values: impl Iterator<Item = f64>) -> Vec<u8> {
+pub fn encode_floats(values: impl Iterator<Item = f64> + Clone) -> Vec<u8> {
     encode_floats_to(BitWriter::new(), values, Version::V3)
 }
 
 /// Appends encoded floats to what `w` holds. From v2 on, a value that fits the current window
 /// still opens a new one when that takes fewer bits: after a value with few leading zeros (a
 /// change of exponent) the window stays wide until then, costing every later value bits it
-/// does not need (v1 and v2 decode the same way). v3 writes a value equal to an earlier one in
-/// the block (not the one just before) as that one's position, where that is shorter.
+/// does not need (v1 and v2 decode the same way). v3 starts with a mode byte: a column of one
+/// value is that value alone; otherwise the stream, where a value equal to one on the block's
+/// list (see [`SEEN_SLOTS`]) is written as its index where that is shorter.
 pub fn encode_floats_to(
     mut w: BitWriter,
-    values: impl Iterator<Item = f64>,
+    values: impl Iterator<Item = f64> + Clone,
     version: Version,
 ) -> Vec<u8> {
     let reopen = version != Version::V1;
     let repeats = version == Version::V3;
-    // v3: every value's bits so far, and the table of where a value was last seen.
-    let (mut all, mut seen) = if repeats {
+    if repeats {
+        // A mode byte, where there is a value.
+        let mut bits = values.clone().map(f64::to_bits);
+        if let Some(first) = bits.next() {
+            if bits.all(|b| b == first) {
+                w.bits(u64::from(FLOATS_CONSTANT), 8);
+                w.bits(first, 64);
+                return w.finish();
+            }
+            w.bits(u64::from(FLOATS_STREAM), 8);
+        }
+    }
+    // v3: the list of values written, and the table of where a value is on it.
+    let (mut list, mut seen) = if repeats {
         let n = values.size_hint().0;
         let slots = n
             .saturating_mul(8)
@@ -452,6 +469,8 @@ pub fn encode_floats_to(
     for (i, v) in values.enumerate() {
         let bits = v.to_bits();
         let slot = seen_slot(bits, seen.len());
+        // Whether this value goes on the list.
+        let mut listed = i == 0;
         if i == 0 {
             w.bits(bits, 64);
         } else {
@@ -468,23 +487,23 @@ pub fn encode_floats_to(
                     .filter(|(plz, ptz)| lz >= *plz && tz >= *ptz)
                     .map(|(plz, ptz)| 1 + 64 - plz - ptz);
                 let new = 1 + u32::from(repeats) + 11 + sig;
-                // An earlier value with these bits (not the one just before: x != 0).
-                let back = seen
+                let on_list = seen
                     .get(slot)
                     .map(|&at| at as usize)
-                    .filter(|&at| all.get(at) == Some(&bits));
-                let repeat = back.map(|_| 2 + position_bits(i));
+                    .filter(|&at| list.get(at) == Some(&bits));
+                let repeat = on_list.map(|_| 2 + index_bits(list.len()));
                 let best = [fits, Some(new), repeat].into_iter().flatten().min();
-                match (window, back) {
+                match (window, on_list) {
                     (Some((plz, ptz)), _)
                         if fits.is_some() && (if reopen { fits == best } else { true }) =>
                     {
                         w.bit(false);
                         w.bits(x >> ptz, 64 - plz - ptz);
+                        listed = true;
                     }
                     (_, Some(at)) if repeat == best => {
                         w.bits(0b11, 2);
-                        w.bits(at as u64, position_bits(i));
+                        w.bits(at as u64, index_bits(list.len()));
                     }
                     _ => {
                         if repeats {
@@ -496,15 +515,16 @@ pub fn encode_floats_to(
                         w.bits(u64::from(sig - 1), 6);
                         w.bits(x >> tz, sig);
                         window = Some((lz, tz));
+                        listed = true;
                     }
                 }
             }
         }
-        if repeats {
-            if let (Some(s), Ok(at)) = (seen.get_mut(slot), u32::try_from(i)) {
+        if repeats && listed {
+            if let (Some(s), Ok(at)) = (seen.get_mut(slot), u32::try_from(list.len())) {
                 *s = at;
             }
-            all.push(bits);
+            list.push(bits);
         }
         prev = bits;
     }
@@ -535,33 +555,51 @@ fn decode_floats_each(
     version: Version,
     mut each: impl FnMut(f64),
 ) -> Result<(), DecodeError> {
+    let repeats = version == Version::V3;
+    let mut r = BitReader::new(bytes);
+    if repeats && count > 0 {
+        match r.bits(8)? as u8 {
+            FLOATS_STREAM => {}
+            FLOATS_CONSTANT => {
+                // The count was checked against the block's limit.
+                let v = f64::from_bits(r.bits(64)?);
+                if bytes.len() != r_bytes_used(&r) {
+                    return Err(DecodeError("trailing bytes after floats"));
+                }
+                for _ in 0..count {
+                    each(v);
+                }
+                return Ok(());
+            }
+            _ => return Err(DecodeError("unknown float mode")),
+        }
+    }
     if count as u64 > bytes.len() as u64 * 8 {
         return Err(DecodeError("float count exceeds its size"));
     }
-    let repeats = version == Version::V3;
-    // Every value's bits so far, for v3's repeats.
-    let mut all: Vec<u64> = if repeats {
-        Vec::with_capacity(count)
-    } else {
-        Vec::new()
-    };
-    let mut r = BitReader::new(bytes);
+    // v3: the list of values written (the first and those of the XOR stream).
+    let mut list: Vec<u64> = Vec::new();
     let mut prev = 0u64;
     let mut window: Option<(u32, u32)> = None;
     for i in 0..count {
         let bits = if i == 0 {
-            r.bits(64)?
+            let b = r.bits(64)?;
+            list.push(b);
+            b
         } else if !r.bit()? {
             prev
         } else if !r.bit()? {
             let (lz, tz) = window.ok_or(DecodeError("float window used before it was set"))?;
-            prev ^ (r.bits(64 - lz - tz)? << tz)
-        } else if repeats && r.bit()? {
-            let at = r.bits(position_bits(i))? as usize;
-            if at + 2 > i {
-                return Err(DecodeError("float repeats a value not before it"));
+            let b = prev ^ (r.bits(64 - lz - tz)? << tz);
+            if repeats {
+                list.push(b);
             }
-            all[at]
+            b
+        } else if repeats && r.bit()? {
+            let at = r.bits(index_bits(list.len()))? as usize;
+            *list
+                .get(at)
+                .ok_or(DecodeError("float repeat past the values written"))?
         } else {
             let lz = r.bits(5)? as u32;
             let sig = r.bits(6)? as u32 + 1;
@@ -570,12 +608,13 @@ fn decode_floats_each(
             }
             let tz = 64 - lz - sig;
             window = Some((lz, tz));
-            prev ^ (r.bits(sig)? << tz)
+            let b = prev ^ (r.bits(sig)? << tz);
+            if repeats {
+                list.push(b);
+            }
+            b
         };
         each(f64::from_bits(bits));
-        if repeats {
-            all.push(bits);
-        }
         prev = bits;
     }
     if bytes.len() != r_bytes_used(&r) {
@@ -956,7 +995,8 @@ mod tests {
         }
 
         /// Floats that come back to a few values, at any spacing, in v3: every value keeps
-        /// its bits, and a block of them is no larger than in v2 by more than a bit a value.
+        /// its bits, and a block of them is no larger than in v2 by more than a bit a value and
+        /// the mode byte.
         #[test]
         fn recurring_floats_round_trip(
             palette in proptest::collection::vec(any::<f64>(), 1..40),
@@ -970,7 +1010,8 @@ mod tests {
                 got.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
                 values.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
             );
-            prop_assert!(v3.len() <= v2.len() + values.len() / 8 + 1, "{} vs {}", v3.len(), v2.len());
+            // A bit a value at most (the longer code of a new window), and the mode byte.
+            prop_assert!(v3.len() <= v2.len() + values.len() / 8 + 2, "{} vs {}", v3.len(), v2.len());
         }
 
         #[test]
@@ -1160,23 +1201,44 @@ mod tests {
         b.extend_from_slice(&even);
         b.extend_from_slice(&[0, 0]);
         assert!(decode_block(FieldType::Integer, &b).is_err());
-        // Value 4 given as value 3 (its predecessor: that is "unchanged") is an error; as value
-        // 2, it is the value 2 had.
-        for (at, ok) in [(3u64, false), (2, true)] {
+        // 1.0, then 2.0 and 3.0 in new windows: the list is [1, 2, 3]. A repeat of index 1
+        // is 2.0; index 3, past the list, is an error.
+        for (at, want) in [(1u64, Some(2.0)), (3, None)] {
             let mut w = BitWriter::new();
+            w.bits(u64::from(FLOATS_STREAM), 8);
             w.bits(1.0f64.to_bits(), 64);
-            for _ in 1..4 {
-                w.bit(false); // unchanged
+            let mut prev = 1.0f64.to_bits();
+            for v in [2.0f64, 3.0] {
+                let x = v.to_bits() ^ prev;
+                let (lz, tz) = (x.leading_zeros().min(31), x.trailing_zeros());
+                w.bits(0b110, 3);
+                w.bits(u64::from(lz), 5);
+                w.bits(u64::from(64 - lz - tz - 1), 6);
+                w.bits(x >> tz, 64 - lz - tz);
+                prev = v.to_bits();
             }
             w.bits(0b111, 3);
-            w.bits(at, position_bits(4));
-            let got = decode_floats(&w.finish(), 5, Version::V3);
-            assert_eq!(got.is_ok(), ok, "{at}: {got:?}");
+            w.bits(at, index_bits(3));
+            let got = decode_floats(&w.finish(), 4, Version::V3);
+            match want {
+                Some(v) => assert_eq!(got.unwrap(), [1.0, 2.0, 3.0, v]),
+                None => assert!(got.is_err(), "{got:?}"),
+            }
         }
+        // Unknown float modes, and a constant with a byte too many.
+        assert!(decode_floats(&[2, 0, 0, 0, 0, 0, 0, 0, 0], 3, Version::V3).is_err());
+        let mut constant = vec![FLOATS_CONSTANT];
+        constant.extend_from_slice(&2.5f64.to_bits().to_be_bytes());
+        assert_eq!(
+            decode_floats(&constant, 60_000, Version::V3).unwrap(),
+            vec![2.5; 60_000]
+        );
+        constant.push(0);
+        assert!(decode_floats(&constant, 3, Version::V3).is_err());
     }
 
     #[test]
-    fn v3_floats_that_come_back_cost_nine_bits() {
+    fn v3_floats_that_come_back_cost_a_few_bits() {
         // A low-activity gauge: a handful of full-precision percentages, again and again.
         // A handful of full-precision percentages: jiffies over a total, as Telegraf's are.
         let palette = [0.0, 100.0 / 2001.0, 200.0 / 2001.0, 300.0 / 2003.0];
