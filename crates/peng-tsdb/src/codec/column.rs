@@ -15,7 +15,7 @@
 //! value); and Telegraf's CPU percentages are ratios of small jiffy counts, so the quiet states
 //! (irq, steal, nice) come back to the same full-precision floats again and again, which the
 //! XOR stream pays 50 bits or more for each time. v3 writes the former as two varints and the
-//! latter as a position in the block.
+//! latter as an index into the values the block wrote before.
 
 use super::{
     put_ivarint, put_str, put_uvarint, unzigzag, zigzag, BitReader, BitWriter, DecodeError, Reader,
@@ -25,8 +25,8 @@ use crate::model::{FieldType, FieldValue};
 /// The block format of a file: they differ in how integer columns are encoded and in when
 /// the float encoder opens a new window (v2 opens one where that is shorter; v1 decoders read
 /// both the same way). v3 adds a mode byte to timestamps (evenly spaced ones cost a few bytes a
-/// block, not a bit a value) and a float code for "equal to the value at position j of the
-/// block's list of values", and writes a block of one float value as that value alone.
+/// block, not a bit a value) and a float code for "equal to entry j of the block's list of
+/// values", and writes a block of one float value as that value alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     V1,
@@ -34,7 +34,7 @@ pub enum Version {
     V3,
 }
 
-/// Most values a v3 block may hold (writers put at most 1,000 in one). Earlier versions are
+/// Most values a v3 block may hold (writers put at most 4,096 in one). Earlier versions are
 /// bounded by their size instead: every value took at least one bit of timestamps, which an
 /// evenly spaced v3 block does not.
 pub const V3_MAX_COUNT: u64 = 1 << 16;
@@ -182,7 +182,7 @@ pub fn decode_block_into(
     out.reserve(count);
     let ts = ts.into_iter();
     let decoded: Result<(), DecodeError> = match ty {
-        FieldType::Float => Ok(()),
+        FieldType::Float => Ok(()), // decoded above
         FieldType::Integer => decode_ints(version, rest, count)
             .map(|v| out.extend(ts.zip(v.into_iter().map(FieldValue::Integer)))),
         FieldType::Unsigned => decode_ints(version, rest, count)
