@@ -979,14 +979,13 @@ impl Points {
         if self.series.len() <= 1 || self.values.is_sorted_by_key(|p| p.0) {
             return;
         }
-        let mut tagged: Vec<(i64, FieldValue, usize)> = Vec::with_capacity(self.values.len());
-        let mut run = 0;
-        for (i, (t, v)) in std::mem::take(&mut self.values).into_iter().enumerate() {
-            while self.series.get(run + 1).is_some_and(|r| r.0 <= i) {
-                run += 1;
-            }
-            tagged.push((t, v, self.series.get(run).map_or(0, |r| r.1)));
-        }
+        let values = std::mem::take(&mut self.values);
+        let series = series_of(&self.series, values.len());
+        let mut tagged: Vec<(i64, FieldValue, usize)> = values
+            .into_iter()
+            .zip(series)
+            .map(|((t, v), s)| (t, v, s))
+            .collect();
         tagged.sort_by_key(|p| p.0);
         self.series.clear();
         self.values.reserve_exact(tagged.len());
@@ -1000,14 +999,21 @@ impl Points {
 
     /// Each value with its time and the position of its series.
     fn iter(&self) -> impl Iterator<Item = (i64, &FieldValue, usize)> + '_ {
-        let mut run = 0;
-        self.values.iter().enumerate().map(move |(i, (t, v))| {
-            while self.series.get(run + 1).is_some_and(|r| r.0 <= i) {
-                run += 1;
-            }
-            (*t, v, self.series.get(run).map_or(0, |r| r.1))
-        })
+        self.values
+            .iter()
+            .zip(series_of(&self.series, self.values.len()))
+            .map(|((t, v), s)| (*t, v, s))
     }
+}
+
+/// The series of each of `len` values, from runs of `(first value, series)`.
+fn series_of(runs: &[(usize, usize)], len: usize) -> impl Iterator<Item = usize> + '_ {
+    (0..len).scan(0, move |run, i| {
+        while runs.get(*run + 1).is_some_and(|r| r.0 <= i) {
+            *run += 1;
+        }
+        Some(runs.get(*run).map_or(0, |r| r.1))
+    })
 }
 
 fn select(

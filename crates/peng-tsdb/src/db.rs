@@ -235,7 +235,8 @@ impl Tsdb {
 
     /// Where the block files' bytes go: per measurement, field and type, the blocks, values
     /// and compressed bytes, sorted. Not in it: what memory and the WAL hold, and each file's
-    /// index of its blocks (the rest of [`TsdbStats::bytes_on_disk`]).
+    /// index of its blocks (the rest of [`TsdbStats::bytes_on_disk`]). Goes through every
+    /// block entry in memory (no block is read), holding the store's read lock as a query does.
     pub fn disk_usage(&self) -> Result<Vec<FieldUsage>, TsdbError> {
         self.store.disk_usage()
     }
