@@ -227,7 +227,9 @@ fn parse_line(
     if measurement.is_empty() {
         return Err("missing measurement".into());
     }
-    let mut tags = NameMap::with_capacity(tag_room);
+    // Names are gathered first and sorted once: inserting them one by one in a sorted map would
+    // be quadratic on a line whose names come in reverse order.
+    let mut tags = Vec::with_capacity(tag_room);
     while c.peek() == Some(b',') {
         c.at += 1;
         let key = c.token(b",= ", b",= ")?;
@@ -242,14 +244,16 @@ fn parse_line(
         if value.is_empty() {
             return Err(format!("missing tag value for tag key '{key}'"));
         }
-        if tags.insert(key.clone(), value).is_some() {
-            return Err(format!("duplicate tag '{key}'"));
-        }
+        tags.push((key, value));
+    }
+    let (tags, duplicate) = NameMap::from_pairs(tags);
+    if let Some(key) = duplicate {
+        return Err(format!("duplicate tag '{key}'"));
     }
     if c.skip_spaces() == 0 || c.peek().is_none() {
         return Err("missing fields".into());
     }
-    let mut fields = NameMap::with_capacity(field_room);
+    let mut fields = Vec::with_capacity(field_room);
     loop {
         let key = c.token(b"= ,", b",= ")?;
         if key.is_empty() {
@@ -260,7 +264,7 @@ fn parse_line(
         }
         c.at += 1;
         let value = field_value(&mut c).map_err(|e| format!("{e} (field '{key}')"))?;
-        fields.insert(key, value);
+        fields.push((key, value));
         match c.peek() {
             Some(b',') => c.at += 1,
             Some(b' ') | None => break,
@@ -272,6 +276,8 @@ fn parse_line(
             }
         }
     }
+    // Of a field given twice, the later value counts.
+    let fields = NameMap::from_pairs(fields).0;
     c.skip_spaces();
     let timestamp_ns = if c.peek().is_none() {
         now_ns

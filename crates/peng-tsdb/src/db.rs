@@ -1361,14 +1361,13 @@ fn register(
             out.fields.extend(fields.iter().copied().map(Some));
             continue;
         }
-        for (name, value) in &p.fields {
-            match index.set_field_type(id, name, value.field_type()) {
-                Ok(field) => out.fields.push(Some(field)),
-                Err(existing) => {
-                    // Only reachable if the WAL holds a batch that was never checked.
-                    tracing::warn!(measurement = %p.measurement, field = %name, %existing, "skipping value of conflicting type");
-                    out.fields.push(None);
-                }
+        let start = out.fields.len();
+        index.set_field_types(id, point_fields(p), &mut out.fields);
+        for ((name, _), field) in p.fields.iter().zip(&out.fields[start..]) {
+            if field.is_none() {
+                // Only reachable if the WAL holds a batch that was never checked.
+                let existing = index.field_type(id, name);
+                tracing::warn!(measurement = %p.measurement, field = %name, ?existing, "skipping value of conflicting type");
             }
         }
     }

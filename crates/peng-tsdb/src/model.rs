@@ -56,6 +56,29 @@ impl<V> NameMap<V> {
         }
     }
 
+    /// The map of `pairs` in any order, the later of two equal names winning, and the first
+    /// name (in name order) given more than once. Sorting makes it O(n log n) however the
+    /// names come; [`NameMap::insert`] one by one is quadratic on names in reverse order, and a
+    /// line of line protocol may carry hundreds of thousands.
+    pub fn from_pairs(mut pairs: Vec<(Name, V)>) -> (NameMap<V>, Option<Name>) {
+        if pairs.is_sorted_by(|a, b| a.0 < b.0) {
+            return (NameMap { entries: pairs }, None);
+        }
+        // Stable: of equal names, the later one stays later.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut duplicate = None;
+        // `later` is the one looked at, `kept` the one before it that stays.
+        pairs.dedup_by(|later, kept| {
+            if later.0 != kept.0 {
+                return false;
+            }
+            duplicate.get_or_insert_with(|| kept.0.clone());
+            std::mem::swap(later, kept);
+            true
+        });
+        (NameMap { entries: pairs }, duplicate)
+    }
+
     fn find(&self, name: &str) -> Result<usize, usize> {
         match self.entries.last() {
             Some((last, _)) if last.as_str() < name => Err(self.entries.len()),
@@ -121,18 +144,15 @@ impl<V> std::ops::Index<&str> for NameMap<V> {
 
 impl<V> FromIterator<(Name, V)> for NameMap<V> {
     fn from_iter<I: IntoIterator<Item = (Name, V)>>(iter: I) -> NameMap<V> {
-        let iter = iter.into_iter();
-        let mut map = NameMap::with_capacity(iter.size_hint().0);
-        map.extend(iter);
-        map
+        NameMap::from_pairs(iter.into_iter().collect()).0
     }
 }
 
 impl<V> Extend<(Name, V)> for NameMap<V> {
     fn extend<I: IntoIterator<Item = (Name, V)>>(&mut self, iter: I) {
-        for (k, v) in iter {
-            self.insert(k, v);
-        }
+        let mut pairs = std::mem::take(&mut self.entries);
+        pairs.extend(iter);
+        *self = NameMap::from_pairs(pairs).0;
     }
 }
 
@@ -400,5 +420,32 @@ mod tests {
         assert_eq!(built["z"], 3);
         let same: NameMap<i32> = [("y".into(), 2), ("z".into(), 3)].into_iter().collect();
         assert_eq!(built, same);
+    }
+
+    #[test]
+    fn pairs_in_any_order_make_the_same_map_and_name_a_duplicate() {
+        let pairs = |names: &[(&str, i32)]| -> Vec<(Name, i32)> {
+            names.iter().map(|(k, v)| ((*k).into(), *v)).collect()
+        };
+        let (m, dup) = NameMap::from_pairs(pairs(&[("c", 1), ("a", 2), ("b", 3), ("a", 4)]));
+        assert_eq!(dup.as_deref(), Some("a"));
+        let got: Vec<(&str, i32)> = m.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(got, [("a", 4), ("b", 3), ("c", 1)], "the later 'a' wins");
+        let (m, dup) = NameMap::from_pairs(pairs(&[("a", 1), ("b", 2)]));
+        assert_eq!((m.len(), dup), (2, None));
+        // Many names in reverse order (one by one into a sorted vector: minutes of moving).
+        let n = 200_000;
+        let many: Vec<(Name, i32)> = (0..n)
+            .rev()
+            .map(|i| (format!("f{i:07}").into(), i))
+            .collect();
+        let (m, dup) = NameMap::from_pairs(many);
+        assert_eq!((m.len(), dup), (n as usize, None));
+        assert!(m.keys().is_sorted());
+        // Extending keeps the later value of a name, as inserting does.
+        let mut m = NameMap::from([("a".into(), 1), ("c".into(), 2)]);
+        m.extend([("b".into(), 3), ("a".into(), 4)]);
+        let got: Vec<(&str, i32)> = m.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(got, [("a", 4), ("b", 3), ("c", 2)]);
     }
 }
